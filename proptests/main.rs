@@ -1,0 +1,1 @@
+//! Property tests (NAT reversibility, conntrack invariants, evaluator equivalence).

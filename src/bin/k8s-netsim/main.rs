@@ -1,0 +1,2 @@
+//! The `k8s-netsim` command line (being built).
+fn main() {}

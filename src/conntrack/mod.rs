@@ -1,0 +1,1 @@
+//! The `conntrack` module (being built).

@@ -1,0 +1,1 @@
+//! The `scenario` module (being built).

@@ -1,0 +1,1 @@
+//! The `service` module (being built).

@@ -1,0 +1,1 @@
+//! The `socket` module (being built).
