@@ -1,1 +1,445 @@
-//! The `report` module (being built).
+//! The `report` module turns a finished simulation into what an operator reads: the
+//! verdict, per-node conntrack counters with their onset times, latency percentiles,
+//! request outcomes, DNS load, a 100 ms time series and SVG charts.
+//!
+//! Everything here is plain data (`Serialize`); rendering to text lives in the binary.
+//! The JSON schema is versioned ([`SCHEMA_VERSION`]) and documented in
+//! `docs/report-format.md`. No wall-clock value ever enters a report, so the same
+//! scenario and seed give byte-identical JSON.
+
+mod histogram;
+pub mod svg;
+
+pub use histogram::Histogram;
+
+use serde::Serialize;
+
+/// Version of the JSON report schema (`docs/report-format.md`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The ten `conntrack -S` counters, summed over CPUs (kernel-semantics.md §1.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConntrackCounters {
+    /// NAT tuple probes that found the candidate tuple taken.
+    pub found: u64,
+    /// Packets the tracker could not parse or rejected.
+    pub invalid: u64,
+    /// ctnetlink inserts (stays 0 on the packet path).
+    pub insert: u64,
+    /// Confirm-time clashes that could not be resolved, chain-too-long, dying entries.
+    pub insert_failed: u64,
+    /// Packets dropped by conntrack (table full after failed early drop, unresolved clash).
+    pub drop: u64,
+    /// Entries evicted by allocation-time early drop.
+    pub early_drop: u64,
+    /// ICMP error pre-processing failures.
+    pub error: u64,
+    /// Chain walks restarted after an entry moved.
+    pub search_restart: u64,
+    /// Confirm-time clashes resolved without a drop.
+    pub clash_resolve: u64,
+    /// Inserts refused because a chain exceeded the random 50..79 limit.
+    pub chaintoolong: u64,
+}
+
+impl ConntrackCounters {
+    /// Counter names in `conntrack -S` order, with values.
+    #[must_use]
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("found", self.found),
+            ("invalid", self.invalid),
+            ("insert", self.insert),
+            ("insert_failed", self.insert_failed),
+            ("drop", self.drop),
+            ("early_drop", self.early_drop),
+            ("error", self.error),
+            ("search_restart", self.search_restart),
+            ("clash_resolve", self.clash_resolve),
+            ("chaintoolong", self.chaintoolong),
+        ]
+    }
+}
+
+/// The whole report of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Kernel profile name.
+    pub kernel: String,
+    /// kube-proxy mode.
+    pub proxy_mode: String,
+    /// Simulated duration in seconds.
+    pub duration_s: f64,
+    /// The one-line verdict and what it is based on.
+    pub verdict: Verdict,
+    /// Per-node results, in scenario order.
+    pub nodes: Vec<NodeReport>,
+    /// Request latency percentiles in milliseconds (successful requests, from first
+    /// attempt to response, including DNS, connect, retries).
+    pub latency_ms: LatencyReport,
+    /// Request outcomes.
+    pub requests: RequestReport,
+    /// DNS load.
+    pub dns: DnsReport,
+    /// Per-workload results.
+    pub workloads: Vec<WorkloadReport>,
+    /// Engine statistics (simulated, deterministic).
+    pub engine: EngineReport,
+}
+
+/// What went wrong first, if anything.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    /// `drop`, `insert_failed`, `early_drop` or `none`.
+    pub kind: String,
+    /// Node where it happened first.
+    pub node: Option<String>,
+    /// Simulated time of the first increment, seconds.
+    pub at_s: Option<f64>,
+    /// Human sentence, e.g. `drop starts at t=4.370s on node-a (nf_conntrack_count 131072/131072)`.
+    pub text: String,
+    /// Why, in the kernel's terms.
+    pub cause: String,
+}
+
+/// Per-node results.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    /// Node name.
+    pub name: String,
+    /// CPUs doing packet processing.
+    pub cpus: u32,
+    /// Conntrack table of the host namespace.
+    pub conntrack: NodeConntrack,
+    /// Simulated time (s) at which each counter first rose; `null` if never.
+    pub onset_s: Onsets,
+    /// Packet-processing CPU use.
+    pub cpu: CpuReport,
+    /// Netfilter rule counts and evaluation cost.
+    pub rules: RulesReport,
+    /// Socket-layer counters of the pods on this node.
+    pub sockets: SocketReport,
+}
+
+/// Conntrack figures of one node.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeConntrack {
+    /// `nf_conntrack_max`.
+    pub max: u64,
+    /// Where the max came from (`kernel default`, `kube-proxy`, `scenario`).
+    pub max_source: String,
+    /// `nf_conntrack_buckets`.
+    pub buckets: u64,
+    /// Highest `nf_conntrack_count` seen.
+    pub count_peak: u64,
+    /// `nf_conntrack_count` at the end.
+    pub count_end: u64,
+    /// The ten counters, summed over CPUs.
+    pub stats: ConntrackCounters,
+    /// "table full, dropping packet" lines the kernel would have printed (rate-limited).
+    pub table_full_log_lines: u64,
+}
+
+/// First-rise times of the counters that matter.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Onsets {
+    /// `drop`.
+    pub drop: Option<f64>,
+    /// `insert_failed`.
+    pub insert_failed: Option<f64>,
+    /// `early_drop`.
+    pub early_drop: Option<f64>,
+    /// `clash_resolve`.
+    pub clash_resolve: Option<f64>,
+}
+
+/// CPU use for packet processing.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CpuReport {
+    /// Mean utilisation over the run, percent of all CPUs.
+    pub mean_pct: f64,
+    /// Highest utilisation in any sample interval, percent of all CPUs.
+    pub peak_pct: f64,
+    /// Busy time in core-seconds.
+    pub busy_core_s: f64,
+    /// Share of busy time spent evaluating rules, percent.
+    pub rules_share_pct: f64,
+}
+
+/// Netfilter rules on the node.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RulesReport {
+    /// Rules in the nat table.
+    pub nat_rules: u64,
+    /// Rules in the filter table.
+    pub filter_rules: u64,
+    /// Mean rules evaluated per new connection (all tables and hooks).
+    pub mean_per_new_connection: f64,
+}
+
+/// Socket counters (nstat names).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SocketReport {
+    /// `connect()` failed with EADDRNOTAVAIL.
+    pub eaddrnotavail: u64,
+    /// `connect()` failed with ETIMEDOUT.
+    pub etimedout: u64,
+    /// SYNs dropped at a full accept queue.
+    pub listen_overflows: u64,
+    /// Closing sockets that skipped TIME_WAIT (`tcp_max_tw_buckets`).
+    pub time_wait_overflow: u64,
+    /// SYNs retransmitted by clients on this node.
+    pub syn_retransmits: u64,
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LatencyReport {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencyReport {
+    /// Percentiles of a histogram of nanoseconds.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn from_histogram(h: &Histogram) -> LatencyReport {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        LatencyReport {
+            p50: ms(h.quantile_ppm(500_000)),
+            p90: ms(h.quantile_ppm(900_000)),
+            p99: ms(h.quantile_ppm(990_000)),
+            p999: ms(h.quantile_ppm(999_000)),
+            max: ms(h.max()),
+            mean: ms(h.mean()),
+        }
+    }
+}
+
+/// Request outcomes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RequestReport {
+    /// Requests issued by clients (first attempts).
+    pub sent: u64,
+    /// Requests answered.
+    pub ok: u64,
+    /// Requests that failed after all retries.
+    pub failed: u64,
+    /// Attempts that hit the per-request timeout.
+    pub timeouts: u64,
+    /// Retries issued.
+    pub retries: u64,
+    /// New TCP connections opened (handshakes started).
+    pub new_connections: u64,
+    /// Requests still in flight when the run ended.
+    pub in_flight_at_end: u64,
+    /// Failed attempts by cause (`connect timeout`, `dns timeout`, `EADDRNOTAVAIL`, ...).
+    pub failures_by_cause: std::collections::BTreeMap<String, u64>,
+}
+
+/// DNS load.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct DnsReport {
+    /// Queries sent by pods (A and AAAA count separately).
+    pub queries: u64,
+    /// Highest CoreDNS query rate over any sample interval (per second, all replicas).
+    pub coredns_qps_peak: f64,
+    /// Lookups that took at least one 5 s resolver timeout.
+    pub lookups_with_timeout: u64,
+    /// Lookups that failed entirely.
+    pub lookups_failed: u64,
+    /// Queries answered by NodeLocal DNSCache.
+    pub node_local_hits: u64,
+}
+
+/// Per-workload outcomes.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadReport {
+    /// Workload name.
+    pub name: String,
+    /// Latency of its successful requests.
+    pub latency_ms: LatencyReport,
+    /// Its request outcomes.
+    pub requests: RequestReport,
+}
+
+/// Engine statistics.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct EngineReport {
+    /// Events processed.
+    pub events: u64,
+}
+
+/// One row of the time series (one sample interval).
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// End of the interval, seconds.
+    pub t_s: f64,
+    /// Per node: `nf_conntrack_count` at the end of the interval.
+    pub count: Vec<u64>,
+    /// Per node: cumulative counters.
+    pub counters: Vec<ConntrackCounters>,
+    /// Per node: CPU utilisation in the interval, percent of all CPUs.
+    pub cpu_pct: Vec<f64>,
+    /// New connections started in the interval (all workloads).
+    pub new_connections: u64,
+    /// Requests completed OK in the interval.
+    pub ok: u64,
+    /// Requests failed in the interval.
+    pub failed: u64,
+    /// DNS queries reaching CoreDNS in the interval.
+    pub coredns_queries: u64,
+    /// Latency of requests completed in the interval: p50, p99 (ms).
+    pub latency_p50_ms: f64,
+    /// See `latency_p50_ms`.
+    pub latency_p99_ms: f64,
+}
+
+/// The whole time series.
+#[derive(Clone, Debug, Default)]
+pub struct TimeSeries {
+    /// Node names (column groups).
+    pub nodes: Vec<String>,
+    /// Per node `nf_conntrack_max` (for charts).
+    pub max: Vec<u64>,
+    /// Rows.
+    pub samples: Vec<Sample>,
+}
+
+impl TimeSeries {
+    /// CSV text: one row per sample, per-node column groups.
+    #[must_use]
+    pub fn to_csv(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
+        for n in &self.nodes {
+            let _ = write!(s, ",{n}.count,{n}.cpu_pct");
+            for (name, _) in ConntrackCounters::default().named() {
+                let _ = write!(s, ",{n}.{name}");
+            }
+        }
+        s.push('\n');
+        for r in &self.samples {
+            let _ = write!(
+                s,
+                "{:.3},{},{},{},{},{:.3},{:.3}",
+                r.t_s, r.new_connections, r.ok, r.failed, r.coredns_queries, r.latency_p50_ms, r.latency_p99_ms
+            );
+            for i in 0..self.nodes.len() {
+                let _ = write!(
+                    s,
+                    ",{},{:.2}",
+                    r.count.get(i).copied().unwrap_or(0),
+                    r.cpu_pct.get(i).copied().unwrap_or(0.0)
+                );
+                for (_, v) in r.counters.get(i).copied().unwrap_or_default().named() {
+                    let _ = write!(s, ",{v}");
+                }
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The three standard charts: count vs max per node, counters over time, latency.
+    #[must_use]
+    pub fn charts(&self) -> Vec<(&'static str, String)> {
+        use svg::{LineChart, Series};
+        let mut count = Vec::new();
+        let mut counters = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            count.push(Series {
+                name: format!("{n} count"),
+                points: self.samples.iter().map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))).collect(),
+                dashed: false,
+            });
+            count.push(Series {
+                name: format!("{n} max"),
+                points: self
+                    .samples
+                    .iter()
+                    .map(|r| (r.t_s, as_f64(self.max.get(i).copied().unwrap_or(0))))
+                    .collect(),
+                dashed: true,
+            });
+            for (k, name) in [(3usize, "insert_failed"), (4, "drop"), (5, "early_drop"), (8, "clash_resolve")] {
+                let pts: Vec<(f64, f64)> = self
+                    .samples
+                    .iter()
+                    .map(|r| (r.t_s, as_f64(r.counters.get(i).copied().unwrap_or_default().named()[k].1)))
+                    .collect();
+                if pts.iter().any(|p| p.1 > 0.0) {
+                    counters.push(Series { name: format!("{n} {name}"), points: pts, dashed: false });
+                }
+            }
+        }
+        let lat = vec![
+            Series {
+                name: "p50".into(),
+                points: self.samples.iter().map(|r| (r.t_s, r.latency_p50_ms)).collect(),
+                dashed: false,
+            },
+            Series {
+                name: "p99".into(),
+                points: self.samples.iter().map(|r| (r.t_s, r.latency_p99_ms)).collect(),
+                dashed: false,
+            },
+        ];
+        vec![
+            (
+                "conntrack-count.svg",
+                LineChart {
+                    title: "nf_conntrack_count vs nf_conntrack_max".into(),
+                    x_label: "simulated time (s)".into(),
+                    y_label: "entries".into(),
+                    series: count,
+                    log_y: false,
+                }
+                .render(),
+            ),
+            (
+                "conntrack-counters.svg",
+                LineChart {
+                    title: "conntrack -S counters (cumulative)".into(),
+                    x_label: "simulated time (s)".into(),
+                    y_label: "count".into(),
+                    series: counters,
+                    log_y: false,
+                }
+                .render(),
+            ),
+            (
+                "latency.svg",
+                LineChart {
+                    title: "request latency of completed requests".into(),
+                    x_label: "simulated time (s)".into(),
+                    y_label: "ms (log)".into(),
+                    series: lat,
+                    log_y: true,
+                }
+                .render(),
+            ),
+        ]
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn as_f64(v: u64) -> f64 {
+    v as f64
+}
