@@ -24,8 +24,9 @@ pub mod topology;
 pub mod engine;
 pub mod service;
 
-// Layer 3: configuration.
+// Layer 3: configuration and traffic.
 pub mod scenario;
+pub mod traffic;
 
 // Layer 4: the node simulation and its report.
 pub mod report;

@@ -28,7 +28,12 @@ impl Histogram {
     /// An empty histogram.
     #[must_use]
     pub fn new() -> Histogram {
-        Histogram { counts: vec![0; BUCKETS], total: 0, max: 0, sum: 0 }
+        Histogram {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            max: 0,
+            sum: 0,
+        }
     }
 
     fn index(v: u64) -> usize {
@@ -87,7 +92,11 @@ impl Histogram {
     /// Mean of the recorded values (exact, truncated), 0 when empty.
     #[must_use]
     pub fn mean(&self) -> u64 {
-        if self.total == 0 { 0 } else { u64::try_from(self.sum / u128::from(self.total)).unwrap_or(u64::MAX) }
+        if self.total == 0 {
+            0
+        } else {
+            u64::try_from(self.sum / u128::from(self.total)).unwrap_or(u64::MAX)
+        }
     }
 
     /// The value at quantile `q` in per-mille-of-per-mille (`q_ppm` = 990_000 is P99),
@@ -98,7 +107,9 @@ impl Histogram {
             return 0;
         }
         // rank = ceil(q * total), at least 1.
-        let rank = (u128::from(q_ppm) * u128::from(self.total)).div_ceil(1_000_000).max(1);
+        let rank = (u128::from(q_ppm) * u128::from(self.total))
+            .div_ceil(1_000_000)
+            .max(1);
         let mut seen: u128 = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += u128::from(*c);
@@ -130,8 +141,14 @@ mod tests {
         }
         let p50 = h.quantile_ppm(500_000);
         let p99 = h.quantile_ppm(990_000);
-        assert!((50_000_000..=50_000_000 + 50_000_000 / 64).contains(&p50), "{p50}");
-        assert!((99_000_000..=99_000_000 + 99_000_000 / 64).contains(&p99), "{p99}");
+        assert!(
+            (50_000_000..=50_000_000 + 50_000_000 / 64).contains(&p50),
+            "{p50}"
+        );
+        assert!(
+            (99_000_000..=99_000_000 + 99_000_000 / 64).contains(&p99),
+            "{p99}"
+        );
         assert_eq!(h.quantile_ppm(1_000_000), 100_000_000);
         assert_eq!(h.max(), 100_000_000);
     }

@@ -327,7 +327,8 @@ impl TimeSeries {
     #[must_use]
     pub fn to_csv(&self) -> String {
         use std::fmt::Write as _;
-        let mut s = String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
+        let mut s =
+            String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
         for n in &self.nodes {
             let _ = write!(s, ",{n}.count,{n}.cpu_pct");
             for (name, _) in ConntrackCounters::default().named() {
@@ -339,7 +340,13 @@ impl TimeSeries {
             let _ = write!(
                 s,
                 "{:.3},{},{},{},{},{:.3},{:.3}",
-                r.t_s, r.new_connections, r.ok, r.failed, r.coredns_queries, r.latency_p50_ms, r.latency_p99_ms
+                r.t_s,
+                r.new_connections,
+                r.ok,
+                r.failed,
+                r.coredns_queries,
+                r.latency_p50_ms,
+                r.latency_p99_ms
             );
             for i in 0..self.nodes.len() {
                 let _ = write!(
@@ -366,7 +373,11 @@ impl TimeSeries {
         for (i, n) in self.nodes.iter().enumerate() {
             count.push(Series {
                 name: format!("{n} count"),
-                points: self.samples.iter().map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))).collect(),
+                points: self
+                    .samples
+                    .iter()
+                    .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0))))
+                    .collect(),
                 dashed: false,
             });
             count.push(Series {
@@ -378,14 +389,28 @@ impl TimeSeries {
                     .collect(),
                 dashed: true,
             });
-            for (k, name) in [(3usize, "insert_failed"), (4, "drop"), (5, "early_drop"), (8, "clash_resolve")] {
+            for (k, name) in [
+                (3usize, "insert_failed"),
+                (4, "drop"),
+                (5, "early_drop"),
+                (8, "clash_resolve"),
+            ] {
                 let pts: Vec<(f64, f64)> = self
                     .samples
                     .iter()
-                    .map(|r| (r.t_s, as_f64(r.counters.get(i).copied().unwrap_or_default().named()[k].1)))
+                    .map(|r| {
+                        (
+                            r.t_s,
+                            as_f64(r.counters.get(i).copied().unwrap_or_default().named()[k].1),
+                        )
+                    })
                     .collect();
                 if pts.iter().any(|p| p.1 > 0.0) {
-                    counters.push(Series { name: format!("{n} {name}"), points: pts, dashed: false });
+                    counters.push(Series {
+                        name: format!("{n} {name}"),
+                        points: pts,
+                        dashed: false,
+                    });
                 }
             }
         }

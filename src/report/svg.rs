@@ -31,8 +31,10 @@ pub struct LineChart {
     pub log_y: bool,
 }
 
-const PALETTE: [&str; 10] =
-    ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+    "#17becf",
+];
 const W: f64 = 900.0;
 const H: f64 = 420.0;
 const L: f64 = 80.0;
@@ -41,7 +43,10 @@ const T: f64 = 40.0;
 const B: f64 = 50.0;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn nice_label(v: f64) -> String {
@@ -89,7 +94,11 @@ impl LineChart {
             }
         };
         let (ly0, mut ly1) = if self.log_y {
-            let lo = if min_pos == f64::MAX { 0.0 } else { min_pos.log10().floor() };
+            let lo = if min_pos == f64::MAX {
+                0.0
+            } else {
+                min_pos.log10().floor()
+            };
             (lo, ty(y1.max(1.0)).ceil())
         } else {
             (y0.min(0.0), y1 * 1.05)
@@ -105,12 +114,20 @@ impl LineChart {
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
         );
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="{L}" y="24" font-size="15">{}</text>"#, esc(&self.title));
+        let _ = writeln!(
+            s,
+            r#"<text x="{L}" y="24" font-size="15">{}</text>"#,
+            esc(&self.title)
+        );
         // Axes and grid.
         for i in 0..=5 {
             let f = f64::from(i) / 5.0;
             let gy = H - B - f * (H - T - B);
-            let v = if self.log_y { 10f64.powf(ly0 + f * (ly1 - ly0)) } else { ly0 + f * (ly1 - ly0) };
+            let v = if self.log_y {
+                10f64.powf(ly0 + f * (ly1 - ly0))
+            } else {
+                ly0 + f * (ly1 - ly0)
+            };
             let _ = writeln!(
                 s,
                 r##"<line x1="{L}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
@@ -156,8 +173,15 @@ impl LineChart {
             for (j, &(x, y)) in series.points.iter().enumerate() {
                 let _ = write!(d, "{}{:.1},{:.1}", if j == 0 { "M" } else { " L" }, px(x), py(y));
             }
-            let dash = if series.dashed { r#" stroke-dasharray="6,4""# } else { "" };
-            let _ = writeln!(s, r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}/>"#);
+            let dash = if series.dashed {
+                r#" stroke-dasharray="6,4""#
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="1.6"{dash}/>"#
+            );
             let ly = T + 16.0 * i as f64;
             let _ = writeln!(
                 s,
@@ -185,8 +209,16 @@ mod tests {
             x_label: "t (s)".into(),
             y_label: "entries".into(),
             series: vec![
-                Series { name: "node-a".into(), points: vec![(0.0, 0.0), (1.0, 10.0)], dashed: false },
-                Series { name: "max".into(), points: vec![(0.0, 20.0), (1.0, 20.0)], dashed: true },
+                Series {
+                    name: "node-a".into(),
+                    points: vec![(0.0, 0.0), (1.0, 10.0)],
+                    dashed: false,
+                },
+                Series {
+                    name: "max".into(),
+                    points: vec![(0.0, 20.0), (1.0, 20.0)],
+                    dashed: true,
+                },
             ],
             log_y: false,
         };
