@@ -61,10 +61,7 @@ fn reference(plan: &[Step], roots: &[u64], horizon: u64) -> (Vec<(u64, usize)>, 
     }
     let mut seen = Vec::new();
     let mut cancels = Vec::new();
-    loop {
-        let Some(i) = (0..pending.len()).min_by_key(|&i| (pending[i].0, pending[i].1)) else {
-            break;
-        };
+    while let Some(i) = (0..pending.len()).min_by_key(|&i| (pending[i].0, pending[i].1)) {
         if pending[i].0 > horizon {
             break;
         }

@@ -359,10 +359,8 @@ impl<M: Model> Engine<M> {
     {
         let step = every.as_nanos();
         let mut events = 0;
-        if step > 0 {
-            let mut next = (self.now.as_nanos() / step)
-                .checked_add(1)
-                .and_then(|k| k.checked_mul(step));
+        if let Some(k) = self.now.as_nanos().checked_div(step) {
+            let mut next = k.checked_add(1).and_then(|k| k.checked_mul(step));
             while let Some(t) = next.filter(|&t| t <= deadline.as_nanos()) {
                 let at = SimTime::from_nanos(t);
                 let part = self.run_until(at);
