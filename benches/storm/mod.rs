@@ -87,7 +87,7 @@ impl Xoshiro {
     }
 
     #[inline]
-    #[expect(clippy::cast_precision_loss, reason = "53-bit mantissa draw")]
+    #[allow(clippy::cast_precision_loss, reason = "53-bit mantissa draw")]
     fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
@@ -99,7 +99,7 @@ impl Xoshiro {
 
     /// Exactly five draws: gap, port, backend, two for Box-Muller.
     #[inline]
-    #[expect(clippy::cast_possible_truncation, reason = "port < 65536, backend < 50")]
+    #[allow(clippy::cast_possible_truncation, reason = "port < 65536, backend < 50")]
     fn next_conn(&mut self) -> Conn {
         let gap_s = -(1.0 - self.unit()).ln() / LAMBDA;
         let port = PORT_LO + self.below(PORT_COUNT);
