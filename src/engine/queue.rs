@@ -1,0 +1,254 @@
+//! The pending-event queue: one binary heap for general events plus a few FIFO lanes
+//! for constant-delay timer classes, merged into one `(time, seq)` order.
+//!
+//! A lane holds events whose due times never decrease in scheduling order (a constant
+//! timeout such as TIME_WAIT scheduled from a clock that never goes back), so a
+//! `VecDeque` keeps them sorted at O(1) per push and pop. If a push would break that
+//! invariant, the event goes to the heap instead ("spills"): lanes are an optimisation
+//! and never change the order events are delivered in.
+//!
+//! Cancellation is lazy: a cancelled key is remembered in a sorted set and the event is
+//! skipped when it reaches the front. Because events leave the queue in strictly
+//! increasing `(time, seq)` order, a key at or below the last delivered key has already
+//! been delivered, which is how `cancel` tells a pending event from a past one.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+
+/// Sort key of an event: due time in nanoseconds, then scheduling sequence number.
+pub(crate) type Key = (u64, u64);
+
+/// One scheduled event.
+#[derive(Debug)]
+pub(crate) struct Entry<E> {
+    pub(crate) time: u64,
+    pub(crate) seq: u64,
+    pub(crate) ev: E,
+}
+
+impl<E> Entry<E> {
+    fn key(&self) -> Key {
+        (self.time, self.seq)
+    }
+}
+
+/// Heap wrapper whose `Ord` is reversed so that std's max-heap pops the least key.
+#[derive(Debug)]
+struct MinFirst<E>(Entry<E>);
+
+impl<E> PartialEq for MinFirst<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+impl<E> Eq for MinFirst<E> {}
+impl<E> PartialOrd for MinFirst<E> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<E> Ord for MinFirst<E> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.key().cmp(&self.0.key())
+    }
+}
+
+/// Where the earliest pending event sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Heap,
+    Lane(usize),
+}
+
+/// Heap + FIFO lanes with one global sequence counter.
+#[derive(Debug)]
+pub(crate) struct EventQueue<E> {
+    heap: BinaryHeap<MinFirst<E>>,
+    lanes: Vec<VecDeque<Entry<E>>>,
+    next_seq: u64,
+    /// Key of the last event handed out (`None` before the first).
+    last_popped: Option<Key>,
+    /// Keys cancelled but still physically queued.
+    cancelled: BTreeSet<Key>,
+    /// Events pushed to the heap because their lane's order would have broken.
+    spills: u64,
+}
+
+impl<E> EventQueue<E> {
+    pub(crate) fn new() -> Self {
+        EventQueue {
+            heap: BinaryHeap::new(),
+            lanes: Vec::new(),
+            next_seq: 0,
+            last_popped: None,
+            cancelled: BTreeSet::new(),
+            spills: 0,
+        }
+    }
+
+    /// Adds a lane and returns its index.
+    pub(crate) fn add_lane(&mut self) -> usize {
+        self.lanes.push(VecDeque::new());
+        self.lanes.len() - 1
+    }
+
+    pub(crate) fn lane_count(&self) -> usize {
+        self.lanes.len()
+    }
+
+    pub(crate) fn spills(&self) -> u64 {
+        self.spills
+    }
+
+    /// Events still to be delivered (cancelled ones excluded).
+    pub(crate) fn len(&self) -> usize {
+        let physical = self.heap.len() + self.lanes.iter().map(VecDeque::len).sum::<usize>();
+        physical.saturating_sub(self.cancelled.len())
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Schedules `ev` at `time` on the heap; returns its key.
+    #[inline]
+    pub(crate) fn push(&mut self, time: u64, ev: E) -> Key {
+        let seq = self.take_seq();
+        self.heap.push(MinFirst(Entry { time, seq, ev }));
+        (time, seq)
+    }
+
+    /// Schedules `ev` at `time` on lane `lane`, or on the heap if the lane does not
+    /// exist or its last event is due later than `time`.
+    #[inline]
+    pub(crate) fn push_lane(&mut self, lane: usize, time: u64, ev: E) -> Key {
+        let seq = self.take_seq();
+        let entry = Entry { time, seq, ev };
+        match self.lanes.get_mut(lane) {
+            Some(q) if q.back().is_none_or(|b| b.time <= time) => q.push_back(entry),
+            _ => {
+                self.spills += 1;
+                self.heap.push(MinFirst(entry));
+            }
+        }
+        (time, seq)
+    }
+
+    /// Marks a pending event as cancelled. Returns false if it was already delivered,
+    /// already cancelled, or never scheduled.
+    pub(crate) fn cancel(&mut self, key: Key) -> bool {
+        if key.1 >= self.next_seq || self.last_popped.is_some_and(|last| key <= last) {
+            return false;
+        }
+        self.cancelled.insert(key)
+    }
+
+    /// The source holding the least key, cancelled entries included.
+    #[inline]
+    fn front(&self) -> Option<(Key, Source)> {
+        let mut best = self.heap.peek().map(|m| (m.0.key(), Source::Heap));
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if let Some(e) = lane.front() {
+                let k = e.key();
+                if best.is_none_or(|(b, _)| k < b) {
+                    best = Some((k, Source::Lane(i)));
+                }
+            }
+        }
+        best
+    }
+
+    fn pop_from(&mut self, src: Source) -> Option<Entry<E>> {
+        match src {
+            Source::Heap => self.heap.pop().map(|m| m.0),
+            Source::Lane(i) => self.lanes.get_mut(i).and_then(VecDeque::pop_front),
+        }
+    }
+
+    /// Due time of the next live event, dropping cancelled entries found at the front.
+    #[inline]
+    pub(crate) fn peek_time(&mut self) -> Option<u64> {
+        loop {
+            let (key, src) = self.front()?;
+            if self.cancelled.is_empty() || !self.cancelled.contains(&key) {
+                return Some(key.0);
+            }
+            self.cancelled.remove(&key);
+            self.last_popped = Some(key);
+            self.pop_from(src);
+        }
+    }
+
+    /// Removes and returns the next live event.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Entry<E>> {
+        self.pop_due(u64::MAX)
+    }
+
+    /// Removes and returns the next live event if it is due at or before `deadline`.
+    #[inline]
+    pub(crate) fn pop_due(&mut self, deadline: u64) -> Option<Entry<E>> {
+        loop {
+            let (key, src) = self.front()?;
+            if key.0 > deadline {
+                return None;
+            }
+            let entry = self.pop_from(src)?;
+            self.last_popped = Some(key);
+            if self.cancelled.is_empty() || !self.cancelled.remove(&key) {
+                return Some(entry);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_times_pop_in_scheduling_order_across_heap_and_lanes() {
+        let mut q = EventQueue::new();
+        let lane = q.add_lane();
+        q.push(5, 'a');
+        q.push_lane(lane, 5, 'b');
+        q.push(5, 'c');
+        q.push_lane(lane, 5, 'd');
+        q.push(4, 'z');
+        let order: Vec<char> = std::iter::from_fn(|| q.pop().map(|e| e.ev)).collect();
+        assert_eq!(order, vec!['z', 'a', 'b', 'c', 'd']);
+    }
+
+    #[test]
+    fn lane_push_out_of_order_spills_to_heap_and_keeps_order() {
+        let mut q = EventQueue::new();
+        let lane = q.add_lane();
+        q.push_lane(lane, 10, 1);
+        q.push_lane(lane, 3, 2);
+        assert_eq!(q.spills(), 1);
+        assert_eq!(q.pop().map(|e| e.ev), Some(2));
+        assert_eq!(q.pop().map(|e| e.ev), Some(1));
+    }
+
+    #[test]
+    fn cancelled_event_is_skipped_and_past_events_cannot_be_cancelled() {
+        let mut q = EventQueue::new();
+        let a = q.push(1, 'a');
+        let b = q.push(2, 'b');
+        let c = q.push(3, 'c');
+        assert_eq!(q.len(), 3);
+        assert!(q.cancel(b));
+        assert!(!q.cancel(b), "second cancel of the same event");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().map(|e| e.ev), Some('a'));
+        assert!(!q.cancel(a), "already delivered");
+        assert_eq!(q.peek_time(), Some(3));
+        assert_eq!(q.pop().map(|e| e.ev), Some('c'));
+        assert!(!q.cancel(c));
+        assert!(!q.cancel((9, 99)), "never scheduled");
+        assert!(q.pop().is_none());
+        assert_eq!(q.len(), 0);
+    }
+}
