@@ -166,8 +166,14 @@ impl fmt::Display for Problem {
     /// `flash-sale.yaml: --set workloads.7.rate=1k/s: there is no workloads[7] (2 workloads)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
-            Origin::File { line: Some(l), column: Some(c) } => write!(f, "{}:{l}:{c}: ", self.file)?,
-            Origin::File { line: Some(l), column: None } => write!(f, "{}:{l}: ", self.file)?,
+            Origin::File {
+                line: Some(l),
+                column: Some(c),
+            } => write!(f, "{}:{l}:{c}: ", self.file)?,
+            Origin::File {
+                line: Some(l),
+                column: None,
+            } => write!(f, "{}:{l}: ", self.file)?,
             Origin::File { line: None, .. } => write!(f, "{}: ", self.file)?,
             Origin::Override(o) => write!(f, "{}: --set {o}: ", self.file)?,
         }
@@ -232,7 +238,10 @@ mod tests {
     fn problems_render_file_line_column_field_message() {
         let p = Problem {
             file: "flash-sale.yaml".into(),
-            origin: Origin::File { line: Some(42), column: Some(11) },
+            origin: Origin::File {
+                line: Some(42),
+                column: Some(11),
+            },
             field: FieldPath::root().with("workloads").with(0).with("rate"),
             kind: ProblemKind::BadValue,
             message: "negative rate `-5/s`".into(),

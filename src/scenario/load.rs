@@ -21,7 +21,12 @@ pub(crate) struct Pending {
 
 impl Pending {
     pub(crate) fn new(kind: ProblemKind, field: FieldPath, message: impl Into<String>) -> Pending {
-        Pending { kind, field, at_key: false, message: message.into() }
+        Pending {
+            kind,
+            field,
+            at_key: false,
+            message: message.into(),
+        }
     }
 }
 
@@ -43,9 +48,18 @@ impl Locator<'_> {
             .map(|(_, text)| Origin::Override(text.clone()));
         let origin = by_override.unwrap_or_else(|| {
             let m = self.map.locate(&p.field, p.at_key);
-            Origin::File { line: m.map(|m| m.line), column: m.map(|m| m.column) }
+            Origin::File {
+                line: m.map(|m| m.line),
+                column: m.map(|m| m.column),
+            }
         });
-        Problem { file: self.file.to_string(), origin, field: p.field, kind: p.kind, message: p.message }
+        Problem {
+            file: self.file.to_string(),
+            origin,
+            field: p.field,
+            kind: p.kind,
+            message: p.message,
+        }
     }
 
     fn error(&self, pending: Vec<Pending>) -> ScenarioError {
@@ -62,7 +76,10 @@ impl Locator<'_> {
 fn whole_file(file: &str, kind: ProblemKind, mark: Option<Mark>, message: String) -> ScenarioError {
     ScenarioError::new(vec![Problem {
         file: file.to_string(),
-        origin: Origin::File { line: mark.map(|m| m.line), column: mark.map(|m| m.column) },
+        origin: Origin::File {
+            line: mark.map(|m| m.line),
+            column: mark.map(|m| m.column),
+        },
         field: FieldPath::root(),
         kind,
         message,
@@ -71,7 +88,8 @@ fn whole_file(file: &str, kind: ProblemKind, mark: Option<Mark>, message: String
 
 pub(crate) fn load_path(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
-    let io = |e: std::io::Error| whole_file(&file, ProblemKind::Io, None, format!("cannot read the file: {e}"));
+    let io =
+        |e: std::io::Error| whole_file(&file, ProblemKind::Io, None, format!("cannot read the file: {e}"));
     let f = std::fs::File::open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len();
     if size > MAX_FILE_BYTES {
@@ -95,7 +113,11 @@ fn too_large(file: &str, size: u64) -> ScenarioError {
     )
 }
 
-pub(crate) fn load_bytes(file: &str, bytes: &[u8], overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+pub(crate) fn load_bytes(
+    file: &str,
+    bytes: &[u8],
+    overrides: &[Override],
+) -> Result<Scenario, ScenarioError> {
     let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     if size > MAX_FILE_BYTES {
         return Err(too_large(file, size));
@@ -121,7 +143,9 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], overrides: &[Override]) -> Re
     if text.trim().is_empty() {
         return Err(empty());
     }
-    let is_json = Path::new(file).extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let is_json = Path::new(file)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     // One pass that keeps positions; also the guard against alias bombs and deep nesting.
     let map = match source::scan(text) {
         Ok(map) => map,
@@ -136,7 +160,12 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], overrides: &[Override]) -> Re
                 line: u32::try_from(e.line()).unwrap_or(u32::MAX),
                 column: u32::try_from(e.column()).unwrap_or(u32::MAX),
             };
-            whole_file(file, ProblemKind::Syntax, Some(mark), format!("invalid JSON: {e}"))
+            whole_file(
+                file,
+                ProblemKind::Syntax,
+                Some(mark),
+                format!("invalid JSON: {e}"),
+            )
         })?;
         serde_norway::to_value(json)
             .map_err(|e| whole_file(file, ProblemKind::Syntax, None, format!("invalid JSON: {e}")))?
@@ -157,9 +186,14 @@ pub(crate) fn load_bytes(file: &str, bytes: &[u8], overrides: &[Override]) -> Re
     if value.is_null() {
         return Err(empty());
     }
-    value
-        .apply_merge()
-        .map_err(|e| whole_file(file, ProblemKind::Syntax, None, format!("invalid merge key (`<<`): {e}")))?;
+    value.apply_merge().map_err(|e| {
+        whole_file(
+            file,
+            ProblemKind::Syntax,
+            None,
+            format!("invalid merge key (`<<`): {e}"),
+        )
+    })?;
     from_value(file, value, &map, overrides)
 }
 
@@ -184,7 +218,11 @@ fn from_value(
             }),
         }
     }
-    let loc = Locator { file, map, overrides: &applied };
+    let loc = Locator {
+        file,
+        map,
+        overrides: &applied,
+    };
     let mut pending = Vec::new();
     if !value.is_mapping() {
         pending.push(Pending::new(
@@ -199,7 +237,10 @@ fn from_value(
         pending.push(Pending::new(
             ProblemKind::Version,
             FieldPath::root().with("version"),
-            format!("unsupported version `{}`; this build reads version 1", shown.trim()),
+            format!(
+                "unsupported version `{}`; this build reads version 1",
+                shown.trim()
+            ),
         ));
     }
     if !failed.is_empty() || !pending.is_empty() {
@@ -221,7 +262,12 @@ fn from_value(
         } else {
             (ProblemKind::BadValue, false)
         };
-        loc.error(vec![Pending { kind, field, at_key, message }])
+        loc.error(vec![Pending {
+            kind,
+            field,
+            at_key,
+            message,
+        }])
     })?;
     validate::validate(file, parsed, raw, map.clone()).map_err(|pending| loc.error(pending))
 }
@@ -237,7 +283,10 @@ pub(crate) fn with_variant(base: &Scenario, name: &str) -> Result<Scenario, Scen
         let known: Vec<&str> = base.variants.iter().map(|v| v.name.as_str()).collect();
         return Err(ScenarioError::new(vec![Problem {
             file: base.file.clone(),
-            origin: Origin::File { line: None, column: None },
+            origin: Origin::File {
+                line: None,
+                column: None,
+            },
             field: FieldPath::root().with("variants"),
             kind: ProblemKind::UnknownReference,
             message: format!("no variant named `{name}` (variants: {})", known.join(", ")),
@@ -247,7 +296,12 @@ pub(crate) fn with_variant(base: &Scenario, name: &str) -> Result<Scenario, Scen
 }
 
 /// Validates a variant: the base value tree with `overrides` and without `variants`.
-pub(crate) fn check_variant(file: &str, raw: &Value, map: &SourceMap, overrides: &[Override]) -> Result<(), ScenarioError> {
+pub(crate) fn check_variant(
+    file: &str,
+    raw: &Value,
+    map: &SourceMap,
+    overrides: &[Override],
+) -> Result<(), ScenarioError> {
     let mut v = raw.clone();
     if let Some(m) = v.as_mapping_mut() {
         m.remove("variants");

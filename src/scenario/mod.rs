@@ -25,7 +25,7 @@ mod unit;
 mod validate;
 
 pub use error::{FieldPath, Origin, PathSegment, Problem, ProblemKind, ScenarioError};
-pub use file::{Cni, Closer, ConnectionMode, DnsMode, IpvsScheduler, ProxyMode, ServiceType};
+pub use file::{Closer, Cni, ConnectionMode, DnsMode, IpvsScheduler, ProxyMode, ServiceType};
 pub use overrides::{Override, OverrideError};
 pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES};
 pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sysctls, known_sysctl_names};
@@ -410,7 +410,10 @@ impl Scenario {
     /// Every problem found, each with file, line, column and field (or the override
     /// responsible): unreadable, over [`MAX_FILE_BYTES`], not UTF-8, empty, bad syntax,
     /// alias bombs, unknown fields, bad units, unknown references, unknown sysctls.
-    pub fn load(path: impl AsRef<std::path::Path>, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        overrides: &[Override],
+    ) -> Result<Scenario, ScenarioError> {
         load::load_path(path.as_ref(), overrides)
     }
 
@@ -458,6 +461,8 @@ impl Scenario {
     /// The Service `name` in `namespace`.
     #[must_use]
     pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<&ServiceConfig> {
-        self.services.iter().find(|s| s.name == name && s.namespace == namespace)
+        self.services
+            .iter()
+            .find(|s| s.name == name && s.namespace == namespace)
     }
 }

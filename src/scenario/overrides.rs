@@ -62,7 +62,9 @@ impl Override {
     /// ```
     pub fn parse(text: &str) -> Result<Override, OverrideError> {
         let Some((path, raw)) = text.split_once('=') else {
-            return Err(OverrideError::NoEquals { text: text.to_string() });
+            return Err(OverrideError::NoEquals {
+                text: text.to_string(),
+            });
         };
         let path = path.trim();
         let mut keys: Vec<String> = Vec::new();
@@ -140,7 +142,9 @@ impl Override {
                 Value::Sequence(seq) => {
                     let len = seq.len();
                     let Ok(i) = key.parse::<usize>() else {
-                        return Err(format!("{at} is a list; use an index (0..{len}) instead of `{key}`"));
+                        return Err(format!(
+                            "{at} is a list; use an index (0..{len}) instead of `{key}`"
+                        ));
                     };
                     let here = at.clone();
                     at = at.with(i);
@@ -184,14 +188,19 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        serde_norway::from_str("workloads:\n- {name: a, rate: 1k/s}\n- {name: b, rate: 2k/s}\nnodes:\n- name: n\n")
-            .unwrap()
+        serde_norway::from_str(
+            "workloads:\n- {name: a, rate: 1k/s}\n- {name: b, rate: 2k/s}\nnodes:\n- name: n\n",
+        )
+        .unwrap()
     }
 
     #[test]
     fn values_keep_their_yaml_types() {
         let mut d = doc();
-        Override::parse("workloads.1.rate=10k/s").unwrap().apply(&mut d).unwrap();
+        Override::parse("workloads.1.rate=10k/s")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap();
         assert_eq!(d["workloads"][1]["rate"], Value::String("10k/s".into()));
         let p = Override::parse("nodes.0.sysctl.net.netfilter.nf_conntrack_max=524288")
             .unwrap()
@@ -202,24 +211,39 @@ mod tests {
             d["nodes"][0]["sysctl"]["net.netfilter.nf_conntrack_max"],
             Value::Number(524_288.into())
         );
-        Override::parse("workloads.0.dns.parallelAAAA=false").unwrap().apply(&mut d).unwrap();
+        Override::parse("workloads.0.dns.parallelAAAA=false")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap();
         assert_eq!(d["workloads"][0]["dns"]["parallelAAAA"], Value::Bool(false));
     }
 
     #[test]
     fn index_past_the_end_names_the_count() {
         let mut d = doc();
-        let e = Override::parse("workloads.7.rate=1k/s").unwrap().apply(&mut d).unwrap_err();
+        let e = Override::parse("workloads.7.rate=1k/s")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap_err();
         assert_eq!(e, "there is no workloads[7] (2 workloads)");
-        let e = Override::parse("workloads.first.rate=1k/s").unwrap().apply(&mut d).unwrap_err();
+        let e = Override::parse("workloads.first.rate=1k/s")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap_err();
         assert!(e.contains("is a list; use an index"), "{e}");
-        let e = Override::parse("workloads.0.name.x=1").unwrap().apply(&mut d).unwrap_err();
+        let e = Override::parse("workloads.0.name.x=1")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap_err();
         assert!(e.contains("workloads[0].name is a single value"), "{e}");
     }
 
     #[test]
     fn syntax_errors_name_the_override() {
-        assert!(matches!(Override::parse("seed"), Err(OverrideError::NoEquals { .. })));
+        assert!(matches!(
+            Override::parse("seed"),
+            Err(OverrideError::NoEquals { .. })
+        ));
         let e = Override::parse("workloads..rate=1").unwrap_err();
         assert!(e.to_string().contains("--set workloads..rate=1"));
         assert!(Override::parse("nodes.0.sysctl.=1").is_err());

@@ -85,7 +85,11 @@ enum Frame {
 fn next_slot(stack: &[Frame]) -> (FieldPath, bool) {
     match stack.last() {
         None => (FieldPath::root(), false),
-        Some(Frame::Map { path, awaiting_key: true, .. }) => (path.with("?"), true),
+        Some(Frame::Map {
+            path,
+            awaiting_key: true,
+            ..
+        }) => (path.with("?"), true),
         Some(Frame::Map { path, key, .. }) => (path.with(key.clone().unwrap_or_else(|| "?".into())), false),
         Some(Frame::Seq { path, index, .. }) => (path.with(*index), false),
     }
@@ -96,7 +100,12 @@ fn next_slot(stack: &[Frame]) -> (FieldPath, bool) {
 fn finish_node(stack: &mut [Frame], size: u64, key: Option<String>) {
     match stack.last_mut() {
         None => {}
-        Some(Frame::Map { key: k, awaiting_key, size: s, .. }) => {
+        Some(Frame::Map {
+            key: k,
+            awaiting_key,
+            size: s,
+            ..
+        }) => {
             *s = s.saturating_add(size);
             if *awaiting_key {
                 *k = Some(key.unwrap_or_else(|| "?".into()));
@@ -133,7 +142,11 @@ pub(crate) fn scan(text: &str) -> Result<SourceMap, ScanProblem> {
                     format!("nesting deeper than the YAML parser allows ({})", e.info()),
                 )
             } else {
-                (ProblemKind::Syntax, Some(mark_of(*e.marker())), format!("invalid YAML: {}", e.info()))
+                (
+                    ProblemKind::Syntax,
+                    Some(mark_of(*e.marker())),
+                    format!("invalid YAML: {}", e.info()),
+                )
             }
         })?;
         let mark = mark_of(span.start);
@@ -192,9 +205,20 @@ pub(crate) fn scan(text: &str) -> Result<SourceMap, ScanProblem> {
                     map.values.insert(path.clone(), mark);
                 }
                 let frame = if matches!(event, Event::MappingStart(..)) {
-                    Frame::Map { path, key: None, awaiting_key: true, size: 1, anchor }
+                    Frame::Map {
+                        path,
+                        key: None,
+                        awaiting_key: true,
+                        size: 1,
+                        anchor,
+                    }
                 } else {
-                    Frame::Seq { path, index: 0, size: 1, anchor }
+                    Frame::Seq {
+                        path,
+                        index: 0,
+                        size: 1,
+                        anchor,
+                    }
                 };
                 stack.push(frame);
             }
@@ -264,7 +288,12 @@ mod tests {
     fn sysctl_names_with_dots_are_single_keys() {
         let text = "nodes:\n- sysctl:\n    net.core.somaxconn: 4096\n";
         let map = scan(text).unwrap();
-        let p = fp(&["nodes".into(), 0usize.into(), "sysctl".into(), "net.core.somaxconn".into()]);
+        let p = fp(&[
+            "nodes".into(),
+            0usize.into(),
+            "sysctl".into(),
+            "net.core.somaxconn".into(),
+        ]);
         assert_eq!(map.locate(&p, false).map(|m| m.line), Some(3));
     }
 

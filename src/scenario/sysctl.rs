@@ -58,8 +58,16 @@ type Acc<T> = fn(&mut Sysctls) -> &mut T;
 /// The storage and type of a known sysctl.
 #[derive(Clone, Copy)]
 enum Slot {
-    Count { acc: Acc<u32>, min: u32, max: u32 },
-    Small { acc: Acc<u8>, min: u8, max: u8 },
+    Count {
+        acc: Acc<u32>,
+        min: u32,
+        max: u32,
+    },
+    Small {
+        acc: Acc<u8>,
+        min: u8,
+        max: u8,
+    },
     Bool(Acc<bool>),
     /// Linux takes seconds.
     Seconds(Acc<SimDuration>),
@@ -84,11 +92,17 @@ impl Slot {
         let bad = || format!("`{v}` is not {}", self.describe());
         match (self, v) {
             (Slot::Count { acc, min, max }, SysctlValue::Int(n)) => {
-                let n = u32::try_from(*n).ok().filter(|n| (min..=max).contains(n)).ok_or_else(bad)?;
+                let n = u32::try_from(*n)
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(bad)?;
                 *acc(s) = n;
             }
             (Slot::Small { acc, min, max }, SysctlValue::Int(n)) => {
-                let n = u8::try_from(*n).ok().filter(|n| (min..=max).contains(n)).ok_or_else(bad)?;
+                let n = u8::try_from(*n)
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(bad)?;
                 *acc(s) = n;
             }
             (Slot::Bool(acc), SysctlValue::Int(n @ (0 | 1))) => *acc(s) = *n == 1,
@@ -145,33 +159,146 @@ const I32_MAX: u32 = i32::MAX.unsigned_abs();
 
 /// Every sysctl a scenario may set (`Sysctls` fields under their Linux names).
 const KNOWN: &[Known] = &[
-    Known { name: "net.core.somaxconn", slot: Slot::Count { acc: acc!(u32, s => s.somaxconn), min: 0, max: I32_MAX } },
-    Known { name: "net.ipv4.ip_local_port_range", slot: Slot::Ports(acc!((u16, u16), s => s.ip_local_port_range)) },
-    Known { name: "net.ipv4.tcp_fin_timeout", slot: Slot::Seconds(acc!(SimDuration, s => s.tcp_fin_timeout)) },
-    Known { name: "net.ipv4.tcp_max_syn_backlog", slot: Slot::Count { acc: acc!(u32, s => s.tcp_max_syn_backlog), min: 0, max: I32_MAX } },
-    Known { name: "net.ipv4.tcp_max_tw_buckets", slot: Slot::Count { acc: acc!(u32, s => s.tcp_max_tw_buckets), min: 0, max: I32_MAX } },
-    Known { name: "net.ipv4.tcp_syn_retries", slot: Slot::Small { acc: acc!(u8, s => s.tcp_syn_retries), min: 1, max: 127 } },
-    Known { name: "net.ipv4.tcp_syncookies", slot: Slot::Small { acc: acc!(u8, s => s.tcp_syncookies), min: 0, max: 2 } },
-    Known { name: "net.ipv4.tcp_tw_reuse", slot: Slot::Small { acc: acc!(u8, s => s.tcp_tw_reuse), min: 0, max: 2 } },
-    Known { name: "net.ipv4.tcp_tw_reuse_delay", slot: Slot::Millis(acc!(SimDuration, s => s.tcp_tw_reuse_delay)) },
-    Known { name: "net.netfilter.nf_conntrack_buckets", slot: Slot::Count { acc: acc!(u32, s => s.nf_conntrack_buckets), min: 1, max: 1 << 30 } },
-    Known { name: "net.netfilter.nf_conntrack_generic_timeout", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.generic)) },
-    Known { name: "net.netfilter.nf_conntrack_icmp_timeout", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.icmp)) },
-    Known { name: "net.netfilter.nf_conntrack_max", slot: Slot::Count { acc: acc!(u32, s => s.nf_conntrack_max), min: 1, max: I32_MAX } },
-    Known { name: "net.netfilter.nf_conntrack_tcp_be_liberal", slot: Slot::Bool(acc!(bool, s => s.nf_conntrack_tcp_be_liberal)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_loose", slot: Slot::Bool(acc!(bool, s => s.nf_conntrack_tcp_loose)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_close", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_close)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_close_wait", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_close_wait)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_established", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_established)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_fin_wait", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_fin_wait)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_last_ack", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_last_ack)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_max_retrans", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_max_retrans)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_syn_recv", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_syn_recv)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_syn_sent", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_syn_sent)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_time_wait)) },
-    Known { name: "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_unacknowledged)) },
-    Known { name: "net.netfilter.nf_conntrack_udp_timeout", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.udp)) },
-    Known { name: "net.netfilter.nf_conntrack_udp_timeout_stream", slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.udp_stream)) },
+    Known {
+        name: "net.core.somaxconn",
+        slot: Slot::Count {
+            acc: acc!(u32, s => s.somaxconn),
+            min: 0,
+            max: I32_MAX,
+        },
+    },
+    Known {
+        name: "net.ipv4.ip_local_port_range",
+        slot: Slot::Ports(acc!((u16, u16), s => s.ip_local_port_range)),
+    },
+    Known {
+        name: "net.ipv4.tcp_fin_timeout",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.tcp_fin_timeout)),
+    },
+    Known {
+        name: "net.ipv4.tcp_max_syn_backlog",
+        slot: Slot::Count {
+            acc: acc!(u32, s => s.tcp_max_syn_backlog),
+            min: 0,
+            max: I32_MAX,
+        },
+    },
+    Known {
+        name: "net.ipv4.tcp_max_tw_buckets",
+        slot: Slot::Count {
+            acc: acc!(u32, s => s.tcp_max_tw_buckets),
+            min: 0,
+            max: I32_MAX,
+        },
+    },
+    Known {
+        name: "net.ipv4.tcp_syn_retries",
+        slot: Slot::Small {
+            acc: acc!(u8, s => s.tcp_syn_retries),
+            min: 1,
+            max: 127,
+        },
+    },
+    Known {
+        name: "net.ipv4.tcp_syncookies",
+        slot: Slot::Small {
+            acc: acc!(u8, s => s.tcp_syncookies),
+            min: 0,
+            max: 2,
+        },
+    },
+    Known {
+        name: "net.ipv4.tcp_tw_reuse",
+        slot: Slot::Small {
+            acc: acc!(u8, s => s.tcp_tw_reuse),
+            min: 0,
+            max: 2,
+        },
+    },
+    Known {
+        name: "net.ipv4.tcp_tw_reuse_delay",
+        slot: Slot::Millis(acc!(SimDuration, s => s.tcp_tw_reuse_delay)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_buckets",
+        slot: Slot::Count {
+            acc: acc!(u32, s => s.nf_conntrack_buckets),
+            min: 1,
+            max: 1 << 30,
+        },
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_generic_timeout",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.generic)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_icmp_timeout",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.icmp)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_max",
+        slot: Slot::Count {
+            acc: acc!(u32, s => s.nf_conntrack_max),
+            min: 1,
+            max: I32_MAX,
+        },
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_be_liberal",
+        slot: Slot::Bool(acc!(bool, s => s.nf_conntrack_tcp_be_liberal)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_loose",
+        slot: Slot::Bool(acc!(bool, s => s.nf_conntrack_tcp_loose)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_close",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_close)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_close_wait)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_established",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_established)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_fin_wait",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_fin_wait)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_last_ack",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_last_ack)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_max_retrans",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_max_retrans)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_syn_recv",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_syn_recv)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_syn_sent",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_syn_sent)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_time_wait",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_time_wait)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_tcp_timeout_unacknowledged",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.tcp_unacknowledged)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_udp_timeout",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.udp)),
+    },
+    Known {
+        name: "net.netfilter.nf_conntrack_udp_timeout_stream",
+        slot: Slot::Seconds(acc!(SimDuration, s => s.ct_timeouts.udp_stream)),
+    },
 ];
 
 /// The names of every sysctl a scenario may set, sorted.
@@ -201,10 +328,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The message for an unknown sysctl name, with the closest known name when near.
 pub(crate) fn unknown_sysctl_message(name: &str) -> String {
-    let best = KNOWN
-        .iter()
-        .map(|k| (edit_distance(name, k.name), k.name))
-        .min();
+    let best = KNOWN.iter().map(|k| (edit_distance(name, k.name), k.name)).min();
     match best {
         Some((d, k)) if d <= 4 => format!("unknown sysctl `{name}` (did you mean `{k}`?)"),
         _ => format!(
@@ -218,7 +342,10 @@ pub(crate) fn unknown_sysctl_message(name: &str) -> String {
 /// (`alloc_large_system_hash("TCP established", .., scale 17, .., 512K max)` in
 /// `tcp_init`): one bucket per 128 KiB of RAM, rounded up to a power of two.
 fn tcp_ehash_entries(memory: ByteSize) -> u64 {
-    (memory.as_bytes() >> 17).max(1).next_power_of_two().clamp(1 << 10, 1 << 19)
+    (memory.as_bytes() >> 17)
+        .max(1)
+        .next_power_of_two()
+        .clamp(1 << 10, 1 << 19)
 }
 
 /// The kernel's defaults for `kernel` on a node with `memory` of RAM.
@@ -294,7 +421,9 @@ impl KubeProxyConntrack {
         KubeProxyConntrack {
             max_per_core: s.max_per_core.unwrap_or(32_768),
             min: s.min.unwrap_or(131_072),
-            tcp_established_timeout: s.tcp_established_timeout.unwrap_or(SimDuration::from_secs(86_400)),
+            tcp_established_timeout: s
+                .tcp_established_timeout
+                .unwrap_or(SimDuration::from_secs(86_400)),
             tcp_close_wait_timeout: s.tcp_close_wait_timeout.unwrap_or(SimDuration::from_secs(3_600)),
             tcp_be_liberal: s.tcp_be_liberal.unwrap_or(false),
             udp_timeout: s.udp_timeout.unwrap_or(SimDuration::ZERO),
@@ -323,7 +452,10 @@ pub(crate) fn effective_sysctls(
 ) -> (NodeSysctls, Vec<(String, bool, String)>) {
     let mut n = NodeSysctls {
         values: kernel_default_sysctls(kernel, memory),
-        provenance: KNOWN.iter().map(|k| (k.name, Provenance::KernelDefault)).collect(),
+        provenance: KNOWN
+            .iter()
+            .map(|k| (k.name, Provenance::KernelDefault))
+            .collect(),
     };
     if mode != ProxyMode::Ebpf {
         let kpv = Provenance::KubeProxy;
@@ -342,10 +474,26 @@ pub(crate) fn effective_sysctls(
         let t = &mut n.values.ct_timeouts;
         let mut touched = Vec::new();
         for (value, slot, name) in [
-            (kp.tcp_established_timeout, &mut t.tcp_established, "net.netfilter.nf_conntrack_tcp_timeout_established"),
-            (kp.tcp_close_wait_timeout, &mut t.tcp_close_wait, "net.netfilter.nf_conntrack_tcp_timeout_close_wait"),
-            (kp.udp_timeout, &mut t.udp, "net.netfilter.nf_conntrack_udp_timeout"),
-            (kp.udp_stream_timeout, &mut t.udp_stream, "net.netfilter.nf_conntrack_udp_timeout_stream"),
+            (
+                kp.tcp_established_timeout,
+                &mut t.tcp_established,
+                "net.netfilter.nf_conntrack_tcp_timeout_established",
+            ),
+            (
+                kp.tcp_close_wait_timeout,
+                &mut t.tcp_close_wait,
+                "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+            ),
+            (
+                kp.udp_timeout,
+                &mut t.udp,
+                "net.netfilter.nf_conntrack_udp_timeout",
+            ),
+            (
+                kp.udp_stream_timeout,
+                &mut t.udp_stream,
+                "net.netfilter.nf_conntrack_udp_timeout_stream",
+            ),
         ] {
             if value > SimDuration::ZERO {
                 *slot = value;
@@ -384,7 +532,13 @@ mod tests {
     /// validation-targets.md V21: 1-4 vCPU → 131,072; 8 → 262,144; 16 → 524,288.
     #[test]
     fn kube_proxy_sizes_conntrack_max_from_cpus_with_a_floor() {
-        for (cpus, want) in [(1, 131_072), (4, 131_072), (8, 262_144), (16, 524_288), (32, 1_048_576)] {
+        for (cpus, want) in [
+            (1, 131_072),
+            (4, 131_072),
+            (8, 262_144),
+            (16, 524_288),
+            (32, 1_048_576),
+        ] {
             let (n, p) = effective_sysctls(
                 KernelProfile::LINUX_5_4,
                 ByteSize::from_gib(16),
@@ -395,7 +549,10 @@ mod tests {
             );
             assert!(p.is_empty());
             assert_eq!(n.values.nf_conntrack_max, want, "{cpus} cpus");
-            assert_eq!(n.provenance("net.netfilter.nf_conntrack_max"), Some(Provenance::KubeProxy));
+            assert_eq!(
+                n.provenance("net.netfilter.nf_conntrack_max"),
+                Some(Provenance::KubeProxy)
+            );
         }
     }
 
@@ -412,7 +569,10 @@ mod tests {
         );
         assert_eq!(n.values.nf_conntrack_max, 2_097_152);
         assert_eq!(n.values.nf_conntrack_buckets, 524_288);
-        assert_eq!(n.provenance("net.netfilter.nf_conntrack_buckets"), Some(Provenance::KubeProxy));
+        assert_eq!(
+            n.provenance("net.netfilter.nf_conntrack_buckets"),
+            Some(Provenance::KubeProxy)
+        );
         let (n, _) = effective_sysctls(
             KernelProfile::LINUX_5_4,
             ByteSize::from_gib(16),
@@ -423,8 +583,14 @@ mod tests {
         );
         // 5.4 on 16 GiB: 65,536 buckets already ≥ 131,072 / 4.
         assert_eq!(n.values.nf_conntrack_buckets, 65_536);
-        assert_eq!(n.provenance("net.netfilter.nf_conntrack_buckets"), Some(Provenance::KernelDefault));
-        assert_eq!(n.values.ct_timeouts.tcp_established, SimDuration::from_secs(86_400));
+        assert_eq!(
+            n.provenance("net.netfilter.nf_conntrack_buckets"),
+            Some(Provenance::KernelDefault)
+        );
+        assert_eq!(
+            n.values.ct_timeouts.tcp_established,
+            SimDuration::from_secs(86_400)
+        );
         assert_eq!(n.values.ct_timeouts.tcp_close_wait, SimDuration::from_secs(3_600));
         assert_eq!(n.values.ct_timeouts.udp, SimDuration::from_secs(30));
     }
@@ -433,13 +599,28 @@ mod tests {
     #[test]
     fn kernel_defaults_follow_nf_conntrack_init_start() {
         let new = kernel_default_sysctls(KernelProfile::LINUX_6_18, ByteSize::from_gib(24));
-        assert_eq!((new.nf_conntrack_buckets, new.nf_conntrack_max), (262_144, 262_144));
-        assert_eq!((new.tcp_max_tw_buckets, new.tcp_max_syn_backlog), (131_072, 2_048));
+        assert_eq!(
+            (new.nf_conntrack_buckets, new.nf_conntrack_max),
+            (262_144, 262_144)
+        );
+        assert_eq!(
+            (new.tcp_max_tw_buckets, new.tcp_max_syn_backlog),
+            (131_072, 2_048)
+        );
         let old = kernel_default_sysctls(KernelProfile::LINUX_5_4, ByteSize::from_gib(16));
-        assert_eq!((old.nf_conntrack_buckets, old.nf_conntrack_max), (65_536, 262_144));
+        assert_eq!(
+            (old.nf_conntrack_buckets, old.nf_conntrack_max),
+            (65_536, 262_144)
+        );
         let small = kernel_default_sysctls(KernelProfile::LINUX_6_18, ByteSize::from_gib(2));
-        assert_eq!((small.nf_conntrack_buckets, small.nf_conntrack_max), (65_536, 65_536));
-        assert_eq!(kernel_default_sysctls(KernelProfile::LINUX_4_19, ByteSize::from_gib(8)).somaxconn, 128);
+        assert_eq!(
+            (small.nf_conntrack_buckets, small.nf_conntrack_max),
+            (65_536, 65_536)
+        );
+        assert_eq!(
+            kernel_default_sysctls(KernelProfile::LINUX_4_19, ByteSize::from_gib(8)).somaxconn,
+            128
+        );
     }
 
     #[test]
@@ -453,18 +634,27 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(n.values.nf_conntrack_max, 262_144);
-        assert_eq!(n.provenance("net.netfilter.nf_conntrack_max"), Some(Provenance::KernelDefault));
+        assert_eq!(
+            n.provenance("net.netfilter.nf_conntrack_max"),
+            Some(Provenance::KernelDefault)
+        );
     }
 
     #[test]
     fn explicit_sysctls_win_and_typos_are_named() {
         let mut explicit = BTreeMap::new();
-        explicit.insert("net.netfilter.nf_conntrack_max".to_string(), SysctlValue::Int(524_288));
+        explicit.insert(
+            "net.netfilter.nf_conntrack_max".to_string(),
+            SysctlValue::Int(524_288),
+        );
         explicit.insert(
             "net.netfilter.nf_conntrack_tcp_timeout_time_wait".to_string(),
             SysctlValue::Text("30s".into()),
         );
-        explicit.insert("net.ipv4.ip_local_port_range".to_string(), SysctlValue::Text("10240 65535".into()));
+        explicit.insert(
+            "net.ipv4.ip_local_port_range".to_string(),
+            SysctlValue::Text("10240 65535".into()),
+        );
         explicit.insert("net.netfilter.nf_conntrack_mx".to_string(), SysctlValue::Int(1));
         explicit.insert("net.ipv4.tcp_tw_reuse".to_string(), SysctlValue::Int(3));
         let (n, problems) = effective_sysctls(
@@ -476,14 +666,21 @@ mod tests {
             &explicit,
         );
         assert_eq!(n.values.nf_conntrack_max, 524_288);
-        assert_eq!(n.provenance("net.netfilter.nf_conntrack_max"), Some(Provenance::Scenario));
+        assert_eq!(
+            n.provenance("net.netfilter.nf_conntrack_max"),
+            Some(Provenance::Scenario)
+        );
         assert_eq!(n.values.ct_timeouts.tcp_time_wait, SimDuration::from_secs(30));
         assert_eq!(n.values.ip_local_port_range, (10_240, 65_535));
         assert_eq!(problems.len(), 2);
         assert!(problems.iter().any(|(_, unknown, m)| *unknown
             && m.contains("`net.netfilter.nf_conntrack_mx`")
             && m.contains("did you mean `net.netfilter.nf_conntrack_max`")));
-        assert!(problems.iter().any(|(_, unknown, m)| !*unknown && m.contains("`3` is not an integer in 0..=2")));
+        assert!(
+            problems
+                .iter()
+                .any(|(_, unknown, m)| !*unknown && m.contains("`3` is not an integer in 0..=2"))
+        );
     }
 
     #[test]
@@ -497,8 +694,16 @@ mod tests {
             &BTreeMap::new(),
         );
         let e = n.entries();
-        assert!(e.contains(&("net.netfilter.nf_conntrack_max", "131072".into(), Provenance::KubeProxy)));
-        assert!(e.contains(&("net.ipv4.ip_local_port_range", "32768\t60999".into(), Provenance::KernelDefault)));
+        assert!(e.contains(&(
+            "net.netfilter.nf_conntrack_max",
+            "131072".into(),
+            Provenance::KubeProxy
+        )));
+        assert!(e.contains(&(
+            "net.ipv4.ip_local_port_range",
+            "32768\t60999".into(),
+            Provenance::KernelDefault
+        )));
         assert!(e.windows(2).all(|w| w[0].0 < w[1].0), "sorted by name");
     }
 }

@@ -138,10 +138,14 @@ impl<'de> serde::Deserialize<'de> for Rate {
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Rate, E> {
-                Err(E::custom(format!("rate `{v}` has no unit (write `{v}/s` or `{v}/min`)")))
+                Err(E::custom(format!(
+                    "rate `{v}` has no unit (write `{v}/s` or `{v}/min`)"
+                )))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Rate, E> {
-                Err(E::custom(format!("rate `{v}` has no unit (write `{v}/s` or `{v}/min`)")))
+                Err(E::custom(format!(
+                    "rate `{v}` has no unit (write `{v}/s` or `{v}/min`)"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -181,7 +185,9 @@ impl ByteSize {
         if t.starts_with('-') {
             return Err(format!("negative size `{text}`"));
         }
-        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let scale: u64 = match unit.trim() {
             "" => 1,
@@ -259,7 +265,11 @@ fn parse_decimal_times(num: &str, scale: u64) -> Option<u64> {
     {
         return None;
     }
-    let int: u64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+    let int: u64 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().ok()?
+    };
     let mut total = u128::from(int).checked_mul(u128::from(scale))?;
     if !frac_part.is_empty() {
         let frac: u128 = frac_part.parse().ok()?;
@@ -345,8 +355,16 @@ mod tests {
         assert!(Rate::parse("-5/s").unwrap_err().contains("negative rate `-5/s`"));
         assert!(Rate::parse("500").unwrap_err().contains("no unit"));
         assert!(Rate::parse("fast/s").unwrap_err().contains("not a number"));
-        assert!(Rate::parse("1.2.3k/s").unwrap_err().contains("not a valid number"));
-        assert!(Rate::parse("99999999999999999M/s").unwrap_err().contains("too large"));
+        assert!(
+            Rate::parse("1.2.3k/s")
+                .unwrap_err()
+                .contains("not a valid number")
+        );
+        assert!(
+            Rate::parse("99999999999999999M/s")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -364,7 +382,11 @@ mod tests {
         assert_eq!(ByteSize::parse("1.5Gi"), Ok(ByteSize::from_bytes(3 << 29)));
         assert_eq!(ByteSize::parse("2G"), Ok(ByteSize::from_bytes(2_000_000_000)));
         assert_eq!(ByteSize::parse("4096"), Ok(ByteSize::from_bytes(4_096)));
-        assert!(ByteSize::parse("10 parsecs").unwrap_err().contains("unknown unit `parsecs`"));
+        assert!(
+            ByteSize::parse("10 parsecs")
+                .unwrap_err()
+                .contains("unknown unit `parsecs`")
+        );
         assert!(ByteSize::parse("-1Gi").unwrap_err().contains("negative"));
         assert_eq!(ByteSize::from_gib(16).to_string(), "16Gi");
     }
@@ -373,7 +395,10 @@ mod tests {
     fn port_ranges_parse_like_ip_local_port_range() {
         assert_eq!(
             PortRange::parse("32768 60999"),
-            Ok(PortRange { low: 32_768, high: 60_999 })
+            Ok(PortRange {
+                low: 32_768,
+                high: 60_999
+            })
         );
         assert_eq!(PortRange::parse("32768\t60999").map(PortRange::len), Ok(28_232));
         assert!(PortRange::parse("60999 32768").unwrap_err().contains("above"));

@@ -93,7 +93,12 @@ impl PodPool {
     }
 }
 
-pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) -> Result<Scenario, Vec<Pending>> {
+pub(crate) fn validate(
+    file: &str,
+    f: ScenarioFile,
+    raw: Value,
+    map: SourceMap,
+) -> Result<Scenario, Vec<Pending>> {
     let mut c = Checker::default();
 
     // --- top level -------------------------------------------------------------------
@@ -109,7 +114,10 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
     } else if sample_interval > f.duration && f.duration > SimDuration::ZERO {
         c.value(
             fp!("sampleInterval"),
-            format!("sampleInterval {sample_interval} is longer than the duration {}", f.duration),
+            format!(
+                "sampleInterval {sample_interval} is longer than the duration {}",
+                f.duration
+            ),
         );
     }
     let kernel = KernelProfile::by_name(f.kernel.0.trim()).unwrap_or_else(|| {
@@ -130,7 +138,7 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
     if overlaps(cluster_cidr, service_cidr) {
         c.value(
             fp!("serviceCIDR"),
-            format!("serviceCIDR {service_cidr:?} overlaps clusterCIDR {cluster_cidr:?}").replace("Cidr", ""),
+            format!("serviceCIDR {service_cidr} overlaps clusterCIDR {cluster_cidr}"),
         );
     }
 
@@ -160,13 +168,20 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
 
     // --- nodes -----------------------------------------------------------------------
     let nodes = check_nodes(&mut c, &f, kernel, &kube_proxy, cluster_cidr, node_cidr);
-    let node_index: BTreeMap<&str, usize> =
-        nodes.iter().enumerate().rev().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let node_index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
     let node_names = || {
         let v: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         v.join(", ")
     };
-    let mut pods = PodPool { next: vec![2; nodes.len()], exhausted: BTreeSet::new() };
+    let mut pods = PodPool {
+        next: vec![2; nodes.len()],
+        exhausted: BTreeSet::new(),
+    };
     let mut take_pod = |c: &mut Checker, node: usize, field: FieldPath| -> Ipv4Addr {
         let cidr = nodes[node].pod_cidr;
         pods.take(node, cidr).unwrap_or_else(|| {
@@ -199,7 +214,11 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             && let Ok(ip) = t.parse::<Ipv4Addr>()
             && !used_service_ips.insert(ip)
         {
-            c.bad(ProblemKind::Duplicate, fp!("services", i, "clusterIP"), format!("clusterIP {ip} is used twice"));
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("services", i, "clusterIP"),
+                format!("clusterIP {ip} is used twice"),
+            );
         }
         for (j, p) in s.ports.iter().enumerate() {
             if let Some(np) = p.node_port
@@ -235,27 +254,41 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             c.bad(
                 ProblemKind::Duplicate,
                 at("name"),
-                format!("Service `{}` is declared twice in namespace `{namespace}`", s.name),
+                format!(
+                    "Service `{}` is declared twice in namespace `{namespace}`",
+                    s.name
+                ),
             );
         }
         let cluster_ip = match (s.service_type, s.cluster_ip.as_deref()) {
             (ServiceType::Headless, None | Some("None")) => None,
             (ServiceType::Headless, Some(t)) => {
-                c.value(at("clusterIP"), format!("a Headless Service has no clusterIP (got `{t}`)"));
+                c.value(
+                    at("clusterIP"),
+                    format!("a Headless Service has no clusterIP (got `{t}`)"),
+                );
                 None
             }
             (_, Some(t)) => c.ip(t, at("clusterIP")).inspect(|&ip| {
                 if !service_cidr.contains(ip) {
                     c.value(
                         at("clusterIP"),
-                        format!("clusterIP {ip} is outside serviceCIDR {}/{}", service_cidr.addr(), service_cidr.len()),
+                        format!(
+                            "clusterIP {ip} is outside serviceCIDR {}/{}",
+                            service_cidr.addr(),
+                            service_cidr.len()
+                        ),
                     );
                 }
             }),
             (_, None) => {
                 let ip = alloc_service_ip(&mut used_service_ips);
                 if ip.is_none() {
-                    c.bad(ProblemKind::Exhausted, at("clusterIP"), "serviceCIDR has no address left");
+                    c.bad(
+                        ProblemKind::Exhausted,
+                        at("clusterIP"),
+                        "serviceCIDR has no address left",
+                    );
                 }
                 ip
             }
@@ -279,7 +312,11 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                 ProtocolSpec::Udp => Proto::Udp,
             };
             if !seen_ports.insert((p.port, p.protocol == ProtocolSpec::Udp)) {
-                c.bad(ProblemKind::Duplicate, pat("port"), format!("port {} is declared twice", p.port));
+                c.bad(
+                    ProblemKind::Duplicate,
+                    pat("port"),
+                    format!("port {} is declared twice", p.port),
+                );
             }
             if s.ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
                 c.value(pat("name"), "ports need names when a Service has more than one");
@@ -299,12 +336,21 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                     Some(next_node_port)
                 }
                 (_, Some(np)) => {
-                    c.value(pat("nodePort"), format!("nodePort {np} is set but the Service type is not NodePort"));
+                    c.value(
+                        pat("nodePort"),
+                        format!("nodePort {np} is set but the Service type is not NodePort"),
+                    );
                     None
                 }
                 (_, None) => None,
             };
-            ports.push(ServicePort { name: p.name.clone(), port: p.port, target_port, protocol, node_port });
+            ports.push(ServicePort {
+                name: p.name.clone(),
+                port: p.port,
+                target_port,
+                protocol,
+                node_port,
+            });
         }
         let mut endpoints = Vec::new();
         for (j, e) in s.endpoints.iter().enumerate() {
@@ -318,7 +364,10 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             };
             for _ in 0..e.count {
                 let ip = take_pod(&mut c, node, fp!("services", i, "endpoints", j, "count"));
-                endpoints.push(Endpoint { node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)), ip });
+                endpoints.push(Endpoint {
+                    node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
+                    ip,
+                });
             }
         }
         let server = check_server(&mut c, s.server.as_ref(), i);
@@ -335,18 +384,31 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
     }
 
     // --- DNS -------------------------------------------------------------------------
-    let cluster_domain = f.dns.cluster_domain.clone().unwrap_or_else(|| "cluster.local".into());
+    let cluster_domain = f
+        .dns
+        .cluster_domain
+        .clone()
+        .unwrap_or_else(|| "cluster.local".into());
     if cluster_domain.is_empty() || cluster_domain.starts_with('.') || cluster_domain.ends_with('.') {
-        c.value(fp!("dns", "clusterDomain"), format!("`{cluster_domain}` is not a domain (e.g. cluster.local)"));
+        c.value(
+            fp!("dns", "clusterDomain"),
+            format!("`{cluster_domain}` is not a domain (e.g. cluster.local)"),
+        );
     }
     let ndots = f.dns.ndots.unwrap_or(5);
     if ndots > 15 {
-        c.value(fp!("dns", "ndots"), format!("ndots {ndots} is above 15 (glibc caps it at 15)"));
+        c.value(
+            fp!("dns", "ndots"),
+            format!("ndots {ndots} is above 15 (glibc caps it at 15)"),
+        );
     }
     let dns_service = {
         let wanted = f.dns.service.as_deref().unwrap_or("kube-dns");
         let (name, ns) = wanted.split_once('.').unwrap_or((wanted, "kube-system"));
-        let found = services.iter().find(|s| s.name == name && s.namespace == ns).map(|s| s.id);
+        let found = services
+            .iter()
+            .find(|s| s.name == name && s.namespace == ns)
+            .map(|s| s.id);
         if found.is_none() && f.dns.service.is_some() {
             c.bad(
                 ProblemKind::UnknownReference,
@@ -368,9 +430,16 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
         }
         let capacity = n.capacity.unwrap_or(9_984);
         if capacity == 0 {
-            c.value(fp!("dns", "nodeLocalDNSCache", "capacity"), "capacity must be above 0");
+            c.value(
+                fp!("dns", "nodeLocalDNSCache", "capacity"),
+                "capacity must be above 0",
+            );
         }
-        n.enabled.then_some(NodeLocalDnsCache { address, ttl, capacity })
+        n.enabled.then_some(NodeLocalDnsCache {
+            address,
+            ttl,
+            capacity,
+        })
     });
 
     // --- workloads -------------------------------------------------------------------
@@ -383,7 +452,11 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             c.value(at("name"), "name is empty");
         }
         if !seen_workloads.insert(w.name.clone()) {
-            c.bad(ProblemKind::Duplicate, at("name"), format!("workload `{}` is declared twice", w.name));
+            c.bad(
+                ProblemKind::Duplicate,
+                at("name"),
+                format!("workload `{}` is declared twice", w.name),
+            );
         }
         let node = node_index.get(w.node.as_str()).copied();
         if node.is_none() {
@@ -414,17 +487,28 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                 } else if prev_at + prev_ramp > s.at {
                     c.value(
                         fp!("workloads", i, "rateProfile", j, "at"),
-                        format!("step at {} starts before the previous ramp ends at {}", s.at, prev_at + prev_ramp),
+                        format!(
+                            "step at {} starts before the previous ramp ends at {}",
+                            s.at,
+                            prev_at + prev_ramp
+                        ),
                     );
                 }
             }
             prev = Some((s.at, ramp));
-            rate_profile.push(RateStep { at: s.at, rate: s.rate, ramp });
+            rate_profile.push(RateStep {
+                at: s.at,
+                rate: s.rate,
+                ramp,
+            });
         }
         let cn = &w.connection;
         let pool_size = cn.pool_size.unwrap_or(10);
         if cn.mode == ConnectionMode::Pool && pool_size == 0 {
-            c.value(fp!("workloads", i, "connection", "poolSize"), "poolSize must be at least 1");
+            c.value(
+                fp!("workloads", i, "connection", "poolSize"),
+                "poolSize must be at least 1",
+            );
         }
         let connection = ConnectionConfig {
             mode: cn.mode,
@@ -444,7 +528,10 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             namespace,
             node: NodeId(u32::try_from(node.unwrap_or(0)).unwrap_or(0)),
             pods: pod_ips,
-            target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))),
+            target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(
+                Ipv4Addr::UNSPECIFIED,
+                0,
+            ))),
             rate: w.rate,
             rate_profile,
             connection,
@@ -468,7 +555,10 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                 c.bad(
                     ProblemKind::Exhausted,
                     fp!("backgroundServices", "count"),
-                    format!("serviceCIDR has room for only {k} background Services, not {}", b.count),
+                    format!(
+                        "serviceCIDR has room for only {k} background Services, not {}",
+                        b.count
+                    ),
                 );
                 break;
             };
@@ -503,25 +593,40 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                 );
                 break;
             }
-            background_services.push(BackgroundService { cluster_ip, port: 80, endpoints });
+            background_services.push(BackgroundService {
+                cluster_ip,
+                port: 80,
+                endpoints,
+            });
         }
     }
 
     // --- variants --------------------------------------------------------------------
+    let base_ok = c.problems.is_empty();
     let mut variants = Vec::new();
     let mut seen_variants = BTreeSet::new();
     for (i, v) in f.variants.iter().enumerate() {
         if !seen_variants.insert(v.name.clone()) {
-            c.bad(ProblemKind::Duplicate, fp!("variants", i, "name"), format!("variant `{}` is declared twice", v.name));
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("variants", i, "name"),
+                format!("variant `{}` is declared twice", v.name),
+            );
         }
         let mut overrides = Vec::new();
         for (j, text) in v.set.iter().enumerate() {
             match Override::parse(text) {
                 Ok(o) => overrides.push(o),
-                Err(e) => c.bad(ProblemKind::BadOverride, fp!("variants", i, "set", j), e.to_string()),
+                Err(e) => c.bad(
+                    ProblemKind::BadOverride,
+                    fp!("variants", i, "set", j),
+                    e.to_string(),
+                ),
             }
         }
-        if overrides.len() == v.set.len()
+        // A variant is checked only on a valid base: otherwise it repeats the base's problems.
+        if base_ok
+            && overrides.len() == v.set.len()
             && let Err(e) = check_variant(file, &raw, &map, &overrides)
         {
             for p in e.problems() {
@@ -529,15 +634,25 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
                     Origin::Override(o) => format!("--set {o}: "),
                     Origin::File { .. } => String::new(),
                 };
-                let field = if p.field.is_root() { String::new() } else { format!("{}: ", p.field) };
+                let field = if p.field.is_root() {
+                    String::new()
+                } else {
+                    format!("{}: ", p.field)
+                };
                 c.bad(
                     ProblemKind::BadOverride,
                     fp!("variants", i, "set"),
-                    format!("variant `{}` does not validate: {via}{field}{}", v.name, p.message),
+                    format!(
+                        "variant `{}` does not validate: {via}{field}{}",
+                        v.name, p.message
+                    ),
                 );
             }
         }
-        variants.push(Variant { name: v.name.clone(), overrides });
+        variants.push(Variant {
+            name: v.name.clone(),
+            overrides,
+        });
     }
 
     if !c.problems.is_empty() {
@@ -559,7 +674,12 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
         nodes,
         services,
         background_services,
-        dns: DnsConfig { cluster_domain, ndots, service: dns_service, node_local_cache },
+        dns: DnsConfig {
+            cluster_domain,
+            ndots,
+            service: dns_service,
+            node_local_cache,
+        },
         workloads,
         variants,
         raw,
@@ -589,7 +709,11 @@ fn check_nodes(
         .map(|(i, n)| {
             let ip = n.ip.as_deref().and_then(|t| c.ip(t, fp!("nodes", i, "ip")))?;
             if !used_ips.insert(ip) {
-                c.bad(ProblemKind::Duplicate, fp!("nodes", i, "ip"), format!("node address {ip} is used twice"));
+                c.bad(
+                    ProblemKind::Duplicate,
+                    fp!("nodes", i, "ip"),
+                    format!("node address {ip} is used twice"),
+                );
             }
             Some(ip)
         })
@@ -603,14 +727,25 @@ fn check_nodes(
         if !cluster_cidr.contains(p.addr()) || p.len() < cluster_cidr.len() {
             c.value(
                 fp!("nodes", i, "podCIDR"),
-                format!("podCIDR {t} is outside clusterCIDR {}/{}", cluster_cidr.addr(), cluster_cidr.len()),
+                format!(
+                    "podCIDR {t} is outside clusterCIDR {}/{}",
+                    cluster_cidr.addr(),
+                    cluster_cidr.len()
+                ),
             );
         }
         if p.len() > 30 {
-            c.value(fp!("nodes", i, "podCIDR"), format!("podCIDR {t} is too small for pods (at most /30)"));
+            c.value(
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} is too small for pods (at most /30)"),
+            );
         }
         if let Some((j, _)) = pod_cidrs.iter().find(|(_, q)| overlaps(p, *q)) {
-            c.bad(ProblemKind::Duplicate, fp!("nodes", i, "podCIDR"), format!("podCIDR {t} overlaps nodes[{j}].podCIDR"));
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} overlaps nodes[{j}].podCIDR"),
+            );
         }
         pod_cidrs.push((i, p));
     }
@@ -622,23 +757,39 @@ fn check_nodes(
             c.value(fp!("nodes", i, "name"), "name is empty");
         }
         if !names.insert(n.name.clone()) {
-            c.bad(ProblemKind::Duplicate, fp!("nodes", i, "name"), format!("node `{}` is declared twice", n.name));
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("nodes", i, "name"),
+                format!("node `{}` is declared twice", n.name),
+            );
         }
         if !(1..=4096).contains(&n.cpus) {
-            c.value(fp!("nodes", i, "cpus"), format!("cpus {} is not in 1..=4096", n.cpus));
+            c.value(
+                fp!("nodes", i, "cpus"),
+                format!("cpus {} is not in 1..=4096", n.cpus),
+            );
         }
         if n.memory.as_bytes() < 64 << 20 {
-            c.value(fp!("nodes", i, "memory"), format!("memory {} is below 64Mi", n.memory));
+            c.value(
+                fp!("nodes", i, "memory"),
+                format!("memory {} is below 64Mi", n.memory),
+            );
         }
         let ip = explicit_ip.get(i).copied().flatten().unwrap_or_else(|| {
             while next_ip + 1 < size_of(node_cidr) {
-                let cand = node_cidr.nth(u32::try_from(next_ip).unwrap_or(0)).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let cand = node_cidr
+                    .nth(u32::try_from(next_ip).unwrap_or(0))
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
                 next_ip += 1;
                 if used_ips.insert(cand) {
                     return cand;
                 }
             }
-            c.bad(ProblemKind::Exhausted, fp!("nodes", i, "ip"), "nodeCIDR has no address left");
+            c.bad(
+                ProblemKind::Exhausted,
+                fp!("nodes", i, "ip"),
+                "nodeCIDR has no address left",
+            );
             Ipv4Addr::UNSPECIFIED
         });
         let pod_cidr = match pod_cidrs.iter().find(|(j, _)| *j == i) {
@@ -657,7 +808,11 @@ fn check_nodes(
                     }
                 }
                 let p = found.unwrap_or_else(|| {
-                    c.bad(ProblemKind::Exhausted, fp!("nodes", i, "podCIDR"), "clusterCIDR has no free /24 left for this node");
+                    c.bad(
+                        ProblemKind::Exhausted,
+                        fp!("nodes", i, "podCIDR"),
+                        "clusterCIDR has no free /24 left for this node",
+                    );
                     Cidr::ANY
                 });
                 pod_cidrs.push((i, p));
@@ -675,7 +830,12 @@ fn check_nodes(
         for (name, unknown, message) in problems {
             let field = fp!("nodes", i, "sysctl", name);
             if unknown {
-                c.problems.push(Pending { kind: ProblemKind::UnknownSysctl, field, at_key: true, message });
+                c.problems.push(Pending {
+                    kind: ProblemKind::UnknownSysctl,
+                    field,
+                    at_key: true,
+                    message,
+                });
             } else {
                 c.value(field, message);
             }
@@ -696,7 +856,11 @@ fn check_nodes(
 /// /24 blocks of `cluster` that no node's podCIDR touches (for background endpoints,
 /// which live on nodes the scenario does not simulate).
 fn free_pod_blocks(cluster: Cidr, nodes: &[NodeConfig]) -> impl Iterator<Item = Cidr> + '_ {
-    let blocks = if cluster.len() <= 24 { size_of(cluster) >> 8 } else { 0 };
+    let blocks = if cluster.len() <= 24 {
+        size_of(cluster) >> 8
+    } else {
+        0
+    };
     (0..blocks).filter_map(move |b| {
         let base = cluster.nth(u32::try_from(b << 8).ok()?)?;
         let cand = Cidr::new(base, 24).ok()?;
@@ -724,17 +888,31 @@ fn check_server(c: &mut Checker, s: Option<&file::ServerSpec>, i: usize) -> Serv
                     format!("sigma {sigma} is not in 0..=10"),
                 );
             }
-            ServiceTime::Lognormal { median: *median, sigma: *sigma }
+            ServiceTime::Lognormal {
+                median: *median,
+                sigma: *sigma,
+            }
         }
     };
     let concurrency = s.concurrency.unwrap_or(64);
     if concurrency == 0 {
-        c.value(fp!("services", i, "server", "concurrency"), "concurrency must be at least 1");
+        c.value(
+            fp!("services", i, "server", "concurrency"),
+            "concurrency must be at least 1",
+        );
     }
     if s.capacity.is_some_and(super::Rate::is_zero) {
-        c.value(fp!("services", i, "server", "capacity"), "capacity must be above 0/s");
+        c.value(
+            fp!("services", i, "server", "capacity"),
+            "capacity must be above 0/s",
+        );
     }
-    ServerConfig { service_time, concurrency, backlog: s.backlog, capacity: s.capacity }
+    ServerConfig {
+        service_time,
+        concurrency,
+        backlog: s.backlog,
+        capacity: s.capacity,
+    }
 }
 
 /// Resolves `service:port`, `service.namespace:port` or `ip:port`.
@@ -749,18 +927,34 @@ fn check_target(
         return Some(WorkloadTarget::Address(addr));
     }
     let Some((name, port)) = text.rsplit_once(':') else {
-        c.value(field, format!("target `{text}` needs a port (`service:port` or `ip:port`)"));
+        c.value(
+            field,
+            format!("target `{text}` needs a port (`service:port` or `ip:port`)"),
+        );
         return None;
     };
     let (svc, ns) = name.split_once('.').unwrap_or((name, namespace));
     let Some(s) = services.iter().find(|s| s.name == svc && s.namespace == ns) else {
-        let elsewhere: Vec<&str> =
-            services.iter().filter(|s| s.name == svc).map(|s| s.namespace.as_str()).collect();
+        let elsewhere: Vec<&str> = services
+            .iter()
+            .filter(|s| s.name == svc)
+            .map(|s| s.namespace.as_str())
+            .collect();
         let hint = if let Some(other) = elsewhere.first() {
             format!("; it exists in namespace `{other}`: write `{svc}.{other}:{port}`")
         } else {
-            let all: Vec<String> = services.iter().map(|s| format!("{}.{}", s.name, s.namespace)).collect();
-            format!(" (Services: {})", if all.is_empty() { "none".into() } else { all.join(", ") })
+            let all: Vec<String> = services
+                .iter()
+                .map(|s| format!("{}.{}", s.name, s.namespace))
+                .collect();
+            format!(
+                " (Services: {})",
+                if all.is_empty() {
+                    "none".into()
+                } else {
+                    all.join(", ")
+                }
+            )
         };
         c.bad(
             ProblemKind::UnknownReference,
@@ -778,11 +972,17 @@ fn check_target(
         c.bad(
             ProblemKind::UnknownReference,
             field,
-            format!("Service `{svc}` has no port `{port}` (ports: {})", ports.join(", ")),
+            format!(
+                "Service `{svc}` has no port `{port}` (ports: {})",
+                ports.join(", ")
+            ),
         );
         return None;
     };
-    Some(WorkloadTarget::Service { service: s.id, port: idx })
+    Some(WorkloadTarget::Service {
+        service: s.id,
+        port: idx,
+    })
 }
 
 fn check_workload_dns(
@@ -806,12 +1006,19 @@ fn check_workload_dns(
                 fp!("workloads", i, "dns", "mode"),
                 format!(
                     "dns mode `{}` needs the cluster DNS Service (`kube-dns` in `kube-system`) in services",
-                    if d.mode == DnsMode::Cached { "cached" } else { "perRequest" }
+                    if d.mode == DnsMode::Cached {
+                        "cached"
+                    } else {
+                        "perRequest"
+                    }
                 ),
             );
         }
         if name.is_none() {
-            c.value(fp!("workloads", i, "dns", "name"), "a name to resolve is needed when the target is an address");
+            c.value(
+                fp!("workloads", i, "dns", "name"),
+                "a name to resolve is needed when the target is an address",
+            );
         }
     } else if target_service.is_some_and(|s| s.service_type == ServiceType::Headless) {
         c.value(
@@ -821,7 +1028,10 @@ fn check_workload_dns(
     }
     let ttl = d.ttl.unwrap_or(SimDuration::from_secs(30));
     if d.mode == DnsMode::Cached && ttl == SimDuration::ZERO {
-        c.value(fp!("workloads", i, "dns", "ttl"), "ttl must be above 0s when dns mode is cached");
+        c.value(
+            fp!("workloads", i, "dns", "ttl"),
+            "ttl must be above 0s when dns mode is cached",
+        );
     }
     WorkloadDns {
         mode: d.mode,
