@@ -3,7 +3,7 @@
 //! backends, client workloads, DNS, and named variants, loaded from a YAML (or JSON)
 //! file in two stages.
 //!
-//! Stage 1 ([`file`]) deserializes the text into raw serde structs that mirror the
+//! Stage 1 ([`mod@file`]) deserializes the text into raw serde structs that mirror the
 //! format 1:1 (`deny_unknown_fields`, units parsed). Stage 2 checks everything else and
 //! builds the validated [`Scenario`]: names resolved to ids, addresses allocated
 //! deterministically, CIDRs parsed, references checked, and each node's effective

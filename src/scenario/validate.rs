@@ -1041,3 +1041,181 @@ fn check_workload_dns(
         single_request_reopen: d.single_request_reopen.unwrap_or(false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{ProblemKind, Rate, Scenario, ScenarioError, WorkloadTarget};
+    use crate::time::SimTime;
+    use std::net::Ipv4Addr;
+
+    const BASE: &str = "version: 1\nname: t\nduration: 10s\nkernel: \"6.18\"\nnodes:\n  - {name: a, cpus: 2, memory: 4Gi}\n  - {name: b, cpus: 2, memory: 4Gi, ip: 192.168.0.10, podCIDR: 10.244.0.0/24}\n";
+
+    fn load(extra: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::from_bytes("t.yaml", format!("{BASE}{extra}").as_bytes(), &[])
+    }
+
+    fn problems(extra: &str) -> Vec<(ProblemKind, String)> {
+        load(extra)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| (p.kind, p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn addresses_are_allocated_in_order_skipping_explicit_ones() {
+        let s = load(
+            "services:\n  - {name: x, ports: [{port: 80}], endpoints: [{node: b, count: 2}, {node: a, count: 1}]}\n  - {name: y, clusterIP: 10.96.0.2, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        // Node b claimed .10 and 10.244.0.0/24 explicitly; a gets the next free ones.
+        assert_eq!(s.nodes[0].ip, Ipv4Addr::new(192, 168, 0, 11));
+        assert_eq!(s.nodes[0].pod_cidr.to_string(), "10.244.1.0/24");
+        assert_eq!(s.services[0].cluster_ip, Some(Ipv4Addr::new(10, 96, 0, 3)));
+        let ips: Vec<Ipv4Addr> = s.services[0].endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(
+            ips,
+            [
+                Ipv4Addr::new(10, 244, 0, 2),
+                Ipv4Addr::new(10, 244, 0, 3),
+                Ipv4Addr::new(10, 244, 1, 2)
+            ]
+        );
+        let again = load(
+            "services:\n  - {name: x, ports: [{port: 80}], endpoints: [{node: b, count: 2}, {node: a, count: 1}]}\n  - {name: y, clusterIP: 10.96.0.2, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn rate_profile_steps_and_ramps_linearly() {
+        let s = load(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1k/s, rateProfile: [{at: 2s, rate: 2k/s}, {at: 4s, rate: 4k/s, ramp: 2s}]}\n",
+        )
+        .unwrap();
+        let w = &s.workloads[0];
+        let at = |ms| w.rate_at(SimTime::from_millis(ms));
+        assert_eq!(at(0), Rate::per_sec(1_000));
+        assert_eq!(at(2_000), Rate::per_sec(2_000));
+        assert_eq!(at(5_000), Rate::per_sec(3_000));
+        assert_eq!(at(6_000), Rate::per_sec(4_000));
+        assert_eq!(at(60_000), Rate::per_sec(4_000));
+        assert_eq!(
+            w.target,
+            WorkloadTarget::Service {
+                service: s.services[0].id,
+                port: 0
+            }
+        );
+    }
+
+    #[test]
+    fn overlapping_ramps_and_unordered_steps_are_rejected() {
+        let p = problems(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1k/s, rateProfile: [{at: 2s, rate: 2k/s, ramp: 5s}, {at: 4s, rate: 4k/s}, {at: 3s, rate: 1k/s}]}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].1
+                .contains("rateProfile[1].at: step at 4s starts before the previous ramp ends at 7s")
+        );
+        assert!(p[1].1.contains("rateProfile[2].at: steps must be in time order"));
+    }
+
+    #[test]
+    fn headless_services_have_no_cluster_ip_and_need_dns() {
+        let p = problems(
+            "services:\n  - {name: h, type: Headless, clusterIP: 10.96.0.5, ports: [{port: 80}]}\n  - {name: g, type: Headless, ports: [{port: 80}]}\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'g:80', rate: 1/s}\n",
+        );
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("services[0].clusterIP: a Headless Service has no clusterIP"))
+        );
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("workloads[0].dns.mode: a Headless Service"))
+        );
+    }
+
+    #[test]
+    fn node_ports_are_allocated_and_range_checked() {
+        let s = load("services:\n  - {name: n, type: NodePort, ports: [{port: 80}]}\n").unwrap();
+        assert_eq!(s.services[0].ports[0].node_port, Some(30_000));
+        let p = problems("services:\n  - {name: n, type: NodePort, ports: [{port: 80, nodePort: 80}]}\n");
+        assert!(p[0].1.contains("nodePort 80 is outside 30000-32767"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_kernel_lists_profiles_and_suggests_quoting() {
+        let e = Scenario::from_bytes("k.yaml", BASE.replace("\"6.18\"", "5.10").as_bytes(), &[]).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("k.yaml:4:9: kernel: unknown kernel `5.1` (known: 6.18, 5.4, 4.19; quote it"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn full_pod_cidr_is_reported_once_naming_the_node() {
+        let text = BASE.replace("podCIDR: 10.244.0.0/24", "podCIDR: 10.244.0.0/30");
+        let e = Scenario::from_bytes(
+            "p.yaml",
+            format!(
+                "{text}services: [{{name: x, ports: [{{port: 80}}], endpoints: [{{node: b, count: 5}}]}}]\n"
+            )
+            .as_bytes(),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.problems().len(), 1, "{e}");
+        assert_eq!(e.problems()[0].kind, ProblemKind::Exhausted);
+        assert!(
+            e.to_string()
+                .contains("node `b` has no pod address left in its podCIDR 10.244.0.0/30 (1 pods fit)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn target_in_another_namespace_gets_a_hint() {
+        let p = problems(
+            "services: [{name: x, namespace: shop, ports: [{port: 80, name: http}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1/s}\n  - {name: v, namespace: shop, node: a, pods: 1, target: 'x:grpc', rate: 1/s}\n",
+        );
+        assert!(p[0].1.contains("write `x.shop:80`"), "{p:?}");
+        assert!(
+            p[1].1.contains("Service `x` has no port `grpc` (ports: 80)"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_variant_is_reported_at_its_set_list() {
+        let p = problems(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1/s}\nvariants:\n  - {name: v, set: ['workloads.0.connection.mode=poool']}\n  - {name: u, set: ['nope']}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|(k, m)| *k == ProblemKind::BadOverride
+            && m.contains(
+                "variants[0].set: variant `v` does not validate: --set workloads.0.connection.mode=poool"
+            )));
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("variants[1].set[0]: --set nope: expected PATH=VALUE"))
+        );
+    }
+
+    /// The second guard behind the source scan: serde_norway's own alias repetition
+    /// limit (events × 100 jumps) turns a billion-laughs document into an error.
+    #[test]
+    fn serde_norway_repetition_limit_stops_alias_bombs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = serde_norway::from_str::<serde_norway::Value>(&text).unwrap_err();
+        assert!(e.to_string().contains("repetition limit exceeded"), "{e}");
+    }
+}
