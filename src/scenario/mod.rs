@@ -410,6 +410,15 @@ impl Scenario {
     /// Every problem found, each with file, line, column and field (or the override
     /// responsible): unreadable, over [`MAX_FILE_BYTES`], not UTF-8, empty, bad syntax,
     /// alias bombs, unknown fields, bad units, unknown references, unknown sysctls.
+    ///
+    /// ```
+    /// use k8s_netsim::scenario::{Override, Provenance, Scenario};
+    /// let set = [Override::parse("workloads.0.rate=10k/s").unwrap()];
+    /// let s = Scenario::load("scenarios/flash-sale.yaml", &set).unwrap();
+    /// let node = &s.nodes[0].sysctls;
+    /// assert_eq!(node.values.nf_conntrack_max, 131_072);
+    /// assert_eq!(node.provenance("net.netfilter.nf_conntrack_max"), Some(Provenance::KubeProxy));
+    /// ```
     pub fn load(
         path: impl AsRef<std::path::Path>,
         overrides: &[Override],

@@ -325,6 +325,14 @@ mod tests {
     }
 
     #[test]
+    fn a_second_document_is_rejected() {
+        let err = scan("version: 1\n---\nversion: 2\n").unwrap_err();
+        assert_eq!(err.0, ProblemKind::Syntax);
+        assert_eq!(err.1.map(|m| m.line), Some(2));
+        assert!(err.2.contains("more than one YAML document"));
+    }
+
+    #[test]
     fn byte_offsets_map_to_lines() {
         assert_eq!(mark_at_byte(b"ab\ncd\nef", 7), Mark { line: 3, column: 2 });
     }

@@ -529,7 +529,8 @@ mod tests {
         KubeProxyConntrack::from_spec(&KubeProxyConntrackSpec::default())
     }
 
-    /// validation-targets.md V21: 1-4 vCPU → 131,072; 8 → 262,144; 16 → 524,288.
+    /// kernel-semantics.md §9 item 17 and validation-targets.md V21: 1-4 vCPU →
+    /// 131,072; 8 → 262,144; 16 → 524,288.
     #[test]
     fn kube_proxy_sizes_conntrack_max_from_cpus_with_a_floor() {
         for (cpus, want) in [
@@ -556,7 +557,8 @@ mod tests {
         }
     }
 
-    /// kernel-semantics.md §5: kube-proxy raises hashsize to max/4 only when smaller.
+    /// kernel-semantics.md §9 item 17 (hashsize >= max/4) and item 7 (kube-proxy's
+    /// timeout overrides): kube-proxy raises hashsize to max/4 only when smaller.
     #[test]
     fn kube_proxy_raises_buckets_to_a_quarter_of_max_only_when_smaller() {
         let (n, _) = effective_sysctls(
@@ -595,7 +597,8 @@ mod tests {
         assert_eq!(n.values.ct_timeouts.udp, SimDuration::from_secs(30));
     }
 
-    /// validation-targets.md V20 / kernel-semantics.md §5: defaults by kernel and RAM.
+    /// kernel-semantics.md §9 item 17 / validation-targets.md V20: defaults by kernel
+    /// and RAM (buckets = max = 262,144 on >4 GiB 6.18 hosts).
     #[test]
     fn kernel_defaults_follow_nf_conntrack_init_start() {
         let new = kernel_default_sysctls(KernelProfile::LINUX_6_18, ByteSize::from_gib(24));

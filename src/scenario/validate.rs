@@ -1206,6 +1206,16 @@ mod tests {
         );
     }
 
+    /// kernel-semantics.md §9 item 16: the accept queue is bounded by min(backlog, somaxconn).
+    #[test]
+    fn listen_backlog_is_capped_by_somaxconn() {
+        let s = load("services: [{name: x, ports: [{port: 80}], server: {backlog: 511}}, {name: y, ports: [{port: 80}]}]\n")
+            .unwrap();
+        assert_eq!(s.services[0].server.effective_backlog(4_096), 511);
+        assert_eq!(s.services[0].server.effective_backlog(128), 128);
+        assert_eq!(s.services[1].server.effective_backlog(4_096), 4_096);
+    }
+
     /// The second guard behind the source scan: serde_norway's own alias repetition
     /// limit (events × 100 jumps) turns a billion-laughs document into an error.
     #[test]
