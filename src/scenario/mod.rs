@@ -1,1 +1,477 @@
-//! The `scenario` module (being built).
+//! The `scenario` module models what a platform engineer declares about a cluster and
+//! its traffic: nodes and their sysctls, kube-proxy's configuration, Services and their
+//! backends, client workloads, DNS, and named variants, loaded from a YAML (or JSON)
+//! file in two stages.
+//!
+//! Stage 1 ([`mod@file`]) deserializes the text into raw serde structs that mirror the
+//! format 1:1 (`deny_unknown_fields`, units parsed). Stage 2 checks everything else and
+//! builds the validated [`Scenario`]: names resolved to ids, addresses allocated
+//! deterministically, CIDRs parsed, references checked, and each node's effective
+//! sysctls computed with their [`Provenance`]. Stage 2 reports **every** problem it
+//! finds, each located by file, line, column and field path ([`ScenarioError`]).
+//! `--set` [`Override`]s are applied to the value tree before stage 1.
+//!
+//! Not modelled here: anything about running the simulation. The format reference is
+//! `docs/scenario-format.md`; simplifications are listed in `docs/model/scenario.md`.
+
+pub mod file;
+
+mod error;
+mod load;
+mod overrides;
+mod source;
+mod sysctl;
+mod unit;
+mod validate;
+
+pub use error::{FieldPath, Origin, PathSegment, Problem, ProblemKind, ScenarioError};
+pub use file::{Closer, Cni, ConnectionMode, DnsMode, IpvsScheduler, ProxyMode, ServiceType};
+pub use overrides::{Override, OverrideError};
+pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES};
+pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sysctls, known_sysctl_names};
+pub use unit::{ByteSize, PortRange, Rate};
+
+use crate::kernel::KernelProfile;
+use crate::packet::{Cidr, Proto};
+use crate::time::{SimDuration, SimTime};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Index of a node in [`Scenario::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct NodeId(pub u32);
+
+/// Index of a Service in [`Scenario::services`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ServiceId(pub u32);
+
+/// Index of a workload in [`Scenario::workloads`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct WorkloadId(pub u32);
+
+/// A validated scenario: every reference resolved, every address allocated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The file as the user named it (used in messages and reports).
+    pub file: String,
+    /// Scenario name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Seed of every random stream.
+    pub seed: u64,
+    /// Simulated time to run.
+    pub duration: SimDuration,
+    /// Time-series resolution.
+    pub sample_interval: SimDuration,
+    /// Kernel behaviour profile.
+    pub kernel: KernelProfile,
+    /// Pod network plugin.
+    pub cni: Cni,
+    /// Pod address space.
+    pub cluster_cidr: Cidr,
+    /// Service address space.
+    pub service_cidr: Cidr,
+    /// kube-proxy configuration.
+    pub kube_proxy: KubeProxyConfig,
+    /// Node CPU cost model.
+    pub cost: CostModel,
+    /// Nodes, indexed by [`NodeId`].
+    pub nodes: Vec<NodeConfig>,
+    /// Services with simulated backends, indexed by [`ServiceId`].
+    pub services: Vec<ServiceConfig>,
+    /// Services that only load the rule tables, with allocated addresses.
+    pub background_services: Vec<BackgroundService>,
+    /// Cluster DNS.
+    pub dns: DnsConfig,
+    /// Client workloads, indexed by [`WorkloadId`].
+    pub workloads: Vec<WorkloadConfig>,
+    /// Named override sets for `compare`.
+    pub variants: Vec<Variant>,
+    /// The value tree after overrides, kept to derive variants.
+    raw: serde_norway::Value,
+    /// Positions of the original text, kept to locate a variant's problems.
+    map: source::SourceMap,
+}
+
+/// kube-proxy's configuration (`KubeProxyConfiguration` names).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KubeProxyConfig {
+    /// Data plane.
+    pub mode: ProxyMode,
+    /// SNAT every Service packet.
+    pub masquerade_all: bool,
+    /// fwmark bit that flags packets for SNAT (`0x4000` for bit 14).
+    pub masquerade_bit: u8,
+    /// MASQUERADE with `--random-fully`.
+    pub random_fully: bool,
+    /// Conntrack sysctls kube-proxy writes (already folded into each node's sysctls).
+    pub conntrack: KubeProxyConntrack,
+    /// IPVS scheduler (used with `mode: ipvs`).
+    pub ipvs_scheduler: IpvsScheduler,
+}
+
+/// Node CPU cost constants (softirq work).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CostModel {
+    /// Fixed cost per packet through the stack.
+    pub per_packet: SimDuration,
+    /// Cost per iptables rule traversed (validation-targets.md V23).
+    pub per_rule: SimDuration,
+    /// Cost per conntrack hash lookup.
+    pub per_conntrack_lookup: SimDuration,
+    /// Cost per conntrack allocation and insert.
+    pub per_conntrack_insert: SimDuration,
+}
+
+impl Default for CostModel {
+    fn default() -> CostModel {
+        CostModel {
+            per_packet: SimDuration::from_nanos(1_500),
+            per_rule: SimDuration::from_nanos(13),
+            per_conntrack_lookup: SimDuration::from_nanos(150),
+            per_conntrack_insert: SimDuration::from_nanos(400),
+        }
+    }
+}
+
+/// A node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeConfig {
+    /// Its index.
+    pub id: NodeId,
+    /// Node name.
+    pub name: String,
+    /// Online CPUs.
+    pub cpus: u32,
+    /// RAM.
+    pub memory: ByteSize,
+    /// Node address.
+    pub ip: Ipv4Addr,
+    /// Pod address block.
+    pub pod_cidr: Cidr,
+    /// Effective sysctls with provenance.
+    pub sysctls: NodeSysctls,
+}
+
+/// A Service with simulated backends.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ServiceConfig {
+    /// Its index.
+    pub id: ServiceId,
+    /// Service name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service type.
+    pub service_type: ServiceType,
+    /// Virtual IP (`None` for Headless).
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// One entry per backend pod, in declaration order.
+    pub endpoints: Vec<Endpoint>,
+    /// Backend behaviour.
+    pub server: ServerConfig,
+}
+
+/// A Service port.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ServicePort {
+    /// Port name.
+    pub name: Option<String>,
+    /// Service port.
+    pub port: u16,
+    /// Backend port.
+    pub target_port: u16,
+    /// Protocol.
+    pub protocol: Proto,
+    /// Node port (NodePort Services).
+    pub node_port: Option<u16>,
+}
+
+/// One backend pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    /// Node it runs on.
+    pub node: NodeId,
+    /// Pod address (from the node's pod CIDR).
+    pub ip: Ipv4Addr,
+}
+
+/// How backend pods serve requests.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ServerConfig {
+    /// Service-time distribution.
+    pub service_time: ServiceTime,
+    /// Requests served in parallel per pod.
+    pub concurrency: u32,
+    /// `listen()` backlog argument; `None` = `net.core.somaxconn` (as Go's `net.Listen`).
+    pub backlog: Option<u32>,
+    /// Rate cap per pod (requests beyond it queue).
+    pub capacity: Option<Rate>,
+}
+
+impl ServerConfig {
+    /// The accept-queue limit the kernel applies: `min(backlog, somaxconn)`
+    /// (`__sys_listen`).
+    #[must_use]
+    pub fn effective_backlog(&self, somaxconn: u32) -> u32 {
+        self.backlog.map_or(somaxconn, |b| b.min(somaxconn))
+    }
+}
+
+/// A service-time distribution.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum ServiceTime {
+    /// Always this long.
+    Constant(SimDuration),
+    /// Exponential with this mean.
+    Exponential {
+        /// The mean.
+        mean: SimDuration,
+    },
+    /// Log-normal.
+    Lognormal {
+        /// Median (e^mu).
+        median: SimDuration,
+        /// Standard deviation of the underlying normal.
+        sigma: f64,
+    },
+}
+
+/// A Service that only loads the rule tables.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackgroundService {
+    /// Virtual IP.
+    pub cluster_ip: Ipv4Addr,
+    /// Port (TCP 80 → 8080).
+    pub port: u16,
+    /// Endpoint pod addresses (on unsimulated nodes).
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+/// Cluster DNS.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DnsConfig {
+    /// Cluster domain.
+    pub cluster_domain: String,
+    /// resolv.conf `ndots`.
+    pub ndots: u8,
+    /// The cluster DNS Service (`kube-dns` in `kube-system`) when declared.
+    pub service: Option<ServiceId>,
+    /// NodeLocal DNSCache when enabled.
+    pub node_local_cache: Option<NodeLocalDnsCache>,
+}
+
+/// NodeLocal DNSCache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeLocalDnsCache {
+    /// Listen address.
+    pub address: Ipv4Addr,
+    /// TTL cap.
+    pub ttl: SimDuration,
+    /// Cache entries.
+    pub capacity: u32,
+}
+
+/// A client workload.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadConfig {
+    /// Its index.
+    pub id: WorkloadId,
+    /// Workload name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Node its pods run on.
+    pub node: NodeId,
+    /// Client pod addresses, one per pod.
+    pub pods: Vec<Ipv4Addr>,
+    /// Where requests go.
+    pub target: WorkloadTarget,
+    /// Base rate (before the first profile step).
+    pub rate: Rate,
+    /// Rate profile, sorted by time.
+    pub rate_profile: Vec<RateStep>,
+    /// Connection handling.
+    pub connection: ConnectionConfig,
+    /// Per-request deadline including connect.
+    pub timeout: SimDuration,
+    /// Retry policy.
+    pub retries: RetryPolicy,
+    /// Name resolution.
+    pub dns: WorkloadDns,
+}
+
+/// Where a workload sends requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum WorkloadTarget {
+    /// A declared Service and the index of one of its ports.
+    Service {
+        /// The Service.
+        service: ServiceId,
+        /// Index into its `ports`.
+        port: usize,
+    },
+    /// A fixed address.
+    Address(SocketAddrV4),
+}
+
+/// One rate-profile point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RateStep {
+    /// When the ramp starts.
+    pub at: SimDuration,
+    /// Rate reached at `at + ramp`.
+    pub rate: Rate,
+    /// Linear ramp length (zero = a step).
+    pub ramp: SimDuration,
+}
+
+/// Connection handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionConfig {
+    /// Short connections or a pool.
+    pub mode: ConnectionMode,
+    /// Pooled connections per pod.
+    pub pool_size: u32,
+    /// Requests per pooled connection before it closes (`None` = unlimited).
+    pub max_requests_per_connection: Option<u32>,
+    /// Idle pooled connections close after this.
+    pub idle_timeout: SimDuration,
+    /// Which side closes first (holds TIME_WAIT).
+    pub closer: Closer,
+}
+
+/// Retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max: u32,
+    /// Wait before each retry.
+    pub backoff: SimDuration,
+}
+
+/// Name resolution of a workload.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WorkloadDns {
+    /// When to resolve.
+    pub mode: DnsMode,
+    /// Name resolved through the search path.
+    pub name: String,
+    /// Client cache TTL (`cached`).
+    pub ttl: SimDuration,
+    /// A and AAAA in parallel from one socket (glibc default).
+    pub parallel_aaaa: bool,
+    /// resolv.conf `single-request-reopen`.
+    pub single_request_reopen: bool,
+}
+
+/// A named set of overrides (`compare`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// Variant name.
+    pub name: String,
+    /// Overrides applied on top of the scenario.
+    pub overrides: Vec<Override>,
+}
+
+impl WorkloadConfig {
+    /// The offered rate at `now`: `rate` before the first profile step, then each step's
+    /// rate, reached linearly over its `ramp` from the rate in force when it starts.
+    #[must_use]
+    pub fn rate_at(&self, now: SimTime) -> Rate {
+        let t = SimDuration::from_nanos(now.as_nanos());
+        let mut current = self.rate;
+        for step in &self.rate_profile {
+            if t < step.at {
+                break;
+            }
+            let into = t - step.at;
+            if step.ramp == SimDuration::ZERO || into >= step.ramp {
+                current = step.rate;
+            } else {
+                // Integer interpolation: from + (to - from) * into / ramp.
+                let from = i128::from(current.as_milli_per_sec());
+                let to = i128::from(step.rate.as_milli_per_sec());
+                let v = from + (to - from) * i128::from(into.as_nanos()) / i128::from(step.ramp.as_nanos());
+                current = Rate::from_milli_per_sec(u64::try_from(v).unwrap_or(0));
+            }
+        }
+        current
+    }
+}
+
+impl Scenario {
+    /// Loads and validates the scenario at `path` (YAML, or JSON for `.json`), applying
+    /// `overrides` first.
+    ///
+    /// # Errors
+    /// Every problem found, each with file, line, column and field (or the override
+    /// responsible): unreadable, over [`MAX_FILE_BYTES`], not UTF-8, empty, bad syntax,
+    /// alias bombs, unknown fields, bad units, unknown references, unknown sysctls.
+    ///
+    /// ```
+    /// use k8s_netsim::scenario::{Override, Provenance, Scenario};
+    /// let set = [Override::parse("workloads.0.rate=10k/s").unwrap()];
+    /// let s = Scenario::load("scenarios/flash-sale.yaml", &set).unwrap();
+    /// let node = &s.nodes[0].sysctls;
+    /// assert_eq!(node.values.nf_conntrack_max, 131_072);
+    /// assert_eq!(node.provenance("net.netfilter.nf_conntrack_max"), Some(Provenance::KubeProxy));
+    /// ```
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        overrides: &[Override],
+    ) -> Result<Scenario, ScenarioError> {
+        load::load_path(path.as_ref(), overrides)
+    }
+
+    /// Loads a scenario from bytes; `file` names it in messages and decides JSON
+    /// (`.json`) or YAML.
+    ///
+    /// # Errors
+    /// As [`Scenario::load`].
+    pub fn from_bytes(file: &str, bytes: &[u8], overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+        load::load_bytes(file, bytes, overrides)
+    }
+
+    /// This scenario with the named variant's overrides applied on top.
+    ///
+    /// # Errors
+    /// No variant of that name, or the variant's result does not validate.
+    pub fn with_variant(&self, name: &str) -> Result<Scenario, ScenarioError> {
+        load::with_variant(self, name)
+    }
+
+    /// The node with id `id`.
+    ///
+    /// # Panics
+    /// When `id` did not come from this scenario.
+    #[must_use]
+    pub fn node(&self, id: NodeId) -> &NodeConfig {
+        &self.nodes[id.0 as usize]
+    }
+
+    /// The Service with id `id`.
+    ///
+    /// # Panics
+    /// When `id` did not come from this scenario.
+    #[must_use]
+    pub fn service(&self, id: ServiceId) -> &ServiceConfig {
+        &self.services[id.0 as usize]
+    }
+
+    /// The node named `name`.
+    #[must_use]
+    pub fn node_by_name(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The Service `name` in `namespace`.
+    #[must_use]
+    pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<&ServiceConfig> {
+        self.services
+            .iter()
+            .find(|s| s.name == name && s.namespace == namespace)
+    }
+}

@@ -1,0 +1,1231 @@
+//! Stage 2: checks a parsed [`ScenarioFile`] and builds the [`Scenario`], collecting
+//! every problem instead of stopping at the first. Addresses are allocated in
+//! declaration order (nodes, then Service endpoints, then workload pods, then
+//! background Services), so the same file always gives the same addresses.
+
+use super::error::{FieldPath, PathSegment, ProblemKind};
+use super::file::{self, ProtocolSpec, ScenarioFile, ServiceTimeSpec};
+use super::load::{Pending, check_variant};
+use super::overrides::Override;
+use super::source::SourceMap;
+use super::sysctl::{KubeProxyConntrack, effective_sysctls};
+use super::{
+    BackgroundService, ConnectionConfig, CostModel, DnsConfig, Endpoint, KubeProxyConfig, NodeConfig, NodeId,
+    NodeLocalDnsCache, RateStep, RetryPolicy, Scenario, ServerConfig, ServiceConfig, ServiceId, ServicePort,
+    ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId, WorkloadTarget,
+};
+use super::{ConnectionMode, DnsMode, Origin};
+use crate::kernel::KernelProfile;
+use crate::packet::{Cidr, Proto};
+use crate::time::SimDuration;
+use serde_norway::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+macro_rules! fp {
+    ($($s:expr),* $(,)?) => { FieldPath(vec![$(PathSegment::from($s)),*]) };
+}
+
+/// Collects problems.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Pending>,
+}
+
+impl Checker {
+    fn bad(&mut self, kind: ProblemKind, field: FieldPath, message: impl Into<String>) {
+        self.problems.push(Pending::new(kind, field, message));
+    }
+
+    fn value(&mut self, field: FieldPath, message: impl Into<String>) {
+        self.bad(ProblemKind::BadValue, field, message);
+    }
+
+    /// Parses a CIDR, or reports it and returns `fallback` so checking goes on.
+    fn cidr(&mut self, text: Option<&str>, fallback: &str, field: FieldPath) -> Cidr {
+        let fb = fallback.parse().unwrap_or(Cidr::ANY);
+        match text {
+            None => fb,
+            Some(t) => t.parse().unwrap_or_else(|e| {
+                self.value(field, format!("{e}"));
+                fb
+            }),
+        }
+    }
+
+    fn ip(&mut self, text: &str, field: FieldPath) -> Option<Ipv4Addr> {
+        match text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.value(field, format!("`{text}` is not an IPv4 address"));
+                None
+            }
+        }
+    }
+}
+
+/// The number of addresses in `c`.
+fn size_of(c: Cidr) -> u64 {
+    1u64 << (32 - u32::from(c.len()))
+}
+
+/// Whether two prefixes share an address.
+fn overlaps(a: Cidr, b: Cidr) -> bool {
+    a.contains(b.addr()) || b.contains(a.addr())
+}
+
+/// Hands out pod addresses from each node's pod CIDR: `.0` is the network, `.1` the
+/// bridge/gateway (flannel's `cni0`), the last address the broadcast.
+struct PodPool {
+    next: Vec<u64>,
+    exhausted: BTreeSet<usize>,
+}
+
+impl PodPool {
+    fn take(&mut self, node: usize, cidr: Cidr) -> Option<Ipv4Addr> {
+        let n = self.next.get_mut(node)?;
+        if *n + 1 >= size_of(cidr) {
+            return None;
+        }
+        let ip = cidr.nth(u32::try_from(*n).ok()?);
+        *n += 1;
+        ip
+    }
+}
+
+pub(crate) fn validate(
+    file: &str,
+    f: ScenarioFile,
+    raw: Value,
+    map: SourceMap,
+) -> Result<Scenario, Vec<Pending>> {
+    let mut c = Checker::default();
+
+    // --- top level -------------------------------------------------------------------
+    if f.name.trim().is_empty() {
+        c.value(fp!("name"), "name is empty");
+    }
+    if f.duration == SimDuration::ZERO {
+        c.value(fp!("duration"), "duration must be above 0s");
+    }
+    let sample_interval = f.sample_interval.unwrap_or(SimDuration::from_secs(1));
+    if sample_interval == SimDuration::ZERO {
+        c.value(fp!("sampleInterval"), "sampleInterval must be above 0s");
+    } else if sample_interval > f.duration && f.duration > SimDuration::ZERO {
+        c.value(
+            fp!("sampleInterval"),
+            format!(
+                "sampleInterval {sample_interval} is longer than the duration {}",
+                f.duration
+            ),
+        );
+    }
+    let kernel = KernelProfile::by_name(f.kernel.0.trim()).unwrap_or_else(|| {
+        let names: Vec<&str> = KernelProfile::ALL.iter().map(|p| p.name).collect();
+        c.value(
+            fp!("kernel"),
+            format!(
+                "unknown kernel `{}` (known: {}; quote it, e.g. kernel: \"5.4\")",
+                f.kernel.0,
+                names.join(", ")
+            ),
+        );
+        KernelProfile::LINUX_6_18
+    });
+    let cluster_cidr = c.cidr(f.cluster_cidr.as_deref(), "10.244.0.0/16", fp!("clusterCIDR"));
+    let service_cidr = c.cidr(f.service_cidr.as_deref(), "10.96.0.0/12", fp!("serviceCIDR"));
+    let node_cidr = c.cidr(f.node_cidr.as_deref(), "192.168.0.0/24", fp!("nodeCIDR"));
+    if overlaps(cluster_cidr, service_cidr) {
+        c.value(
+            fp!("serviceCIDR"),
+            format!("serviceCIDR {service_cidr} overlaps clusterCIDR {cluster_cidr}"),
+        );
+    }
+
+    let kp = &f.kube_proxy;
+    let masquerade_bit = kp.masquerade_bit.unwrap_or(14);
+    if masquerade_bit > 31 {
+        c.value(
+            fp!("kubeProxy", "masqueradeBit"),
+            format!("masqueradeBit {masquerade_bit} is not in 0..=31"),
+        );
+    }
+    let kube_proxy = KubeProxyConfig {
+        mode: kp.mode,
+        masquerade_all: kp.masquerade_all.unwrap_or(false),
+        masquerade_bit: u8::try_from(masquerade_bit.min(31)).unwrap_or(14),
+        random_fully: kp.random_fully.unwrap_or(true),
+        conntrack: KubeProxyConntrack::from_spec(&kp.conntrack),
+        ipvs_scheduler: kp.ipvs.scheduler.unwrap_or_default(),
+    };
+    let d = CostModel::default();
+    let cost = CostModel {
+        per_packet: f.cost.per_packet.unwrap_or(d.per_packet),
+        per_rule: f.cost.per_rule.unwrap_or(d.per_rule),
+        per_conntrack_lookup: f.cost.per_conntrack_lookup.unwrap_or(d.per_conntrack_lookup),
+        per_conntrack_insert: f.cost.per_conntrack_insert.unwrap_or(d.per_conntrack_insert),
+    };
+
+    // --- nodes -----------------------------------------------------------------------
+    let nodes = check_nodes(&mut c, &f, kernel, &kube_proxy, cluster_cidr, node_cidr);
+    let node_index: BTreeMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let node_names = || {
+        let v: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        v.join(", ")
+    };
+    let mut pods = PodPool {
+        next: vec![2; nodes.len()],
+        exhausted: BTreeSet::new(),
+    };
+    let mut take_pod = |c: &mut Checker, node: usize, field: FieldPath| -> Ipv4Addr {
+        let cidr = nodes[node].pod_cidr;
+        pods.take(node, cidr).unwrap_or_else(|| {
+            if pods.exhausted.insert(node) {
+                c.bad(
+                    ProblemKind::Exhausted,
+                    field,
+                    format!(
+                        "node `{}` has no pod address left in its podCIDR {}/{} ({} pods fit)",
+                        nodes[node].name,
+                        cidr.addr(),
+                        cidr.len(),
+                        size_of(cidr).saturating_sub(3)
+                    ),
+                );
+            }
+            Ipv4Addr::UNSPECIFIED
+        })
+    };
+
+    // --- services --------------------------------------------------------------------
+    let mut services: Vec<ServiceConfig> = Vec::new();
+    let mut seen_services: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut used_service_ips: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    let mut used_node_ports: BTreeSet<u16> = BTreeSet::new();
+    // Explicit cluster IPs and node ports first, so allocation skips them.
+    for (i, s) in f.services.iter().enumerate() {
+        if let Some(t) = s.cluster_ip.as_deref()
+            && s.service_type != ServiceType::Headless
+            && let Ok(ip) = t.parse::<Ipv4Addr>()
+            && !used_service_ips.insert(ip)
+        {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("services", i, "clusterIP"),
+                format!("clusterIP {ip} is used twice"),
+            );
+        }
+        for (j, p) in s.ports.iter().enumerate() {
+            if let Some(np) = p.node_port
+                && !used_node_ports.insert(np)
+            {
+                c.bad(
+                    ProblemKind::Duplicate,
+                    fp!("services", i, "ports", j, "nodePort"),
+                    format!("nodePort {np} is used twice"),
+                );
+            }
+        }
+    }
+    let mut next_service_ip = 2u64;
+    let mut alloc_service_ip = |used: &mut BTreeSet<Ipv4Addr>| -> Option<Ipv4Addr> {
+        while next_service_ip + 1 < size_of(service_cidr) {
+            let ip = service_cidr.nth(u32::try_from(next_service_ip).ok()?)?;
+            next_service_ip += 1;
+            if used.insert(ip) {
+                return Some(ip);
+            }
+        }
+        None
+    };
+    let mut next_node_port = 30_000u16;
+    for (i, s) in f.services.iter().enumerate() {
+        let at = |k: &str| fp!("services", i, k);
+        let namespace = s.namespace.clone().unwrap_or_else(|| "default".into());
+        if s.name.trim().is_empty() {
+            c.value(at("name"), "name is empty");
+        }
+        if !seen_services.insert((namespace.clone(), s.name.clone())) {
+            c.bad(
+                ProblemKind::Duplicate,
+                at("name"),
+                format!(
+                    "Service `{}` is declared twice in namespace `{namespace}`",
+                    s.name
+                ),
+            );
+        }
+        let cluster_ip = match (s.service_type, s.cluster_ip.as_deref()) {
+            (ServiceType::Headless, None | Some("None")) => None,
+            (ServiceType::Headless, Some(t)) => {
+                c.value(
+                    at("clusterIP"),
+                    format!("a Headless Service has no clusterIP (got `{t}`)"),
+                );
+                None
+            }
+            (_, Some(t)) => c.ip(t, at("clusterIP")).inspect(|&ip| {
+                if !service_cidr.contains(ip) {
+                    c.value(
+                        at("clusterIP"),
+                        format!(
+                            "clusterIP {ip} is outside serviceCIDR {}/{}",
+                            service_cidr.addr(),
+                            service_cidr.len()
+                        ),
+                    );
+                }
+            }),
+            (_, None) => {
+                let ip = alloc_service_ip(&mut used_service_ips);
+                if ip.is_none() {
+                    c.bad(
+                        ProblemKind::Exhausted,
+                        at("clusterIP"),
+                        "serviceCIDR has no address left",
+                    );
+                }
+                ip
+            }
+        };
+        if s.ports.is_empty() {
+            c.value(at("ports"), "a Service needs at least one port");
+        }
+        let mut ports = Vec::new();
+        let mut seen_ports = BTreeSet::new();
+        for (j, p) in s.ports.iter().enumerate() {
+            let pat = |k: &str| fp!("services", i, "ports", j, k);
+            if p.port == 0 {
+                c.value(pat("port"), "port 0 is not a port (1..65535)");
+            }
+            let target_port = p.target_port.unwrap_or(p.port);
+            if target_port == 0 {
+                c.value(pat("targetPort"), "targetPort 0 is not a port (1..65535)");
+            }
+            let protocol = match p.protocol {
+                ProtocolSpec::Tcp => Proto::Tcp,
+                ProtocolSpec::Udp => Proto::Udp,
+            };
+            if !seen_ports.insert((p.port, p.protocol == ProtocolSpec::Udp)) {
+                c.bad(
+                    ProblemKind::Duplicate,
+                    pat("port"),
+                    format!("port {} is declared twice", p.port),
+                );
+            }
+            if s.ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
+                c.value(pat("name"), "ports need names when a Service has more than one");
+            }
+            let node_port = match (s.service_type, p.node_port) {
+                (ServiceType::NodePort, Some(np)) => {
+                    if !(30_000..=32_767).contains(&np) {
+                        c.value(pat("nodePort"), format!("nodePort {np} is outside 30000-32767"));
+                    }
+                    Some(np)
+                }
+                (ServiceType::NodePort, None) => {
+                    while used_node_ports.contains(&next_node_port) && next_node_port < 32_767 {
+                        next_node_port += 1;
+                    }
+                    used_node_ports.insert(next_node_port);
+                    Some(next_node_port)
+                }
+                (_, Some(np)) => {
+                    c.value(
+                        pat("nodePort"),
+                        format!("nodePort {np} is set but the Service type is not NodePort"),
+                    );
+                    None
+                }
+                (_, None) => None,
+            };
+            ports.push(ServicePort {
+                name: p.name.clone(),
+                port: p.port,
+                target_port,
+                protocol,
+                node_port,
+            });
+        }
+        let mut endpoints = Vec::new();
+        for (j, e) in s.endpoints.iter().enumerate() {
+            let Some(&node) = node_index.get(e.node.as_str()) else {
+                c.bad(
+                    ProblemKind::UnknownReference,
+                    fp!("services", i, "endpoints", j, "node"),
+                    format!("unknown node `{}` (nodes: {})", e.node, node_names()),
+                );
+                continue;
+            };
+            for _ in 0..e.count {
+                let ip = take_pod(&mut c, node, fp!("services", i, "endpoints", j, "count"));
+                endpoints.push(Endpoint {
+                    node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
+                    ip,
+                });
+            }
+        }
+        let server = check_server(&mut c, s.server.as_ref(), i);
+        services.push(ServiceConfig {
+            id: ServiceId(u32::try_from(i).unwrap_or(u32::MAX)),
+            name: s.name.clone(),
+            namespace,
+            service_type: s.service_type,
+            cluster_ip,
+            ports,
+            endpoints,
+            server,
+        });
+    }
+
+    // --- DNS -------------------------------------------------------------------------
+    let cluster_domain = f
+        .dns
+        .cluster_domain
+        .clone()
+        .unwrap_or_else(|| "cluster.local".into());
+    if cluster_domain.is_empty() || cluster_domain.starts_with('.') || cluster_domain.ends_with('.') {
+        c.value(
+            fp!("dns", "clusterDomain"),
+            format!("`{cluster_domain}` is not a domain (e.g. cluster.local)"),
+        );
+    }
+    let ndots = f.dns.ndots.unwrap_or(5);
+    if ndots > 15 {
+        c.value(
+            fp!("dns", "ndots"),
+            format!("ndots {ndots} is above 15 (glibc caps it at 15)"),
+        );
+    }
+    let dns_service = {
+        let wanted = f.dns.service.as_deref().unwrap_or("kube-dns");
+        let (name, ns) = wanted.split_once('.').unwrap_or((wanted, "kube-system"));
+        let found = services
+            .iter()
+            .find(|s| s.name == name && s.namespace == ns)
+            .map(|s| s.id);
+        if found.is_none() && f.dns.service.is_some() {
+            c.bad(
+                ProblemKind::UnknownReference,
+                fp!("dns", "service"),
+                format!("unknown Service `{name}` in namespace `{ns}`"),
+            );
+        }
+        found
+    };
+    let node_local_cache = f.dns.node_local_dns_cache.as_ref().and_then(|n| {
+        let address = n
+            .address
+            .as_deref()
+            .and_then(|a| c.ip(a, fp!("dns", "nodeLocalDNSCache", "address")))
+            .unwrap_or(Ipv4Addr::new(169, 254, 20, 10));
+        let ttl = n.ttl.unwrap_or(SimDuration::from_secs(30));
+        if ttl == SimDuration::ZERO {
+            c.value(fp!("dns", "nodeLocalDNSCache", "ttl"), "ttl must be above 0s");
+        }
+        let capacity = n.capacity.unwrap_or(9_984);
+        if capacity == 0 {
+            c.value(
+                fp!("dns", "nodeLocalDNSCache", "capacity"),
+                "capacity must be above 0",
+            );
+        }
+        n.enabled.then_some(NodeLocalDnsCache {
+            address,
+            ttl,
+            capacity,
+        })
+    });
+
+    // --- workloads -------------------------------------------------------------------
+    let mut workloads = Vec::new();
+    let mut seen_workloads = BTreeSet::new();
+    for (i, w) in f.workloads.iter().enumerate() {
+        let at = |k: &str| fp!("workloads", i, k);
+        let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
+        if w.name.trim().is_empty() {
+            c.value(at("name"), "name is empty");
+        }
+        if !seen_workloads.insert(w.name.clone()) {
+            c.bad(
+                ProblemKind::Duplicate,
+                at("name"),
+                format!("workload `{}` is declared twice", w.name),
+            );
+        }
+        let node = node_index.get(w.node.as_str()).copied();
+        if node.is_none() {
+            c.bad(
+                ProblemKind::UnknownReference,
+                at("node"),
+                format!("unknown node `{}` (nodes: {})", w.node, node_names()),
+            );
+        }
+        if w.pods == 0 {
+            c.value(at("pods"), "pods must be at least 1");
+        }
+        let pod_ips: Vec<Ipv4Addr> = match node {
+            Some(n) => (0..w.pods).map(|_| take_pod(&mut c, n, at("pods"))).collect(),
+            None => Vec::new(),
+        };
+        let target = check_target(&mut c, &w.target, &namespace, &services, at("target"));
+        let mut rate_profile = Vec::new();
+        let mut prev: Option<(SimDuration, SimDuration)> = None;
+        for (j, s) in w.rate_profile.iter().enumerate() {
+            let ramp = s.ramp.unwrap_or(SimDuration::ZERO);
+            if let Some((prev_at, prev_ramp)) = prev {
+                if s.at <= prev_at {
+                    c.value(
+                        fp!("workloads", i, "rateProfile", j, "at"),
+                        format!("steps must be in time order: {} is not after {prev_at}", s.at),
+                    );
+                } else if prev_at + prev_ramp > s.at {
+                    c.value(
+                        fp!("workloads", i, "rateProfile", j, "at"),
+                        format!(
+                            "step at {} starts before the previous ramp ends at {}",
+                            s.at,
+                            prev_at + prev_ramp
+                        ),
+                    );
+                }
+            }
+            prev = Some((s.at, ramp));
+            rate_profile.push(RateStep {
+                at: s.at,
+                rate: s.rate,
+                ramp,
+            });
+        }
+        let cn = &w.connection;
+        let pool_size = cn.pool_size.unwrap_or(10);
+        if cn.mode == ConnectionMode::Pool && pool_size == 0 {
+            c.value(
+                fp!("workloads", i, "connection", "poolSize"),
+                "poolSize must be at least 1",
+            );
+        }
+        let connection = ConnectionConfig {
+            mode: cn.mode,
+            pool_size,
+            max_requests_per_connection: cn.max_requests_per_connection.filter(|&m| m > 0),
+            idle_timeout: cn.idle_timeout.unwrap_or(SimDuration::from_secs(90)),
+            closer: cn.closer,
+        };
+        let timeout = w.timeout.unwrap_or(SimDuration::from_secs(1));
+        if timeout == SimDuration::ZERO {
+            c.value(at("timeout"), "timeout must be above 0s");
+        }
+        let dns = check_workload_dns(&mut c, w, i, target, &services, dns_service);
+        workloads.push(WorkloadConfig {
+            id: WorkloadId(u32::try_from(i).unwrap_or(u32::MAX)),
+            name: w.name.clone(),
+            namespace,
+            node: NodeId(u32::try_from(node.unwrap_or(0)).unwrap_or(0)),
+            pods: pod_ips,
+            target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(
+                Ipv4Addr::UNSPECIFIED,
+                0,
+            ))),
+            rate: w.rate,
+            rate_profile,
+            connection,
+            timeout,
+            retries: RetryPolicy {
+                max: w.retries.max,
+                backoff: w.retries.backoff.unwrap_or(SimDuration::ZERO),
+            },
+            dns,
+        });
+    }
+
+    // --- background Services -----------------------------------------------------------
+    let mut background_services = Vec::new();
+    if let Some(b) = &f.background_services {
+        let mut blocks = free_pod_blocks(cluster_cidr, &nodes);
+        let mut block: Option<(Cidr, u32)> = None;
+        let mut out_of_pods = false;
+        for k in 0..b.count {
+            let Some(cluster_ip) = alloc_service_ip(&mut used_service_ips) else {
+                c.bad(
+                    ProblemKind::Exhausted,
+                    fp!("backgroundServices", "count"),
+                    format!(
+                        "serviceCIDR has room for only {k} background Services, not {}",
+                        b.count
+                    ),
+                );
+                break;
+            };
+            let mut endpoints = Vec::with_capacity(b.endpoints_each as usize);
+            for _ in 0..b.endpoints_each {
+                // .2 ..= .254 of each free /24.
+                let ip = loop {
+                    match block {
+                        Some((cidr, n)) if n < 255 => {
+                            block = Some((cidr, n + 1));
+                            break cidr.nth(n);
+                        }
+                        _ => match blocks.next() {
+                            Some(cidr) => block = Some((cidr, 2)),
+                            None => break None,
+                        },
+                    }
+                };
+                match ip {
+                    Some(ip) => endpoints.push(ip),
+                    None => out_of_pods = true,
+                }
+            }
+            if out_of_pods {
+                c.bad(
+                    ProblemKind::Exhausted,
+                    fp!("backgroundServices", "endpointsEach"),
+                    format!(
+                        "clusterCIDR has no room left for {} × {} background endpoints beside the nodes' podCIDRs",
+                        b.count, b.endpoints_each
+                    ),
+                );
+                break;
+            }
+            background_services.push(BackgroundService {
+                cluster_ip,
+                port: 80,
+                endpoints,
+            });
+        }
+    }
+
+    // --- variants --------------------------------------------------------------------
+    let base_ok = c.problems.is_empty();
+    let mut variants = Vec::new();
+    let mut seen_variants = BTreeSet::new();
+    for (i, v) in f.variants.iter().enumerate() {
+        if !seen_variants.insert(v.name.clone()) {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("variants", i, "name"),
+                format!("variant `{}` is declared twice", v.name),
+            );
+        }
+        let mut overrides = Vec::new();
+        for (j, text) in v.set.iter().enumerate() {
+            match Override::parse(text) {
+                Ok(o) => overrides.push(o),
+                Err(e) => c.bad(
+                    ProblemKind::BadOverride,
+                    fp!("variants", i, "set", j),
+                    e.to_string(),
+                ),
+            }
+        }
+        // A variant is checked only on a valid base: otherwise it repeats the base's problems.
+        if base_ok
+            && overrides.len() == v.set.len()
+            && let Err(e) = check_variant(file, &raw, &map, &overrides)
+        {
+            for p in e.problems() {
+                let via = match &p.origin {
+                    Origin::Override(o) => format!("--set {o}: "),
+                    Origin::File { .. } => String::new(),
+                };
+                let field = if p.field.is_root() {
+                    String::new()
+                } else {
+                    format!("{}: ", p.field)
+                };
+                c.bad(
+                    ProblemKind::BadOverride,
+                    fp!("variants", i, "set"),
+                    format!(
+                        "variant `{}` does not validate: {via}{field}{}",
+                        v.name, p.message
+                    ),
+                );
+            }
+        }
+        variants.push(Variant {
+            name: v.name.clone(),
+            overrides,
+        });
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Scenario {
+        file: file.to_string(),
+        name: f.name,
+        description: f.description,
+        seed: f.seed,
+        duration: f.duration,
+        sample_interval,
+        kernel,
+        cni: f.cni,
+        cluster_cidr,
+        service_cidr,
+        kube_proxy,
+        cost,
+        nodes,
+        services,
+        background_services,
+        dns: DnsConfig {
+            cluster_domain,
+            ndots,
+            service: dns_service,
+            node_local_cache,
+        },
+        workloads,
+        variants,
+        raw,
+        map,
+    })
+}
+
+fn check_nodes(
+    c: &mut Checker,
+    f: &ScenarioFile,
+    kernel: KernelProfile,
+    kube_proxy: &KubeProxyConfig,
+    cluster_cidr: Cidr,
+    node_cidr: Cidr,
+) -> Vec<NodeConfig> {
+    if f.nodes.is_empty() {
+        c.value(fp!("nodes"), "at least one node is required");
+    }
+    let mut names = BTreeSet::new();
+    let mut used_ips = BTreeSet::new();
+    let mut pod_cidrs: Vec<(usize, Cidr)> = Vec::new();
+    // Explicit addresses first, so allocation skips them.
+    let explicit_ip: Vec<Option<Ipv4Addr>> = f
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ip = n.ip.as_deref().and_then(|t| c.ip(t, fp!("nodes", i, "ip")))?;
+            if !used_ips.insert(ip) {
+                c.bad(
+                    ProblemKind::Duplicate,
+                    fp!("nodes", i, "ip"),
+                    format!("node address {ip} is used twice"),
+                );
+            }
+            Some(ip)
+        })
+        .collect();
+    for (i, n) in f.nodes.iter().enumerate() {
+        let Some(t) = n.pod_cidr.as_deref() else { continue };
+        let Ok(p) = t.parse::<Cidr>() else {
+            c.value(fp!("nodes", i, "podCIDR"), format!("invalid CIDR `{t}`"));
+            continue;
+        };
+        if !cluster_cidr.contains(p.addr()) || p.len() < cluster_cidr.len() {
+            c.value(
+                fp!("nodes", i, "podCIDR"),
+                format!(
+                    "podCIDR {t} is outside clusterCIDR {}/{}",
+                    cluster_cidr.addr(),
+                    cluster_cidr.len()
+                ),
+            );
+        }
+        if p.len() > 30 {
+            c.value(
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} is too small for pods (at most /30)"),
+            );
+        }
+        if let Some((j, _)) = pod_cidrs.iter().find(|(_, q)| overlaps(p, *q)) {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} overlaps nodes[{j}].podCIDR"),
+            );
+        }
+        pod_cidrs.push((i, p));
+    }
+    let mut next_ip = 10u64;
+    let mut next_block = 0u32;
+    let mut out = Vec::new();
+    for (i, n) in f.nodes.iter().enumerate() {
+        if n.name.trim().is_empty() {
+            c.value(fp!("nodes", i, "name"), "name is empty");
+        }
+        if !names.insert(n.name.clone()) {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("nodes", i, "name"),
+                format!("node `{}` is declared twice", n.name),
+            );
+        }
+        if !(1..=4096).contains(&n.cpus) {
+            c.value(
+                fp!("nodes", i, "cpus"),
+                format!("cpus {} is not in 1..=4096", n.cpus),
+            );
+        }
+        if n.memory.as_bytes() < 64 << 20 {
+            c.value(
+                fp!("nodes", i, "memory"),
+                format!("memory {} is below 64Mi", n.memory),
+            );
+        }
+        let ip = explicit_ip.get(i).copied().flatten().unwrap_or_else(|| {
+            while next_ip + 1 < size_of(node_cidr) {
+                let cand = node_cidr
+                    .nth(u32::try_from(next_ip).unwrap_or(0))
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                next_ip += 1;
+                if used_ips.insert(cand) {
+                    return cand;
+                }
+            }
+            c.bad(
+                ProblemKind::Exhausted,
+                fp!("nodes", i, "ip"),
+                "nodeCIDR has no address left",
+            );
+            Ipv4Addr::UNSPECIFIED
+        });
+        let pod_cidr = match pod_cidrs.iter().find(|(j, _)| *j == i) {
+            Some((_, p)) => *p,
+            None => {
+                // The next /24 of clusterCIDR not taken by an explicit podCIDR
+                // (kube-controller-manager's `--node-cidr-mask-size` default 24).
+                let mut found = None;
+                while cluster_cidr.len() <= 24 && u64::from(next_block) < (size_of(cluster_cidr) >> 8) {
+                    let base = cluster_cidr.nth(next_block << 8).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    next_block += 1;
+                    let cand = Cidr::new(base, 24).unwrap_or(Cidr::ANY);
+                    if !pod_cidrs.iter().any(|(_, q)| overlaps(cand, *q)) {
+                        found = Some(cand);
+                        break;
+                    }
+                }
+                let p = found.unwrap_or_else(|| {
+                    c.bad(
+                        ProblemKind::Exhausted,
+                        fp!("nodes", i, "podCIDR"),
+                        "clusterCIDR has no free /24 left for this node",
+                    );
+                    Cidr::ANY
+                });
+                pod_cidrs.push((i, p));
+                p
+            }
+        };
+        let (sysctls, problems) = effective_sysctls(
+            kernel,
+            n.memory,
+            n.cpus,
+            kube_proxy.mode,
+            &kube_proxy.conntrack,
+            &n.sysctl,
+        );
+        for (name, unknown, message) in problems {
+            let field = fp!("nodes", i, "sysctl", name);
+            if unknown {
+                c.problems.push(Pending {
+                    kind: ProblemKind::UnknownSysctl,
+                    field,
+                    at_key: true,
+                    message,
+                });
+            } else {
+                c.value(field, message);
+            }
+        }
+        out.push(NodeConfig {
+            id: NodeId(u32::try_from(i).unwrap_or(u32::MAX)),
+            name: n.name.clone(),
+            cpus: n.cpus,
+            memory: n.memory,
+            ip,
+            pod_cidr,
+            sysctls,
+        });
+    }
+    out
+}
+
+/// /24 blocks of `cluster` that no node's podCIDR touches (for background endpoints,
+/// which live on nodes the scenario does not simulate).
+fn free_pod_blocks(cluster: Cidr, nodes: &[NodeConfig]) -> impl Iterator<Item = Cidr> + '_ {
+    let blocks = if cluster.len() <= 24 {
+        size_of(cluster) >> 8
+    } else {
+        0
+    };
+    (0..blocks).filter_map(move |b| {
+        let base = cluster.nth(u32::try_from(b << 8).ok()?)?;
+        let cand = Cidr::new(base, 24).ok()?;
+        (!nodes.iter().any(|n| overlaps(cand, n.pod_cidr))).then_some(cand)
+    })
+}
+
+fn check_server(c: &mut Checker, s: Option<&file::ServerSpec>, i: usize) -> ServerConfig {
+    let Some(s) = s else {
+        return ServerConfig {
+            service_time: ServiceTime::Constant(SimDuration::from_millis(1)),
+            concurrency: 64,
+            backlog: None,
+            capacity: None,
+        };
+    };
+    let service_time = match &s.service_time {
+        None => ServiceTime::Constant(SimDuration::from_millis(1)),
+        Some(ServiceTimeSpec::Constant { value }) => ServiceTime::Constant(*value),
+        Some(ServiceTimeSpec::Exponential { mean }) => ServiceTime::Exponential { mean: *mean },
+        Some(ServiceTimeSpec::Lognormal { median, sigma }) => {
+            if !sigma.is_finite() || !(0.0..=10.0).contains(sigma) {
+                c.value(
+                    fp!("services", i, "server", "serviceTime", "sigma"),
+                    format!("sigma {sigma} is not in 0..=10"),
+                );
+            }
+            ServiceTime::Lognormal {
+                median: *median,
+                sigma: *sigma,
+            }
+        }
+    };
+    let concurrency = s.concurrency.unwrap_or(64);
+    if concurrency == 0 {
+        c.value(
+            fp!("services", i, "server", "concurrency"),
+            "concurrency must be at least 1",
+        );
+    }
+    if s.capacity.is_some_and(super::Rate::is_zero) {
+        c.value(
+            fp!("services", i, "server", "capacity"),
+            "capacity must be above 0/s",
+        );
+    }
+    ServerConfig {
+        service_time,
+        concurrency,
+        backlog: s.backlog,
+        capacity: s.capacity,
+    }
+}
+
+/// Resolves `service:port`, `service.namespace:port` or `ip:port`.
+fn check_target(
+    c: &mut Checker,
+    text: &str,
+    namespace: &str,
+    services: &[ServiceConfig],
+    field: FieldPath,
+) -> Option<WorkloadTarget> {
+    if let Ok(addr) = text.parse::<SocketAddrV4>() {
+        return Some(WorkloadTarget::Address(addr));
+    }
+    let Some((name, port)) = text.rsplit_once(':') else {
+        c.value(
+            field,
+            format!("target `{text}` needs a port (`service:port` or `ip:port`)"),
+        );
+        return None;
+    };
+    let (svc, ns) = name.split_once('.').unwrap_or((name, namespace));
+    let Some(s) = services.iter().find(|s| s.name == svc && s.namespace == ns) else {
+        let elsewhere: Vec<&str> = services
+            .iter()
+            .filter(|s| s.name == svc)
+            .map(|s| s.namespace.as_str())
+            .collect();
+        let hint = if let Some(other) = elsewhere.first() {
+            format!("; it exists in namespace `{other}`: write `{svc}.{other}:{port}`")
+        } else {
+            let all: Vec<String> = services
+                .iter()
+                .map(|s| format!("{}.{}", s.name, s.namespace))
+                .collect();
+            format!(
+                " (Services: {})",
+                if all.is_empty() {
+                    "none".into()
+                } else {
+                    all.join(", ")
+                }
+            )
+        };
+        c.bad(
+            ProblemKind::UnknownReference,
+            field,
+            format!("unknown Service `{svc}` in namespace `{ns}`{hint}"),
+        );
+        return None;
+    };
+    let found = match port.parse::<u16>() {
+        Ok(n) => s.ports.iter().position(|p| p.port == n),
+        Err(_) => s.ports.iter().position(|p| p.name.as_deref() == Some(port)),
+    };
+    let Some(idx) = found else {
+        let ports: Vec<String> = s.ports.iter().map(|p| p.port.to_string()).collect();
+        c.bad(
+            ProblemKind::UnknownReference,
+            field,
+            format!(
+                "Service `{svc}` has no port `{port}` (ports: {})",
+                ports.join(", ")
+            ),
+        );
+        return None;
+    };
+    Some(WorkloadTarget::Service {
+        service: s.id,
+        port: idx,
+    })
+}
+
+fn check_workload_dns(
+    c: &mut Checker,
+    w: &file::WorkloadSpec,
+    i: usize,
+    target: Option<WorkloadTarget>,
+    services: &[ServiceConfig],
+    dns_service: Option<ServiceId>,
+) -> WorkloadDns {
+    let d = &w.dns;
+    let target_service = match target {
+        Some(WorkloadTarget::Service { service, .. }) => services.get(service.0 as usize),
+        _ => None,
+    };
+    let name = d.name.clone().or_else(|| target_service.map(|s| s.name.clone()));
+    if d.mode != DnsMode::None {
+        if dns_service.is_none() {
+            c.bad(
+                ProblemKind::UnknownReference,
+                fp!("workloads", i, "dns", "mode"),
+                format!(
+                    "dns mode `{}` needs the cluster DNS Service (`kube-dns` in `kube-system`) in services",
+                    if d.mode == DnsMode::Cached {
+                        "cached"
+                    } else {
+                        "perRequest"
+                    }
+                ),
+            );
+        }
+        if name.is_none() {
+            c.value(
+                fp!("workloads", i, "dns", "name"),
+                "a name to resolve is needed when the target is an address",
+            );
+        }
+    } else if target_service.is_some_and(|s| s.service_type == ServiceType::Headless) {
+        c.value(
+            fp!("workloads", i, "dns", "mode"),
+            "a Headless Service has no clusterIP; clients find its pods through DNS (set dns.mode)",
+        );
+    }
+    let ttl = d.ttl.unwrap_or(SimDuration::from_secs(30));
+    if d.mode == DnsMode::Cached && ttl == SimDuration::ZERO {
+        c.value(
+            fp!("workloads", i, "dns", "ttl"),
+            "ttl must be above 0s when dns mode is cached",
+        );
+    }
+    WorkloadDns {
+        mode: d.mode,
+        name: name.unwrap_or_default(),
+        ttl,
+        parallel_aaaa: d.parallel_aaaa.unwrap_or(true),
+        single_request_reopen: d.single_request_reopen.unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{ProblemKind, Rate, Scenario, ScenarioError, WorkloadTarget};
+    use crate::time::SimTime;
+    use std::net::Ipv4Addr;
+
+    const BASE: &str = "version: 1\nname: t\nduration: 10s\nkernel: \"6.18\"\nnodes:\n  - {name: a, cpus: 2, memory: 4Gi}\n  - {name: b, cpus: 2, memory: 4Gi, ip: 192.168.0.10, podCIDR: 10.244.0.0/24}\n";
+
+    fn load(extra: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::from_bytes("t.yaml", format!("{BASE}{extra}").as_bytes(), &[])
+    }
+
+    fn problems(extra: &str) -> Vec<(ProblemKind, String)> {
+        load(extra)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| (p.kind, p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn addresses_are_allocated_in_order_skipping_explicit_ones() {
+        let s = load(
+            "services:\n  - {name: x, ports: [{port: 80}], endpoints: [{node: b, count: 2}, {node: a, count: 1}]}\n  - {name: y, clusterIP: 10.96.0.2, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        // Node b claimed .10 and 10.244.0.0/24 explicitly; a gets the next free ones.
+        assert_eq!(s.nodes[0].ip, Ipv4Addr::new(192, 168, 0, 11));
+        assert_eq!(s.nodes[0].pod_cidr.to_string(), "10.244.1.0/24");
+        assert_eq!(s.services[0].cluster_ip, Some(Ipv4Addr::new(10, 96, 0, 3)));
+        let ips: Vec<Ipv4Addr> = s.services[0].endpoints.iter().map(|e| e.ip).collect();
+        assert_eq!(
+            ips,
+            [
+                Ipv4Addr::new(10, 244, 0, 2),
+                Ipv4Addr::new(10, 244, 0, 3),
+                Ipv4Addr::new(10, 244, 1, 2)
+            ]
+        );
+        let again = load(
+            "services:\n  - {name: x, ports: [{port: 80}], endpoints: [{node: b, count: 2}, {node: a, count: 1}]}\n  - {name: y, clusterIP: 10.96.0.2, ports: [{port: 80}]}\n",
+        )
+        .unwrap();
+        assert_eq!(again, s);
+    }
+
+    #[test]
+    fn rate_profile_steps_and_ramps_linearly() {
+        let s = load(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1k/s, rateProfile: [{at: 2s, rate: 2k/s}, {at: 4s, rate: 4k/s, ramp: 2s}]}\n",
+        )
+        .unwrap();
+        let w = &s.workloads[0];
+        let at = |ms| w.rate_at(SimTime::from_millis(ms));
+        assert_eq!(at(0), Rate::per_sec(1_000));
+        assert_eq!(at(2_000), Rate::per_sec(2_000));
+        assert_eq!(at(5_000), Rate::per_sec(3_000));
+        assert_eq!(at(6_000), Rate::per_sec(4_000));
+        assert_eq!(at(60_000), Rate::per_sec(4_000));
+        assert_eq!(
+            w.target,
+            WorkloadTarget::Service {
+                service: s.services[0].id,
+                port: 0
+            }
+        );
+    }
+
+    #[test]
+    fn overlapping_ramps_and_unordered_steps_are_rejected() {
+        let p = problems(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1k/s, rateProfile: [{at: 2s, rate: 2k/s, ramp: 5s}, {at: 4s, rate: 4k/s}, {at: 3s, rate: 1k/s}]}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].1
+                .contains("rateProfile[1].at: step at 4s starts before the previous ramp ends at 7s")
+        );
+        assert!(p[1].1.contains("rateProfile[2].at: steps must be in time order"));
+    }
+
+    #[test]
+    fn headless_services_have_no_cluster_ip_and_need_dns() {
+        let p = problems(
+            "services:\n  - {name: h, type: Headless, clusterIP: 10.96.0.5, ports: [{port: 80}]}\n  - {name: g, type: Headless, ports: [{port: 80}]}\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'g:80', rate: 1/s}\n",
+        );
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("services[0].clusterIP: a Headless Service has no clusterIP"))
+        );
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("workloads[0].dns.mode: a Headless Service"))
+        );
+    }
+
+    #[test]
+    fn node_ports_are_allocated_and_range_checked() {
+        let s = load("services:\n  - {name: n, type: NodePort, ports: [{port: 80}]}\n").unwrap();
+        assert_eq!(s.services[0].ports[0].node_port, Some(30_000));
+        let p = problems("services:\n  - {name: n, type: NodePort, ports: [{port: 80, nodePort: 80}]}\n");
+        assert!(p[0].1.contains("nodePort 80 is outside 30000-32767"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_kernel_lists_profiles_and_suggests_quoting() {
+        let e = Scenario::from_bytes("k.yaml", BASE.replace("\"6.18\"", "5.10").as_bytes(), &[]).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains("k.yaml:4:9: kernel: unknown kernel `5.1` (known: 6.18, 5.4, 4.19; quote it"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn full_pod_cidr_is_reported_once_naming_the_node() {
+        let text = BASE.replace("podCIDR: 10.244.0.0/24", "podCIDR: 10.244.0.0/30");
+        let e = Scenario::from_bytes(
+            "p.yaml",
+            format!(
+                "{text}services: [{{name: x, ports: [{{port: 80}}], endpoints: [{{node: b, count: 5}}]}}]\n"
+            )
+            .as_bytes(),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.problems().len(), 1, "{e}");
+        assert_eq!(e.problems()[0].kind, ProblemKind::Exhausted);
+        assert!(
+            e.to_string()
+                .contains("node `b` has no pod address left in its podCIDR 10.244.0.0/30 (1 pods fit)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn target_in_another_namespace_gets_a_hint() {
+        let p = problems(
+            "services: [{name: x, namespace: shop, ports: [{port: 80, name: http}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1/s}\n  - {name: v, namespace: shop, node: a, pods: 1, target: 'x:grpc', rate: 1/s}\n",
+        );
+        assert!(p[0].1.contains("write `x.shop:80`"), "{p:?}");
+        assert!(
+            p[1].1.contains("Service `x` has no port `grpc` (ports: 80)"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_variant_is_reported_at_its_set_list() {
+        let p = problems(
+            "services: [{name: x, ports: [{port: 80}]}]\nworkloads:\n  - {name: w, node: a, pods: 1, target: 'x:80', rate: 1/s}\nvariants:\n  - {name: v, set: ['workloads.0.connection.mode=poool']}\n  - {name: u, set: ['nope']}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|(k, m)| *k == ProblemKind::BadOverride
+            && m.contains(
+                "variants[0].set: variant `v` does not validate: --set workloads.0.connection.mode=poool"
+            )));
+        assert!(
+            p.iter()
+                .any(|(_, m)| m.contains("variants[1].set[0]: --set nope: expected PATH=VALUE"))
+        );
+    }
+
+    /// kernel-semantics.md §9 item 16: the accept queue is bounded by min(backlog, somaxconn).
+    #[test]
+    fn listen_backlog_is_capped_by_somaxconn() {
+        let s = load("services: [{name: x, ports: [{port: 80}], server: {backlog: 511}}, {name: y, ports: [{port: 80}]}]\n")
+            .unwrap();
+        assert_eq!(s.services[0].server.effective_backlog(4_096), 511);
+        assert_eq!(s.services[0].server.effective_backlog(128), 128);
+        assert_eq!(s.services[1].server.effective_backlog(4_096), 4_096);
+    }
+
+    /// The second guard behind the source scan: serde_norway's own alias repetition
+    /// limit (events × 100 jumps) turns a billion-laughs document into an error.
+    #[test]
+    fn serde_norway_repetition_limit_stops_alias_bombs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = serde_norway::from_str::<serde_norway::Value>(&text).unwrap_err();
+        assert!(e.to_string().contains("repetition limit exceeded"), "{e}");
+    }
+}
