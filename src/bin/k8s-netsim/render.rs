@@ -1,0 +1,96 @@
+//! Human-readable rendering of a report.
+
+use k8s_netsim::report::{LatencyReport, Report};
+use std::fmt::Write as _;
+
+fn onset(v: Option<f64>) -> String {
+    v.map_or_else(|| "never".to_string(), |s| format!("t={s:.3}s"))
+}
+
+fn latency_line(l: &LatencyReport) -> String {
+    format!(
+        "p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+        l.p50, l.p90, l.p99, l.p999, l.max
+    )
+}
+
+/// The human summary: verdict first, then counters, latency and request outcomes.
+pub(crate) fn summary(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", r.verdict.text);
+    if !r.verdict.cause.is_empty() {
+        let _ = writeln!(s, "  why: {}", r.verdict.cause);
+    }
+    let _ = writeln!(
+        s,
+        "\nscenario {} · seed {} · kernel {} · kube-proxy {} · {:.1}s simulated · {} events",
+        r.scenario, r.seed, r.kernel, r.proxy_mode, r.duration_s, r.engine.events
+    );
+    for n in &r.nodes {
+        let c = &n.conntrack;
+        let _ = writeln!(
+            s,
+            "\nnode {} ({} CPUs): nf_conntrack_count peak {}/{} (max from {}), end {}, buckets {}",
+            n.name, n.cpus, c.count_peak, c.max, c.max_source, c.count_end, c.buckets
+        );
+        let counters: Vec<String> = c.stats.named().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "  conntrack -S (sum over CPUs): {}", counters.join(" "));
+        let _ = writeln!(
+            s,
+            "  onset: drop {}, insert_failed {}, early_drop {}, clash_resolve {}",
+            onset(n.onset_s.drop),
+            onset(n.onset_s.insert_failed),
+            onset(n.onset_s.early_drop),
+            onset(n.onset_s.clash_resolve)
+        );
+        if c.table_full_log_lines > 0 {
+            let _ = writeln!(
+                s,
+                "  dmesg: {} × \"nf_conntrack: table full, dropping packet\" (rate-limited)",
+                c.table_full_log_lines
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  cpu: mean {:.1}%, peak {:.1}% of {} CPUs; rules: nat {}, filter {}, {:.0} evaluated per new connection ({:.0}% of packet CPU)",
+            n.cpu.mean_pct,
+            n.cpu.peak_pct,
+            n.cpus,
+            n.rules.nat_rules,
+            n.rules.filter_rules,
+            n.rules.mean_per_new_connection,
+            n.cpu.rules_share_pct
+        );
+        let k = &n.sockets;
+        if k.eaddrnotavail + k.listen_overflows + k.time_wait_overflow + k.syn_retransmits > 0 {
+            let _ = writeln!(
+                s,
+                "  sockets: SYN retransmits {}, EADDRNOTAVAIL {}, ListenOverflows {}, TCPTimeWaitOverflow {}",
+                k.syn_retransmits, k.eaddrnotavail, k.listen_overflows, k.time_wait_overflow
+            );
+        }
+    }
+    let q = &r.requests;
+    let _ = writeln!(s, "\nlatency (successful requests): {}", latency_line(&r.latency_ms));
+    let _ = writeln!(
+        s,
+        "requests: sent {}, ok {}, failed {}, timeouts {}, retries {}, new connections {}, in flight at end {}",
+        q.sent, q.ok, q.failed, q.timeouts, q.retries, q.new_connections, q.in_flight_at_end
+    );
+    if !q.failures_by_cause.is_empty() {
+        let causes: Vec<String> = q.failures_by_cause.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(s, "failed attempts by cause: {}", causes.join(", "));
+    }
+    let d = &r.dns;
+    let _ = writeln!(
+        s,
+        "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed, {} NodeLocal DNSCache hits",
+        d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed, d.node_local_hits
+    );
+    if r.workloads.len() > 1 {
+        for w in &r.workloads {
+            let _ = writeln!(s, "  workload {}: {}", w.name, latency_line(&w.latency_ms));
+        }
+    }
+    s
+}
