@@ -1,1 +1,4 @@
 //! Property tests (NAT reversibility, conntrack invariants, evaluator equivalence).
+
+mod conntrack;
+mod nat;
