@@ -172,7 +172,7 @@ proptest! {
                         }
                     }
                 }
-                Op::Advance { ms } => now = now + SimDuration::from_millis(u64::from(ms)),
+                Op::Advance { ms } => now += SimDuration::from_millis(u64::from(ms)),
                 Op::Gc => { ct.gc_step(now); }
                 Op::List { ns } => {
                     for e in ct.list(ns, now) {

@@ -105,10 +105,10 @@ proptest! {
             ct.apply_dst_nat(id, 0, dnat, now).unwrap();
             let out = ct.apply_src_nat(id, 0, src_nat(f.snat), &mut rng, now).unwrap();
             prop_assert_eq!(ct.conn(id).unwrap().translated(Direction::Original), out);
-            if let Some((hid, hout)) = held.take() {
-                if let ConfirmOutcome::Inserted(i) = ct.confirm(hid, 1, now).unwrap() {
-                    bindings.push((i, hout));
-                }
+            if let Some((hid, hout)) = held.take()
+                && let ConfirmOutcome::Inserted(i) = ct.confirm(hid, 1, now).unwrap()
+            {
+                bindings.push((i, hout));
             }
             if f.race {
                 held = Some((id, out));
@@ -116,10 +116,10 @@ proptest! {
                 bindings.push((i, out));
             }
         }
-        if let Some((hid, hout)) = held.take() {
-            if let ConfirmOutcome::Inserted(i) = ct.confirm(hid, 1, now).unwrap() {
-                bindings.push((i, hout));
-            }
+        if let Some((hid, hout)) = held.take()
+            && let ConfirmOutcome::Inserted(i) = ct.confirm(hid, 1, now).unwrap()
+        {
+            bindings.push((i, hout));
         }
         let mut replies = BTreeSet::new();
         for id in ct.conn_ids() {
