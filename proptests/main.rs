@@ -1,4 +1,6 @@
 //! Property tests (NAT reversibility, conntrack invariants, evaluator equivalence).
 
+mod conntrack;
 mod engine;
+mod nat;
 mod socket;
