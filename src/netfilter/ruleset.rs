@@ -84,6 +84,7 @@ pub struct Chain {
     policy: Option<Policy>,
     counters: Counters,
     rules: Vec<Rule>,
+    declared: bool,
     pub(crate) index: ChainIndex,
 }
 
@@ -94,6 +95,7 @@ impl Chain {
             policy,
             counters: Counters::default(),
             rules: Vec::new(),
+            declared: false,
             index: ChainIndex::default(),
         }
     }
@@ -246,15 +248,16 @@ impl Table {
     }
 
     fn declare(&mut self, id: ChainId) {
-        if self.decl_order.contains(&id) {
+        if self.chains[id.index()].declared {
             return;
         }
+        self.chains[id.index()].declared = true;
         if self.chains[id.index()].is_builtin() {
-            // Built-in chains print first, as iptables-save does.
+            // Built-in chains print first, in hook order, as iptables-save does.
             let at = self
                 .decl_order
                 .iter()
-                .take_while(|c| self.chains[c.index()].is_builtin())
+                .take_while(|c| self.chains[c.index()].is_builtin() && **c < id)
                 .count();
             self.decl_order.insert(at, id);
         } else {
