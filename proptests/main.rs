@@ -1,1 +1,3 @@
 //! Property tests (NAT reversibility, conntrack invariants, evaluator equivalence).
+
+mod netfilter;
