@@ -3,4 +3,5 @@
 mod conntrack;
 mod engine;
 mod nat;
+mod netfilter;
 mod socket;
