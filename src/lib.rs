@@ -21,6 +21,7 @@ pub mod socket;
 pub mod topology;
 
 // Layer 2: services and the engine.
+pub mod datapath;
 pub mod engine;
 pub mod service;
 

@@ -600,6 +600,15 @@ pub struct WorkloadDnsSpec {
     /// resolv.conf `options single-request-reopen` (default false).
     #[serde(default)]
     pub single_request_reopen: Option<bool>,
+    /// Threads the client sends a parallel A/AAAA pair from (default 1): 1 = glibc or
+    /// musl sending both from one thread, back to back on one CPU (they never race in
+    /// conntrack); 2 = two threads (e.g. Go's resolver, or parallel `getaddrinfo`
+    /// calls), so the two packets are processed on independently chosen CPUs.
+    #[serde(default)]
+    pub resolver_threads: Option<u8>,
+    /// Gap between the two sends of a pair (default 2us).
+    #[serde(default)]
+    pub pair_gap: Option<SimDuration>,
 }
 
 /// When a workload resolves its target name.

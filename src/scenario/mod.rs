@@ -365,6 +365,10 @@ pub struct WorkloadDns {
     pub parallel_aaaa: bool,
     /// resolv.conf `single-request-reopen`.
     pub single_request_reopen: bool,
+    /// Threads a parallel A/AAAA pair is sent from (1 or 2); see `docs/scenario-format.md`.
+    pub resolver_threads: u8,
+    /// Gap between the two sends of a pair.
+    pub pair_gap: SimDuration,
 }
 
 /// A named set of overrides (`compare`).

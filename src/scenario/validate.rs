@@ -1033,7 +1033,16 @@ fn check_workload_dns(
             "ttl must be above 0s when dns mode is cached",
         );
     }
+    let resolver_threads = d.resolver_threads.unwrap_or(1);
+    if !(1..=2).contains(&resolver_threads) {
+        c.value(
+            fp!("workloads", i, "dns", "resolverThreads"),
+            format!("resolverThreads must be 1 or 2, not {resolver_threads}"),
+        );
+    }
     WorkloadDns {
+        resolver_threads,
+        pair_gap: d.pair_gap.unwrap_or(SimDuration::from_micros(2)),
         mode: d.mode,
         name: name.unwrap_or_default(),
         ttl,

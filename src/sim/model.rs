@@ -1,0 +1,1494 @@
+//! The node simulation as an engine [`Model`]: clients, servers, DNS and packets
+//! walking the data path.
+//!
+//! Granularity: every packet that can create a conntrack entry (a SYN, a DNS query) is
+//! simulated with two events per host namespace it crosses — the start of its
+//! processing on a CPU (allocation, rules, NAT) and the end (confirm) — so insertion
+//! races arise from concurrency, as in the kernel. Packets of existing connections
+//! (SYN-ACK, ACK, request, response, FIN exchange) are walked through every namespace
+//! inside one event, each hop at its own computed time, charging CPU time the same way.
+
+use super::world::{PodRole, World};
+use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, Quiet};
+use crate::dns::{Action, Lookup, LookupResult, QType, QueryId, Rcode};
+use crate::engine::{Context, Model};
+use crate::packet::{Packet, Proto, TcpFlags, Tuple};
+use crate::report::{ConntrackCounters, Histogram, Sample};
+use crate::rng::SimRng;
+use crate::scenario::{Closer, ConnectionMode, DnsMode, Scenario, ServiceTime};
+use crate::socket::{AbortReason, AckOutcome, CloseRole, SynOutcome};
+use crate::time::{SimDuration, SimTime};
+use crate::topology::{NetnsId, NextHop, RouteDecision};
+use crate::traffic::{Arrivals, RatePoint, RateProfile};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// One-way latency between two nodes on the underlay (documented constant; see
+/// `docs/model.md`).
+pub(super) const NODE_LINK_LATENCY: SimDuration = SimDuration::from_micros(50);
+
+/// Events of the node simulation. Order of variants is irrelevant: the engine orders
+/// by (time, sequence).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Event {
+    /// Next request of a workload.
+    Arrival { wl: u16 },
+    /// A deferred packet starts its processing on a node CPU.
+    HopStart { inflight: u32 },
+    /// A new-entry packet's processing ends: conntrack confirm.
+    Confirm { inflight: u32 },
+    /// A packet reached the namespace it was going to.
+    Deliver { purpose: Purpose, pkt: Packet },
+    /// A SYN retransmission timer of a connection.
+    SynTimer { flow: u32, gen: u32 },
+    /// The deadline of a request attempt.
+    Deadline { req: u32, gen: u32 },
+    /// Start the next attempt of a request after its backoff.
+    Retry { req: u32 },
+    /// A server worker finished a request.
+    ServerDone { flow: u32, gen: u32 },
+    /// A DNS lookup's try deadline.
+    DnsTimer { lookup: u32, gen: u32 },
+    /// A CoreDNS pod answers a query.
+    DnsAnswer { dns_pod: u32, client_pod: u32, lookup: u32, query: u32, gen: u32, qtype: QType, tuple: Tuple },
+    /// The conntrack gc worker of a node.
+    Gc { node: u16 },
+    /// Record one time-series row.
+    Sample,
+}
+
+/// Why a packet is travelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A connection's SYN.
+    Syn { flow: u32, gen: u32 },
+    /// The SYN-ACK answer.
+    SynAck { flow: u32, gen: u32 },
+    /// The handshake ACK carrying the request (or a request on a pooled connection).
+    Request { flow: u32, gen: u32 },
+    /// The response.
+    Response { flow: u32, gen: u32 },
+    /// A DNS query.
+    DnsQuery { client_pod: u32, lookup: u32, query: u32, gen: u32, qtype: QType },
+    /// A DNS answer.
+    DnsReply { lookup: u32, query: u32, gen: u32, rcode: Rcode, records: u16 },
+    /// A packet whose arrival needs no action (teardown segments).
+    Silent,
+}
+
+/// A packet being processed in windowed mode.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    pkt: Packet,
+    at: NetnsId,
+    in_dev: Option<crate::topology::DeviceId>,
+    purpose: Purpose,
+    node: u16,
+    cpu: u16,
+    half: Option<FirstHalf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FlowState {
+    Connecting,
+    Established,
+    Closed,
+}
+
+/// One TCP connection from a client pod.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    gen: u32,
+    pod: u32,
+    tuple: Tuple,
+    isn: u32,
+    state: FlowState,
+    syn_timer: Option<crate::socket::SynTimer>,
+    /// The request using it now.
+    req: Option<u32>,
+    server_pod: Option<u32>,
+    requests: u32,
+    idle_since: SimTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReqState {
+    WaitDns,
+    WaitConn,
+    Connecting,
+    Sent,
+    Backoff,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    wl: u16,
+    pod: u32,
+    started: SimTime,
+    attempt: u32,
+    gen: u32,
+    state: ReqState,
+    flow: Option<u32>,
+}
+
+/// Per client pod dynamic state.
+#[derive(Debug, Default)]
+struct ClientState {
+    dns_valid_until: Option<SimTime>,
+    lookup: Option<u32>,
+    dns_waiters: Vec<u32>,
+    idle: Vec<u32>,
+    open: u32,
+    conn_waiters: VecDeque<u32>,
+}
+
+/// Per server pod dynamic state.
+#[derive(Debug, Default)]
+struct ServerState {
+    busy: u32,
+    queue: VecDeque<u32>,
+    /// CoreDNS: when the pod is next free.
+    dns_free: SimTime,
+}
+
+struct LookupSlot {
+    gen: u32,
+    pod: u32,
+    lookup: Lookup,
+    /// Source ports of the lookup's sockets (slot → port).
+    ports: Vec<(u32, u16)>,
+    /// Queries sent: id and name asked.
+    queries: Vec<(QueryId, std::sync::Arc<str>)>,
+    timer_at: Option<SimTime>,
+    had_timeout: bool,
+}
+
+impl std::fmt::Debug for LookupSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LookupSlot").field("gen", &self.gen).field("pod", &self.pod).finish_non_exhaustive()
+    }
+}
+
+/// Slab with free list and generations.
+#[derive(Debug)]
+struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Slab<T> {
+        Slab { items: Vec::new(), free: Vec::new() }
+    }
+    fn insert(&mut self, v: T) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.items[i as usize] = Some(v);
+            i
+        } else {
+            self.items.push(Some(v));
+            u32::try_from(self.items.len() - 1).unwrap_or(u32::MAX)
+        }
+    }
+    fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize).and_then(Option::as_ref)
+    }
+    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize).and_then(Option::as_mut)
+    }
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let v = self.items.get_mut(i as usize).and_then(Option::take);
+        if v.is_some() {
+            self.free.push(i);
+        }
+        v
+    }
+    fn live(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+/// Counters the report is built from.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) sent: u64,
+    pub(super) ok: u64,
+    pub(super) failed: u64,
+    pub(super) timeouts: u64,
+    pub(super) retries: u64,
+    pub(super) new_connections: u64,
+    pub(super) failures_by_cause: BTreeMap<String, u64>,
+    pub(super) dns_queries: u64,
+    pub(super) coredns_queries: u64,
+    pub(super) lookups_with_timeout: u64,
+    pub(super) lookups_failed: u64,
+    pub(super) syn_retransmits: Vec<u64>,
+    /// Causes of conntrack drops at confirm (insert_failed) by kind, per node.
+    pub(super) insert_failed_causes: Vec<BTreeMap<&'static str, u64>>,
+}
+
+/// Onset bookkeeping per node.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct NodeOnsets {
+    pub(super) drop: Option<(SimTime, u32)>,
+    pub(super) insert_failed: Option<(SimTime, u32)>,
+    pub(super) early_drop: Option<(SimTime, u32)>,
+    pub(super) clash_resolve: Option<(SimTime, u32)>,
+    pub(super) count_peak: u32,
+    /// `conntrack -S` state breakdown when `drop` first rose: (state, assured) → count.
+    pub(super) table_at_drop: Option<TableCensus>,
+}
+
+/// What filled the table.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TableCensus {
+    pub(super) total: u64,
+    pub(super) assured: u64,
+    pub(super) by_state: BTreeMap<&'static str, u64>,
+}
+
+/// The whole simulated system.
+pub(super) struct NodeSim {
+    pub(super) world: World,
+    sc: Scenario,
+    inflight: Slab<InFlight>,
+    flows: Slab<Flow>,
+    reqs: Slab<Request>,
+    lookups: Slab<LookupSlot>,
+    clients: Vec<ClientState>,
+    servers: Vec<ServerState>,
+    arrivals: Vec<Arrivals>,
+    wl_next_pod: Vec<usize>,
+    rng_arrival: Vec<SimRng>,
+    rng_path: SimRng,
+    rng_server: SimRng,
+    rng_client: SimRng,
+    horizon: SimTime,
+    pub(super) tally: Tally,
+    pub(super) latency: Histogram,
+    pub(super) wl_latency: Vec<Histogram>,
+    pub(super) wl_tally: Vec<(u64, u64, u64, u64, u64)>,
+    interval_latency: Histogram,
+    pub(super) onsets: Vec<NodeOnsets>,
+    pub(super) samples: Vec<Sample>,
+    last_busy: Vec<u128>,
+    last_counts: (u64, u64, u64, u64, u64),
+    pub(super) coredns_peak_per_interval: u64,
+    pub(super) node_local_hits: u64,
+    flow_gen: u32,
+}
+
+impl std::fmt::Debug for NodeSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSim").field("requests_live", &self.reqs.live()).finish_non_exhaustive()
+    }
+}
+
+fn mix(t: &Tuple) -> u64 {
+    let mut h = u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst));
+    h ^= (u64::from(t.sport) << 16 | u64::from(t.dport)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+fn service_time(st: ServiceTime, rng: &mut SimRng) -> SimDuration {
+    match st {
+        ServiceTime::Constant(d) => d,
+        ServiceTime::Exponential { mean } => SimDuration::from_nanos(rng.exp_nanos(mean.as_nanos().max(1))),
+        ServiceTime::Lognormal { median, sigma } => {
+            SimDuration::from_nanos(rng.lognormal_nanos(median.as_nanos().max(1), sigma))
+        }
+    }
+}
+
+/// The end of a walk through the data path.
+enum WalkEnd {
+    Delivered { netns: NetnsId, at: SimTime, pkt: Packet },
+    Dropped { node: Option<u16>, reason: DropReason },
+    /// Windowed: processing starts later on a busy CPU.
+    Defer { at: SimTime, flight: InFlight },
+    /// Windowed: a new entry awaits its confirm at `at`.
+    Confirm { at: SimTime, flight: InFlight },
+}
+
+impl NodeSim {
+    pub(super) fn new(sc: Scenario, world: World) -> NodeSim {
+        let horizon = SimTime::ZERO + sc.duration;
+        let arrivals = sc
+            .workloads
+            .iter()
+            .map(|w| {
+                let mut pts = vec![RatePoint {
+                    at: SimTime::ZERO,
+                    milli_per_sec: w.rate.as_milli_per_sec(),
+                    ramp: SimDuration::ZERO,
+                }];
+                for s in &w.rate_profile {
+                    pts.push(RatePoint {
+                        at: SimTime::ZERO + s.at,
+                        milli_per_sec: s.rate.as_milli_per_sec(),
+                        ramp: s.ramp,
+                    });
+                }
+                Arrivals::new(RateProfile::from_points(pts))
+            })
+            .collect();
+        let rng_arrival = sc.workloads.iter().map(|w| SimRng::stream(sc.seed, &format!("arrivals/{}", w.name))).collect();
+        let n_nodes = world.nodes.len();
+        let n_pods = world.pods.len();
+        let n_wl = sc.workloads.len();
+        NodeSim {
+            inflight: Slab::new(),
+            flows: Slab::new(),
+            reqs: Slab::new(),
+            lookups: Slab::new(),
+            clients: (0..n_pods).map(|_| ClientState::default()).collect(),
+            servers: (0..n_pods).map(|_| ServerState::default()).collect(),
+            arrivals,
+            wl_next_pod: vec![0; n_wl],
+            rng_arrival,
+            rng_path: SimRng::stream(sc.seed, "datapath"),
+            rng_server: SimRng::stream(sc.seed, "servers"),
+            rng_client: SimRng::stream(sc.seed, "clients"),
+            horizon,
+            tally: Tally {
+                syn_retransmits: vec![0; n_nodes],
+                insert_failed_causes: vec![BTreeMap::new(); n_nodes],
+                ..Tally::default()
+            },
+            latency: Histogram::new(),
+            wl_latency: (0..n_wl).map(|_| Histogram::new()).collect(),
+            wl_tally: vec![(0, 0, 0, 0, 0); n_wl],
+            interval_latency: Histogram::new(),
+            onsets: vec![NodeOnsets::default(); n_nodes],
+            samples: Vec::new(),
+            last_busy: vec![0; n_nodes],
+            last_counts: (0, 0, 0, 0, 0),
+            coredns_peak_per_interval: 0,
+            node_local_hits: 0,
+            flow_gen: 0,
+            world,
+            sc,
+        }
+    }
+
+    /// Schedules the first events.
+    pub(super) fn prime(&mut self, cx: &mut crate::engine::Engine<NodeSim>) {
+        for wl in 0..self.sc.workloads.len() {
+            let wl16 = u16::try_from(wl).unwrap_or(u16::MAX);
+            if let Some(t) = self.arrivals[wl].next_after(SimTime::ZERO, self.horizon, &mut self.rng_arrival[wl]) {
+                let _ = cx.schedule(t, Event::Arrival { wl: wl16 });
+            }
+        }
+        for n in 0..self.world.nodes.len() {
+            let _ = cx.schedule(SimTime::ZERO, Event::Gc { node: u16::try_from(n).unwrap_or(u16::MAX) });
+        }
+        let _ = cx.schedule(SimTime::ZERO + self.sc.sample_interval, Event::Sample);
+    }
+
+    /// Requests still in flight.
+    pub(super) fn in_flight(&self) -> usize {
+        self.reqs.live()
+    }
+
+    pub(super) fn scenario(&self) -> &Scenario {
+        &self.sc
+    }
+
+    // ---------------------------------------------------------------------------------
+    // The data path walk.
+
+    fn cpu_for(&mut self, node: usize, pkt: &Packet, pinned: Option<u16>) -> u16 {
+        let cpus = self.world.nodes[node].cpus.max(1);
+        if let Some(c) = pinned {
+            return c % u16::try_from(cpus).unwrap_or(1);
+        }
+        // RSS/RPS: the flow hash picks the CPU (both directions of a flow alike).
+        let t = pkt.tuple;
+        let key = if (t.src, t.sport) < (t.dst, t.dport) { t } else { t.reversed() };
+        u16::try_from(mix(&key) % u64::from(cpus)).unwrap_or(0)
+    }
+
+    /// Walks a packet from namespace `at` (entered through `in_dev`) at time `t`.
+    /// `windowed`: new conntrack entries are confirmed by a later event.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &mut self,
+        mut at: NetnsId,
+        mut in_dev: Option<crate::topology::DeviceId>,
+        mut pkt: Packet,
+        mut t: SimTime,
+        now: SimTime,
+        purpose: Purpose,
+        windowed: bool,
+        mut pinned_cpu: Option<u16>,
+    ) -> WalkEnd {
+        for _ in 0..16 {
+            let host = self.world.host_of_netns.get(at.index()).copied().flatten();
+            let decision = if let Some(node) = host {
+                let n = usize::from(node);
+                let cpu = self.cpu_for(n, &pkt, pinned_cpu);
+                pinned_cpu = None;
+                let start = t.max(self.world.nodes[n].cpu_free[usize::from(cpu)]);
+                if windowed && start > now {
+                    let flight = InFlight { pkt, at, in_dev, purpose, node, cpu, half: None };
+                    return WalkEnd::Defer { at: start, flight };
+                }
+                let world = &mut self.world;
+                let node_ref = &mut world.nodes[n];
+                let dev_name = in_dev.and_then(|d| world.topo.device(d)).map_or("eth0", crate::topology::Device::name);
+                let entry = Entry::Received { in_dev: dev_name };
+                let half = node_ref.host.first_half(
+                    &mut node_ref.ct,
+                    &world.topo,
+                    entry,
+                    pkt,
+                    cpu,
+                    &mut self.rng_path,
+                    start,
+                    &mut Quiet,
+                );
+                let cost = self.charge(n, cpu, start, &half);
+                let end = start + cost;
+                self.note_onsets(n, end, &half);
+                if half.new_entry {
+                    if windowed {
+                        let flight = InFlight { pkt: half.pkt, at, in_dev, purpose, node, cpu, half: Some(half) };
+                        return WalkEnd::Confirm { at: end, flight };
+                    }
+                    let node_ref = &mut self.world.nodes[n];
+                    let c = node_ref.host.confirm(&mut node_ref.ct, &half, cpu, end, &mut Quiet);
+                    if let Confirmed::Dropped(reason) = c {
+                        self.note_confirm_drop(n, end, reason, &half.pkt);
+                        return WalkEnd::Dropped { node: Some(node), reason };
+                    }
+                    self.note_clash(n, end, c);
+                }
+                pkt = half.pkt;
+                t = end;
+                match half.verdict {
+                    HalfVerdict::Dropped(reason) => return WalkEnd::Dropped { node: Some(node), reason },
+                    HalfVerdict::Local => return WalkEnd::Delivered { netns: at, at: t, pkt },
+                    HalfVerdict::Forward { decision } => decision,
+                }
+            } else {
+                match self.world.topo.route(at, pkt.tuple.dst) {
+                    RouteDecision::Local { .. } => return WalkEnd::Delivered { netns: at, at: t, pkt },
+                    RouteDecision::Forward(f) => f,
+                    RouteDecision::Unreachable(_) => return WalkEnd::Dropped { node: None, reason: DropReason::NoRoute },
+                }
+            };
+            match decision.next {
+                NextHop::Netns { netns, in_dev: dev, .. } => {
+                    let from_node = self.world.topo.node_of(at);
+                    let to_node = self.world.topo.node_of(netns);
+                    if from_node != to_node {
+                        t += NODE_LINK_LATENCY;
+                    }
+                    at = netns;
+                    in_dev = Some(dev);
+                }
+                NextHop::External => return WalkEnd::Dropped { node: None, reason: DropReason::NoRoute },
+            }
+        }
+        WalkEnd::Dropped { node: None, reason: DropReason::NoRoute }
+    }
+
+    /// Charges a packet's CPU time on a node; returns the processing time.
+    fn charge(&mut self, n: usize, cpu: u16, start: SimTime, half: &FirstHalf) -> SimDuration {
+        let c = &self.sc.cost;
+        let rules = c.per_rule.saturating_mul(u64::from(half.rules_evaluated));
+        let ct = if half.new_entry { c.per_conntrack_insert } else { c.per_conntrack_lookup };
+        let cost = c.per_packet + rules + ct;
+        let node = &mut self.world.nodes[n];
+        node.cpu_free[usize::from(cpu)] = start + cost;
+        node.busy_ns += u128::from(cost.as_nanos());
+        node.rules_ns += u128::from(rules.as_nanos());
+        if half.new_entry {
+            node.rules_new += u64::from(half.rules_evaluated);
+            node.new_packets += 1;
+        }
+        cost
+    }
+
+    fn counters(&self, n: usize) -> crate::conntrack::CtStats {
+        self.world.nodes[n].ct.stats_sum(0)
+    }
+
+    fn note_onsets(&mut self, n: usize, at: SimTime, half: &FirstHalf) {
+        let count = self.world.nodes[n].ct.count(0);
+        let o = &mut self.onsets[n];
+        o.count_peak = o.count_peak.max(count);
+        let max = self.world.nodes[n].ct.config().max;
+        if let HalfVerdict::Dropped(DropReason::ConntrackTableFull) = half.verdict {
+            if o.drop.is_none() {
+                o.drop = Some((at, count));
+                let census = self.census(n, at);
+                self.onsets[n].table_at_drop = Some(census);
+            }
+        }
+        // early_drop only happens when an allocation found the table at its max.
+        if half.new_entry && self.onsets[n].early_drop.is_none() && count + 1 >= max {
+            if self.counters(n).early_drop > 0 {
+                self.onsets[n].early_drop = Some((at, count));
+            }
+        }
+    }
+
+    fn census(&self, n: usize, now: SimTime) -> TableCensus {
+        let ct = &self.world.nodes[n].ct;
+        let mut c = TableCensus::default();
+        for id in ct.conn_ids() {
+            if let Some(conn) = ct.conn(id) {
+                c.total += 1;
+                if conn.assured {
+                    c.assured += 1;
+                }
+                let expired = conn.expires.is_some_and(|e| e <= now);
+                let state = match (conn.tcp_state, conn.original.proto, expired) {
+                    (_, _, true) => "expired (not yet reaped)",
+                    (Some(s), _, _) => s.as_str(),
+                    (None, Proto::Udp, _) => "UDP",
+                    (None, _, _) => "other",
+                };
+                *c.by_state.entry(state).or_insert(0) += 1;
+            }
+        }
+        c
+    }
+
+    fn note_confirm_drop(&mut self, n: usize, at: SimTime, reason: DropReason, pkt: &Packet) {
+        let count = self.world.nodes[n].ct.count(0);
+        if matches!(reason, DropReason::ConntrackInsertFailed | DropReason::ConntrackChainTooLong) {
+            let cause = match (reason, pkt.tuple.proto) {
+                (DropReason::ConntrackChainTooLong, _) => "hash chain too long",
+                (_, Proto::Udp) => "UDP clash on confirm (parallel packets DNATed differently)",
+                (_, Proto::Tcp) => "TCP clash on confirm (same tuple or NAT port taken)",
+                _ => "clash on confirm",
+            };
+            *self.tally.insert_failed_causes[n].entry(cause).or_insert(0) += 1;
+        }
+        self.check_counter_onsets(n, at, count);
+    }
+
+    fn note_clash(&mut self, n: usize, at: SimTime, c: Confirmed) {
+        if let Confirmed::Pass { clash_resolved: true, .. } = c {
+            let count = self.world.nodes[n].ct.count(0);
+            self.check_counter_onsets(n, at, count);
+        }
+    }
+
+    fn check_counter_onsets(&mut self, n: usize, at: SimTime, count: u32) {
+        let s = self.counters(n);
+        let o = &mut self.onsets[n];
+        if o.insert_failed.is_none() && s.insert_failed > 0 {
+            o.insert_failed = Some((at, count));
+        }
+        if o.clash_resolve.is_none() && s.clash_resolve > 0 {
+            o.clash_resolve = Some((at, count));
+        }
+        if o.drop.is_none() && s.drop > 0 {
+            o.drop = Some((at, count));
+        }
+    }
+
+    /// Sends a packet from pod namespace `from` at `now`, scheduling whatever follows.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        from: NetnsId,
+        pkt: Packet,
+        at: SimTime,
+        purpose: Purpose,
+        windowed: bool,
+        pinned_cpu: Option<u16>,
+    ) {
+        let now = cx.now();
+        let end = self.walk(from, None, pkt, at, now, purpose, windowed, pinned_cpu);
+        self.finish_walk(cx, end, purpose);
+    }
+
+    fn finish_walk(&mut self, cx: &mut Context<'_, Event>, end: WalkEnd, purpose: Purpose) {
+        let now = cx.now();
+        match end {
+            WalkEnd::Delivered { netns, at, pkt } => {
+                let _ = netns;
+                let _ = cx.schedule_at(at.max(now), Event::Deliver { purpose, pkt });
+            }
+            WalkEnd::Dropped { node, reason } => self.on_dropped(node, reason, purpose, now),
+            WalkEnd::Defer { at, flight } => {
+                let id = self.inflight.insert(flight);
+                let _ = cx.schedule_at(at.max(now), Event::HopStart { inflight: id });
+            }
+            WalkEnd::Confirm { at, flight } => {
+                let id = self.inflight.insert(flight);
+                let _ = cx.schedule_at(at.max(now), Event::Confirm { inflight: id });
+            }
+        }
+    }
+
+    fn on_dropped(&mut self, node: Option<u16>, reason: DropReason, purpose: Purpose, now: SimTime) {
+        let _ = (node, now);
+        // A dropped packet is simply lost: TCP retransmits on its timer, the resolver
+        // on its try deadline, the request deadline covers the rest.
+        if let (Purpose::Syn { .. }, DropReason::NoRoute) = (purpose, reason) {
+            // Nothing else to do; counted via the request's failure.
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Clients.
+
+    fn on_arrival(&mut self, cx: &mut Context<'_, Event>, wl: u16) {
+        let now = cx.now();
+        let w = usize::from(wl);
+        if let Some(t) = self.arrivals[w].next_after(now, self.horizon, &mut self.rng_arrival[w]) {
+            let _ = cx.schedule_at(t, Event::Arrival { wl });
+        }
+        let pods = &self.world.wl_pods[w];
+        if pods.is_empty() {
+            return;
+        }
+        let pod = pods[self.wl_next_pod[w] % pods.len()];
+        self.wl_next_pod[w] = self.wl_next_pod[w].wrapping_add(1);
+        self.tally.sent += 1;
+        self.wl_tally[w].0 += 1;
+        let req = self.reqs.insert(Request {
+            wl,
+            pod,
+            started: now,
+            attempt: 0,
+            gen: 0,
+            state: ReqState::WaitDns,
+            flow: None,
+        });
+        self.start_attempt(cx, req);
+    }
+
+    fn start_attempt(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+        let now = cx.now();
+        let Some(r) = self.reqs.get_mut(req) else { return };
+        r.gen = r.gen.wrapping_add(1);
+        r.attempt += 1;
+        r.flow = None;
+        let (gen, wl, pod) = (r.gen, usize::from(r.wl), r.pod);
+        let timeout = self.sc.workloads[wl].timeout;
+        let _ = cx.schedule_at(now + timeout, Event::Deadline { req, gen });
+        // DNS first, if this workload resolves.
+        let dns = &self.sc.workloads[wl].dns;
+        let need_dns = match dns.mode {
+            DnsMode::None => false,
+            DnsMode::PerRequest => true,
+            DnsMode::Cached => self.clients[pod as usize].dns_valid_until.is_none_or(|t| t <= now),
+        };
+        if need_dns {
+            if let Some(r) = self.reqs.get_mut(req) {
+                r.state = ReqState::WaitDns;
+            }
+            self.clients[pod as usize].dns_waiters.push(req);
+            if dns.mode == DnsMode::PerRequest || self.clients[pod as usize].lookup.is_none() {
+                self.start_lookup(cx, pod);
+            }
+        } else {
+            self.get_connection(cx, req);
+        }
+    }
+
+    fn get_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+        let now = cx.now();
+        let Some(r) = self.reqs.get(req).copied() else { return };
+        let wl = usize::from(r.wl);
+        let cfg = self.sc.workloads[wl].connection;
+        let cs = &mut self.clients[r.pod as usize];
+        if cfg.mode == ConnectionMode::Pool {
+            // Reuse an idle pooled connection (LIFO), closing ones idle too long.
+            while let Some(f) = cs.idle.pop() {
+                let Some(flow) = self.flows.get(f).copied() else { continue };
+                if now.saturating_since(flow.idle_since) > cfg.idle_timeout {
+                    self.close_flow(cx, f, true);
+                    continue;
+                }
+                self.send_request(cx, req, f);
+                return;
+            }
+            let cs = &mut self.clients[r.pod as usize];
+            if cs.open >= cfg.pool_size.max(1) {
+                cs.conn_waiters.push_back(req);
+                if let Some(rm) = self.reqs.get_mut(req) {
+                    rm.state = ReqState::WaitConn;
+                }
+                return;
+            }
+        }
+        self.open_connection(cx, req);
+    }
+
+    fn open_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+        let now = cx.now();
+        let Some(r) = self.reqs.get(req).copied() else { return };
+        let wl = usize::from(r.wl);
+        let target = self.world.wl_target[wl];
+        let pod = &mut self.world.pods[r.pod as usize];
+        let connected = match pod.sockets.connect(pod.ip, *target.ip(), target.port(), now) {
+            Ok(c) => c,
+            Err(_) => {
+                self.attempt_failed(cx, req, "EADDRNOTAVAIL (no free ephemeral port)");
+                return;
+            }
+        };
+        let node = usize::from(pod.node);
+        let netns = pod.netns;
+        let sys = &self.sc.nodes[node].sysctls.values;
+        let timer = crate::socket::SynTimer::start(&self.sc.kernel, sys.tcp_syn_retries, now);
+        self.flow_gen = self.flow_gen.wrapping_add(1);
+        let gen = self.flow_gen;
+        let flow = self.flows.insert(Flow {
+            gen,
+            pod: r.pod,
+            tuple: connected.tuple,
+            isn: connected.isn,
+            state: FlowState::Connecting,
+            syn_timer: Some(timer),
+            req: Some(req),
+            server_pod: None,
+            requests: 0,
+            idle_since: now,
+        });
+        self.clients[r.pod as usize].open += 1;
+        if let Some(rm) = self.reqs.get_mut(req) {
+            rm.state = ReqState::Connecting;
+            rm.flow = Some(flow);
+        }
+        self.tally.new_connections += 1;
+        if let crate::socket::SynDeadline::Retransmit(t) | crate::socket::SynDeadline::TimedOut(t) = timer.deadline() {
+            let _ = cx.schedule_at(t, Event::SynTimer { flow, gen });
+        }
+        let mut pkt = Packet::new(connected.tuple, TcpFlags::SYN);
+        pkt.seq = connected.isn;
+        self.send(cx, netns, pkt, now, Purpose::Syn { flow, gen }, true, None);
+    }
+
+    fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: u32, gen: u32) {
+        let Some(f) = self.flows.get_mut(flow) else { return };
+        if f.gen != gen || f.state != FlowState::Connecting {
+            return;
+        }
+        let Some(mut timer) = f.syn_timer else { return };
+        let next = timer.on_timer();
+        f.syn_timer = Some(timer);
+        let (tuple, isn, pod) = (f.tuple, f.isn, f.pod);
+        match next {
+            crate::socket::SynDeadline::Retransmit(t) => {
+                let _ = cx.schedule_at(t, Event::SynTimer { flow, gen });
+            }
+            crate::socket::SynDeadline::TimedOut(_) => {
+                // connect() fails with ETIMEDOUT after the last retransmission.
+                if let Some(req) = f.req {
+                    let p = &mut self.world.pods[pod as usize];
+                    let _ = p.sockets.abort(tuple, AbortReason::TimedOut, cx.now());
+                    self.drop_flow(flow);
+                    self.attempt_failed(cx, req, "ETIMEDOUT (SYN retries exhausted)");
+                }
+                return;
+            }
+        }
+        let node = usize::from(self.world.pods[pod as usize].node);
+        self.tally.syn_retransmits[node] += 1;
+        let netns = self.world.pods[pod as usize].netns;
+        let mut pkt = Packet::new(tuple, TcpFlags::SYN);
+        pkt.seq = isn;
+        self.send(cx, netns, pkt, cx.now(), Purpose::Syn { flow, gen }, true, None);
+    }
+
+    fn drop_flow(&mut self, flow: u32) {
+        if let Some(f) = self.flows.remove(flow) {
+            let cs = &mut self.clients[f.pod as usize];
+            cs.open = cs.open.saturating_sub(1);
+        }
+    }
+
+    fn attempt_failed(&mut self, cx: &mut Context<'_, Event>, req: u32, cause: &str) {
+        let now = cx.now();
+        let Some(r) = self.reqs.get_mut(req) else { return };
+        if r.state == ReqState::Done || r.state == ReqState::Backoff {
+            return;
+        }
+        *self.tally.failures_by_cause.entry(cause.to_string()).or_insert(0) += 1;
+        let wl = usize::from(r.wl);
+        let retries = self.sc.workloads[wl].retries;
+        r.gen = r.gen.wrapping_add(1); // invalidates the attempt's deadline
+        if r.attempt <= retries.max {
+            r.state = ReqState::Backoff;
+            self.tally.retries += 1;
+            self.wl_tally[wl].4 += 1;
+            let _ = cx.schedule_at(now + retries.backoff, Event::Retry { req });
+        } else {
+            r.state = ReqState::Done;
+            self.tally.failed += 1;
+            self.wl_tally[wl].2 += 1;
+            self.reqs.remove(req);
+        }
+    }
+
+    fn on_deadline(&mut self, cx: &mut Context<'_, Event>, req: u32, gen: u32) {
+        let now = cx.now();
+        let Some(r) = self.reqs.get(req).copied() else { return };
+        if r.gen != gen || r.state == ReqState::Done || r.state == ReqState::Backoff {
+            return;
+        }
+        self.tally.timeouts += 1;
+        self.wl_tally[usize::from(r.wl)].3 += 1;
+        let cause = match r.state {
+            ReqState::WaitDns => "timeout waiting for DNS",
+            ReqState::WaitConn => "timeout waiting for a pooled connection",
+            ReqState::Connecting => "timeout in connect (SYN unanswered)",
+            ReqState::Sent => "timeout waiting for the response",
+            ReqState::Backoff | ReqState::Done => "timeout",
+        };
+        // Abandon whatever the attempt holds.
+        match r.state {
+            ReqState::WaitDns => {
+                let cs = &mut self.clients[r.pod as usize];
+                cs.dns_waiters.retain(|x| *x != req);
+            }
+            ReqState::WaitConn => {
+                let cs = &mut self.clients[r.pod as usize];
+                cs.conn_waiters.retain(|x| *x != req);
+            }
+            ReqState::Connecting | ReqState::Sent => {
+                if let Some(f) = r.flow {
+                    if let Some(flow) = self.flows.get(f).copied() {
+                        let p = &mut self.world.pods[flow.pod as usize];
+                        if flow.state == FlowState::Connecting {
+                            let _ = p.sockets.abort(flow.tuple, AbortReason::TimedOut, now);
+                            self.drop_flow(f);
+                        } else {
+                            // The client gives up on the connection: close it (RST-free
+                            // close; it leaves TIME_WAIT as an active close).
+                            self.close_flow(cx, f, true);
+                        }
+                    }
+                }
+            }
+            ReqState::Backoff | ReqState::Done => {}
+        }
+        self.attempt_failed(cx, req, cause);
+    }
+
+    fn send_request(&mut self, cx: &mut Context<'_, Event>, req: u32, flow: u32) {
+        let now = cx.now();
+        let Some(f) = self.flows.get_mut(flow) else { return };
+        f.req = Some(req);
+        let (gen, tuple, pod) = (f.gen, f.tuple, f.pod);
+        if let Some(r) = self.reqs.get_mut(req) {
+            r.state = ReqState::Sent;
+            r.flow = Some(flow);
+        }
+        let netns = self.world.pods[pod as usize].netns;
+        let pkt = Packet::new(tuple, TcpFlags::ACK.union(TcpFlags::PSH));
+        self.send(cx, netns, pkt, now, Purpose::Request { flow, gen }, false, None);
+    }
+
+    fn request_done(&mut self, cx: &mut Context<'_, Event>, flow: u32) {
+        let now = cx.now();
+        let Some(f) = self.flows.get_mut(flow) else { return };
+        let Some(req) = f.req.take() else { return };
+        f.requests += 1;
+        f.idle_since = now;
+        let requests = f.requests;
+        if let Some(r) = self.reqs.remove(req) {
+            let lat = now.saturating_since(r.started);
+            self.latency.record(lat.as_nanos());
+            self.interval_latency.record(lat.as_nanos());
+            let wl = usize::from(r.wl);
+            self.wl_latency[wl].record(lat.as_nanos());
+            self.tally.ok += 1;
+            self.wl_tally[wl].1 += 1;
+            let cfg = self.sc.workloads[wl].connection;
+            let keep = cfg.mode == ConnectionMode::Pool
+                && cfg.max_requests_per_connection.is_none_or(|m| requests < m);
+            if keep {
+                let pod = r.pod as usize;
+                if let Some(w) = self.clients[pod].conn_waiters.pop_front() {
+                    self.send_request(cx, w, flow);
+                } else {
+                    self.clients[pod].idle.push(flow);
+                }
+            } else {
+                self.close_flow(cx, flow, cfg.closer == Closer::Client);
+            }
+        }
+    }
+
+    /// Closes a connection: the FIN exchange through the data path, TIME_WAIT on the
+    /// active closer, and hands the pool slot to a waiting request.
+    fn close_flow(&mut self, cx: &mut Context<'_, Event>, flow: u32, client_first: bool) {
+        let now = cx.now();
+        let Some(f) = self.flows.remove(flow) else { return };
+        let pod_idx = f.pod as usize;
+        self.clients[pod_idx].open = self.clients[pod_idx].open.saturating_sub(1);
+        self.clients[pod_idx].idle.retain(|x| *x != flow);
+        let netns = self.world.pods[pod_idx].netns;
+        let role = if client_first { CloseRole::ActiveCloser } else { CloseRole::PassiveCloser };
+        let _ = self.world.pods[pod_idx].sockets.close(f.tuple, role, f.isn.wrapping_add(1), now);
+        if let Some(sp) = f.server_pod {
+            // The server's socket for this connection.
+            if let Some(server_tuple) = self.server_tuple(&f) {
+                let srole = if client_first { CloseRole::PassiveCloser } else { CloseRole::ActiveCloser };
+                let _ = self.world.pods[sp as usize].sockets.close(server_tuple, srole, 1, now);
+            }
+        }
+        if f.state == FlowState::Established {
+            // FIN, FIN-ACK, ACK through conntrack (closer's FIN first).
+            let fin = Packet::new(f.tuple, TcpFlags::FIN_ACK);
+            if client_first {
+                self.send(cx, netns, fin, now, Purpose::Silent, false, None);
+                self.send_from_server(cx, &f, TcpFlags::FIN_ACK, now + SimDuration::from_micros(100));
+                self.send(cx, netns, Packet::new(f.tuple, TcpFlags::ACK), now + SimDuration::from_micros(200), Purpose::Silent, false, None);
+            } else {
+                self.send_from_server(cx, &f, TcpFlags::FIN_ACK, now);
+                self.send(cx, netns, fin, now + SimDuration::from_micros(100), Purpose::Silent, false, None);
+                self.send_from_server(cx, &f, TcpFlags::ACK, now + SimDuration::from_micros(200));
+            }
+        }
+        // A pool slot freed: open a connection for a waiting request.
+        let wl = match self.world.pods[pod_idx].role {
+            PodRole::Client { wl } => usize::from(wl),
+            PodRole::Server { .. } => return,
+        };
+        if self.sc.workloads[wl].connection.mode == ConnectionMode::Pool {
+            if let Some(w) = self.clients[pod_idx].conn_waiters.pop_front() {
+                self.open_connection(cx, w);
+            }
+        }
+    }
+
+    /// The server-side view of a connection: (pod ip:port → client ip:port) — the
+    /// client's source as the server sees it (after any SNAT).
+    fn server_tuple(&self, f: &Flow) -> Option<Tuple> {
+        let sp = f.server_pod?;
+        let pod = &self.world.pods[sp as usize];
+        let port = pod.listener.as_ref().map(|l| l.local().port())?;
+        Some(Tuple::new(Proto::Tcp, pod.ip, port, f.tuple.src, f.tuple.sport))
+    }
+
+    fn send_from_server(&mut self, cx: &mut Context<'_, Event>, f: &Flow, flags: TcpFlags, at: SimTime) {
+        let Some(t) = self.server_tuple(f) else { return };
+        let Some(sp) = f.server_pod else { return };
+        let netns = self.world.pods[sp as usize].netns;
+        self.send(cx, netns, Packet::new(t, flags), at, Purpose::Silent, false, None);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Deliveries.
+
+    fn on_deliver(&mut self, cx: &mut Context<'_, Event>, purpose: Purpose, pkt: Packet) {
+        let now = cx.now();
+        match purpose {
+            Purpose::Syn { flow, gen } => {
+                let Some(f) = self.flows.get(flow).copied() else { return };
+                if f.gen != gen {
+                    return;
+                }
+                let Some(sp) = self.pod_at(pkt.tuple.dst) else { return };
+                let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
+                let pod = &mut self.world.pods[sp as usize];
+                let Some(listener) = pod.listener.as_mut() else { return };
+                let outcome = listener.on_syn(client, pod.sockets.stats_mut());
+                match outcome {
+                    SynOutcome::SynAck | SynOutcome::SynAckRetransmit | SynOutcome::SynCookie => {
+                        if let Some(fm) = self.flows.get_mut(flow) {
+                            fm.server_pod = Some(sp);
+                        }
+                        let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
+                        let netns = self.world.pods[sp as usize].netns;
+                        self.send(cx, netns, reply, now, Purpose::SynAck { flow, gen }, false, None);
+                    }
+                    SynOutcome::Dropped => {}
+                }
+            }
+            Purpose::SynAck { flow, gen } => {
+                let Some(f) = self.flows.get_mut(flow) else { return };
+                if f.gen != gen || f.state != FlowState::Connecting {
+                    return;
+                }
+                f.state = FlowState::Established;
+                f.syn_timer = None;
+                let req = f.req;
+                if let Some(req) = req {
+                    self.send_request(cx, req, flow);
+                }
+            }
+            Purpose::Request { flow, gen } => {
+                let Some(f) = self.flows.get(flow).copied() else { return };
+                if f.gen != gen {
+                    return;
+                }
+                let Some(sp) = f.server_pod.or_else(|| self.pod_at(pkt.tuple.dst)) else { return };
+                if f.requests == 0 {
+                    // The handshake's ACK completes the connection on the server.
+                    let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
+                    let pod = &mut self.world.pods[sp as usize];
+                    if let Some(l) = pod.listener.as_mut() {
+                        match l.on_ack(client, pod.sockets.stats_mut()) {
+                            AckOutcome::Queued => {
+                                let _ = l.accept();
+                                let st = Tuple::new(Proto::Tcp, pkt.tuple.dst, pkt.tuple.dport, pkt.tuple.src, pkt.tuple.sport);
+                                let _ = pod.sockets.insert_established(st, now);
+                            }
+                            AckOutcome::Overflow | AckOutcome::Reset => return,
+                        }
+                    }
+                }
+                self.server_enqueue(cx, sp, flow);
+            }
+            Purpose::Response { flow, gen } => {
+                let Some(f) = self.flows.get(flow).copied() else { return };
+                if f.gen != gen {
+                    return;
+                }
+                self.request_done(cx, flow);
+            }
+            Purpose::DnsQuery { client_pod, lookup, query, gen, qtype } => {
+                self.coredns_receive(cx, pkt, client_pod, lookup, query, gen, qtype);
+            }
+            Purpose::DnsReply { lookup, query, gen, rcode, records } => {
+                self.dns_answer_arrived(cx, lookup, query, gen, rcode, records);
+            }
+            Purpose::Silent => {}
+        }
+    }
+
+    fn pod_at(&self, ip: Ipv4Addr) -> Option<u32> {
+        let netns = self.world.topo.pod_by_ip(ip)?;
+        self.world.pod_of_netns.get(netns.index()).copied().flatten()
+    }
+
+    fn server_enqueue(&mut self, cx: &mut Context<'_, Event>, sp: u32, flow: u32) {
+        let svc = match self.world.pods[sp as usize].role {
+            PodRole::Server { svc } => usize::from(svc),
+            PodRole::Client { .. } => return,
+        };
+        let conc = self.sc.services[svc].server.concurrency.max(1);
+        let s = &mut self.servers[sp as usize];
+        if s.busy < conc {
+            s.busy += 1;
+            let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
+            let gen = self.flows.get(flow).map_or(0, |f| f.gen);
+            let _ = cx.schedule_at(cx.now() + d, Event::ServerDone { flow, gen });
+        } else {
+            s.queue.push_back(flow);
+        }
+    }
+
+    fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, gen: u32) {
+        let now = cx.now();
+        let f = self.flows.get(flow).copied();
+        let sp = f.and_then(|f| f.server_pod);
+        if let (Some(f), Some(_)) = (f, sp) {
+            if f.gen == gen {
+                if let Some(t) = self.server_tuple(&f) {
+                    let netns = self.world.pods[f.server_pod.unwrap_or(0) as usize].netns;
+                    let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
+                    self.send(cx, netns, pkt, now, Purpose::Response { flow, gen }, false, None);
+                }
+            }
+        }
+        // Next queued request on this server pod.
+        let Some(sp) = sp else { return };
+        let svc = match self.world.pods[sp as usize].role {
+            PodRole::Server { svc } => usize::from(svc),
+            PodRole::Client { .. } => return,
+        };
+        let s = &mut self.servers[sp as usize];
+        s.busy = s.busy.saturating_sub(1);
+        while let Some(next) = self.servers[sp as usize].queue.pop_front() {
+            if let Some(nf) = self.flows.get(next).copied() {
+                self.servers[sp as usize].busy += 1;
+                let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
+                let _ = cx.schedule_at(now + d, Event::ServerDone { flow: next, gen: nf.gen });
+                break;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // DNS.
+
+    fn start_lookup(&mut self, cx: &mut Context<'_, Event>, pod: u32) {
+        let now = cx.now();
+        let wl = match self.world.pods[pod as usize].role {
+            PodRole::Client { wl } => usize::from(wl),
+            PodRole::Server { .. } => return,
+        };
+        let name = self.sc.workloads[wl].dns.name.clone();
+        let Some(conf) = self.world.pods[pod as usize].resolv.clone() else { return };
+        let Ok(lookup) = Lookup::new(&conf, &name, now) else {
+            // An invalid name cannot be resolved: every waiter fails.
+            let waiters = std::mem::take(&mut self.clients[pod as usize].dns_waiters);
+            for r in waiters {
+                self.attempt_failed(cx, r, "DNS: invalid name");
+            }
+            return;
+        };
+        self.flow_gen = self.flow_gen.wrapping_add(1);
+        let id = self.lookups.insert(LookupSlot {
+            gen: self.flow_gen,
+            pod,
+            lookup,
+            ports: Vec::new(),
+            queries: Vec::new(),
+            timer_at: None,
+            had_timeout: false,
+        });
+        if self.sc.workloads[wl].dns.mode == DnsMode::Cached {
+            self.clients[pod as usize].lookup = Some(id);
+        }
+        self.drive_lookup(cx, id);
+    }
+
+    fn drive_lookup(&mut self, cx: &mut Context<'_, Event>, id: u32) {
+        let now = cx.now();
+        let mut sends = 0u32;
+        loop {
+            let Some(slot) = self.lookups.get_mut(id) else { return };
+            let action = slot.lookup.next_action(now);
+            match action {
+                Action::Send(q) => {
+                    let pod = slot.pod;
+                    let gen = slot.gen;
+                    let port = match slot.ports.iter().find(|(s, _)| *s == q.socket.0) {
+                        Some((_, p)) => *p,
+                        None => {
+                            let sys = &self.sc.nodes[usize::from(self.world.pods[pod as usize].node)].sysctls.values;
+                            let (lo, hi) = sys.ip_local_port_range;
+                            let span = u64::from(hi.saturating_sub(lo)) + 1;
+                            let p = lo.saturating_add(u16::try_from(self.rng_client.below(span)).unwrap_or(0));
+                            if let Some(slot) = self.lookups.get_mut(id) {
+                                slot.ports.push((q.socket.0, p));
+                            }
+                            p
+                        }
+                    };
+                    if let Some(slot) = self.lookups.get_mut(id) {
+                        slot.queries.push((q.id, q.name.clone()));
+                    }
+                    let p = &self.world.pods[pod as usize];
+                    let tuple = Tuple::new(Proto::Udp, p.ip, port, q.server, 53);
+                    let netns = p.netns;
+                    let wl = match p.role {
+                        PodRole::Client { wl } => usize::from(wl),
+                        PodRole::Server { .. } => 0,
+                    };
+                    let d = &self.sc.workloads[wl].dns;
+                    // The second send of a parallel pair: from another thread (other CPU)
+                    // or back to back on the same thread.
+                    let (at, cpu) = if sends == 0 {
+                        (now, None)
+                    } else {
+                        let gap = d.pair_gap.saturating_mul(u64::from(sends));
+                        if d.resolver_threads >= 2 {
+                            let cpus = self.world.nodes[usize::from(p.node)].cpus;
+                            (now + gap, Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0)))
+                        } else {
+                            (now + gap, None)
+                        }
+                    };
+                    let first_cpu = if sends == 0 && d.resolver_threads >= 2 {
+                        let cpus = self.world.nodes[usize::from(p.node)].cpus;
+                        Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0))
+                    } else {
+                        None
+                    };
+                    sends += 1;
+                    self.tally.dns_queries += 1;
+                    let purpose =
+                        Purpose::DnsQuery { client_pod: pod, lookup: id, query: q.id.get(), gen, qtype: q.qtype };
+                    let pkt = Packet::new(tuple, TcpFlags::NONE);
+                    if at > now {
+                        // Deferred second send: walk it when its time comes.
+                        let flight = InFlight { pkt, at: netns, in_dev: None, purpose, node: u16::MAX, cpu: cpu.unwrap_or(u16::MAX), half: None };
+                        let iid = self.inflight.insert(flight);
+                        let _ = cx.schedule_at(at, Event::HopStart { inflight: iid });
+                    } else {
+                        self.send(cx, netns, pkt, at, purpose, true, first_cpu.or(cpu));
+                    }
+                }
+                Action::Wait { until } => {
+                    if slot.timer_at != Some(until) {
+                        slot.timer_at = Some(until);
+                        let gen = slot.gen;
+                        let _ = cx.schedule_at(until.max(now), Event::DnsTimer { lookup: id, gen });
+                    }
+                    return;
+                }
+                Action::Done(outcome) => {
+                    let Some(slot) = self.lookups.remove(id) else { return };
+                    let pod = slot.pod as usize;
+                    if slot.had_timeout || outcome.elapsed >= SimDuration::from_secs(5) {
+                        self.tally.lookups_with_timeout += 1;
+                    }
+                    let ok = matches!(outcome.result, LookupResult::Resolved { .. });
+                    if !ok {
+                        self.tally.lookups_failed += 1;
+                    }
+                    let wl = match self.world.pods[pod].role {
+                        PodRole::Client { wl } => usize::from(wl),
+                        PodRole::Server { .. } => return,
+                    };
+                    let cached = self.sc.workloads[wl].dns.mode == DnsMode::Cached;
+                    if cached {
+                        self.clients[pod].lookup = None;
+                        if ok {
+                            self.clients[pod].dns_valid_until = Some(now + self.sc.workloads[wl].dns.ttl);
+                        }
+                    }
+                    // Per-request lookups serve their own request only (first waiter).
+                    let waiters: Vec<u32> = if cached {
+                        std::mem::take(&mut self.clients[pod].dns_waiters)
+                    } else if self.clients[pod].dns_waiters.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![self.clients[pod].dns_waiters.remove(0)]
+                    };
+                    for r in waiters {
+                        if ok {
+                            self.get_connection(cx, r);
+                        } else {
+                            let cause = match outcome.result {
+                                LookupResult::Timeout => "DNS: resolver timed out",
+                                LookupResult::NxDomain => "DNS: NXDOMAIN",
+                                _ => "DNS: lookup failed",
+                            };
+                            self.attempt_failed(cx, r, cause);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_dns_timer(&mut self, cx: &mut Context<'_, Event>, lookup: u32, gen: u32) {
+        let Some(slot) = self.lookups.get_mut(lookup) else { return };
+        if slot.gen != gen {
+            return;
+        }
+        if slot.timer_at.is_some_and(|t| t <= cx.now()) {
+            slot.timer_at = None;
+            slot.had_timeout = true;
+        }
+        self.drive_lookup(cx, lookup);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn coredns_receive(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        pkt: Packet,
+        client_pod: u32,
+        lookup: u32,
+        query: u32,
+        gen: u32,
+        qtype: QType,
+    ) {
+        let now = cx.now();
+        let Some(dp) = self.pod_at(pkt.tuple.dst) else { return };
+        self.tally.coredns_queries += 1;
+        let svc = match self.world.pods[dp as usize].role {
+            PodRole::Server { svc } => usize::from(svc),
+            PodRole::Client { .. } => return,
+        };
+        let server = &self.sc.services[svc].server;
+        // A CoreDNS pod serves queries one after another at its capacity.
+        let per_query = server.capacity.map_or(SimDuration::ZERO, |c| {
+            let milli = c.as_milli_per_sec().max(1);
+            SimDuration::from_nanos(u64::try_from(1_000_000_000_000u128 / u128::from(milli)).unwrap_or(u64::MAX))
+        });
+        let base = service_time(server.service_time, &mut self.rng_server);
+        let st = &mut self.servers[dp as usize];
+        let start = now.max(st.dns_free);
+        st.dns_free = start + per_query;
+        let done = start + per_query.max(base);
+        let _ = cx.schedule_at(
+            done,
+            Event::DnsAnswer { dns_pod: dp, client_pod, lookup, query, gen, qtype, tuple: pkt.tuple.reversed() },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_dns_answer(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        dns_pod: u32,
+        lookup: u32,
+        query: u32,
+        gen: u32,
+        qtype: QType,
+        tuple: Tuple,
+    ) {
+        let now = cx.now();
+        // The name asked: from the lookup's candidates (current one).
+        let (rcode, records) = match self.lookups.get(lookup) {
+            Some(slot) if slot.gen == gen => {
+                match slot.queries.iter().find(|(id, _)| id.get() == query) {
+                    Some((_, n)) => {
+                        let a = self.world.zone.answer(&n, qtype).to_answer();
+                        (a.rcode, a.records)
+                    }
+                    None => (Rcode::ServFail, 0),
+                }
+            }
+            _ => (Rcode::ServFail, 0),
+        };
+        let netns = self.world.pods[dns_pod as usize].netns;
+        let pkt = Packet::new(tuple, TcpFlags::NONE);
+        self.send(cx, netns, pkt, now, Purpose::DnsReply { lookup, query, gen, rcode, records }, false, None);
+    }
+
+    fn dns_answer_arrived(&mut self, cx: &mut Context<'_, Event>, lookup: u32, query: u32, gen: u32, rcode: Rcode, records: u16) {
+        let now = cx.now();
+        let Some(slot) = self.lookups.get_mut(lookup) else { return };
+        if slot.gen != gen {
+            return;
+        }
+        let Some(qid) = slot.queries.iter().find(|(id, _)| id.get() == query).map(|(id, _)| *id) else { return };
+        let _ = slot.lookup.on_answer(qid, crate::dns::Answer { rcode, records }, now);
+        self.drive_lookup(cx, lookup);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Windowed packet events.
+
+    fn on_hop_start(&mut self, cx: &mut Context<'_, Event>, id: u32) {
+        let Some(f) = self.inflight.remove(id) else { return };
+        let pinned = if f.cpu == u16::MAX { None } else { Some(f.cpu) };
+        let now = cx.now();
+        let end = self.walk(f.at, f.in_dev, f.pkt, now, now, f.purpose, true, pinned);
+        self.finish_walk(cx, end, f.purpose);
+    }
+
+    fn on_confirm(&mut self, cx: &mut Context<'_, Event>, id: u32) {
+        let now = cx.now();
+        let Some(f) = self.inflight.remove(id) else { return };
+        let Some(half) = f.half else { return };
+        let n = usize::from(f.node);
+        let node = &mut self.world.nodes[n];
+        let c = node.host.confirm(&mut node.ct, &half, f.cpu, now, &mut Quiet);
+        match c {
+            Confirmed::Dropped(reason) => {
+                self.note_confirm_drop(n, now, reason, &half.pkt);
+                self.on_dropped(Some(f.node), reason, f.purpose, now);
+            }
+            Confirmed::Pass { .. } => {
+                self.note_clash(n, now, c);
+                match half.verdict {
+                    HalfVerdict::Local => {
+                        let _ = cx.schedule_at(now, Event::Deliver { purpose: f.purpose, pkt: half.pkt });
+                    }
+                    HalfVerdict::Forward { decision } => match decision.next {
+                        NextHop::Netns { netns, in_dev, .. } => {
+                            let mut t = now;
+                            if self.world.topo.node_of(f.at) != self.world.topo.node_of(netns) {
+                                t += NODE_LINK_LATENCY;
+                            }
+                            let end = self.walk(netns, Some(in_dev), half.pkt, t, now, f.purpose, true, None);
+                            self.finish_walk(cx, end, f.purpose);
+                        }
+                        NextHop::External => {}
+                    },
+                    HalfVerdict::Dropped(reason) => self.on_dropped(Some(f.node), reason, f.purpose, now),
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Periodic work.
+
+    fn on_gc(&mut self, cx: &mut Context<'_, Event>, node: u16) {
+        let now = cx.now();
+        let next = self.world.nodes[usize::from(node)].ct.gc_step(now);
+        if next <= self.horizon {
+            let _ = cx.schedule_at(next.max(now + SimDuration::from_millis(1)), Event::Gc { node });
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn on_sample(&mut self, cx: &mut Context<'_, Event>) {
+        let now = cx.now();
+        let interval = self.sc.sample_interval;
+        let mut row = Sample { t_s: now.as_secs_f64(), ..Sample::default() };
+        for (i, n) in self.world.nodes.iter().enumerate() {
+            let count = n.ct.count(0);
+            row.count.push(u64::from(count));
+            self.onsets[i].count_peak = self.onsets[i].count_peak.max(count);
+            row.counters.push(to_counters(&n.ct.stats_sum(0)));
+            let busy = n.busy_ns - self.last_busy[i];
+            self.last_busy[i] = n.busy_ns;
+            let cap = u128::from(interval.as_nanos()) * u128::from(n.cpus.max(1));
+            row.cpu_pct.push(if cap == 0 { 0.0 } else { busy as f64 * 100.0 / cap as f64 });
+        }
+        let (nc, ok, failed, q, _) = self.last_counts;
+        row.new_connections = self.tally.new_connections - nc;
+        row.ok = self.tally.ok - ok;
+        row.failed = self.tally.failed - failed;
+        row.coredns_queries = self.tally.coredns_queries - q;
+        self.coredns_peak_per_interval = self.coredns_peak_per_interval.max(row.coredns_queries);
+        self.last_counts =
+            (self.tally.new_connections, self.tally.ok, self.tally.failed, self.tally.coredns_queries, 0);
+        row.latency_p50_ms = self.interval_latency.quantile_ppm(500_000) as f64 / 1e6;
+        row.latency_p99_ms = self.interval_latency.quantile_ppm(990_000) as f64 / 1e6;
+        self.interval_latency.clear();
+        self.samples.push(row);
+        if now + interval <= self.horizon {
+            let _ = cx.schedule_at(now + interval, Event::Sample);
+        }
+    }
+}
+
+/// The report's view of conntrack counters.
+pub(super) fn to_counters(s: &crate::conntrack::CtStats) -> ConntrackCounters {
+    ConntrackCounters {
+        found: s.found,
+        invalid: s.invalid,
+        insert: s.insert,
+        insert_failed: s.insert_failed,
+        drop: s.drop,
+        early_drop: s.early_drop,
+        error: s.error,
+        search_restart: s.search_restart,
+        clash_resolve: s.clash_resolve,
+        chaintoolong: s.chaintoolong,
+    }
+}
+
+impl Model for NodeSim {
+    type Event = Event;
+
+    fn handle(&mut self, ev: Event, cx: &mut Context<'_, Event>) {
+        match ev {
+            Event::Arrival { wl } => self.on_arrival(cx, wl),
+            Event::HopStart { inflight } => self.on_hop_start(cx, inflight),
+            Event::Confirm { inflight } => self.on_confirm(cx, inflight),
+            Event::Deliver { purpose, pkt } => self.on_deliver(cx, purpose, pkt),
+            Event::SynTimer { flow, gen } => self.on_syn_timer(cx, flow, gen),
+            Event::Deadline { req, gen } => self.on_deadline(cx, req, gen),
+            Event::Retry { req } => {
+                if self.reqs.get(req).is_some_and(|r| r.state == ReqState::Backoff) {
+                    self.start_attempt(cx, req);
+                }
+            }
+            Event::ServerDone { flow, gen } => self.on_server_done(cx, flow, gen),
+            Event::DnsTimer { lookup, gen } => self.on_dns_timer(cx, lookup, gen),
+            Event::DnsAnswer { dns_pod, client_pod: _, lookup, query, gen, qtype, tuple } => {
+                self.on_dns_answer(cx, dns_pod, lookup, query, gen, qtype, tuple);
+            }
+            Event::Gc { node } => self.on_gc(cx, node),
+            Event::Sample => self.on_sample(cx),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Building the simulated world from a validated scenario: topology, per-node rulesets
+//! and conntrack tables, pods with their sockets, listeners and resolvers.
+
+use super::SimError;
+use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
+use crate::datapath::NetnsPath;
+use crate::dns::{ResolvConf, Zone};
+use crate::netfilter::Ruleset;
+use crate::rng::SimRng;
+use crate::scenario::{Cni, ProxyMode, Scenario, ServiceType, WorkloadTarget};
+use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
+use crate::socket::{Listener, SocketConfig, SocketTable};
+use crate::time::SimTime;
+use crate::topology::{CniFlavour, NetnsId, Topology, TopologyBuilder};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// One simulated node: its CPUs, conntrack table and host namespace datapath.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub(super) name: String,
+    pub(super) ct: ConntrackTable,
+    pub(super) host: NetnsPath,
+    /// When each CPU is next free (softirq work is serialised per CPU).
+    pub(super) cpu_free: Vec<SimTime>,
+    /// Busy nanoseconds, cumulative.
+    pub(super) busy_ns: u128,
+    /// Of which evaluating rules.
+    pub(super) rules_ns: u128,
+    /// Rules evaluated by packets that created an entry, and how many such packets.
+    pub(super) rules_new: u64,
+    pub(super) new_packets: u64,
+    pub(super) cpus: u32,
+}
+
+/// What a pod is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PodRole {
+    /// A client pod of workload `wl`.
+    Client { wl: u16 },
+    /// A backend of scenario service `svc`.
+    Server { svc: u16 },
+}
+
+/// One pod.
+#[derive(Debug)]
+pub(super) struct Pod {
+    pub(super) netns: NetnsId,
+    pub(super) node: u16,
+    pub(super) ip: Ipv4Addr,
+    pub(super) role: PodRole,
+    pub(super) sockets: SocketTable,
+    /// Listener of a server pod (one per service port; the first is used).
+    pub(super) listener: Option<Listener>,
+    /// Resolver configuration of a client pod.
+    pub(super) resolv: Option<ResolvConf>,
+}
+
+/// The static part of the world.
+#[derive(Debug)]
+pub(super) struct World {
+    pub(super) topo: Topology,
+    pub(super) nodes: Vec<Node>,
+    pub(super) pods: Vec<Pod>,
+    /// Topology namespace index → host node index.
+    pub(super) host_of_netns: Vec<Option<u16>>,
+    /// Topology namespace index → pod index.
+    pub(super) pod_of_netns: Vec<Option<u32>>,
+    /// Per workload: its client pods.
+    pub(super) wl_pods: Vec<Vec<u32>>,
+    /// Per workload: where requests go (address and port as the client dials them).
+    pub(super) wl_target: Vec<SocketAddrV4>,
+    /// Per scenario service: backend pod indices.
+    pub(super) svc_pods: Vec<Vec<u32>>,
+    /// The cluster DNS zone.
+    pub(super) zone: Zone,
+    /// Per node: (nat rules, filter rules).
+    pub(super) nat_rules: Vec<(u64, u64)>,
+}
+
+fn cni_flavour(c: Cni) -> CniFlavour {
+    match c {
+        Cni::FlannelVxlan => CniFlavour::FlannelVxlan,
+        Cni::CalicoIpip => CniFlavour::CalicoIpip,
+        Cni::CalicoBgp => CniFlavour::CalicoBgp,
+        Cni::CiliumNative => CniFlavour::CiliumNative,
+    }
+}
+
+/// The kube-proxy view of the scenario's Services (plus background Services).
+fn service_ports(sc: &Scenario) -> Vec<SvcPort> {
+    let mut out = Vec::new();
+    for s in &sc.services {
+        if s.service_type == ServiceType::Headless {
+            continue;
+        }
+        let Some(ip) = s.cluster_ip else { continue };
+        for (i, p) in s.ports.iter().enumerate() {
+            let mut sp = SvcPort::cluster_ip(
+                &s.namespace,
+                &s.name,
+                p.name.as_deref().unwrap_or(if i == 0 { "" } else { "p" }),
+                ip,
+                p.port,
+            );
+            sp.protocol = p.protocol;
+            sp.node_port = p.node_port;
+            sp.endpoints = s
+                .endpoints
+                .iter()
+                .map(|e| SvcEndpoint {
+                    ip: e.ip,
+                    port: p.target_port,
+                    node: sc.nodes[e.node.0 as usize].name.clone(),
+                    ready: true,
+                })
+                .collect();
+            out.push(sp);
+        }
+    }
+    for (i, b) in sc.background_services.iter().enumerate() {
+        let mut sp = SvcPort::cluster_ip("background", &format!("bg-{i:05}"), "http", b.cluster_ip, b.port);
+        sp.endpoints = b
+            .endpoints
+            .iter()
+            .map(|ip| SvcEndpoint { ip: *ip, port: 8080, node: "elsewhere".into(), ready: true })
+            .collect();
+        out.push(sp);
+    }
+    out
+}
+
+/// The iptables ruleset kube-proxy programs on `node` for this scenario.
+///
+/// # Errors
+/// [`SimError::Unsupported`] for proxy modes that are not modelled yet.
+pub(crate) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
+    if sc.kube_proxy.mode != ProxyMode::Iptables {
+        return Err(SimError::Unsupported {
+            what: format!(
+                "kubeProxy.mode `{}` (only `iptables` is simulated so far; see issue #4)",
+                proxy_mode_name(sc.kube_proxy.mode)
+            ),
+        });
+    }
+    let n = &sc.nodes[node];
+    let cfg = ProxyConfig {
+        cluster_cidr: sc.cluster_cidr,
+        masquerade_bit: sc.kube_proxy.masquerade_bit,
+        random_fully: sc.kube_proxy.random_fully,
+        node_name: n.name.clone(),
+        node_ips: vec![n.ip],
+        masquerade_all: sc.kube_proxy.masquerade_all,
+        ..ProxyConfig::default()
+    };
+    Ok(service::iptables::generate(&service_ports(sc), &cfg))
+}
+
+/// The mode's name as written in scenario files.
+pub(crate) fn proxy_mode_name(m: ProxyMode) -> &'static str {
+    match m {
+        ProxyMode::Iptables => "iptables",
+        ProxyMode::Ipvs => "ipvs",
+        ProxyMode::Nftables => "nftables",
+        ProxyMode::Ebpf => "ebpf",
+    }
+}
+
+impl World {
+    /// Builds the world.
+    pub(super) fn build(sc: &Scenario) -> Result<World, SimError> {
+        let mut tb = TopologyBuilder::new(cni_flavour(sc.cni));
+        let node_ids: Vec<_> = sc.nodes.iter().map(|n| tb.add_node(&n.name, n.ip, n.pod_cidr)).collect();
+        // Pods: service endpoints first, then workload pods.
+        let mut pod_specs: Vec<(String, usize, Ipv4Addr, PodRole)> = Vec::new();
+        let mut svc_pods = vec![Vec::new(); sc.services.len()];
+        for (si, s) in sc.services.iter().enumerate() {
+            for (k, e) in s.endpoints.iter().enumerate() {
+                svc_pods[si].push(u32::try_from(pod_specs.len()).unwrap_or(u32::MAX));
+                #[allow(clippy::cast_possible_truncation)]
+                pod_specs.push((format!("{}-{k}", s.name), e.node.0 as usize, e.ip, PodRole::Server { svc: si as u16 }));
+            }
+        }
+        let mut wl_pods = vec![Vec::new(); sc.workloads.len()];
+        for (wi, w) in sc.workloads.iter().enumerate() {
+            for (k, ip) in w.pods.iter().enumerate() {
+                wl_pods[wi].push(u32::try_from(pod_specs.len()).unwrap_or(u32::MAX));
+                #[allow(clippy::cast_possible_truncation)]
+                pod_specs.push((format!("{}-{k}", w.name), w.node.0 as usize, *ip, PodRole::Client { wl: wi as u16 }));
+            }
+        }
+        let pod_netns: Vec<NetnsId> =
+            pod_specs.iter().map(|(name, node, ip, _)| tb.add_pod(node_ids[*node], name, *ip)).collect();
+        let topo = tb.build().map_err(|e| SimError::Topology(e.to_string()))?;
+
+        let mut host_of_netns = Vec::new();
+        let mut nodes = Vec::with_capacity(sc.nodes.len());
+        let mut nat_rules = Vec::new();
+        for (i, n) in sc.nodes.iter().enumerate() {
+            let ruleset = node_ruleset(sc, i)?;
+            let host = topo.host_netns(node_ids[i]).ok_or_else(|| SimError::Topology(format!("node {} has no host namespace", n.name)))?;
+            let cpus = u16::try_from(n.cpus.clamp(1, 1024)).unwrap_or(1);
+            let cfg = CtConfig::new(&n.sysctls.values, sc.kernel, cpus);
+            let mut ct = ConntrackTable::new(cfg, SimRng::stream(sc.seed, &format!("conntrack/{}", n.name)))
+                .map_err(|e| SimError::Config(format!("node {}: {e}", n.name)))?;
+            ct.set_netns(0, NetnsConfig::enabled(&n.sysctls.values).as_init());
+            let local: Vec<Ipv4Addr> = topo.local_addrs(host).collect();
+            let path = NetnsPath::new(host, 0, ruleset, local);
+            nat_rules.push((
+                path.rule_count(crate::netfilter::TableKind::Nat) as u64,
+                path.rule_count(crate::netfilter::TableKind::Filter) as u64,
+            ));
+            let idx = host.index();
+            if host_of_netns.len() <= idx {
+                host_of_netns.resize(idx + 1, None);
+            }
+            host_of_netns[idx] = Some(u16::try_from(i).unwrap_or(u16::MAX));
+            nodes.push(Node {
+                name: n.name.clone(),
+                ct,
+                host: path,
+                cpu_free: vec![SimTime::ZERO; usize::from(cpus)],
+                busy_ns: 0,
+                rules_ns: 0,
+                rules_new: 0,
+                new_packets: 0,
+                cpus: u32::from(cpus),
+            });
+        }
+
+        // The cluster DNS zone and the nameserver pods resolve against.
+        let mut zone = Zone::new(&sc.dns.cluster_domain);
+        for s in &sc.services {
+            match (s.service_type, s.cluster_ip) {
+                (ServiceType::Headless, _) => {
+                    zone.add_headless_service(&s.namespace, &s.name, s.endpoints.iter().map(|e| e.ip).collect());
+                }
+                (_, Some(ip)) => {
+                    zone.add_service(&s.namespace, &s.name, ip);
+                }
+                _ => {}
+            }
+        }
+        let nameserver = sc
+            .dns
+            .service
+            .and_then(|id| sc.services.get(id.0 as usize))
+            .and_then(|s| s.cluster_ip)
+            .unwrap_or(Ipv4Addr::new(10, 96, 0, 10));
+
+        let mut pods = Vec::with_capacity(pod_specs.len());
+        let mut pod_of_netns = Vec::new();
+        for (pi, ((name, node, ip, role), netns)) in pod_specs.iter().zip(&pod_netns).enumerate() {
+            let sys = &sc.nodes[*node].sysctls.values;
+            let scfg = SocketConfig::from_sysctls(sys).map_err(|e| SimError::Config(format!("pod {name}: {e}")))?;
+            let sockets = SocketTable::new(scfg.clone(), SimRng::stream(sc.seed, &format!("socket/{name}")));
+            let (listener, resolv) = match role {
+                PodRole::Server { svc } => {
+                    let s = &sc.services[usize::from(*svc)];
+                    let port = s.ports.first().map_or(80, |p| p.target_port);
+                    let backlog = s.server.effective_backlog(sys.somaxconn);
+                    (Some(Listener::new(SocketAddrV4::new(*ip, port), backlog, &scfg)), None)
+                }
+                PodRole::Client { wl } => {
+                    let w = &sc.workloads[usize::from(*wl)];
+                    let mut rc = ResolvConf::kubernetes(&w.namespace, &sc.dns.cluster_domain, nameserver);
+                    rc.ndots = sc.dns.ndots;
+                    rc.single_request_reopen = w.dns.single_request_reopen;
+                    if !w.dns.parallel_aaaa {
+                        rc.single_request = true;
+                    }
+                    (None, Some(rc))
+                }
+            };
+            let idx = netns.index();
+            if pod_of_netns.len() <= idx {
+                pod_of_netns.resize(idx + 1, None);
+            }
+            pod_of_netns[idx] = Some(u32::try_from(pi).unwrap_or(u32::MAX));
+            pods.push(Pod {
+                netns: *netns,
+                node: u16::try_from(*node).unwrap_or(u16::MAX),
+                ip: *ip,
+                role: *role,
+                sockets,
+                listener,
+                resolv,
+            });
+        }
+        let n = host_of_netns.len().max(pod_of_netns.len());
+        host_of_netns.resize(n, None);
+        pod_of_netns.resize(n, None);
+
+        let wl_target = sc
+            .workloads
+            .iter()
+            .map(|w| match w.target {
+                WorkloadTarget::Address(a) => a,
+                WorkloadTarget::Service { service, port } => {
+                    let s = &sc.services[service.0 as usize];
+                    let p = &s.ports[port];
+                    match (s.service_type, s.cluster_ip) {
+                        // Headless: clients dial a pod address; chosen per connection.
+                        (ServiceType::Headless, _) | (_, None) => {
+                            SocketAddrV4::new(s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip), p.target_port)
+                        }
+                        (_, Some(ip)) => SocketAddrV4::new(ip, p.port),
+                    }
+                }
+            })
+            .collect();
+
+        Ok(World { topo, nodes, pods, host_of_netns, pod_of_netns, wl_pods, wl_target, svc_pods, zone, nat_rules })
+    }
+}
