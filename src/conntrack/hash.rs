@@ -96,8 +96,7 @@ pub(crate) const fn reciprocal_scale(val: u32, n: u32) -> u32 {
 mod tests {
     use super::*;
 
-    /// Reference vector of SipHash-1-3 is not standardised; check the SipHash-2-4
-    /// structure instead through distribution and key sensitivity.
+    /// The bucket must move with the key, the namespace and every tuple field.
     #[test]
     fn hash_depends_on_key_namespace_and_every_field() {
         use crate::packet::Proto;
