@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Endpoint, ProxyConfig, ServicePort, TrafficPolicy};
 use crate::netfilter::{
-    AddrTypeTest, ChainId, CtStateMatch, Hook, MarkOp, Match, MatchModule, PortRange, RecentMode, Rule,
-    Ruleset, TableKind, Target,
+    AddrTypeTest, ChainId, CtStateMatch, FixedState, Hook, MarkOp, Match, MatchModule, PortRange, RecentMode,
+    Rule, Ruleset, TableKind, Target,
 };
 use crate::packet::{Cidr, Proto};
 use crate::rng::SimRng;
@@ -152,16 +152,28 @@ fn plan<'a>(sp: &'a ServicePort, cfg: &ProxyConfig) -> Option<Plan<'a>> {
     })
 }
 
-/// Rule-building shorthands.
-struct B<'a> {
+type NameIndex<'n> = hashbrown::HashMap<&'n str, ChainId, FixedState>;
+
+/// Rule-building shorthands, with a hashed name index (the ruleset's own name lookup is a
+/// BTreeMap, too slow for a million lookups at 30k Services).
+struct B<'a, 'n> {
     rs: &'a mut Ruleset,
+    nat: NameIndex<'n>,
+    filter: NameIndex<'n>,
 }
 
-impl B<'_> {
+impl B<'_, '_> {
     fn id(&self, table: TableKind, name: &str) -> ChainId {
-        self.rs
-            .chain_id(table, name)
-            .expect("invariant: every chain is created before rules refer to it")
+        let cached = match table {
+            TableKind::Nat => self.nat.get(name),
+            TableKind::Filter => self.filter.get(name),
+            _ => None,
+        };
+        cached.copied().unwrap_or_else(|| {
+            self.rs
+                .chain_id(table, name)
+                .expect("invariant: every chain is created before rules refer to it")
+        })
     }
 
     fn push(&mut self, table: TableKind, chain: &str, rule: Rule) {
@@ -272,9 +284,11 @@ pub fn generate_with(services: &[ServicePort], cfg: &ProxyConfig, order: Service
         filter_rest.push(KUBE_FIREWALL);
     }
     filter_rest.sort_unstable();
+    let mut filter_ids = NameIndex::default();
     for c in [KUBE_NODEPORTS, KUBE_SERVICES].into_iter().chain(filter_rest) {
-        let r = rs.add_chain(f, c);
-        debug_assert!(r.is_ok());
+        if let Ok(id) = rs.add_chain(f, c) {
+            filter_ids.insert(c, id);
+        }
     }
     let mut nat_rest: BTreeSet<&str> = BTreeSet::from([KUBE_MARK_MASQ, KUBE_POSTROUTING]);
     for p in &plans {
@@ -295,15 +309,21 @@ pub fn generate_with(services: &[ServicePort], cfg: &ProxyConfig, order: Service
             nat_rest.insert(&p.fw);
         }
     }
+    let mut nat_ids = NameIndex::default();
     for c in [KUBE_NODEPORTS, KUBE_SERVICES].into_iter().chain(nat_rest) {
-        let r = rs.add_chain(n, c);
-        debug_assert!(r.is_ok());
+        if let Ok(id) = rs.add_chain(n, c) {
+            nat_ids.insert(c, id);
+        }
     }
     if cfg.nfacct {
         // Registered first: the filter table (which uses it) prints before nat.
         let _ = rs.nfacct_counter(NFACCT_INVALID);
     }
-    let mut b = B { rs: &mut rs };
+    let mut b = B {
+        rs: &mut rs,
+        nat: nat_ids,
+        filter: filter_ids,
+    };
 
     // KUBE-POSTROUTING and KUBE-MARK-MASQ.
     b.push(
@@ -386,7 +406,7 @@ pub fn generate_with(services: &[ServicePort], cfg: &ProxyConfig, order: Service
 /// The jump rules from built-in chains. kube-proxy prepends each (`EnsureRule(Prepend)`) in
 /// `iptablesJumpChains` order, then kubelet's KUBE-FIREWALL jumps, so each built-in chain
 /// ends up holding them in reverse list order.
-fn install_jumps(b: &mut B<'_>, cfg: &ProxyConfig) {
+fn install_jumps(b: &mut B<'_, '_>, cfg: &ProxyConfig) {
     const EXT: &str = "kubernetes externally-visible service portals";
     const SVC: &str = "kubernetes service portals";
     const FW: &str = "kubernetes load balancer firewall";
@@ -474,7 +494,7 @@ fn install_jumps(b: &mut B<'_>, cfg: &ProxyConfig) {
 }
 
 #[allow(clippy::too_many_lines)]
-fn write_service(b: &mut B<'_>, p: &Plan<'_>, cfg: &ProxyConfig, large: bool) {
+fn write_service(b: &mut B<'_, '_>, p: &Plan<'_>, cfg: &ProxyConfig, large: bool) {
     let (f, n) = (TableKind::Filter, TableKind::Nat);
     let sp = p.sp;
     let name = &p.name;
@@ -680,7 +700,13 @@ fn write_service(b: &mut B<'_>, p: &Plan<'_>, cfg: &ProxyConfig, large: bool) {
 
 /// `writeServiceToEndpointRules`: affinity checks first, then the probability cascade
 /// 1/n, 1/(n-1), ..., unconditional.
-fn write_endpoint_rules(b: &mut B<'_>, p: &Plan<'_>, chain: &str, eps: &[(&Endpoint, String)], large: bool) {
+fn write_endpoint_rules(
+    b: &mut B<'_, '_>,
+    p: &Plan<'_>,
+    chain: &str,
+    eps: &[(&Endpoint, String)],
+    large: bool,
+) {
     let n = TableKind::Nat;
     let comment = |ep: &Endpoint| (!large).then(|| format!("{} -> {}:{}", p.name, ep.ip, ep.port));
     if let Some(timeout) = p.sp.session_affinity {
