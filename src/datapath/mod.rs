@@ -23,12 +23,12 @@
 //! fragmentation, bridge-level (`ebtables`) hooks. See `docs/model.md`.
 
 use crate::conntrack::{
-    ConfirmOutcome, ConnId, ConntrackTable, CtDrop, CtInfo, CtLookup, DstNat, NatRange as CtNatRange,
-    SrcNat, TrackVerdict,
+    ConfirmOutcome, ConnId, ConntrackTable, CtDrop, CtInfo, CtLookup, DstNat, NatRange as CtNatRange, SrcNat,
+    TrackVerdict,
 };
 use crate::netfilter::{
-    CtStateMatch, EvalContext, EvalState, Evaluation, Hook, LocalAddrs, NatAction, Ruleset, TableKind,
-    Trace, Verdict,
+    CtStateMatch, EvalContext, EvalState, Evaluation, Hook, LocalAddrs, NatAction, Ruleset, TableKind, Trace,
+    Verdict,
 };
 use crate::packet::{Direction, Packet};
 use crate::rng::SimRng;
@@ -37,7 +37,7 @@ use crate::topology::{NetnsId, RouteDecision, Topology};
 use std::net::Ipv4Addr;
 
 /// Why the datapath dropped a packet. Every drop is counted somewhere; this says where.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum DropReason {
     /// Conntrack could not allocate an entry: the namespace is at `nf_conntrack_max` and
     /// `early_drop` found nothing evictable (`drop` += 1).
@@ -66,12 +66,27 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// A short operator-facing description.
+    #[must_use]
+    pub fn describe(self) -> String {
+        match self {
+            DropReason::ConntrackTableFull => "conntrack table full (drop)".into(),
+            DropReason::ConntrackInsertFailed => "conntrack clash at confirm (insert_failed + drop)".into(),
+            DropReason::ConntrackChainTooLong => "conntrack chain too long (chaintoolong)".into(),
+            DropReason::Filtered { table, hook } => format!("{table} {hook} DROP"),
+            DropReason::Rejected { table, hook } => format!("{table} {hook} REJECT"),
+            DropReason::NoRoute => "no route".into(),
+        }
+    }
+
     /// Whether conntrack itself dropped the packet.
     #[must_use]
     pub fn is_conntrack(self) -> bool {
         matches!(
             self,
-            DropReason::ConntrackTableFull | DropReason::ConntrackInsertFailed | DropReason::ConntrackChainTooLong
+            DropReason::ConntrackTableFull
+                | DropReason::ConntrackInsertFailed
+                | DropReason::ConntrackChainTooLong
         )
     }
 }
@@ -237,7 +252,14 @@ impl NetnsPath {
                         .is_some_and(|p| p != crate::netfilter::Policy::Accept)
                 });
         }
-        NetnsPath { netns, ct_ns, ruleset, eval: EvalState::new(), local: LocalAddrs(local), active }
+        NetnsPath {
+            netns,
+            ct_ns,
+            ruleset,
+            eval: EvalState::new(),
+            local: LocalAddrs(local),
+            active,
+        }
     }
 
     /// Rules in `table`.
@@ -263,7 +285,9 @@ impl NetnsPath {
         cx.in_iface = in_dev;
         cx.out_iface = out_dev;
         let ev = if O::TRACING {
-            let (ev, trace) = self.ruleset.evaluate_traced(table, hook, pkt, &cx, &mut self.eval, rng);
+            let (ev, trace) = self
+                .ruleset
+                .evaluate_traced(table, hook, pkt, &cx, &mut self.eval, rng);
             obs.table(hook, table, &ev, Some(&trace));
             ev
         } else {
@@ -333,8 +357,14 @@ impl NetnsPath {
             obs.note(first_hook, "raw NOTRACK: packet is untracked".into());
         } else {
             match ct.lookup_or_alloc(self.ct_ns, cpu, &pkt, now) {
-                Ok(CtLookup::Existing { id, dir, ctinfo: info }) => {
-                    let verdict = ct.packet(id, dir, cpu, &pkt, now).unwrap_or(TrackVerdict::Invalid);
+                Ok(CtLookup::Existing {
+                    id,
+                    dir,
+                    ctinfo: info,
+                }) => {
+                    let verdict = ct
+                        .packet(id, dir, cpu, &pkt, now)
+                        .unwrap_or(TrackVerdict::Invalid);
                     if verdict == TrackVerdict::Invalid {
                         step = CtStep::Invalid;
                         obs.note(first_hook, format!("conntrack: {id} judged the packet INVALID"));
@@ -360,7 +390,10 @@ impl NetnsPath {
                 }
                 Ok(CtLookup::New { id }) => {
                     step = CtStep::New { id };
-                    obs.note(first_hook, format!("conntrack: new unconfirmed entry {id} (counted from now)"));
+                    obs.note(
+                        first_hook,
+                        format!("conntrack: new unconfirmed entry {id} (counted from now)"),
+                    );
                 }
                 Ok(CtLookup::Dropped(d)) => {
                     obs.note(first_hook, format!("conntrack: packet dropped ({d:?})"));
@@ -375,7 +408,17 @@ impl NetnsPath {
 
         // mangle at the first hook.
         if self.active[1] {
-            let ev = self.run_table(TableKind::Mangle, first_hook, &mut pkt, cts, in_dev, None, rng, now, obs);
+            let ev = self.run_table(
+                TableKind::Mangle,
+                first_hook,
+                &mut pkt,
+                cts,
+                in_dev,
+                None,
+                rng,
+                now,
+                obs,
+            );
             rules += ev.rules_evaluated;
             if let Some(r) = verdict_drop(ev.verdict, TableKind::Mangle, first_hook) {
                 self.abort_step(ct, step);
@@ -387,7 +430,17 @@ impl NetnsPath {
         if let CtStep::New { id } = step {
             let mut nat = DstNat::Null;
             if self.active[2] {
-                let ev = self.run_table(TableKind::Nat, first_hook, &mut pkt, cts, in_dev, None, rng, now, obs);
+                let ev = self.run_table(
+                    TableKind::Nat,
+                    first_hook,
+                    &mut pkt,
+                    cts,
+                    in_dev,
+                    None,
+                    rng,
+                    now,
+                    obs,
+                );
                 rules += ev.rules_evaluated;
                 if let Some(r) = verdict_drop(ev.verdict, TableKind::Nat, first_hook) {
                     self.abort_step(ct, step);
@@ -400,7 +453,13 @@ impl NetnsPath {
             if let Ok(t) = ct.apply_dst_nat(id, cpu, nat, now) {
                 if t.dst != pkt.tuple.dst || t.dport != pkt.tuple.dport {
                     dnat = true;
-                    obs.note(first_hook, format!("nat: DNAT {}:{} -> {}:{}", pkt.tuple.dst, pkt.tuple.dport, t.dst, t.dport));
+                    obs.note(
+                        first_hook,
+                        format!(
+                            "nat: DNAT {}:{} -> {}:{}",
+                            pkt.tuple.dst, pkt.tuple.dport, t.dst, t.dport
+                        ),
+                    );
                 }
                 pkt.tuple = t;
             }
@@ -414,7 +473,10 @@ impl NetnsPath {
             RouteDecision::Local { .. } => (None, None),
             RouteDecision::Forward(f) => (topo.device(f.out_dev).map(crate::topology::Device::name), Some(f)),
             RouteDecision::Unreachable(u) => {
-                obs.note(first_hook, format!("routing: {} unreachable ({u:?})", pkt.tuple.dst));
+                obs.note(
+                    first_hook,
+                    format!("routing: {} unreachable ({u:?})", pkt.tuple.dst),
+                );
                 self.abort_step(ct, step);
                 return dropped(pkt, step, rules, DropReason::NoRoute);
             }
@@ -437,19 +499,38 @@ impl NetnsPath {
             }
             if let CtStep::New { id } = step {
                 if self.active[2] {
-                    let ev =
-                        self.run_table(TableKind::Nat, Hook::Input, &mut pkt, cts, in_dev, None, rng, now, obs);
+                    let ev = self.run_table(
+                        TableKind::Nat,
+                        Hook::Input,
+                        &mut pkt,
+                        cts,
+                        in_dev,
+                        None,
+                        rng,
+                        now,
+                        obs,
+                    );
                     rules += ev.rules_evaluated;
                 }
                 if let Ok(t) = ct.apply_src_nat(id, cpu, SrcNat::Null, rng, now) {
                     pkt.tuple = t;
                 }
             }
-            return FirstHalf { pkt, ct: step, verdict: HalfVerdict::Local, rules_evaluated: rules, new_entry };
+            return FirstHalf {
+                pkt,
+                ct: step,
+                verdict: HalfVerdict::Local,
+                rules_evaluated: rules,
+                new_entry,
+            };
         }
 
         // FORWARD (received) or nothing more at OUTPUT (locally generated).
-        let mid_hook = if first_hook == Hook::Prerouting { Hook::Forward } else { Hook::Output };
+        let mid_hook = if first_hook == Hook::Prerouting {
+            Hook::Forward
+        } else {
+            Hook::Output
+        };
         let mid_tables: &[TableKind] = if first_hook == Hook::Prerouting {
             &[TableKind::Mangle, TableKind::Filter]
         } else {
@@ -469,8 +550,17 @@ impl NetnsPath {
         // POSTROUTING: mangle, nat (SNAT/MASQUERADE for new entries; stored SRC manip
         // for the rest).
         if self.active[1] {
-            let ev =
-                self.run_table(TableKind::Mangle, Hook::Postrouting, &mut pkt, cts, None, out_name, rng, now, obs);
+            let ev = self.run_table(
+                TableKind::Mangle,
+                Hook::Postrouting,
+                &mut pkt,
+                cts,
+                None,
+                out_name,
+                rng,
+                now,
+                obs,
+            );
             rules += ev.rules_evaluated;
         }
         match step {
@@ -491,7 +581,11 @@ impl NetnsPath {
                     rules += ev.rules_evaluated;
                     let out_addr = fwd.and_then(|f| f.src).unwrap_or(pkt.tuple.src);
                     nat = match ev.nat {
-                        Some(NatAction::Masquerade { ports, random, random_fully }) => SrcNat::Masquerade {
+                        Some(NatAction::Masquerade {
+                            ports,
+                            random,
+                            random_fully,
+                        }) => SrcNat::Masquerade {
                             addr: out_addr,
                             ports: ports.map(|p| (p.first, p.last)),
                             random,
@@ -512,7 +606,10 @@ impl NetnsPath {
                     if t.src != pkt.tuple.src || t.sport != pkt.tuple.sport {
                         obs.note(
                             Hook::Postrouting,
-                            format!("nat: SNAT {}:{} -> {}:{}", pkt.tuple.src, pkt.tuple.sport, t.src, t.sport),
+                            format!(
+                                "nat: SNAT {}:{} -> {}:{}",
+                                pkt.tuple.src, pkt.tuple.sport, t.src, t.sport
+                            ),
                         );
                     }
                     pkt.tuple = t;
@@ -528,10 +625,20 @@ impl NetnsPath {
             CtStep::Untracked | CtStep::Invalid => {}
         }
         match fwd {
-            Some(decision) => {
-                FirstHalf { pkt, ct: step, verdict: HalfVerdict::Forward { decision }, rules_evaluated: rules, new_entry }
-            }
-            None => FirstHalf { pkt, ct: step, verdict: HalfVerdict::Local, rules_evaluated: rules, new_entry },
+            Some(decision) => FirstHalf {
+                pkt,
+                ct: step,
+                verdict: HalfVerdict::Forward { decision },
+                rules_evaluated: rules,
+                new_entry,
+            },
+            None => FirstHalf {
+                pkt,
+                ct: step,
+                verdict: HalfVerdict::Local,
+                rules_evaluated: rules,
+                new_entry,
+            },
         }
     }
 
@@ -545,29 +652,60 @@ impl NetnsPath {
         now: SimTime,
         obs: &mut O,
     ) -> Confirmed {
-        let hook = if matches!(half.verdict, HalfVerdict::Local) { Hook::Input } else { Hook::Postrouting };
+        let hook = if matches!(half.verdict, HalfVerdict::Local) {
+            Hook::Input
+        } else {
+            Hook::Postrouting
+        };
         match half.ct {
             CtStep::New { id } => match ct.confirm(id, cpu, now) {
                 Ok(ConfirmOutcome::Inserted(id)) => {
-                    obs.note(hook, format!("conntrack: confirmed {id} (inserted under ORIGINAL and REPLY tuples)"));
-                    Confirmed::Pass { id: Some(id), clash_resolved: false }
+                    obs.note(
+                        hook,
+                        format!("conntrack: confirmed {id} (inserted under ORIGINAL and REPLY tuples)"),
+                    );
+                    Confirmed::Pass {
+                        id: Some(id),
+                        clash_resolved: false,
+                    }
                 }
                 Ok(ConfirmOutcome::ClashMerged { winner }) => {
-                    obs.note(hook, format!("conntrack: clash resolved by merging into {winner}"));
-                    Confirmed::Pass { id: Some(winner), clash_resolved: true }
+                    obs.note(
+                        hook,
+                        format!("conntrack: clash resolved by merging into {winner}"),
+                    );
+                    Confirmed::Pass {
+                        id: Some(winner),
+                        clash_resolved: true,
+                    }
                 }
                 Ok(ConfirmOutcome::ClashReplyOnly(id)) => {
-                    obs.note(hook, format!("conntrack: clash resolved, {id} inserted reply-only (1 s)"));
-                    Confirmed::Pass { id: Some(id), clash_resolved: true }
+                    obs.note(
+                        hook,
+                        format!("conntrack: clash resolved, {id} inserted reply-only (1 s)"),
+                    );
+                    Confirmed::Pass {
+                        id: Some(id),
+                        clash_resolved: true,
+                    }
                 }
                 Ok(ConfirmOutcome::Dropped(d)) => {
                     obs.note(hook, format!("conntrack: confirm failed ({d:?}), packet dropped"));
                     Confirmed::Dropped(ct_drop_reason(d))
                 }
-                Err(_) => Confirmed::Pass { id: None, clash_resolved: false },
+                Err(_) => Confirmed::Pass {
+                    id: None,
+                    clash_resolved: false,
+                },
             },
-            CtStep::Existing { id, .. } => Confirmed::Pass { id: Some(id), clash_resolved: false },
-            CtStep::Untracked | CtStep::Invalid => Confirmed::Pass { id: None, clash_resolved: false },
+            CtStep::Existing { id, .. } => Confirmed::Pass {
+                id: Some(id),
+                clash_resolved: false,
+            },
+            CtStep::Untracked | CtStep::Invalid => Confirmed::Pass {
+                id: None,
+                clash_resolved: false,
+            },
         }
     }
 

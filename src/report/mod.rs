@@ -125,6 +125,9 @@ pub struct NodeReport {
     pub rules: RulesReport,
     /// Socket-layer counters of the pods on this node.
     pub sockets: SocketReport,
+    /// Packets lost in this node's host namespace, by packet kind and reason
+    /// (`SYN: conntrack table full (drop)`).
+    pub packet_drops: std::collections::BTreeMap<String, u64>,
 }
 
 /// Conntrack figures of one node.

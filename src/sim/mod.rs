@@ -1,1 +1,371 @@
-//! The `sim` module (being built).
+//! The `sim` module replays a scenario: it builds the nodes (topology, kube-proxy rules,
+//! conntrack tables, pods with sockets, listeners and resolvers), drives clients,
+//! servers, DNS and every packet through the data path on the discrete-event
+//! [`engine`](crate::engine), and turns the result into a [`Report`] and a
+//! [`TimeSeries`].
+//!
+//! What is modelled, per connection: the client's `connect()` (ephemeral port, SYN
+//! retransmission schedule of the kernel profile), the SYN through each node's host
+//! namespace as two events (allocation, rules and NAT at the start of its CPU time;
+//! confirm at the end), the server's listener (accept queue, silent SYN drops), its
+//! workers and service time, the request and response, and the FIN exchange that leaves
+//! conntrack in TIME_WAIT, all through conntrack on every node crossed. DNS lookups
+//! follow glibc (search path, parallel A/AAAA from one socket, 5 s tries) against
+//! CoreDNS pods with a capacity, through the kube-dns ClusterIP.
+//!
+//! Not modelled (see `docs/model.md`): TCP data transfer beyond one request and one
+//! response segment, retransmission of lost data segments (an attempt whose data
+//! packet is lost times out), TCP congestion, NIC queues, interrupts.
+
+mod model;
+mod trace;
+mod world;
+
+pub use trace::trace;
+pub use world::proxy_mode_name;
+
+use crate::engine::Engine;
+use crate::report::{
+    CpuReport, DnsReport, EngineReport, LatencyReport, NodeConntrack, NodeReport, Onsets, Report,
+    RequestReport, RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, Verdict, WorkloadReport,
+};
+use crate::scenario::{Provenance, Scenario};
+use crate::time::{SimDuration, SimTime};
+use model::{NodeSim, to_counters};
+
+/// Why a scenario cannot be simulated (the scenario itself was valid).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A feature the scenario asks for is not modelled yet.
+    #[error("not supported yet: {what}")]
+    Unsupported {
+        /// What.
+        what: String,
+    },
+    /// The topology could not be built.
+    #[error("topology: {0}")]
+    Topology(String),
+    /// A configuration value the model cannot use.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The report.
+    pub report: Report,
+    /// One row per sample interval.
+    pub timeseries: TimeSeries,
+}
+
+/// Runs a scenario to its end. `progress` is called with the simulated time about
+/// every simulated second (for progress bars); it must not affect the run.
+///
+/// # Errors
+/// [`SimError`] when the scenario asks for something the model does not support.
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(SimTime, SimTime)) -> Result<Outcome, SimError> {
+    let world = world::World::build(scenario)?;
+    let horizon = SimTime::ZERO + scenario.duration;
+    let sim = NodeSim::new(scenario.clone(), world);
+    let mut engine = Engine::new(sim);
+    prime(&mut engine);
+    let summary = engine.run_until_with(horizon, SimDuration::from_secs(1), |_, now| {
+        progress(now, horizon)
+    });
+    let events = summary.events;
+    let sim = engine.into_model();
+    Ok(collect(sim, events))
+}
+
+fn prime(engine: &mut Engine<NodeSim>) {
+    for delay in engine.model().timer_delays() {
+        if let Ok(lane) = engine.add_lane() {
+            engine.model_mut().add_lane(delay, lane);
+        }
+    }
+    // The model schedules its own first events through the engine.
+    let mut first: Vec<(SimTime, model::Event)> = Vec::new();
+    engine.model_mut().initial_events(&mut first);
+    for (t, ev) in first {
+        let _ = engine.schedule(t, ev);
+    }
+}
+
+/// The ruleset of a node of a scenario, in iptables-save format.
+///
+/// # Errors
+/// [`SimError`] for unknown nodes or unsupported modes.
+pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
+    let idx = scenario
+        .nodes
+        .iter()
+        .position(|n| n.name == node)
+        .ok_or_else(|| SimError::Config(format!("no node named `{node}` in {}", scenario.file)))?;
+    let rs = world::node_ruleset(scenario, idx)?;
+    Ok(crate::netfilter::export::to_iptables_save(&rs))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn secs(t: SimTime) -> f64 {
+    t.as_secs_f64()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+fn collect(sim: NodeSim, events: u64) -> Outcome {
+    let sc = sim.scenario().clone();
+    let duration = sc.duration;
+    let mut nodes = Vec::new();
+    for (i, n) in sim.world.nodes.iter().enumerate() {
+        let stats = n.ct.stats_sum(0);
+        let o = &sim.onsets[i];
+        let cfg = n.ct.config();
+        let provenance = sc.nodes[i].sysctls.provenance("net.netfilter.nf_conntrack_max");
+        let cap = u128::from(duration.as_nanos()) * u128::from(n.cpus.max(1));
+        let peak = sim
+            .samples
+            .iter()
+            .filter_map(|s| s.cpu_pct.get(i).copied())
+            .fold(0.0_f64, f64::max);
+        nodes.push(NodeReport {
+            name: n.name.clone(),
+            cpus: n.cpus,
+            conntrack: NodeConntrack {
+                max: u64::from(cfg.max),
+                max_source: match provenance {
+                    Some(Provenance::KubeProxy) => {
+                        "kube-proxy (max(conntrack.maxPerCore x CPUs, conntrack.min))"
+                    }
+                    Some(Provenance::Scenario) => "scenario sysctl",
+                    _ => "kernel default",
+                }
+                .to_string(),
+                buckets: u64::from(cfg.buckets),
+                count_peak: u64::from(o.count_peak),
+                count_end: u64::from(n.ct.count(0)),
+                stats: to_counters(&stats),
+                table_full_log_lines: n.ct.table_full_log().lines,
+            },
+            onset_s: Onsets {
+                drop: o.drop.map(|(t, _)| round3(secs(t))),
+                insert_failed: o.insert_failed.map(|(t, _)| round3(secs(t))),
+                early_drop: o.early_drop.map(|(t, _)| round3(secs(t))),
+                clash_resolve: o.clash_resolve.map(|(t, _)| round3(secs(t))),
+            },
+            cpu: CpuReport {
+                mean_pct: if cap == 0 {
+                    0.0
+                } else {
+                    round3(n.busy_ns as f64 * 100.0 / cap as f64)
+                },
+                peak_pct: round3(peak),
+                busy_core_s: round3(n.busy_ns as f64 / 1e9),
+                rules_share_pct: if n.busy_ns == 0 {
+                    0.0
+                } else {
+                    round3(n.rules_ns as f64 * 100.0 / n.busy_ns as f64)
+                },
+            },
+            rules: RulesReport {
+                nat_rules: sim.world.nat_rules[i].0,
+                filter_rules: sim.world.nat_rules[i].1,
+                mean_per_new_connection: if n.new_packets == 0 {
+                    0.0
+                } else {
+                    round3(n.rules_new as f64 / n.new_packets as f64)
+                },
+            },
+            sockets: socket_report(&sim, i),
+            packet_drops: sim
+                .tally
+                .packet_drops
+                .iter()
+                .filter(|((node, ..), _)| usize::from(*node) == i)
+                .map(|((_, what, reason), v)| (format!("{what}: {}", reason.describe()), *v))
+                .collect(),
+        });
+    }
+    let verdict = verdict(&sim, &nodes);
+    let t = &sim.tally;
+    let mut failures = t.failures_by_cause.clone();
+    for (i, causes) in t.insert_failed_causes.iter().enumerate() {
+        for (k, v) in causes {
+            failures.insert(format!("{} insert_failed: {k}", sim.world.nodes[i].name), *v);
+        }
+    }
+    let requests = RequestReport {
+        sent: t.sent,
+        ok: t.ok,
+        failed: t.failed,
+        timeouts: t.timeouts,
+        retries: t.retries,
+        new_connections: t.new_connections,
+        in_flight_at_end: sim.in_flight() as u64,
+        failures_by_cause: failures,
+    };
+    let interval_s = sc.sample_interval.as_secs_f64();
+    let workloads = sc
+        .workloads
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let (sent, ok, failed, timeouts, retries) = sim.wl_tally[i];
+            WorkloadReport {
+                name: w.name.clone(),
+                latency_ms: LatencyReport::from_histogram(&sim.wl_latency[i]),
+                requests: RequestReport {
+                    sent,
+                    ok,
+                    failed,
+                    timeouts,
+                    retries,
+                    ..RequestReport::default()
+                },
+            }
+        })
+        .collect();
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        scenario: sc.name.clone(),
+        seed: sc.seed,
+        kernel: sc.kernel.name.to_string(),
+        proxy_mode: proxy_mode_name(sc.kube_proxy.mode).to_string(),
+        duration_s: duration.as_secs_f64(),
+        verdict,
+        nodes,
+        latency_ms: LatencyReport::from_histogram(&sim.latency),
+        requests,
+        dns: DnsReport {
+            queries: t.dns_queries,
+            coredns_qps_peak: if interval_s > 0.0 {
+                round3(sim.coredns_peak_per_interval as f64 / interval_s)
+            } else {
+                0.0
+            },
+            lookups_with_timeout: t.lookups_with_timeout,
+            lookups_failed: t.lookups_failed,
+            node_local_hits: sim.node_local_hits,
+        },
+        workloads,
+        engine: EngineReport { events },
+    };
+    let timeseries = TimeSeries {
+        nodes: sim.world.nodes.iter().map(|n| n.name.clone()).collect(),
+        max: sim
+            .world
+            .nodes
+            .iter()
+            .map(|n| u64::from(n.ct.config().max))
+            .collect(),
+        samples: sim.samples.clone(),
+    };
+    Outcome { report, timeseries }
+}
+
+fn socket_report(sim: &NodeSim, node: usize) -> SocketReport {
+    let mut r = SocketReport {
+        syn_retransmits: sim.tally.syn_retransmits[node],
+        ..SocketReport::default()
+    };
+    for p in &sim.world.pods {
+        if usize::from(p.node) != node {
+            continue;
+        }
+        let s = p.sockets.stats();
+        r.eaddrnotavail += s.connect_eaddrnotavail;
+        r.etimedout += s.connect_etimedout;
+        r.listen_overflows += s.listen_overflows;
+        r.time_wait_overflow += s.time_wait_overflow;
+    }
+    r
+}
+
+/// The first thing that went wrong, and why, in the kernel's terms.
+fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
+    // Earliest onset across nodes and counters, drop before insert_failed before
+    // early_drop on ties.
+    let mut best: Option<(SimTime, usize, &'static str, u32)> = None;
+    for (i, o) in sim.onsets.iter().enumerate() {
+        for (kind, v) in [
+            ("drop", o.drop),
+            ("insert_failed", o.insert_failed),
+            ("early_drop", o.early_drop),
+        ] {
+            if let Some((t, count)) = v {
+                if best.is_none_or(|(bt, ..)| t < bt) {
+                    best = Some((t, i, kind, count));
+                }
+            }
+        }
+    }
+    let Some((t, i, kind, count)) = best else {
+        return Verdict {
+            kind: "none".into(),
+            node: None,
+            at_s: None,
+            text: "no conntrack drop, insert_failed or early_drop on any node".into(),
+            cause: String::new(),
+        };
+    };
+    let n = &nodes[i];
+    let max = n.conntrack.max;
+    let text = format!(
+        "{kind} starts at t={:.3}s on {} (nf_conntrack_count {count}/{max})",
+        t.as_secs_f64(),
+        n.name
+    );
+    let cause = match kind {
+        "drop" => {
+            if u64::from(count) + 1 >= max {
+                let census = sim.onsets[i].table_at_drop.clone().unwrap_or_default();
+                let top: Vec<String> = census
+                    .by_state
+                    .iter()
+                    .rev()
+                    .map(|(s, c)| format!("{s} {c}"))
+                    .take(4)
+                    .collect();
+                format!(
+                    "table full: nf_conntrack_count reached nf_conntrack_max ({max}, from {}) and early_drop found no \
+                     non-ASSURED entry in the 8 buckets it scans, so the new flow's packet was dropped (drop, not \
+                     insert_failed); {} of {} entries were ASSURED [{}]",
+                    n.conntrack.max_source,
+                    census.assured,
+                    census.total,
+                    top.join(", ")
+                )
+            } else {
+                "packets dropped at confirm after an unresolvable clash (insert_failed + drop)".into()
+            }
+        }
+        "insert_failed" => {
+            let causes: Vec<String> = sim.tally.insert_failed_causes[i]
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            format!(
+                "insertion clash at confirm, not a full table (count {count} of {max}): {}",
+                if causes.is_empty() {
+                    "clash resolved (counted as insert_failed on this kernel)".into()
+                } else {
+                    causes.join("; ")
+                }
+            )
+        }
+        _ => {
+            "the table was at nf_conntrack_max and new flows evicted non-ASSURED entries (early_drop)".into()
+        }
+    };
+    Verdict {
+        kind: kind.into(),
+        node: Some(n.name.clone()),
+        at_s: Some(round3(t.as_secs_f64())),
+        text,
+        cause,
+    }
+}

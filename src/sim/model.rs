@@ -34,23 +34,30 @@ pub(super) enum Event {
     /// Next request of a workload.
     Arrival { wl: u16 },
     /// A deferred packet starts its processing on a node CPU.
-    HopStart { inflight: u32 },
+    HopStart { inflight: u32, waited: bool },
     /// A new-entry packet's processing ends: conntrack confirm.
     Confirm { inflight: u32 },
     /// A packet reached the namespace it was going to.
     Deliver { purpose: Purpose, pkt: Packet },
     /// A SYN retransmission timer of a connection.
-    SynTimer { flow: u32, gen: u32 },
+    SynTimer { flow: u32, epoch: u32 },
     /// The deadline of a request attempt.
-    Deadline { req: u32, gen: u32 },
+    Deadline { req: u32, epoch: u32 },
     /// Start the next attempt of a request after its backoff.
-    Retry { req: u32 },
+    Retry { req: u32, epoch: u32 },
     /// A server worker finished a request.
-    ServerDone { flow: u32, gen: u32 },
+    ServerDone { flow: u32, epoch: u32, server: u32 },
     /// A DNS lookup's try deadline.
-    DnsTimer { lookup: u32, gen: u32 },
+    DnsTimer { lookup: u32, epoch: u32 },
     /// A CoreDNS pod answers a query.
-    DnsAnswer { dns_pod: u32, client_pod: u32, lookup: u32, query: u32, gen: u32, qtype: QType, tuple: Tuple },
+    DnsAnswer {
+        dns_pod: u32,
+        lookup: u32,
+        query: u32,
+        epoch: u32,
+        qtype: QType,
+        tuple: Tuple,
+    },
     /// The conntrack gc worker of a node.
     Gc { node: u16 },
     /// Record one time-series row.
@@ -61,17 +68,28 @@ pub(super) enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Purpose {
     /// A connection's SYN.
-    Syn { flow: u32, gen: u32 },
+    Syn { flow: u32, epoch: u32 },
     /// The SYN-ACK answer.
-    SynAck { flow: u32, gen: u32 },
+    SynAck { flow: u32, epoch: u32 },
     /// The handshake ACK carrying the request (or a request on a pooled connection).
-    Request { flow: u32, gen: u32 },
+    Request { flow: u32, epoch: u32 },
     /// The response.
-    Response { flow: u32, gen: u32 },
+    Response { flow: u32, epoch: u32 },
     /// A DNS query.
-    DnsQuery { client_pod: u32, lookup: u32, query: u32, gen: u32, qtype: QType },
+    DnsQuery {
+        lookup: u32,
+        query: u32,
+        epoch: u32,
+        qtype: QType,
+    },
     /// A DNS answer.
-    DnsReply { lookup: u32, query: u32, gen: u32, rcode: Rcode, records: u16 },
+    DnsReply {
+        lookup: u32,
+        query: u32,
+        epoch: u32,
+        rcode: Rcode,
+        records: u16,
+    },
     /// A packet whose arrival needs no action (teardown segments).
     Silent,
 }
@@ -92,13 +110,12 @@ struct InFlight {
 enum FlowState {
     Connecting,
     Established,
-    Closed,
 }
 
 /// One TCP connection from a client pod.
 #[derive(Clone, Copy, Debug)]
 struct Flow {
-    gen: u32,
+    epoch: u32,
     pod: u32,
     tuple: Tuple,
     isn: u32,
@@ -127,7 +144,7 @@ struct Request {
     pod: u32,
     started: SimTime,
     attempt: u32,
-    gen: u32,
+    epoch: u32,
     state: ReqState,
     flow: Option<u32>,
 }
@@ -153,7 +170,7 @@ struct ServerState {
 }
 
 struct LookupSlot {
-    gen: u32,
+    epoch: u32,
     pod: u32,
     lookup: Lookup,
     /// Source ports of the lookup's sockets (slot → port).
@@ -166,7 +183,10 @@ struct LookupSlot {
 
 impl std::fmt::Debug for LookupSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LookupSlot").field("gen", &self.gen).field("pod", &self.pod).finish_non_exhaustive()
+        f.debug_struct("LookupSlot")
+            .field("epoch", &self.epoch)
+            .field("pod", &self.pod)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,7 +199,10 @@ struct Slab<T> {
 
 impl<T> Slab<T> {
     fn new() -> Slab<T> {
-        Slab { items: Vec::new(), free: Vec::new() }
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
     }
     fn insert(&mut self, v: T) -> u32 {
         if let Some(i) = self.free.pop() {
@@ -225,10 +248,12 @@ pub(super) struct Tally {
     pub(super) syn_retransmits: Vec<u64>,
     /// Causes of conntrack drops at confirm (insert_failed) by kind, per node.
     pub(super) insert_failed_causes: Vec<BTreeMap<&'static str, u64>>,
+    /// Packets lost on the path, by node (`u16::MAX`: in a pod), kind and reason.
+    pub(super) packet_drops: BTreeMap<(u16, &'static str, DropReason), u64>,
 }
 
 /// Onset bookkeeping per node.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct NodeOnsets {
     pub(super) drop: Option<(SimTime, u32)>,
     pub(super) insert_failed: Option<(SimTime, u32)>,
@@ -275,12 +300,16 @@ pub(super) struct NodeSim {
     last_counts: (u64, u64, u64, u64, u64),
     pub(super) coredns_peak_per_interval: u64,
     pub(super) node_local_hits: u64,
-    flow_gen: u32,
+    /// Engine lanes for constant-delay timers, by delay (nanoseconds).
+    lanes: Vec<(u64, crate::engine::LaneId)>,
+    next_epoch: u32,
 }
 
 impl std::fmt::Debug for NodeSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeSim").field("requests_live", &self.reqs.live()).finish_non_exhaustive()
+        f.debug_struct("NodeSim")
+            .field("requests_live", &self.reqs.live())
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,12 +334,26 @@ fn service_time(st: ServiceTime, rng: &mut SimRng) -> SimDuration {
 
 /// The end of a walk through the data path.
 enum WalkEnd {
-    Delivered { netns: NetnsId, at: SimTime, pkt: Packet },
-    Dropped { node: Option<u16>, reason: DropReason },
+    Delivered {
+        netns: NetnsId,
+        at: SimTime,
+        pkt: Packet,
+    },
+    Dropped {
+        node: Option<u16>,
+        reason: DropReason,
+    },
     /// Windowed: processing starts later on a busy CPU.
-    Defer { at: SimTime, flight: InFlight },
+    Defer {
+        at: SimTime,
+        flight: InFlight,
+        waited: bool,
+    },
     /// Windowed: a new entry awaits its confirm at `at`.
-    Confirm { at: SimTime, flight: InFlight },
+    Confirm {
+        at: SimTime,
+        flight: InFlight,
+    },
 }
 
 impl NodeSim {
@@ -335,7 +378,11 @@ impl NodeSim {
                 Arrivals::new(RateProfile::from_points(pts))
             })
             .collect();
-        let rng_arrival = sc.workloads.iter().map(|w| SimRng::stream(sc.seed, &format!("arrivals/{}", w.name))).collect();
+        let rng_arrival = sc
+            .workloads
+            .iter()
+            .map(|w| SimRng::stream(sc.seed, &format!("arrivals/{}", w.name)))
+            .collect();
         let n_nodes = world.nodes.len();
         let n_pods = world.pods.len();
         let n_wl = sc.workloads.len();
@@ -368,24 +415,75 @@ impl NodeSim {
             last_counts: (0, 0, 0, 0, 0),
             coredns_peak_per_interval: 0,
             node_local_hits: 0,
-            flow_gen: 0,
+            lanes: Vec::new(),
+            next_epoch: 0,
             world,
             sc,
         }
     }
 
-    /// Schedules the first events.
-    pub(super) fn prime(&mut self, cx: &mut crate::engine::Engine<NodeSim>) {
+    /// The first events: each workload's first arrival, the gc workers, sampling.
+    pub(super) fn initial_events(&mut self, out: &mut Vec<(SimTime, Event)>) {
         for wl in 0..self.sc.workloads.len() {
             let wl16 = u16::try_from(wl).unwrap_or(u16::MAX);
-            if let Some(t) = self.arrivals[wl].next_after(SimTime::ZERO, self.horizon, &mut self.rng_arrival[wl]) {
-                let _ = cx.schedule(t, Event::Arrival { wl: wl16 });
+            if let Some(t) =
+                self.arrivals[wl].next_after(SimTime::ZERO, self.horizon, &mut self.rng_arrival[wl])
+            {
+                out.push((t, Event::Arrival { wl: wl16 }));
             }
         }
         for n in 0..self.world.nodes.len() {
-            let _ = cx.schedule(SimTime::ZERO, Event::Gc { node: u16::try_from(n).unwrap_or(u16::MAX) });
+            out.push((
+                SimTime::ZERO,
+                Event::Gc {
+                    node: u16::try_from(n).unwrap_or(u16::MAX),
+                },
+            ));
         }
-        let _ = cx.schedule(SimTime::ZERO + self.sc.sample_interval, Event::Sample);
+        out.push((SimTime::ZERO + self.sc.sample_interval, Event::Sample));
+    }
+
+    /// Delays of the timers this scenario uses many of: per-request deadlines, retry
+    /// backoffs, SYN retransmission intervals, resolver tries. Each gets an engine lane
+    /// (a FIFO: same delay means due in scheduling order), which keeps the heap small.
+    pub(super) fn timer_delays(&self) -> Vec<u64> {
+        let mut d: Vec<u64> = Vec::new();
+        for w in &self.sc.workloads {
+            d.push(w.timeout.as_nanos());
+            d.push(w.retries.backoff.as_nanos());
+        }
+        for n in &self.sc.nodes {
+            let (sends, fail) = self.sc.kernel.syn_schedule(n.sysctls.values.tcp_syn_retries);
+            for pair in sends.windows(2) {
+                d.push((pair[1] - pair[0]).as_nanos());
+            }
+            if let Some(last) = sends.last() {
+                d.push((fail - *last).as_nanos());
+            }
+        }
+        d.push(SimDuration::from_secs(5).as_nanos());
+        d.sort_unstable();
+        d.dedup();
+        d.retain(|x| *x > 0);
+        d.truncate(crate::engine::MAX_LANES);
+        d
+    }
+
+    /// Registers the lane created for `delay`.
+    pub(super) fn add_lane(&mut self, delay: u64, lane: crate::engine::LaneId) {
+        self.lanes.push((delay, lane));
+    }
+
+    /// Schedules `ev` after `delay`, on its lane if it has one.
+    fn schedule_timer(&self, cx: &mut Context<'_, Event>, delay: SimDuration, ev: Event) {
+        match self.lanes.iter().find(|(d, _)| *d == delay.as_nanos()) {
+            Some((_, lane)) => {
+                cx.schedule_lane(*lane, delay, ev);
+            }
+            None => {
+                cx.schedule_after(delay, ev);
+            }
+        }
     }
 
     /// Requests still in flight.
@@ -407,7 +505,11 @@ impl NodeSim {
         }
         // RSS/RPS: the flow hash picks the CPU (both directions of a flow alike).
         let t = pkt.tuple;
-        let key = if (t.src, t.sport) < (t.dst, t.dport) { t } else { t.reversed() };
+        let key = if (t.src, t.sport) < (t.dst, t.dport) {
+            t
+        } else {
+            t.reversed()
+        };
         u16::try_from(mix(&key) % u64::from(cpus)).unwrap_or(0)
     }
 
@@ -424,6 +526,7 @@ impl NodeSim {
         purpose: Purpose,
         windowed: bool,
         mut pinned_cpu: Option<u16>,
+        mut waited: bool,
     ) -> WalkEnd {
         for _ in 0..16 {
             let host = self.world.host_of_netns.get(at.index()).copied().flatten();
@@ -431,14 +534,75 @@ impl NodeSim {
                 let n = usize::from(node);
                 let cpu = self.cpu_for(n, &pkt, pinned_cpu);
                 pinned_cpu = None;
-                let start = t.max(self.world.nodes[n].cpu_free[usize::from(cpu)]);
-                if windowed && start > now {
-                    let flight = InFlight { pkt, at, in_dev, purpose, node, cpu, half: None };
-                    return WalkEnd::Defer { at: start, flight };
-                }
+                let c = usize::from(cpu);
+                let start = if windowed {
+                    if t > now {
+                        // Arrives in the future (link latency): walk on when it arrives.
+                        let flight = InFlight {
+                            pkt,
+                            at,
+                            in_dev,
+                            purpose,
+                            node,
+                            cpu,
+                            half: None,
+                        };
+                        return WalkEnd::Defer {
+                            at: t,
+                            flight,
+                            waited: false,
+                        };
+                    }
+                    let nd = &mut self.world.nodes[n];
+                    if waited {
+                        // At its reserved slot; if the previous new-entry packet on this CPU
+                        // took longer than its estimate it is still running: wait for it.
+                        if nd.new_busy[c] > now {
+                            let flight = InFlight {
+                                pkt,
+                                at,
+                                in_dev,
+                                purpose,
+                                node,
+                                cpu,
+                                half: None,
+                            };
+                            return WalkEnd::Defer {
+                                at: nd.new_busy[c],
+                                flight,
+                                waited: true,
+                            };
+                        }
+                    } else if nd.cpu_free[c] > now || nd.new_busy[c] > now {
+                        // The CPU is busy: reserve the next slot with the node's running
+                        // estimate of a new-entry packet's cost, and start there.
+                        let slot = nd.cpu_free[c].max(nd.new_busy[c]).max(now);
+                        nd.cpu_free[c] = slot + nd.new_cost_estimate;
+                        let flight = InFlight {
+                            pkt,
+                            at,
+                            in_dev,
+                            purpose,
+                            node,
+                            cpu,
+                            half: None,
+                        };
+                        return WalkEnd::Defer {
+                            at: slot,
+                            flight,
+                            waited: true,
+                        };
+                    }
+                    waited = false;
+                    now
+                } else {
+                    t.max(self.world.nodes[n].cpu_free[c])
+                };
                 let world = &mut self.world;
                 let node_ref = &mut world.nodes[n];
-                let dev_name = in_dev.and_then(|d| world.topo.device(d)).map_or("eth0", crate::topology::Device::name);
+                let dev_name = in_dev
+                    .and_then(|d| world.topo.device(d))
+                    .map_or("eth0", crate::topology::Device::name);
                 let entry = Entry::Received { in_dev: dev_name };
                 let half = node_ref.host.first_half(
                     &mut node_ref.ct,
@@ -450,38 +614,75 @@ impl NodeSim {
                     start,
                     &mut Quiet,
                 );
-                let cost = self.charge(n, cpu, start, &half);
+                let cost = self.charge(n, cpu, start, now, &half, windowed);
                 let end = start + cost;
                 self.note_onsets(n, end, &half);
                 if half.new_entry {
                     if windowed {
-                        let flight = InFlight { pkt: half.pkt, at, in_dev, purpose, node, cpu, half: Some(half) };
+                        let flight = InFlight {
+                            pkt: half.pkt,
+                            at,
+                            in_dev,
+                            purpose,
+                            node,
+                            cpu,
+                            half: Some(half),
+                        };
                         return WalkEnd::Confirm { at: end, flight };
                     }
                     let node_ref = &mut self.world.nodes[n];
-                    let c = node_ref.host.confirm(&mut node_ref.ct, &half, cpu, end, &mut Quiet);
+                    let c = node_ref
+                        .host
+                        .confirm(&mut node_ref.ct, &half, cpu, end, &mut Quiet);
                     if let Confirmed::Dropped(reason) = c {
                         self.note_confirm_drop(n, end, reason, &half.pkt);
-                        return WalkEnd::Dropped { node: Some(node), reason };
+                        return WalkEnd::Dropped {
+                            node: Some(node),
+                            reason,
+                        };
                     }
                     self.note_clash(n, end, c);
                 }
                 pkt = half.pkt;
                 t = end;
                 match half.verdict {
-                    HalfVerdict::Dropped(reason) => return WalkEnd::Dropped { node: Some(node), reason },
-                    HalfVerdict::Local => return WalkEnd::Delivered { netns: at, at: t, pkt },
+                    HalfVerdict::Dropped(reason) => {
+                        return WalkEnd::Dropped {
+                            node: Some(node),
+                            reason,
+                        };
+                    }
+                    HalfVerdict::Local => {
+                        return WalkEnd::Delivered {
+                            netns: at,
+                            at: t,
+                            pkt,
+                        };
+                    }
                     HalfVerdict::Forward { decision } => decision,
                 }
             } else {
                 match self.world.topo.route(at, pkt.tuple.dst) {
-                    RouteDecision::Local { .. } => return WalkEnd::Delivered { netns: at, at: t, pkt },
+                    RouteDecision::Local { .. } => {
+                        return WalkEnd::Delivered {
+                            netns: at,
+                            at: t,
+                            pkt,
+                        };
+                    }
                     RouteDecision::Forward(f) => f,
-                    RouteDecision::Unreachable(_) => return WalkEnd::Dropped { node: None, reason: DropReason::NoRoute },
+                    RouteDecision::Unreachable(_) => {
+                        return WalkEnd::Dropped {
+                            node: None,
+                            reason: DropReason::NoRoute,
+                        };
+                    }
                 }
             };
             match decision.next {
-                NextHop::Netns { netns, in_dev: dev, .. } => {
+                NextHop::Netns {
+                    netns, in_dev: dev, ..
+                } => {
                     let from_node = self.world.topo.node_of(at);
                     let to_node = self.world.topo.node_of(netns);
                     if from_node != to_node {
@@ -490,20 +691,55 @@ impl NodeSim {
                     at = netns;
                     in_dev = Some(dev);
                 }
-                NextHop::External => return WalkEnd::Dropped { node: None, reason: DropReason::NoRoute },
+                NextHop::External => {
+                    return WalkEnd::Dropped {
+                        node: None,
+                        reason: DropReason::NoRoute,
+                    };
+                }
             }
         }
-        WalkEnd::Dropped { node: None, reason: DropReason::NoRoute }
+        WalkEnd::Dropped {
+            node: None,
+            reason: DropReason::NoRoute,
+        }
     }
 
     /// Charges a packet's CPU time on a node; returns the processing time.
-    fn charge(&mut self, n: usize, cpu: u16, start: SimTime, half: &FirstHalf) -> SimDuration {
+    ///
+    /// The per-CPU `cpu_free` is a work horizon: work is added at booking time (`now`),
+    /// even for packets whose arrival `start` lies ahead (inline walks compute later hops
+    /// in advance), so future bookings never leave the CPU looking busy while it idles.
+    fn charge(
+        &mut self,
+        n: usize,
+        cpu: u16,
+        start: SimTime,
+        now: SimTime,
+        half: &FirstHalf,
+        windowed: bool,
+    ) -> SimDuration {
         let c = &self.sc.cost;
         let rules = c.per_rule.saturating_mul(u64::from(half.rules_evaluated));
-        let ct = if half.new_entry { c.per_conntrack_insert } else { c.per_conntrack_lookup };
+        let ct = if half.new_entry {
+            c.per_conntrack_insert
+        } else {
+            c.per_conntrack_lookup
+        };
         let cost = c.per_packet + rules + ct;
         let node = &mut self.world.nodes[n];
-        node.cpu_free[usize::from(cpu)] = start + cost;
+        let c = usize::from(cpu);
+        if windowed {
+            node.new_busy[c] = start + cost;
+            // Running estimate of a new-entry packet's cost (for slot reservations).
+            if half.new_entry {
+                let est = node.new_cost_estimate.as_nanos();
+                node.new_cost_estimate = SimDuration::from_nanos(est - est / 8 + cost.as_nanos() / 8);
+            }
+            node.cpu_free[c] = node.cpu_free[c].max(start + cost);
+        } else {
+            node.cpu_free[c] = node.cpu_free[c].max(now) + cost;
+        }
         node.busy_ns += u128::from(cost.as_nanos());
         node.rules_ns += u128::from(rules.as_nanos());
         if half.new_entry {
@@ -561,7 +797,10 @@ impl NodeSim {
 
     fn note_confirm_drop(&mut self, n: usize, at: SimTime, reason: DropReason, pkt: &Packet) {
         let count = self.world.nodes[n].ct.count(0);
-        if matches!(reason, DropReason::ConntrackInsertFailed | DropReason::ConntrackChainTooLong) {
+        if matches!(
+            reason,
+            DropReason::ConntrackInsertFailed | DropReason::ConntrackChainTooLong
+        ) {
             let cause = match (reason, pkt.tuple.proto) {
                 (DropReason::ConntrackChainTooLong, _) => "hash chain too long",
                 (_, Proto::Udp) => "UDP clash on confirm (parallel packets DNATed differently)",
@@ -574,7 +813,10 @@ impl NodeSim {
     }
 
     fn note_clash(&mut self, n: usize, at: SimTime, c: Confirmed) {
-        if let Confirmed::Pass { clash_resolved: true, .. } = c {
+        if let Confirmed::Pass {
+            clash_resolved: true, ..
+        } = c
+        {
             let count = self.world.nodes[n].ct.count(0);
             self.check_counter_onsets(n, at, count);
         }
@@ -607,7 +849,7 @@ impl NodeSim {
         pinned_cpu: Option<u16>,
     ) {
         let now = cx.now();
-        let end = self.walk(from, None, pkt, at, now, purpose, windowed, pinned_cpu);
+        let end = self.walk(from, None, pkt, at, now, purpose, windowed, pinned_cpu, false);
         self.finish_walk(cx, end, purpose);
     }
 
@@ -619,9 +861,9 @@ impl NodeSim {
                 let _ = cx.schedule_at(at.max(now), Event::Deliver { purpose, pkt });
             }
             WalkEnd::Dropped { node, reason } => self.on_dropped(node, reason, purpose, now),
-            WalkEnd::Defer { at, flight } => {
+            WalkEnd::Defer { at, flight, waited } => {
                 let id = self.inflight.insert(flight);
-                let _ = cx.schedule_at(at.max(now), Event::HopStart { inflight: id });
+                let _ = cx.schedule_at(at.max(now), Event::HopStart { inflight: id, waited });
             }
             WalkEnd::Confirm { at, flight } => {
                 let id = self.inflight.insert(flight);
@@ -631,7 +873,21 @@ impl NodeSim {
     }
 
     fn on_dropped(&mut self, node: Option<u16>, reason: DropReason, purpose: Purpose, now: SimTime) {
-        let _ = (node, now);
+        let _ = now;
+        let what = match purpose {
+            Purpose::Syn { .. } => "SYN",
+            Purpose::SynAck { .. } => "SYN-ACK",
+            Purpose::Request { .. } => "request",
+            Purpose::Response { .. } => "response",
+            Purpose::DnsQuery { .. } => "DNS query",
+            Purpose::DnsReply { .. } => "DNS answer",
+            Purpose::Silent => "FIN/ACK",
+        };
+        *self
+            .tally
+            .packet_drops
+            .entry((node.unwrap_or(u16::MAX), what, reason))
+            .or_insert(0) += 1;
         // A dropped packet is simply lost: TCP retransmits on its timer, the resolver
         // on its try deadline, the request deadline covers the rest.
         if let (Purpose::Syn { .. }, DropReason::NoRoute) = (purpose, reason) {
@@ -661,7 +917,7 @@ impl NodeSim {
             pod,
             started: now,
             attempt: 0,
-            gen: 0,
+            epoch: 0,
             state: ReqState::WaitDns,
             flow: None,
         });
@@ -670,19 +926,25 @@ impl NodeSim {
 
     fn start_attempt(&mut self, cx: &mut Context<'_, Event>, req: u32) {
         let now = cx.now();
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let epoch = self.next_epoch;
         let Some(r) = self.reqs.get_mut(req) else { return };
-        r.gen = r.gen.wrapping_add(1);
+        // Epochs are globally unique so a stale timer of a freed request slot can never
+        // match the request that reuses the slot.
+        r.epoch = epoch;
         r.attempt += 1;
         r.flow = None;
-        let (gen, wl, pod) = (r.gen, usize::from(r.wl), r.pod);
+        let (epoch, wl, pod) = (r.epoch, usize::from(r.wl), r.pod);
         let timeout = self.sc.workloads[wl].timeout;
-        let _ = cx.schedule_at(now + timeout, Event::Deadline { req, gen });
+        self.schedule_timer(cx, timeout, Event::Deadline { req, epoch });
         // DNS first, if this workload resolves.
         let dns = &self.sc.workloads[wl].dns;
         let need_dns = match dns.mode {
             DnsMode::None => false,
             DnsMode::PerRequest => true,
-            DnsMode::Cached => self.clients[pod as usize].dns_valid_until.is_none_or(|t| t <= now),
+            DnsMode::Cached => self.clients[pod as usize]
+                .dns_valid_until
+                .is_none_or(|t| t <= now),
         };
         if need_dns {
             if let Some(r) = self.reqs.get_mut(req) {
@@ -699,14 +961,17 @@ impl NodeSim {
 
     fn get_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
         let now = cx.now();
-        let Some(r) = self.reqs.get(req).copied() else { return };
+        let Some(r) = self.reqs.get(req).copied() else {
+            return;
+        };
         let wl = usize::from(r.wl);
         let cfg = self.sc.workloads[wl].connection;
-        let cs = &mut self.clients[r.pod as usize];
         if cfg.mode == ConnectionMode::Pool {
             // Reuse an idle pooled connection (LIFO), closing ones idle too long.
-            while let Some(f) = cs.idle.pop() {
-                let Some(flow) = self.flows.get(f).copied() else { continue };
+            while let Some(f) = self.clients[r.pod as usize].idle.pop() {
+                let Some(flow) = self.flows.get(f).copied() else {
+                    continue;
+                };
                 if now.saturating_since(flow.idle_since) > cfg.idle_timeout {
                     self.close_flow(cx, f, true);
                     continue;
@@ -728,7 +993,9 @@ impl NodeSim {
 
     fn open_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
         let now = cx.now();
-        let Some(r) = self.reqs.get(req).copied() else { return };
+        let Some(r) = self.reqs.get(req).copied() else {
+            return;
+        };
         let wl = usize::from(r.wl);
         let target = self.world.wl_target[wl];
         let pod = &mut self.world.pods[r.pod as usize];
@@ -743,10 +1010,10 @@ impl NodeSim {
         let netns = pod.netns;
         let sys = &self.sc.nodes[node].sysctls.values;
         let timer = crate::socket::SynTimer::start(&self.sc.kernel, sys.tcp_syn_retries, now);
-        self.flow_gen = self.flow_gen.wrapping_add(1);
-        let gen = self.flow_gen;
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let epoch = self.next_epoch;
         let flow = self.flows.insert(Flow {
-            gen,
+            epoch,
             pod: r.pod,
             tuple: connected.tuple,
             isn: connected.isn,
@@ -763,17 +1030,19 @@ impl NodeSim {
             rm.flow = Some(flow);
         }
         self.tally.new_connections += 1;
-        if let crate::socket::SynDeadline::Retransmit(t) | crate::socket::SynDeadline::TimedOut(t) = timer.deadline() {
-            let _ = cx.schedule_at(t, Event::SynTimer { flow, gen });
-        }
+        self.schedule_timer(
+            cx,
+            timer.deadline().at().saturating_since(now),
+            Event::SynTimer { flow, epoch },
+        );
         let mut pkt = Packet::new(connected.tuple, TcpFlags::SYN);
         pkt.seq = connected.isn;
-        self.send(cx, netns, pkt, now, Purpose::Syn { flow, gen }, true, None);
+        self.send(cx, netns, pkt, now, Purpose::Syn { flow, epoch }, true, None);
     }
 
-    fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: u32, gen: u32) {
+    fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32) {
         let Some(f) = self.flows.get_mut(flow) else { return };
-        if f.gen != gen || f.state != FlowState::Connecting {
+        if f.epoch != epoch || f.state != FlowState::Connecting {
             return;
         }
         let Some(mut timer) = f.syn_timer else { return };
@@ -782,7 +1051,7 @@ impl NodeSim {
         let (tuple, isn, pod) = (f.tuple, f.isn, f.pod);
         match next {
             crate::socket::SynDeadline::Retransmit(t) => {
-                let _ = cx.schedule_at(t, Event::SynTimer { flow, gen });
+                self.schedule_timer(cx, t.saturating_since(cx.now()), Event::SynTimer { flow, epoch });
             }
             crate::socket::SynDeadline::TimedOut(_) => {
                 // connect() fails with ETIMEDOUT after the last retransmission.
@@ -800,7 +1069,7 @@ impl NodeSim {
         let netns = self.world.pods[pod as usize].netns;
         let mut pkt = Packet::new(tuple, TcpFlags::SYN);
         pkt.seq = isn;
-        self.send(cx, netns, pkt, cx.now(), Purpose::Syn { flow, gen }, true, None);
+        self.send(cx, netns, pkt, cx.now(), Purpose::Syn { flow, epoch }, true, None);
     }
 
     fn drop_flow(&mut self, flow: u32) {
@@ -811,7 +1080,6 @@ impl NodeSim {
     }
 
     fn attempt_failed(&mut self, cx: &mut Context<'_, Event>, req: u32, cause: &str) {
-        let now = cx.now();
         let Some(r) = self.reqs.get_mut(req) else { return };
         if r.state == ReqState::Done || r.state == ReqState::Backoff {
             return;
@@ -819,12 +1087,21 @@ impl NodeSim {
         *self.tally.failures_by_cause.entry(cause.to_string()).or_insert(0) += 1;
         let wl = usize::from(r.wl);
         let retries = self.sc.workloads[wl].retries;
-        r.gen = r.gen.wrapping_add(1); // invalidates the attempt's deadline
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        r.epoch = self.next_epoch; // invalidates the attempt's deadline
+        let retry_epoch = r.epoch;
         if r.attempt <= retries.max {
             r.state = ReqState::Backoff;
             self.tally.retries += 1;
             self.wl_tally[wl].4 += 1;
-            let _ = cx.schedule_at(now + retries.backoff, Event::Retry { req });
+            self.schedule_timer(
+                cx,
+                retries.backoff,
+                Event::Retry {
+                    req,
+                    epoch: retry_epoch,
+                },
+            );
         } else {
             r.state = ReqState::Done;
             self.tally.failed += 1;
@@ -833,10 +1110,12 @@ impl NodeSim {
         }
     }
 
-    fn on_deadline(&mut self, cx: &mut Context<'_, Event>, req: u32, gen: u32) {
+    fn on_deadline(&mut self, cx: &mut Context<'_, Event>, req: u32, epoch: u32) {
         let now = cx.now();
-        let Some(r) = self.reqs.get(req).copied() else { return };
-        if r.gen != gen || r.state == ReqState::Done || r.state == ReqState::Backoff {
+        let Some(r) = self.reqs.get(req).copied() else {
+            return;
+        };
+        if r.epoch != epoch || r.state == ReqState::Done || r.state == ReqState::Backoff {
             return;
         }
         self.tally.timeouts += 1;
@@ -882,14 +1161,14 @@ impl NodeSim {
         let now = cx.now();
         let Some(f) = self.flows.get_mut(flow) else { return };
         f.req = Some(req);
-        let (gen, tuple, pod) = (f.gen, f.tuple, f.pod);
+        let (epoch, tuple, pod) = (f.epoch, f.tuple, f.pod);
         if let Some(r) = self.reqs.get_mut(req) {
             r.state = ReqState::Sent;
             r.flow = Some(flow);
         }
         let netns = self.world.pods[pod as usize].netns;
         let pkt = Packet::new(tuple, TcpFlags::ACK.union(TcpFlags::PSH));
-        self.send(cx, netns, pkt, now, Purpose::Request { flow, gen }, false, None);
+        self.send(cx, netns, pkt, now, Purpose::Request { flow, epoch }, false, None);
     }
 
     fn request_done(&mut self, cx: &mut Context<'_, Event>, flow: u32) {
@@ -932,13 +1211,25 @@ impl NodeSim {
         self.clients[pod_idx].open = self.clients[pod_idx].open.saturating_sub(1);
         self.clients[pod_idx].idle.retain(|x| *x != flow);
         let netns = self.world.pods[pod_idx].netns;
-        let role = if client_first { CloseRole::ActiveCloser } else { CloseRole::PassiveCloser };
-        let _ = self.world.pods[pod_idx].sockets.close(f.tuple, role, f.isn.wrapping_add(1), now);
+        let role = if client_first {
+            CloseRole::ActiveCloser
+        } else {
+            CloseRole::PassiveCloser
+        };
+        let _ = self.world.pods[pod_idx]
+            .sockets
+            .close(f.tuple, role, f.isn.wrapping_add(1), now);
         if let Some(sp) = f.server_pod {
             // The server's socket for this connection.
             if let Some(server_tuple) = self.server_tuple(&f) {
-                let srole = if client_first { CloseRole::PassiveCloser } else { CloseRole::ActiveCloser };
-                let _ = self.world.pods[sp as usize].sockets.close(server_tuple, srole, 1, now);
+                let srole = if client_first {
+                    CloseRole::PassiveCloser
+                } else {
+                    CloseRole::ActiveCloser
+                };
+                let _ = self.world.pods[sp as usize]
+                    .sockets
+                    .close(server_tuple, srole, 1, now);
             }
         }
         if f.state == FlowState::Established {
@@ -947,10 +1238,26 @@ impl NodeSim {
             if client_first {
                 self.send(cx, netns, fin, now, Purpose::Silent, false, None);
                 self.send_from_server(cx, &f, TcpFlags::FIN_ACK, now + SimDuration::from_micros(100));
-                self.send(cx, netns, Packet::new(f.tuple, TcpFlags::ACK), now + SimDuration::from_micros(200), Purpose::Silent, false, None);
+                self.send(
+                    cx,
+                    netns,
+                    Packet::new(f.tuple, TcpFlags::ACK),
+                    now + SimDuration::from_micros(200),
+                    Purpose::Silent,
+                    false,
+                    None,
+                );
             } else {
                 self.send_from_server(cx, &f, TcpFlags::FIN_ACK, now);
-                self.send(cx, netns, fin, now + SimDuration::from_micros(100), Purpose::Silent, false, None);
+                self.send(
+                    cx,
+                    netns,
+                    fin,
+                    now + SimDuration::from_micros(100),
+                    Purpose::Silent,
+                    false,
+                    None,
+                );
                 self.send_from_server(cx, &f, TcpFlags::ACK, now + SimDuration::from_micros(200));
             }
         }
@@ -988,15 +1295,21 @@ impl NodeSim {
     fn on_deliver(&mut self, cx: &mut Context<'_, Event>, purpose: Purpose, pkt: Packet) {
         let now = cx.now();
         match purpose {
-            Purpose::Syn { flow, gen } => {
-                let Some(f) = self.flows.get(flow).copied() else { return };
-                if f.gen != gen {
+            Purpose::Syn { flow, epoch } => {
+                let Some(f) = self.flows.get(flow).copied() else {
+                    return;
+                };
+                if f.epoch != epoch {
                     return;
                 }
-                let Some(sp) = self.pod_at(pkt.tuple.dst) else { return };
+                let Some(sp) = self.pod_at(pkt.tuple.dst) else {
+                    return;
+                };
                 let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
                 let pod = &mut self.world.pods[sp as usize];
-                let Some(listener) = pod.listener.as_mut() else { return };
+                let Some(listener) = pod.listener.as_mut() else {
+                    return;
+                };
                 let outcome = listener.on_syn(client, pod.sockets.stats_mut());
                 match outcome {
                     SynOutcome::SynAck | SynOutcome::SynAckRetransmit | SynOutcome::SynCookie => {
@@ -1005,29 +1318,42 @@ impl NodeSim {
                         }
                         let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
                         let netns = self.world.pods[sp as usize].netns;
-                        self.send(cx, netns, reply, now, Purpose::SynAck { flow, gen }, false, None);
+                        self.send(
+                            cx,
+                            netns,
+                            reply,
+                            now,
+                            Purpose::SynAck { flow, epoch },
+                            false,
+                            None,
+                        );
                     }
                     SynOutcome::Dropped => {}
                 }
             }
-            Purpose::SynAck { flow, gen } => {
+            Purpose::SynAck { flow, epoch } => {
                 let Some(f) = self.flows.get_mut(flow) else { return };
-                if f.gen != gen || f.state != FlowState::Connecting {
+                if f.epoch != epoch || f.state != FlowState::Connecting {
                     return;
                 }
                 f.state = FlowState::Established;
                 f.syn_timer = None;
+
                 let req = f.req;
                 if let Some(req) = req {
                     self.send_request(cx, req, flow);
                 }
             }
-            Purpose::Request { flow, gen } => {
-                let Some(f) = self.flows.get(flow).copied() else { return };
-                if f.gen != gen {
+            Purpose::Request { flow, epoch } => {
+                let Some(f) = self.flows.get(flow).copied() else {
+                    return;
+                };
+                if f.epoch != epoch {
                     return;
                 }
-                let Some(sp) = f.server_pod.or_else(|| self.pod_at(pkt.tuple.dst)) else { return };
+                let Some(sp) = f.server_pod.or_else(|| self.pod_at(pkt.tuple.dst)) else {
+                    return;
+                };
                 if f.requests == 0 {
                     // The handshake's ACK completes the connection on the server.
                     let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
@@ -1036,7 +1362,13 @@ impl NodeSim {
                         match l.on_ack(client, pod.sockets.stats_mut()) {
                             AckOutcome::Queued => {
                                 let _ = l.accept();
-                                let st = Tuple::new(Proto::Tcp, pkt.tuple.dst, pkt.tuple.dport, pkt.tuple.src, pkt.tuple.sport);
+                                let st = Tuple::new(
+                                    Proto::Tcp,
+                                    pkt.tuple.dst,
+                                    pkt.tuple.dport,
+                                    pkt.tuple.src,
+                                    pkt.tuple.sport,
+                                );
                                 let _ = pod.sockets.insert_established(st, now);
                             }
                             AckOutcome::Overflow | AckOutcome::Reset => return,
@@ -1045,18 +1377,31 @@ impl NodeSim {
                 }
                 self.server_enqueue(cx, sp, flow);
             }
-            Purpose::Response { flow, gen } => {
-                let Some(f) = self.flows.get(flow).copied() else { return };
-                if f.gen != gen {
+            Purpose::Response { flow, epoch } => {
+                let Some(f) = self.flows.get(flow).copied() else {
+                    return;
+                };
+                if f.epoch != epoch {
                     return;
                 }
                 self.request_done(cx, flow);
             }
-            Purpose::DnsQuery { client_pod, lookup, query, gen, qtype } => {
-                self.coredns_receive(cx, pkt, client_pod, lookup, query, gen, qtype);
+            Purpose::DnsQuery {
+                lookup,
+                query,
+                epoch,
+                qtype,
+            } => {
+                self.coredns_receive(cx, pkt, lookup, query, epoch, qtype);
             }
-            Purpose::DnsReply { lookup, query, gen, rcode, records } => {
-                self.dns_answer_arrived(cx, lookup, query, gen, rcode, records);
+            Purpose::DnsReply {
+                lookup,
+                query,
+                epoch,
+                rcode,
+                records,
+            } => {
+                self.dns_answer_arrived(cx, lookup, query, epoch, rcode, records);
             }
             Purpose::Silent => {}
         }
@@ -1077,28 +1422,40 @@ impl NodeSim {
         if s.busy < conc {
             s.busy += 1;
             let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
-            let gen = self.flows.get(flow).map_or(0, |f| f.gen);
-            let _ = cx.schedule_at(cx.now() + d, Event::ServerDone { flow, gen });
+            let epoch = self.flows.get(flow).map_or(0, |f| f.epoch);
+            let _ = cx.schedule_at(
+                cx.now() + d,
+                Event::ServerDone {
+                    flow,
+                    epoch,
+                    server: sp,
+                },
+            );
         } else {
             s.queue.push_back(flow);
         }
     }
 
-    fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, gen: u32) {
+    fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, sp: u32) {
         let now = cx.now();
-        let f = self.flows.get(flow).copied();
-        let sp = f.and_then(|f| f.server_pod);
-        if let (Some(f), Some(_)) = (f, sp) {
-            if f.gen == gen {
+        if let Some(f) = self.flows.get(flow).copied() {
+            if f.epoch == epoch {
                 if let Some(t) = self.server_tuple(&f) {
-                    let netns = self.world.pods[f.server_pod.unwrap_or(0) as usize].netns;
+                    let netns = self.world.pods[sp as usize].netns;
                     let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
-                    self.send(cx, netns, pkt, now, Purpose::Response { flow, gen }, false, None);
+                    self.send(
+                        cx,
+                        netns,
+                        pkt,
+                        now,
+                        Purpose::Response { flow, epoch },
+                        false,
+                        None,
+                    );
                 }
             }
         }
-        // Next queued request on this server pod.
-        let Some(sp) = sp else { return };
+        // The worker takes the next queued request of this pod, if any.
         let svc = match self.world.pods[sp as usize].role {
             PodRole::Server { svc } => usize::from(svc),
             PodRole::Client { .. } => return,
@@ -1109,7 +1466,14 @@ impl NodeSim {
             if let Some(nf) = self.flows.get(next).copied() {
                 self.servers[sp as usize].busy += 1;
                 let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
-                let _ = cx.schedule_at(now + d, Event::ServerDone { flow: next, gen: nf.gen });
+                let _ = cx.schedule_at(
+                    now + d,
+                    Event::ServerDone {
+                        flow: next,
+                        epoch: nf.epoch,
+                        server: sp,
+                    },
+                );
                 break;
             }
         }
@@ -1125,7 +1489,9 @@ impl NodeSim {
             PodRole::Server { .. } => return,
         };
         let name = self.sc.workloads[wl].dns.name.clone();
-        let Some(conf) = self.world.pods[pod as usize].resolv.clone() else { return };
+        let Some(conf) = self.world.pods[pod as usize].resolv.clone() else {
+            return;
+        };
         let Ok(lookup) = Lookup::new(&conf, &name, now) else {
             // An invalid name cannot be resolved: every waiter fails.
             let waiters = std::mem::take(&mut self.clients[pod as usize].dns_waiters);
@@ -1134,9 +1500,9 @@ impl NodeSim {
             }
             return;
         };
-        self.flow_gen = self.flow_gen.wrapping_add(1);
+        self.next_epoch = self.next_epoch.wrapping_add(1);
         let id = self.lookups.insert(LookupSlot {
-            gen: self.flow_gen,
+            epoch: self.next_epoch,
             pod,
             lookup,
             ports: Vec::new(),
@@ -1154,19 +1520,24 @@ impl NodeSim {
         let now = cx.now();
         let mut sends = 0u32;
         loop {
-            let Some(slot) = self.lookups.get_mut(id) else { return };
+            let Some(slot) = self.lookups.get_mut(id) else {
+                return;
+            };
             let action = slot.lookup.next_action(now);
             match action {
                 Action::Send(q) => {
                     let pod = slot.pod;
-                    let gen = slot.gen;
+                    let epoch = slot.epoch;
                     let port = match slot.ports.iter().find(|(s, _)| *s == q.socket.0) {
                         Some((_, p)) => *p,
                         None => {
-                            let sys = &self.sc.nodes[usize::from(self.world.pods[pod as usize].node)].sysctls.values;
+                            let sys = &self.sc.nodes[usize::from(self.world.pods[pod as usize].node)]
+                                .sysctls
+                                .values;
                             let (lo, hi) = sys.ip_local_port_range;
                             let span = u64::from(hi.saturating_sub(lo)) + 1;
-                            let p = lo.saturating_add(u16::try_from(self.rng_client.below(span)).unwrap_or(0));
+                            let p =
+                                lo.saturating_add(u16::try_from(self.rng_client.below(span)).unwrap_or(0));
                             if let Some(slot) = self.lookups.get_mut(id) {
                                 slot.ports.push((q.socket.0, p));
                             }
@@ -1192,7 +1563,10 @@ impl NodeSim {
                         let gap = d.pair_gap.saturating_mul(u64::from(sends));
                         if d.resolver_threads >= 2 {
                             let cpus = self.world.nodes[usize::from(p.node)].cpus;
-                            (now + gap, Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0)))
+                            (
+                                now + gap,
+                                Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0)),
+                            )
                         } else {
                             (now + gap, None)
                         }
@@ -1205,14 +1579,32 @@ impl NodeSim {
                     };
                     sends += 1;
                     self.tally.dns_queries += 1;
-                    let purpose =
-                        Purpose::DnsQuery { client_pod: pod, lookup: id, query: q.id.get(), gen, qtype: q.qtype };
+                    let purpose = Purpose::DnsQuery {
+                        lookup: id,
+                        query: q.id.get(),
+                        epoch,
+                        qtype: q.qtype,
+                    };
                     let pkt = Packet::new(tuple, TcpFlags::NONE);
                     if at > now {
                         // Deferred second send: walk it when its time comes.
-                        let flight = InFlight { pkt, at: netns, in_dev: None, purpose, node: u16::MAX, cpu: cpu.unwrap_or(u16::MAX), half: None };
+                        let flight = InFlight {
+                            pkt,
+                            at: netns,
+                            in_dev: None,
+                            purpose,
+                            node: u16::MAX,
+                            cpu: cpu.unwrap_or(u16::MAX),
+                            half: None,
+                        };
                         let iid = self.inflight.insert(flight);
-                        let _ = cx.schedule_at(at, Event::HopStart { inflight: iid });
+                        let _ = cx.schedule_at(
+                            at,
+                            Event::HopStart {
+                                inflight: iid,
+                                waited: false,
+                            },
+                        );
                     } else {
                         self.send(cx, netns, pkt, at, purpose, true, first_cpu.or(cpu));
                     }
@@ -1220,13 +1612,15 @@ impl NodeSim {
                 Action::Wait { until } => {
                     if slot.timer_at != Some(until) {
                         slot.timer_at = Some(until);
-                        let gen = slot.gen;
-                        let _ = cx.schedule_at(until.max(now), Event::DnsTimer { lookup: id, gen });
+                        let epoch = slot.epoch;
+                        let _ = cx.schedule_at(until.max(now), Event::DnsTimer { lookup: id, epoch });
                     }
                     return;
                 }
                 Action::Done(outcome) => {
-                    let Some(slot) = self.lookups.remove(id) else { return };
+                    let Some(slot) = self.lookups.remove(id) else {
+                        return;
+                    };
                     let pod = slot.pod as usize;
                     if slot.had_timeout || outcome.elapsed >= SimDuration::from_secs(5) {
                         self.tally.lookups_with_timeout += 1;
@@ -1272,9 +1666,11 @@ impl NodeSim {
         }
     }
 
-    fn on_dns_timer(&mut self, cx: &mut Context<'_, Event>, lookup: u32, gen: u32) {
-        let Some(slot) = self.lookups.get_mut(lookup) else { return };
-        if slot.gen != gen {
+    fn on_dns_timer(&mut self, cx: &mut Context<'_, Event>, lookup: u32, epoch: u32) {
+        let Some(slot) = self.lookups.get_mut(lookup) else {
+            return;
+        };
+        if slot.epoch != epoch {
             return;
         }
         if slot.timer_at.is_some_and(|t| t <= cx.now()) {
@@ -1289,14 +1685,15 @@ impl NodeSim {
         &mut self,
         cx: &mut Context<'_, Event>,
         pkt: Packet,
-        client_pod: u32,
         lookup: u32,
         query: u32,
-        gen: u32,
+        epoch: u32,
         qtype: QType,
     ) {
         let now = cx.now();
-        let Some(dp) = self.pod_at(pkt.tuple.dst) else { return };
+        let Some(dp) = self.pod_at(pkt.tuple.dst) else {
+            return;
+        };
         self.tally.coredns_queries += 1;
         let svc = match self.world.pods[dp as usize].role {
             PodRole::Server { svc } => usize::from(svc),
@@ -1306,7 +1703,9 @@ impl NodeSim {
         // A CoreDNS pod serves queries one after another at its capacity.
         let per_query = server.capacity.map_or(SimDuration::ZERO, |c| {
             let milli = c.as_milli_per_sec().max(1);
-            SimDuration::from_nanos(u64::try_from(1_000_000_000_000u128 / u128::from(milli)).unwrap_or(u64::MAX))
+            SimDuration::from_nanos(
+                u64::try_from(1_000_000_000_000u128 / u128::from(milli)).unwrap_or(u64::MAX),
+            )
         });
         let base = service_time(server.service_time, &mut self.rng_server);
         let st = &mut self.servers[dp as usize];
@@ -1315,7 +1714,14 @@ impl NodeSim {
         let done = start + per_query.max(base);
         let _ = cx.schedule_at(
             done,
-            Event::DnsAnswer { dns_pod: dp, client_pod, lookup, query, gen, qtype, tuple: pkt.tuple.reversed() },
+            Event::DnsAnswer {
+                dns_pod: dp,
+                lookup,
+                query,
+                epoch,
+                qtype,
+                tuple: pkt.tuple.reversed(),
+            },
         );
     }
 
@@ -1326,14 +1732,14 @@ impl NodeSim {
         dns_pod: u32,
         lookup: u32,
         query: u32,
-        gen: u32,
+        epoch: u32,
         qtype: QType,
         tuple: Tuple,
     ) {
         let now = cx.now();
         // The name asked: from the lookup's candidates (current one).
         let (rcode, records) = match self.lookups.get(lookup) {
-            Some(slot) if slot.gen == gen => {
+            Some(slot) if slot.epoch == epoch => {
                 match slot.queries.iter().find(|(id, _)| id.get() == query) {
                     Some((_, n)) => {
                         let a = self.world.zone.answer(&n, qtype).to_answer();
@@ -1346,28 +1752,61 @@ impl NodeSim {
         };
         let netns = self.world.pods[dns_pod as usize].netns;
         let pkt = Packet::new(tuple, TcpFlags::NONE);
-        self.send(cx, netns, pkt, now, Purpose::DnsReply { lookup, query, gen, rcode, records }, false, None);
+        self.send(
+            cx,
+            netns,
+            pkt,
+            now,
+            Purpose::DnsReply {
+                lookup,
+                query,
+                epoch,
+                rcode,
+                records,
+            },
+            false,
+            None,
+        );
     }
 
-    fn dns_answer_arrived(&mut self, cx: &mut Context<'_, Event>, lookup: u32, query: u32, gen: u32, rcode: Rcode, records: u16) {
+    fn dns_answer_arrived(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        lookup: u32,
+        query: u32,
+        epoch: u32,
+        rcode: Rcode,
+        records: u16,
+    ) {
         let now = cx.now();
-        let Some(slot) = self.lookups.get_mut(lookup) else { return };
-        if slot.gen != gen {
+        let Some(slot) = self.lookups.get_mut(lookup) else {
+            return;
+        };
+        if slot.epoch != epoch {
             return;
         }
-        let Some(qid) = slot.queries.iter().find(|(id, _)| id.get() == query).map(|(id, _)| *id) else { return };
-        let _ = slot.lookup.on_answer(qid, crate::dns::Answer { rcode, records }, now);
+        let Some(qid) = slot
+            .queries
+            .iter()
+            .find(|(id, _)| id.get() == query)
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        let _ = slot
+            .lookup
+            .on_answer(qid, crate::dns::Answer { rcode, records }, now);
         self.drive_lookup(cx, lookup);
     }
 
     // ---------------------------------------------------------------------------------
     // Windowed packet events.
 
-    fn on_hop_start(&mut self, cx: &mut Context<'_, Event>, id: u32) {
+    fn on_hop_start(&mut self, cx: &mut Context<'_, Event>, id: u32, waited: bool) {
         let Some(f) = self.inflight.remove(id) else { return };
         let pinned = if f.cpu == u16::MAX { None } else { Some(f.cpu) };
         let now = cx.now();
-        let end = self.walk(f.at, f.in_dev, f.pkt, now, now, f.purpose, true, pinned);
+        let end = self.walk(f.at, f.in_dev, f.pkt, now, now, f.purpose, true, pinned, waited);
         self.finish_walk(cx, end, f.purpose);
     }
 
@@ -1387,7 +1826,13 @@ impl NodeSim {
                 self.note_clash(n, now, c);
                 match half.verdict {
                     HalfVerdict::Local => {
-                        let _ = cx.schedule_at(now, Event::Deliver { purpose: f.purpose, pkt: half.pkt });
+                        let _ = cx.schedule_at(
+                            now,
+                            Event::Deliver {
+                                purpose: f.purpose,
+                                pkt: half.pkt,
+                            },
+                        );
                     }
                     HalfVerdict::Forward { decision } => match decision.next {
                         NextHop::Netns { netns, in_dev, .. } => {
@@ -1395,7 +1840,17 @@ impl NodeSim {
                             if self.world.topo.node_of(f.at) != self.world.topo.node_of(netns) {
                                 t += NODE_LINK_LATENCY;
                             }
-                            let end = self.walk(netns, Some(in_dev), half.pkt, t, now, f.purpose, true, None);
+                            let end = self.walk(
+                                netns,
+                                Some(in_dev),
+                                half.pkt,
+                                t,
+                                now,
+                                f.purpose,
+                                true,
+                                None,
+                                false,
+                            );
                             self.finish_walk(cx, end, f.purpose);
                         }
                         NextHop::External => {}
@@ -1421,7 +1876,10 @@ impl NodeSim {
     fn on_sample(&mut self, cx: &mut Context<'_, Event>) {
         let now = cx.now();
         let interval = self.sc.sample_interval;
-        let mut row = Sample { t_s: now.as_secs_f64(), ..Sample::default() };
+        let mut row = Sample {
+            t_s: now.as_secs_f64(),
+            ..Sample::default()
+        };
         for (i, n) in self.world.nodes.iter().enumerate() {
             let count = n.ct.count(0);
             row.count.push(u64::from(count));
@@ -1430,7 +1888,11 @@ impl NodeSim {
             let busy = n.busy_ns - self.last_busy[i];
             self.last_busy[i] = n.busy_ns;
             let cap = u128::from(interval.as_nanos()) * u128::from(n.cpus.max(1));
-            row.cpu_pct.push(if cap == 0 { 0.0 } else { busy as f64 * 100.0 / cap as f64 });
+            row.cpu_pct.push(if cap == 0 {
+                0.0
+            } else {
+                busy as f64 * 100.0 / cap as f64
+            });
         }
         let (nc, ok, failed, q, _) = self.last_counts;
         row.new_connections = self.tally.new_connections - nc;
@@ -1438,8 +1900,13 @@ impl NodeSim {
         row.failed = self.tally.failed - failed;
         row.coredns_queries = self.tally.coredns_queries - q;
         self.coredns_peak_per_interval = self.coredns_peak_per_interval.max(row.coredns_queries);
-        self.last_counts =
-            (self.tally.new_connections, self.tally.ok, self.tally.failed, self.tally.coredns_queries, 0);
+        self.last_counts = (
+            self.tally.new_connections,
+            self.tally.ok,
+            self.tally.failed,
+            self.tally.coredns_queries,
+            0,
+        );
         row.latency_p50_ms = self.interval_latency.quantile_ppm(500_000) as f64 / 1e6;
         row.latency_p99_ms = self.interval_latency.quantile_ppm(990_000) as f64 / 1e6;
         self.interval_latency.clear();
@@ -1472,20 +1939,31 @@ impl Model for NodeSim {
     fn handle(&mut self, ev: Event, cx: &mut Context<'_, Event>) {
         match ev {
             Event::Arrival { wl } => self.on_arrival(cx, wl),
-            Event::HopStart { inflight } => self.on_hop_start(cx, inflight),
+            Event::HopStart { inflight, waited } => self.on_hop_start(cx, inflight, waited),
             Event::Confirm { inflight } => self.on_confirm(cx, inflight),
             Event::Deliver { purpose, pkt } => self.on_deliver(cx, purpose, pkt),
-            Event::SynTimer { flow, gen } => self.on_syn_timer(cx, flow, gen),
-            Event::Deadline { req, gen } => self.on_deadline(cx, req, gen),
-            Event::Retry { req } => {
-                if self.reqs.get(req).is_some_and(|r| r.state == ReqState::Backoff) {
+            Event::SynTimer { flow, epoch } => self.on_syn_timer(cx, flow, epoch),
+            Event::Deadline { req, epoch } => self.on_deadline(cx, req, epoch),
+            Event::Retry { req, epoch } => {
+                if self
+                    .reqs
+                    .get(req)
+                    .is_some_and(|r| r.state == ReqState::Backoff && r.epoch == epoch)
+                {
                     self.start_attempt(cx, req);
                 }
             }
-            Event::ServerDone { flow, gen } => self.on_server_done(cx, flow, gen),
-            Event::DnsTimer { lookup, gen } => self.on_dns_timer(cx, lookup, gen),
-            Event::DnsAnswer { dns_pod, client_pod: _, lookup, query, gen, qtype, tuple } => {
-                self.on_dns_answer(cx, dns_pod, lookup, query, gen, qtype, tuple);
+            Event::ServerDone { flow, epoch, server } => self.on_server_done(cx, flow, epoch, server),
+            Event::DnsTimer { lookup, epoch } => self.on_dns_timer(cx, lookup, epoch),
+            Event::DnsAnswer {
+                dns_pod,
+                lookup,
+                query,
+                epoch,
+                qtype,
+                tuple,
+            } => {
+                self.on_dns_answer(cx, dns_pod, lookup, query, epoch, qtype, tuple);
             }
             Event::Gc { node } => self.on_gc(cx, node),
             Event::Sample => self.on_sample(cx),

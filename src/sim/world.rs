@@ -10,7 +10,7 @@ use crate::rng::SimRng;
 use crate::scenario::{Cni, ProxyMode, Scenario, ServiceType, WorkloadTarget};
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
 use crate::socket::{Listener, SocketConfig, SocketTable};
-use crate::time::SimTime;
+use crate::time::{SimDuration, SimTime};
 use crate::topology::{CniFlavour, NetnsId, Topology, TopologyBuilder};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -22,6 +22,10 @@ pub(super) struct Node {
     pub(super) host: NetnsPath,
     /// When each CPU is next free (softirq work is serialised per CPU).
     pub(super) cpu_free: Vec<SimTime>,
+    /// When each CPU finishes the new-entry packet it is processing.
+    pub(super) new_busy: Vec<SimTime>,
+    /// Running estimate of a new-entry packet's processing time (slot reservations).
+    pub(super) new_cost_estimate: SimDuration,
     /// Busy nanoseconds, cumulative.
     pub(super) busy_ns: u128,
     /// Of which evaluating rules.
@@ -69,8 +73,6 @@ pub(super) struct World {
     pub(super) wl_pods: Vec<Vec<u32>>,
     /// Per workload: where requests go (address and port as the client dials them).
     pub(super) wl_target: Vec<SocketAddrV4>,
-    /// Per scenario service: backend pod indices.
-    pub(super) svc_pods: Vec<Vec<u32>>,
     /// The cluster DNS zone.
     pub(super) zone: Zone,
     /// Per node: (nat rules, filter rules).
@@ -122,7 +124,12 @@ fn service_ports(sc: &Scenario) -> Vec<SvcPort> {
         sp.endpoints = b
             .endpoints
             .iter()
-            .map(|ip| SvcEndpoint { ip: *ip, port: 8080, node: "elsewhere".into(), ready: true })
+            .map(|ip| SvcEndpoint {
+                ip: *ip,
+                port: 8080,
+                node: "elsewhere".into(),
+                ready: true,
+            })
             .collect();
         out.push(sp);
     }
@@ -133,7 +140,7 @@ fn service_ports(sc: &Scenario) -> Vec<SvcPort> {
 ///
 /// # Errors
 /// [`SimError::Unsupported`] for proxy modes that are not modelled yet.
-pub(crate) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
+pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
     if sc.kube_proxy.mode != ProxyMode::Iptables {
         return Err(SimError::Unsupported {
             what: format!(
@@ -152,11 +159,19 @@ pub(crate) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
         masquerade_all: sc.kube_proxy.masquerade_all,
         ..ProxyConfig::default()
     };
-    Ok(service::iptables::generate(&service_ports(sc), &cfg))
+    // kube-proxy writes KUBE-SERVICES in Go map order: arbitrary, fixed per sync. A
+    // seeded shuffle puts a Service at a random position, as on a real node.
+    Ok(service::iptables::generate_with(
+        &service_ports(sc),
+        &cfg,
+        service::iptables::ServiceOrder::Shuffled {
+            seed: sc.seed ^ (node as u64).wrapping_mul(0x9e37_79b9),
+        },
+    ))
 }
 
 /// The mode's name as written in scenario files.
-pub(crate) fn proxy_mode_name(m: ProxyMode) -> &'static str {
+pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
     match m {
         ProxyMode::Iptables => "iptables",
         ProxyMode::Ipvs => "ipvs",
@@ -169,15 +184,22 @@ impl World {
     /// Builds the world.
     pub(super) fn build(sc: &Scenario) -> Result<World, SimError> {
         let mut tb = TopologyBuilder::new(cni_flavour(sc.cni));
-        let node_ids: Vec<_> = sc.nodes.iter().map(|n| tb.add_node(&n.name, n.ip, n.pod_cidr)).collect();
+        let node_ids: Vec<_> = sc
+            .nodes
+            .iter()
+            .map(|n| tb.add_node(&n.name, n.ip, n.pod_cidr))
+            .collect();
         // Pods: service endpoints first, then workload pods.
         let mut pod_specs: Vec<(String, usize, Ipv4Addr, PodRole)> = Vec::new();
-        let mut svc_pods = vec![Vec::new(); sc.services.len()];
         for (si, s) in sc.services.iter().enumerate() {
             for (k, e) in s.endpoints.iter().enumerate() {
-                svc_pods[si].push(u32::try_from(pod_specs.len()).unwrap_or(u32::MAX));
                 #[allow(clippy::cast_possible_truncation)]
-                pod_specs.push((format!("{}-{k}", s.name), e.node.0 as usize, e.ip, PodRole::Server { svc: si as u16 }));
+                pod_specs.push((
+                    format!("{}-{k}", s.name),
+                    e.node.0 as usize,
+                    e.ip,
+                    PodRole::Server { svc: si as u16 },
+                ));
             }
         }
         let mut wl_pods = vec![Vec::new(); sc.workloads.len()];
@@ -185,11 +207,18 @@ impl World {
             for (k, ip) in w.pods.iter().enumerate() {
                 wl_pods[wi].push(u32::try_from(pod_specs.len()).unwrap_or(u32::MAX));
                 #[allow(clippy::cast_possible_truncation)]
-                pod_specs.push((format!("{}-{k}", w.name), w.node.0 as usize, *ip, PodRole::Client { wl: wi as u16 }));
+                pod_specs.push((
+                    format!("{}-{k}", w.name),
+                    w.node.0 as usize,
+                    *ip,
+                    PodRole::Client { wl: wi as u16 },
+                ));
             }
         }
-        let pod_netns: Vec<NetnsId> =
-            pod_specs.iter().map(|(name, node, ip, _)| tb.add_pod(node_ids[*node], name, *ip)).collect();
+        let pod_netns: Vec<NetnsId> = pod_specs
+            .iter()
+            .map(|(name, node, ip, _)| tb.add_pod(node_ids[*node], name, *ip))
+            .collect();
         let topo = tb.build().map_err(|e| SimError::Topology(e.to_string()))?;
 
         let mut host_of_netns = Vec::new();
@@ -197,7 +226,9 @@ impl World {
         let mut nat_rules = Vec::new();
         for (i, n) in sc.nodes.iter().enumerate() {
             let ruleset = node_ruleset(sc, i)?;
-            let host = topo.host_netns(node_ids[i]).ok_or_else(|| SimError::Topology(format!("node {} has no host namespace", n.name)))?;
+            let host = topo
+                .host_netns(node_ids[i])
+                .ok_or_else(|| SimError::Topology(format!("node {} has no host namespace", n.name)))?;
             let cpus = u16::try_from(n.cpus.clamp(1, 1024)).unwrap_or(1);
             let cfg = CtConfig::new(&n.sysctls.values, sc.kernel, cpus);
             let mut ct = ConntrackTable::new(cfg, SimRng::stream(sc.seed, &format!("conntrack/{}", n.name)))
@@ -219,6 +250,8 @@ impl World {
                 ct,
                 host: path,
                 cpu_free: vec![SimTime::ZERO; usize::from(cpus)],
+                new_busy: vec![SimTime::ZERO; usize::from(cpus)],
+                new_cost_estimate: sc.cost.per_packet,
                 busy_ns: 0,
                 rules_ns: 0,
                 rules_new: 0,
@@ -232,7 +265,11 @@ impl World {
         for s in &sc.services {
             match (s.service_type, s.cluster_ip) {
                 (ServiceType::Headless, _) => {
-                    zone.add_headless_service(&s.namespace, &s.name, s.endpoints.iter().map(|e| e.ip).collect());
+                    zone.add_headless_service(
+                        &s.namespace,
+                        &s.name,
+                        s.endpoints.iter().map(|e| e.ip).collect(),
+                    );
                 }
                 (_, Some(ip)) => {
                     zone.add_service(&s.namespace, &s.name, ip);
@@ -251,14 +288,18 @@ impl World {
         let mut pod_of_netns = Vec::new();
         for (pi, ((name, node, ip, role), netns)) in pod_specs.iter().zip(&pod_netns).enumerate() {
             let sys = &sc.nodes[*node].sysctls.values;
-            let scfg = SocketConfig::from_sysctls(sys).map_err(|e| SimError::Config(format!("pod {name}: {e}")))?;
+            let scfg =
+                SocketConfig::from_sysctls(sys).map_err(|e| SimError::Config(format!("pod {name}: {e}")))?;
             let sockets = SocketTable::new(scfg.clone(), SimRng::stream(sc.seed, &format!("socket/{name}")));
             let (listener, resolv) = match role {
                 PodRole::Server { svc } => {
                     let s = &sc.services[usize::from(*svc)];
                     let port = s.ports.first().map_or(80, |p| p.target_port);
                     let backlog = s.server.effective_backlog(sys.somaxconn);
-                    (Some(Listener::new(SocketAddrV4::new(*ip, port), backlog, &scfg)), None)
+                    (
+                        Some(Listener::new(SocketAddrV4::new(*ip, port), backlog, &scfg)),
+                        None,
+                    )
                 }
                 PodRole::Client { wl } => {
                     let w = &sc.workloads[usize::from(*wl)];
@@ -300,15 +341,26 @@ impl World {
                     let p = &s.ports[port];
                     match (s.service_type, s.cluster_ip) {
                         // Headless: clients dial a pod address; chosen per connection.
-                        (ServiceType::Headless, _) | (_, None) => {
-                            SocketAddrV4::new(s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip), p.target_port)
-                        }
+                        (ServiceType::Headless, _) | (_, None) => SocketAddrV4::new(
+                            s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip),
+                            p.target_port,
+                        ),
                         (_, Some(ip)) => SocketAddrV4::new(ip, p.port),
                     }
                 }
             })
             .collect();
 
-        Ok(World { topo, nodes, pods, host_of_netns, pod_of_netns, wl_pods, wl_target, svc_pods, zone, nat_rules })
+        Ok(World {
+            topo,
+            nodes,
+            pods,
+            host_of_netns,
+            pod_of_netns,
+            wl_pods,
+            wl_target,
+            zone,
+            nat_rules,
+        })
     }
 }

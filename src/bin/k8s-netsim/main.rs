@@ -1,2 +1,262 @@
-//! The `k8s-netsim` command line (being built).
-fn main() {}
+//! The `k8s-netsim` command line.
+//!
+//! Exit codes: 0 the command ran; 2 bad input (scenario file, flags, overrides); 1 an
+//! internal failure.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cmd_rules;
+mod cmd_trace;
+mod render;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_netsim::scenario::{Override, Scenario};
+use k8s_netsim::time::SimTime;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "k8s-netsim",
+    version,
+    about = "Simulate the network data path of Kubernetes nodes: conntrack, NAT, kube-proxy, DNS, sockets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay a scenario and report when conntrack drop / insert_failed / early_drop start, and why.
+    Run(RunArgs),
+    /// Print the iptables ruleset kube-proxy programs (iptables-save format).
+    Rules(RulesArgs),
+    /// Follow one connection's first packet hop by hop through a scenario's data path.
+    Trace(TraceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Scenario file (YAML or JSON).
+    scenario: PathBuf,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a scenario field: `PATH=VALUE` (e.g. `workloads.0.rate=10k/s`); repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Print the report as JSON (schema: docs/report-format.md) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Also write report.json, timeseries.csv and SVG charts into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Iptables,
+}
+
+#[derive(clap::Args, Debug)]
+struct RulesArgs {
+    /// Scenario file: print the ruleset of one of its nodes (with --node).
+    scenario: Option<PathBuf>,
+    /// Node of the scenario.
+    #[arg(long)]
+    node: Option<String>,
+    /// kube-proxy mode (synthetic cluster).
+    #[arg(long, value_enum, default_value = "iptables")]
+    mode: Mode,
+    /// Number of synthetic ClusterIP Services.
+    #[arg(long, default_value_t = 10)]
+    services: usize,
+    /// Endpoints per synthetic Service.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// Give the synthetic Services NodePorts.
+    #[arg(long)]
+    nodeport: bool,
+    /// Override a scenario field (with a scenario).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct TraceArgs {
+    /// Scenario file.
+    scenario: PathBuf,
+    /// Source pod: a workload pod name such as `order-service-0`.
+    #[arg(long)]
+    from: String,
+    /// Destination: `SERVICE:PORT` (a Service of the scenario) or `IP:PORT`.
+    #[arg(long)]
+    to: String,
+    /// Override a scenario field.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+}
+
+/// An error that is the user's input, not ours (exit 2).
+#[derive(Debug)]
+struct BadInput(String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Rules(a) => rules(a),
+        Command::Trace(a) => {
+            parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(bad) = e.downcast_ref::<BadInput>() {
+                eprintln!("error: {bad}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("internal error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Result<Vec<Override>> {
+    let mut out = Vec::new();
+    if let Some(s) = seed {
+        out.push(Override::parse(&format!("seed={s}")).map_err(|e| BadInput(format!("--seed: {e}")))?);
+    }
+    for s in set {
+        out.push(Override::parse(s).map_err(|e| BadInput(format!("--set {s}: {e}")))?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenario> {
+    Scenario::load(path, overrides).map_err(|e| BadInput(e.to_string()).into())
+}
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let overrides = parse_overrides(&a.set, a.seed)?;
+    let scenario = load(&a.scenario, &overrides)?;
+    let mut bar = Progress::new();
+    let outcome = k8s_netsim::sim::run(&scenario, &mut |now, end| bar.update(now, end))
+        .map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    bar.finish();
+    let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write(&dir.join("report.json"), &format!("{json}\n"))?;
+        write(&dir.join("timeseries.csv"), &outcome.timeseries.to_csv())?;
+        for (name, svg) in outcome.timeseries.charts() {
+            write(&dir.join(name), &svg)?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{}", render::summary(&outcome.report))?;
+        if let Some(dir) = &a.out {
+            writeln!(
+                out,
+                "\nwrote report.json, timeseries.csv and charts to {}",
+                dir.display()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn rules(a: RulesArgs) -> anyhow::Result<()> {
+    let text = match (&a.scenario, &a.node) {
+        (Some(path), Some(node)) => {
+            let scenario = load(path, &parse_overrides(&a.set, None)?)?;
+            k8s_netsim::sim::node_rules(&scenario, node)
+                .map_err(|e| BadInput(format!("{}: {e}", path.display())))?
+        }
+        (Some(path), None) => {
+            return Err(BadInput(format!(
+                "{}: --node NAME is required with a scenario",
+                path.display()
+            ))
+            .into());
+        }
+        (None, Some(_)) => return Err(BadInput("--node needs a scenario file".into()).into()),
+        (None, None) => match a.mode {
+            Mode::Iptables => cmd_rules::synthetic(a.services, a.endpoints, a.nodeport),
+        },
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A progress bar on stderr, shown only on a terminal and only after a second of wall time.
+struct Progress {
+    tty: bool,
+    #[allow(clippy::disallowed_types)]
+    started: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "wall clock only for the progress bar, never for the model"
+    )]
+    fn new() -> Progress {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+            shown: false,
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn update(&mut self, now: SimTime, end: SimTime) {
+        if !self.tty || self.started.elapsed().as_millis() < 1_000 {
+            return;
+        }
+        self.shown = true;
+        let frac = if end.as_nanos() == 0 {
+            1.0
+        } else {
+            now.as_nanos() as f64 / end.as_nanos() as f64
+        };
+        let width = 40;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let done = ((frac * f64::from(width)) as usize).min(width as usize);
+        eprint!(
+            "\r[{}{}] {:>5.1}% simulated {} of {}",
+            "#".repeat(done),
+            "-".repeat(width as usize - done),
+            frac * 100.0,
+            now,
+            end
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}

@@ -61,6 +61,10 @@ pub(crate) fn summary(r: &Report) -> String {
             n.rules.mean_per_new_connection,
             n.cpu.rules_share_pct
         );
+        if !n.packet_drops.is_empty() {
+            let drops: Vec<String> = n.packet_drops.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
+            let _ = writeln!(s, "  packets lost here: {}", drops.join(", "));
+        }
         let k = &n.sockets;
         if k.eaddrnotavail + k.listen_overflows + k.time_wait_overflow + k.syn_retransmits > 0 {
             let _ = writeln!(
@@ -71,14 +75,22 @@ pub(crate) fn summary(r: &Report) -> String {
         }
     }
     let q = &r.requests;
-    let _ = writeln!(s, "\nlatency (successful requests): {}", latency_line(&r.latency_ms));
+    let _ = writeln!(
+        s,
+        "\nlatency (successful requests): {}",
+        latency_line(&r.latency_ms)
+    );
     let _ = writeln!(
         s,
         "requests: sent {}, ok {}, failed {}, timeouts {}, retries {}, new connections {}, in flight at end {}",
         q.sent, q.ok, q.failed, q.timeouts, q.retries, q.new_connections, q.in_flight_at_end
     );
     if !q.failures_by_cause.is_empty() {
-        let causes: Vec<String> = q.failures_by_cause.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let causes: Vec<String> = q
+            .failures_by_cause
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         let _ = writeln!(s, "failed attempts by cause: {}", causes.join(", "));
     }
     let d = &r.dns;

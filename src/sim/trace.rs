@@ -1,0 +1,341 @@
+//! `k8s-netsim trace`: one connection's first packet, hop by hop, in the spirit of
+//! `xtables-monitor --trace`: every namespace crossed, every table run with the rules
+//! it evaluated and the one that decided, conntrack and NAT decisions, and the reply's
+//! way back through the stored bindings.
+
+use super::SimError;
+use super::world::World;
+use crate::datapath::{Confirmed, Entry, HalfVerdict, PathObserver};
+use crate::netfilter::{Evaluation, Hook, TableKind, Trace};
+use crate::packet::{Packet, Proto, TcpFlags, Tuple};
+use crate::rng::SimRng;
+use crate::scenario::Scenario;
+use crate::time::SimTime;
+use crate::topology::{NetnsId, NextHop, RouteDecision};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// What happened in one namespace, recorded while the datapath runs and rendered
+/// afterwards (when the ruleset can be borrowed to print the matched rules).
+enum Step {
+    Table {
+        hook: Hook,
+        table: TableKind,
+        summary: String,
+        chains: Vec<(u32, u32, Option<u32>)>,
+    },
+    Note {
+        hook: Hook,
+        text: String,
+    },
+}
+
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<Step>,
+}
+
+impl PathObserver for Recorder {
+    const TRACING: bool = true;
+
+    fn table(&mut self, hook: Hook, table: TableKind, ev: &Evaluation, trace: Option<&Trace>) {
+        let summary = format!(
+            "{} rules evaluated -> {:?}{}{}",
+            ev.rules_evaluated,
+            ev.verdict,
+            ev.nat.map(|n| format!(", {n:?}")).unwrap_or_default(),
+            if ev.notrack { ", NOTRACK" } else { "" }
+        );
+        // Per chain visited, in order: (chain, rules tested, matched rule).
+        let mut chains: Vec<(u32, u32, Option<u32>)> = Vec::new();
+        if let Some(t) = trace {
+            for s in &t.steps {
+                let c = u32::try_from(s.chain.index()).unwrap_or(u32::MAX);
+                match chains.last_mut() {
+                    Some(last) if last.0 == c && last.2.is_none() => {
+                        last.1 += 1;
+                        if s.matched {
+                            last.2 = Some(s.rule);
+                        }
+                    }
+                    _ => chains.push((c, 1, s.matched.then_some(s.rule))),
+                }
+            }
+        }
+        self.steps.push(Step::Table {
+            hook,
+            table,
+            summary,
+            chains,
+        });
+    }
+
+    fn note(&mut self, hook: Hook, text: String) {
+        self.steps.push(Step::Note { hook, text });
+    }
+}
+
+fn render(rs: &crate::netfilter::Ruleset, steps: &[Step], out: &mut String) {
+    for s in steps {
+        match s {
+            Step::Note { hook, text } => {
+                let _ = writeln!(out, "    {:<11} {text}", hook.chain_name());
+            }
+            Step::Table {
+                hook,
+                table,
+                summary,
+                chains,
+            } => {
+                let _ = writeln!(out, "    {:<11} {table:<6} {summary}", hook.chain_name());
+                let t = rs.table(*table);
+                for (chain, tested, matched) in chains {
+                    let Some(c) = t
+                        .chains()
+                        .find(|(id, _)| id.index() == *chain as usize)
+                        .map(|(_, c)| c)
+                    else {
+                        continue;
+                    };
+                    match matched.and_then(|r| c.rules().get(r as usize).map(|rule| (r, rule))) {
+                        Some((r, rule)) => {
+                            let _ = writeln!(
+                                out,
+                                "      {:<28} {tested:>6} tested, matched #{}: {}",
+                                c.name(),
+                                r + 1,
+                                crate::netfilter::export::rule_to_string(rs, *table, c.name(), rule)
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(out, "      {:<28} {tested:>6} tested, none matched", c.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn netns_label(world: &World, netns: NetnsId) -> String {
+    let name = world
+        .topo
+        .netns(netns)
+        .map_or("?", crate::topology::Netns::name)
+        .to_string();
+    match world.host_of_netns.get(netns.index()).copied().flatten() {
+        Some(_) => format!("node {name} (host namespace)"),
+        None => format!("pod {name}"),
+    }
+}
+
+/// Walks `pkt` from `from` and writes every step into `out`; returns the namespace where it
+/// was delivered and the packet as delivered.
+fn walk(
+    world: &mut World,
+    from: NetnsId,
+    mut pkt: Packet,
+    rng: &mut SimRng,
+    out: &mut String,
+) -> Option<(NetnsId, Packet)> {
+    let mut at = from;
+    let mut in_dev: Option<crate::topology::DeviceId> = None;
+    let now = SimTime::ZERO;
+    for _ in 0..16 {
+        let label = netns_label(world, at);
+        let dev = in_dev
+            .and_then(|d| world.topo.device(d))
+            .map(|d| d.name().to_string());
+        let _ = writeln!(
+            out,
+            "  {label}{}: {}",
+            dev.as_ref().map(|d| format!(" in {d}")).unwrap_or_default(),
+            pkt.tuple
+        );
+        let host = world.host_of_netns.get(at.index()).copied().flatten();
+        let decision = if let Some(node) = host {
+            let n = usize::from(node);
+            let mut rec = Recorder::default();
+            let (half, confirmed) = {
+                let node_ref = &mut world.nodes[n];
+                let entry = Entry::Received {
+                    in_dev: dev.as_deref().unwrap_or("eth0"),
+                };
+                let half = node_ref.host.first_half(
+                    &mut node_ref.ct,
+                    &world.topo,
+                    entry,
+                    pkt,
+                    0,
+                    rng,
+                    now,
+                    &mut rec,
+                );
+                let c = node_ref.host.confirm(&mut node_ref.ct, &half, 0, now, &mut rec);
+                (half, c)
+            };
+            render(&world.nodes[n].host.ruleset, &rec.steps, out);
+            let _ = writeln!(
+                out,
+                "    total: {} rules evaluated in this namespace",
+                half.rules_evaluated
+            );
+            if let Confirmed::Dropped(r) = confirmed {
+                let _ = writeln!(out, "  DROPPED at confirm: {r:?}");
+                return None;
+            }
+            pkt = half.pkt;
+            match half.verdict {
+                HalfVerdict::Dropped(r) => {
+                    let _ = writeln!(out, "  DROPPED: {r:?}");
+                    return None;
+                }
+                HalfVerdict::Local => return Some((at, pkt)),
+                HalfVerdict::Forward { decision } => decision,
+            }
+        } else {
+            match world.topo.route(at, pkt.tuple.dst) {
+                RouteDecision::Local { .. } => return Some((at, pkt)),
+                RouteDecision::Forward(f) => {
+                    let _ = writeln!(
+                        out,
+                        "    OUTPUT, POSTROUTING: no rules, no conntrack in this namespace"
+                    );
+                    f
+                }
+                RouteDecision::Unreachable(u) => {
+                    let _ = writeln!(out, "  UNREACHABLE: {u:?}");
+                    return None;
+                }
+            }
+        };
+        let out_name = world
+            .topo
+            .device(decision.out_dev)
+            .map_or("?", crate::topology::Device::name)
+            .to_string();
+        let encap = match decision.encap {
+            crate::topology::Encap::None => String::new(),
+            e => format!(" ({e:?}, +{} bytes)", e.overhead_bytes()),
+        };
+        let _ = writeln!(out, "    -> out {out_name}{encap}");
+        match decision.next {
+            NextHop::Netns { netns, in_dev: d, .. } => {
+                at = netns;
+                in_dev = Some(d);
+            }
+            NextHop::External => {
+                let _ = writeln!(out, "  leaves the cluster");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Traces a TCP connection's SYN from pod `from` to `to` (`SERVICE:PORT`, `SERVICE.NS:PORT`
+/// or `IP:PORT`) and its SYN-ACK back, on a fresh copy of the scenario's world.
+///
+/// # Errors
+/// [`SimError::Config`] for an unknown pod or destination.
+pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimError> {
+    let mut world = World::build(scenario)?;
+    let from_netns = world
+        .topo
+        .netns_by_name(from)
+        .filter(|n| world.pod_of_netns.get(n.index()).copied().flatten().is_some())
+        .ok_or_else(|| {
+            let pods: Vec<&str> = world
+                .pods
+                .iter()
+                .take(3)
+                .filter_map(|p| world.topo.netns(p.netns).map(crate::topology::Netns::name))
+                .collect();
+            SimError::Config(format!(
+                "--from: no pod named `{from}` (pods are named like {})",
+                pods.join(", ")
+            ))
+        })?;
+    let dst = resolve_target(scenario, to)?;
+    let pod_ip = world.pods[world.pod_of_netns[from_netns.index()].unwrap_or(0) as usize].ip;
+    let mut rng = SimRng::stream(scenario.seed, "trace");
+    let sport = 40_000;
+    let tuple = Tuple::new(Proto::Tcp, pod_ip, sport, *dst.ip(), dst.port());
+    let mut out = String::new();
+    let _ = writeln!(out, "SYN {tuple}");
+    let Some((at, delivered)) = walk(
+        &mut world,
+        from_netns,
+        Packet::new(tuple, TcpFlags::SYN),
+        &mut rng,
+        &mut out,
+    ) else {
+        return Ok(out);
+    };
+    let _ = writeln!(
+        out,
+        "  delivered to {} as {}",
+        netns_label(&world, at),
+        delivered.tuple
+    );
+    let _ = writeln!(out, "\nSYN-ACK {}", delivered.tuple.reversed());
+    if let Some((back, pkt)) = walk(
+        &mut world,
+        at,
+        Packet::new(delivered.tuple.reversed(), TcpFlags::SYN_ACK),
+        &mut rng,
+        &mut out,
+    ) {
+        let _ = writeln!(
+            out,
+            "  delivered to {} as {}",
+            netns_label(&world, back),
+            pkt.tuple
+        );
+        let ok = pkt.tuple == tuple.reversed();
+        let _ = writeln!(
+            out,
+            "  reply un-NAT {}: the client sees {}:{} answering",
+            if ok {
+                "restores the original tuple"
+            } else {
+                "does NOT restore the original tuple"
+            },
+            pkt.tuple.src,
+            pkt.tuple.sport
+        );
+    }
+    Ok(out)
+}
+
+fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimError> {
+    if let Ok(a) = to.parse::<SocketAddrV4>() {
+        return Ok(a);
+    }
+    let (name, port) = to
+        .rsplit_once(':')
+        .ok_or_else(|| SimError::Config(format!("--to `{to}`: expected SERVICE:PORT or IP:PORT")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| SimError::Config(format!("--to `{to}`: `{port}` is not a port")))?;
+    let (svc, ns) = match name.split_once('.') {
+        Some((s, n)) => (s, Some(n)),
+        None => (name, None),
+    };
+    let s = scenario
+        .services
+        .iter()
+        .find(|s| s.name == svc && ns.is_none_or(|n| s.namespace == n))
+        .ok_or_else(|| SimError::Config(format!("--to `{to}`: no Service `{name}` in the scenario")))?;
+    let p =
+        s.ports.iter().find(|p| p.port == port).ok_or_else(|| {
+            SimError::Config(format!("--to `{to}`: Service `{}` has no port {port}", s.name))
+        })?;
+    match s.cluster_ip {
+        Some(ip) => Ok(SocketAddrV4::new(ip, p.port)),
+        None => Ok(SocketAddrV4::new(
+            s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip),
+            p.target_port,
+        )),
+    }
+}
