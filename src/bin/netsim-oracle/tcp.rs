@@ -24,6 +24,9 @@ pub(crate) enum Closer {
     Client,
 }
 
+/// Most connections a `Closer::Client` server serves on threads of their own.
+const MAX_HELD: u64 = 4096;
+
 /// Runs the backend: accept, read the request, reply, then close first or wait for
 /// the client's close. Exits after `duration` (a watchdog), whatever happens.
 pub(crate) fn server(
@@ -37,14 +40,30 @@ pub(crate) fn server(
         std::thread::sleep(duration);
         std::process::exit(0);
     });
+    let active = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for _ in 0..workers.clamp(1, 256) {
         let l = listener
             .try_clone()
             .map_err(|e| format!("cloning listener: {e}"))?;
+        let active = active.clone();
         handles.push(std::thread::spawn(move || {
             loop {
                 match l.accept() {
+                    // A client that closes first may hold its connection for long (`hold`
+                    // steps): serve it on its own thread so accepting never stalls.
+                    Ok((s, _)) if closer == Closer::Client && active.load(Ordering::Relaxed) < MAX_HELD => {
+                        active.fetch_add(1, Ordering::Relaxed);
+                        let mine = active.clone();
+                        let spawned = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+                            serve_one(s, closer);
+                            mine.fetch_sub(1, Ordering::Relaxed);
+                        });
+                        if spawned.is_err() {
+                            active.fetch_sub(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
                     Ok((s, _)) => serve_one(s, closer),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
