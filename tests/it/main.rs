@@ -1,1 +1,2 @@
 //! Integration tests: one binary, one module per behaviour.
+mod oracle_traces;

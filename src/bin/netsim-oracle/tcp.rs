@@ -376,7 +376,8 @@ impl Driver for TcpClient {
     }
 }
 
-/// Reads `Tcp: OutSegs` of this process's namespace from `/proc/self/net/snmp`.
+/// Reads `Tcp: OutSegs + RetransSegs` of this process's namespace from
+/// `/proc/self/net/snmp` (OutSegs excludes retransmissions, RFC 2012 tcpOutSegs).
 pub(crate) fn tcp_out_segs() -> Result<u64, String> {
     let text = std::fs::read_to_string("/proc/self/net/snmp")
         .map_err(|e| format!("reading /proc/self/net/snmp: {e}"))?;
@@ -388,18 +389,23 @@ fn parse_out_segs(text: &str) -> Result<u64, String> {
     let (Some(h), Some(v)) = (tcp.next(), tcp.next()) else {
         return Err("no Tcp: lines in snmp".into());
     };
-    let i = h
-        .split_whitespace()
-        .position(|c| c == "OutSegs")
-        .ok_or("no OutSegs column")?;
-    v.split_whitespace()
-        .nth(i)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "bad OutSegs value".into())
+    let values: Vec<&str> = v.split_whitespace().collect();
+    let mut total = 0;
+    for name in ["OutSegs", "RetransSegs"] {
+        let i = h
+            .split_whitespace()
+            .position(|c| c == name)
+            .ok_or_else(|| format!("no {name} column"))?;
+        total += values
+            .get(i)
+            .and_then(|c| c.parse::<u64>().ok())
+            .ok_or_else(|| format!("bad {name} value"))?;
+    }
+    Ok(total)
 }
 
-/// `syn-probe`: one connect to a black hole while a thread polls `Tcp: OutSegs`
-/// every `poll`; each increment is a (re)transmitted SYN (the namespace must have no
+/// `syn-probe`: one connect to a black hole while a thread polls `Tcp: OutSegs` +
+/// `RetransSegs` every `poll`; each increment is a (re)transmitted SYN (the namespace must have no
 /// other TCP traffic). Returns the SYN times and the connect outcome.
 pub(crate) fn syn_probe(
     dst: SocketAddr,
@@ -457,10 +463,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn out_segs_is_read_from_the_second_tcp_line() {
+    fn sent_segments_include_retransmissions() {
         let snmp =
             "Ip: Forwarding\nIp: 1\nTcp: RtoAlgorithm ActiveOpens OutSegs RetransSegs\nTcp: 1 5 42 3\n";
-        assert_eq!(parse_out_segs(snmp).unwrap(), 42);
+        assert_eq!(parse_out_segs(snmp).unwrap(), 45);
         assert!(parse_out_segs("Ip: a\nIp: 1\n").is_err());
     }
 
