@@ -1,2 +1,4 @@
 //! Integration tests: one binary, one module per behaviour.
+
+mod oracle_traces;
 mod scenario_errors;
