@@ -167,8 +167,11 @@ pub struct Onsets {
 pub struct CpuReport {
     /// Mean utilisation over the run, percent of all CPUs.
     pub mean_pct: f64,
-    /// Highest utilisation in any sample interval, percent of all CPUs.
+    /// Highest utilisation in any sample interval, percent of all CPUs (at most 100).
     pub peak_pct: f64,
+    /// Highest packet-processing *demand* in any sample interval, percent of all CPUs:
+    /// above 100 the node could not keep up and packets queued (softirq backlog).
+    pub peak_demand_pct: f64,
     /// Busy time in core-seconds.
     pub busy_core_s: f64,
     /// Share of busy time spent evaluating rules, percent.

@@ -163,7 +163,8 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 } else {
                     round3(n.busy_ns as f64 * 100.0 / cap as f64)
                 },
-                peak_pct: round3(peak),
+                peak_pct: round3(peak.min(100.0)),
+                peak_demand_pct: round3(peak),
                 busy_core_s: round3(n.busy_ns as f64 / 1e9),
                 rules_share_pct: if n.busy_ns == 0 {
                     0.0
@@ -287,13 +288,13 @@ fn socket_report(sim: &NodeSim, node: usize) -> SocketReport {
 
 /// The first thing that went wrong, and why, in the kernel's terms.
 fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
-    // Earliest onset across nodes and counters, drop before insert_failed before
-    // early_drop on ties.
+    // Earliest onset across nodes and counters. On a tie insert_failed wins: a clash at
+    // confirm raises insert_failed and drop together, and the clash is the cause.
     let mut best: Option<(SimTime, usize, &'static str, u32)> = None;
     for (i, o) in sim.onsets.iter().enumerate() {
         for (kind, v) in [
-            ("drop", o.drop),
             ("insert_failed", o.insert_failed),
+            ("drop", o.drop),
             ("early_drop", o.early_drop),
         ] {
             if let Some((t, count)) = v {

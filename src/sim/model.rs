@@ -179,6 +179,10 @@ struct LookupSlot {
     queries: Vec<(QueryId, std::sync::Arc<str>)>,
     timer_at: Option<SimTime>,
     had_timeout: bool,
+    /// The request a per-request lookup resolves for (`None`: the pod's cache).
+    owner: Option<u32>,
+    /// The owner's attempt epoch when the lookup started.
+    owner_epoch: u32,
 }
 
 impl std::fmt::Debug for LookupSlot {
@@ -950,9 +954,14 @@ impl NodeSim {
             if let Some(r) = self.reqs.get_mut(req) {
                 r.state = ReqState::WaitDns;
             }
-            self.clients[pod as usize].dns_waiters.push(req);
-            if dns.mode == DnsMode::PerRequest || self.clients[pod as usize].lookup.is_none() {
-                self.start_lookup(cx, pod);
+            if dns.mode == DnsMode::PerRequest {
+                // Each request runs its own lookup (no client cache).
+                self.start_lookup(cx, pod, Some(req));
+            } else {
+                self.clients[pod as usize].dns_waiters.push(req);
+                if self.clients[pod as usize].lookup.is_none() {
+                    self.start_lookup(cx, pod, None);
+                }
             }
         } else {
             self.get_connection(cx, req);
@@ -1482,7 +1491,9 @@ impl NodeSim {
     // ---------------------------------------------------------------------------------
     // DNS.
 
-    fn start_lookup(&mut self, cx: &mut Context<'_, Event>, pod: u32) {
+    /// Starts a lookup for `pod`: for one request (`owner`, per-request resolution) or
+    /// for every request waiting on the pod's cache.
+    fn start_lookup(&mut self, cx: &mut Context<'_, Event>, pod: u32, owner: Option<u32>) {
         let now = cx.now();
         let wl = match self.world.pods[pod as usize].role {
             PodRole::Client { wl } => usize::from(wl),
@@ -1494,7 +1505,10 @@ impl NodeSim {
         };
         let Ok(lookup) = Lookup::new(&conf, &name, now) else {
             // An invalid name cannot be resolved: every waiter fails.
-            let waiters = std::mem::take(&mut self.clients[pod as usize].dns_waiters);
+            let waiters = match owner {
+                Some(r) => vec![r],
+                None => std::mem::take(&mut self.clients[pod as usize].dns_waiters),
+            };
             for r in waiters {
                 self.attempt_failed(cx, r, "DNS: invalid name");
             }
@@ -1509,6 +1523,8 @@ impl NodeSim {
             queries: Vec::new(),
             timer_at: None,
             had_timeout: false,
+            owner,
+            owner_epoch: owner.and_then(|r| self.reqs.get(r)).map_or(0, |r| r.epoch),
         });
         if self.sc.workloads[wl].dns.mode == DnsMode::Cached {
             self.clients[pod as usize].lookup = Some(id);
@@ -1640,13 +1656,18 @@ impl NodeSim {
                             self.clients[pod].dns_valid_until = Some(now + self.sc.workloads[wl].dns.ttl);
                         }
                     }
-                    // Per-request lookups serve their own request only (first waiter).
-                    let waiters: Vec<u32> = if cached {
-                        std::mem::take(&mut self.clients[pod].dns_waiters)
-                    } else if self.clients[pod].dns_waiters.is_empty() {
-                        Vec::new()
-                    } else {
-                        vec![self.clients[pod].dns_waiters.remove(0)]
+                    // A per-request lookup serves its own request, if that request still
+                    // waits for it (it may have timed out and moved on).
+                    let waiters: Vec<u32> = match slot.owner {
+                        None => std::mem::take(&mut self.clients[pod].dns_waiters),
+                        Some(r)
+                            if self.reqs.get(r).is_some_and(|q| {
+                                q.state == ReqState::WaitDns && q.epoch == slot.owner_epoch
+                            }) =>
+                        {
+                            vec![r]
+                        }
+                        Some(_) => Vec::new(),
                     };
                     for r in waiters {
                         if ok {

@@ -1,4 +1,7 @@
 //! Integration tests: one binary, one module per behaviour.
 
+mod cli;
+mod layering;
 mod oracle_traces;
 mod scenario_errors;
+mod sim;

@@ -52,10 +52,15 @@ pub(crate) fn summary(r: &Report) -> String {
         }
         let _ = writeln!(
             s,
-            "  cpu: mean {:.1}%, peak {:.1}% of {} CPUs; rules: nat {}, filter {}, {:.0} evaluated per new connection ({:.0}% of packet CPU)",
+            "  cpu: mean {:.1}%, peak {:.1}% of {} CPUs{}; rules: nat {}, filter {}, {:.0} evaluated per new connection ({:.0}% of packet CPU)",
             n.cpu.mean_pct,
             n.cpu.peak_pct,
             n.cpus,
+            if n.cpu.peak_demand_pct > 100.0 {
+                format!(" (saturated: demand peaked at {:.0}%)", n.cpu.peak_demand_pct)
+            } else {
+                String::new()
+            },
             n.rules.nat_rules,
             n.rules.filter_rules,
             n.rules.mean_per_new_connection,

@@ -1,0 +1,157 @@
+//! The node simulation end to end: the flash-sale acceptance checks, determinism,
+//! counter semantics and the DNS race per kernel profile.
+
+use k8s_netsim::report::Report;
+use k8s_netsim::scenario::{Override, Scenario};
+
+fn scenario(path: &str, sets: &[&str]) -> Scenario {
+    let overrides: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
+    Scenario::load(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")), &overrides).unwrap()
+}
+
+fn run(sc: &Scenario) -> Report {
+    k8s_netsim::sim::run(sc, &mut |_, _| {}).unwrap().report
+}
+
+#[test]
+fn flash_sale_drop_onset_is_the_analytic_fill_time() {
+    let sc = scenario("scenarios/flash-sale.yaml", &["duration=7s"]);
+    let r = run(&sc);
+    let max = r.nodes[0].conntrack.max as f64;
+    let rate = sc.workloads[0].rate.as_per_sec_f64();
+    let analytic = max / rate;
+    let onset = r.nodes[0].onset_s.drop.expect("drop must start");
+    assert!(
+        (onset - analytic).abs() / analytic < 0.10,
+        "onset {onset} vs analytic {analytic}"
+    );
+    assert_eq!(r.verdict.kind, "drop");
+    assert!(r.verdict.text.starts_with(&format!(
+        "drop starts at t={onset:.3}s on node-a (nf_conntrack_count "
+    )));
+    // A full table of ASSURED TIME_WAIT entries: drop, never insert_failed (kernel-semantics.md §1.5, §9 item 11).
+    assert!(r.nodes[0].conntrack.stats.drop > 0);
+    assert_eq!(r.nodes[0].conntrack.stats.insert_failed, 0);
+    assert_eq!(r.nodes[0].conntrack.stats.insert, 0);
+    assert!(r.verdict.cause.contains("ASSURED"), "{}", r.verdict.cause);
+}
+
+#[test]
+fn flash_sale_p99_shows_the_syn_retransmit_signature() {
+    let r = run(&scenario("scenarios/flash-sale.yaml", &["duration=12s"]));
+    assert!(r.latency_ms.p99 >= 1000.0, "p99 {} ms", r.latency_ms.p99);
+    assert!(r.nodes[0].sockets.syn_retransmits > 0 || r.requests.retries > 0);
+}
+
+#[test]
+fn below_the_sustainable_rate_nothing_drops() {
+    // nf_conntrack_max / (120 s TIME_WAIT + lifetime) = 131072 / ~120 s ≈ 1092/s.
+    let sc = scenario("scenarios/flash-sale.yaml", &["workloads.0.rate=1k/s"]);
+    let max = sc.nodes[0].sysctls.values.nf_conntrack_max as f64;
+    assert!(1000.0 < max / 120.0);
+    let r = run(&sc);
+    for n in &r.nodes {
+        assert_eq!(n.conntrack.stats.drop, 0, "{}", n.name);
+        assert_eq!(n.onset_s.drop, None);
+    }
+    assert_eq!(r.verdict.kind, "none");
+    assert!(r.latency_ms.p99 < 100.0);
+}
+
+#[test]
+fn same_scenario_and_seed_give_byte_identical_json() {
+    let sc = scenario("scenarios/small.yaml", &["duration=5s"]);
+    let a = serde_json::to_string(&run(&sc)).unwrap();
+    let b = serde_json::to_string(&run(&sc)).unwrap();
+    assert_eq!(a, b);
+    let c = serde_json::to_string(&run(&scenario(
+        "scenarios/small.yaml",
+        &["duration=5s", "seed=8"],
+    )))
+    .unwrap();
+    assert_ne!(a, c, "a different seed must change something");
+}
+
+/// kernel-semantics.md §2 / validation-targets.md V05: parallel A/AAAA from two threads
+/// through a DNATed kube-dns with two endpoints clash at confirm. 5.4 cannot insert the
+/// loser reply-only: insert_failed + drop and a 5 s resolver timeout; 6.18 resolves it.
+#[test]
+fn dns_race_fails_on_5_4_and_resolves_on_6_18() {
+    let base = [
+        "duration=6s",
+        "workloads.0.rate=300/s",
+        "workloads.0.dns.mode=perRequest",
+        "workloads.0.dns.resolverThreads=2",
+        "services.1.endpoints.0.count=2",
+    ];
+    let mut old: Vec<&str> = base.to_vec();
+    old.push("kernel=5.4");
+    let r_old = run(&scenario("scenarios/small.yaml", &old));
+    let a_old = &r_old.nodes[0].conntrack.stats;
+    assert!(a_old.insert_failed > 0, "{a_old:?}");
+    assert!(a_old.drop > 0, "{a_old:?}");
+    assert!(r_old.dns.lookups_with_timeout > 0);
+    assert_eq!(r_old.verdict.kind, "insert_failed");
+    assert!(
+        r_old.verdict.cause.contains("UDP clash"),
+        "{}",
+        r_old.verdict.cause
+    );
+
+    let mut new: Vec<&str> = base.to_vec();
+    new.push("kernel=6.18");
+    let r_new = run(&scenario("scenarios/small.yaml", &new));
+    let a_new = &r_new.nodes[0].conntrack.stats;
+    assert!(a_new.clash_resolve > 0, "{a_new:?}");
+    assert_eq!(a_new.drop, 0, "{a_new:?}");
+    assert_eq!(r_new.dns.lookups_with_timeout, 0);
+}
+
+#[test]
+fn one_thread_resolvers_never_race() {
+    // glibc sends the pair back to back from one thread: one CPU, sequential (§10 item 5).
+    let r = run(&scenario(
+        "scenarios/small.yaml",
+        &[
+            "duration=4s",
+            "workloads.0.dns.mode=perRequest",
+            "services.1.endpoints.0.count=2",
+            "kernel=5.4",
+        ],
+    ));
+    let s = &r.nodes[0].conntrack.stats;
+    assert_eq!((s.insert_failed, s.clash_resolve), (0, 0), "{s:?}");
+    assert!(r.dns.queries > 1000);
+}
+
+#[test]
+fn keepalive_pools_cut_new_connections() {
+    let short = run(&scenario("scenarios/small.yaml", &["duration=5s"]));
+    let pooled = run(&scenario(
+        "scenarios/small.yaml",
+        &[
+            "duration=5s",
+            "workloads.0.connection.mode=pool",
+            "workloads.0.connection.maxRequestsPerConnection=100",
+        ],
+    ));
+    assert_eq!(short.requests.new_connections, short.requests.sent);
+    assert!(
+        pooled.requests.new_connections * 20 < short.requests.new_connections,
+        "{:?}",
+        pooled.requests
+    );
+    assert!(pooled.requests.ok > 0);
+}
+
+#[test]
+fn trace_shows_dnat_and_the_reply_un_nat() {
+    let sc = scenario("scenarios/small.yaml", &[]);
+    let text = k8s_netsim::sim::trace(&sc, "client-0", "echo:80").unwrap();
+    assert!(text.contains("nat: DNAT"), "{text}");
+    assert!(text.contains("KUBE-SERVICES"));
+    assert!(text.contains("confirmed"));
+    assert!(text.contains("restores the original tuple"), "{text}");
+    assert!(k8s_netsim::sim::trace(&sc, "nobody", "echo:80").is_err());
+    assert!(k8s_netsim::sim::trace(&sc, "client-0", "nosuch:80").is_err());
+}
