@@ -297,10 +297,10 @@ fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
             ("drop", o.drop),
             ("early_drop", o.early_drop),
         ] {
-            if let Some((t, count)) = v {
-                if best.is_none_or(|(bt, ..)| t < bt) {
-                    best = Some((t, i, kind, count));
-                }
+            if let Some((t, count)) = v
+                && best.is_none_or(|(bt, ..)| t < bt)
+            {
+                best = Some((t, i, kind, count));
             }
         }
     }

@@ -762,18 +762,20 @@ impl NodeSim {
         let o = &mut self.onsets[n];
         o.count_peak = o.count_peak.max(count);
         let max = self.world.nodes[n].ct.config().max;
-        if let HalfVerdict::Dropped(DropReason::ConntrackTableFull) = half.verdict {
-            if o.drop.is_none() {
-                o.drop = Some((at, count));
-                let census = self.census(n, at);
-                self.onsets[n].table_at_drop = Some(census);
-            }
+        if let HalfVerdict::Dropped(DropReason::ConntrackTableFull) = half.verdict
+            && o.drop.is_none()
+        {
+            o.drop = Some((at, count));
+            let census = self.census(n, at);
+            self.onsets[n].table_at_drop = Some(census);
         }
         // early_drop only happens when an allocation found the table at its max.
-        if half.new_entry && self.onsets[n].early_drop.is_none() && count + 1 >= max {
-            if self.counters(n).early_drop > 0 {
-                self.onsets[n].early_drop = Some((at, count));
-            }
+        if half.new_entry
+            && self.onsets[n].early_drop.is_none()
+            && count + 1 >= max
+            && self.counters(n).early_drop > 0
+        {
+            self.onsets[n].early_drop = Some((at, count));
         }
     }
 
@@ -1147,17 +1149,17 @@ impl NodeSim {
                 cs.conn_waiters.retain(|x| *x != req);
             }
             ReqState::Connecting | ReqState::Sent => {
-                if let Some(f) = r.flow {
-                    if let Some(flow) = self.flows.get(f).copied() {
-                        let p = &mut self.world.pods[flow.pod as usize];
-                        if flow.state == FlowState::Connecting {
-                            let _ = p.sockets.abort(flow.tuple, AbortReason::TimedOut, now);
-                            self.drop_flow(f);
-                        } else {
-                            // The client gives up on the connection: close it (RST-free
-                            // close; it leaves TIME_WAIT as an active close).
-                            self.close_flow(cx, f, true);
-                        }
+                if let Some(f) = r.flow
+                    && let Some(flow) = self.flows.get(f).copied()
+                {
+                    let p = &mut self.world.pods[flow.pod as usize];
+                    if flow.state == FlowState::Connecting {
+                        let _ = p.sockets.abort(flow.tuple, AbortReason::TimedOut, now);
+                        self.drop_flow(f);
+                    } else {
+                        // The client gives up on the connection: close it (RST-free
+                        // close; it leaves TIME_WAIT as an active close).
+                        self.close_flow(cx, f, true);
                     }
                 }
             }
@@ -1275,10 +1277,10 @@ impl NodeSim {
             PodRole::Client { wl } => usize::from(wl),
             PodRole::Server { .. } => return,
         };
-        if self.sc.workloads[wl].connection.mode == ConnectionMode::Pool {
-            if let Some(w) = self.clients[pod_idx].conn_waiters.pop_front() {
-                self.open_connection(cx, w);
-            }
+        if self.sc.workloads[wl].connection.mode == ConnectionMode::Pool
+            && let Some(w) = self.clients[pod_idx].conn_waiters.pop_front()
+        {
+            self.open_connection(cx, w);
         }
     }
 
@@ -1447,22 +1449,21 @@ impl NodeSim {
 
     fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, sp: u32) {
         let now = cx.now();
-        if let Some(f) = self.flows.get(flow).copied() {
-            if f.epoch == epoch {
-                if let Some(t) = self.server_tuple(&f) {
-                    let netns = self.world.pods[sp as usize].netns;
-                    let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
-                    self.send(
-                        cx,
-                        netns,
-                        pkt,
-                        now,
-                        Purpose::Response { flow, epoch },
-                        false,
-                        None,
-                    );
-                }
-            }
+        if let Some(f) = self.flows.get(flow).copied()
+            && f.epoch == epoch
+            && let Some(t) = self.server_tuple(&f)
+        {
+            let netns = self.world.pods[sp as usize].netns;
+            let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
+            self.send(
+                cx,
+                netns,
+                pkt,
+                now,
+                Purpose::Response { flow, epoch },
+                false,
+                None,
+            );
         }
         // The worker takes the next queued request of this pod, if any.
         let svc = match self.world.pods[sp as usize].role {
@@ -1763,7 +1764,7 @@ impl NodeSim {
             Some(slot) if slot.epoch == epoch => {
                 match slot.queries.iter().find(|(id, _)| id.get() == query) {
                     Some((_, n)) => {
-                        let a = self.world.zone.answer(&n, qtype).to_answer();
+                        let a = self.world.zone.answer(n, qtype).to_answer();
                         (a.rcode, a.records)
                     }
                     None => (Rcode::ServFail, 0),

@@ -51,13 +51,13 @@ fn modules_import_only_downward() {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                if let Some(t) = layer(&target) {
-                    if t > own_layer {
-                        violations.push(format!(
-                            "{rel}:{}: `{own}` (layer {own_layer}) uses `{target}` (layer {t})",
-                            i + 1
-                        ));
-                    }
+                if let Some(t) = layer(&target)
+                    && t > own_layer
+                {
+                    violations.push(format!(
+                        "{rel}:{}: `{own}` (layer {own_layer}) uses `{target}` (layer {t})",
+                        i + 1
+                    ));
                 }
                 rest = &after[target.len()..];
             }
