@@ -270,8 +270,6 @@ pub struct DnsReport {
     pub lookups_with_timeout: u64,
     /// Lookups that failed entirely.
     pub lookups_failed: u64,
-    /// Queries answered by NodeLocal DNSCache.
-    pub node_local_hits: u64,
 }
 
 /// Per-workload outcomes.

@@ -250,7 +250,6 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
             },
             lookups_with_timeout: t.lookups_with_timeout,
             lookups_failed: t.lookups_failed,
-            node_local_hits: sim.node_local_hits,
         },
         workloads,
         engine: EngineReport { events },

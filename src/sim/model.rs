@@ -303,7 +303,6 @@ pub(super) struct NodeSim {
     last_busy: Vec<u128>,
     last_counts: (u64, u64, u64, u64, u64),
     pub(super) coredns_peak_per_interval: u64,
-    pub(super) node_local_hits: u64,
     /// Engine lanes for constant-delay timers, by delay (nanoseconds).
     lanes: Vec<(u64, crate::engine::LaneId)>,
     next_epoch: u32,
@@ -418,7 +417,6 @@ impl NodeSim {
             last_busy: vec![0; n_nodes],
             last_counts: (0, 0, 0, 0, 0),
             coredns_peak_per_interval: 0,
-            node_local_hits: 0,
             lanes: Vec::new(),
             next_epoch: 0,
             world,

@@ -183,6 +183,25 @@ pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
 impl World {
     /// Builds the world.
     pub(super) fn build(sc: &Scenario) -> Result<World, SimError> {
+        // Say so rather than silently simulating something else.
+        if sc.dns.node_local_cache.is_some() {
+            return Err(SimError::Unsupported {
+                what: "dns.nodeLocalDNSCache.enabled (NodeLocal DNSCache is not simulated yet; see issue #4)"
+                    .into(),
+            });
+        }
+        for w in &sc.workloads {
+            if let WorkloadTarget::Service { service, .. } = w.target {
+                if sc.services[service.0 as usize].service_type == ServiceType::Headless {
+                    return Err(SimError::Unsupported {
+                        what: format!(
+                            "workload `{}` targets a headless Service (client-side endpoint choice is not simulated yet; see issue #4)",
+                            w.name
+                        ),
+                    });
+                }
+            }
+        }
         let mut tb = TopologyBuilder::new(cni_flavour(sc.cni));
         let node_ids: Vec<_> = sc
             .nodes

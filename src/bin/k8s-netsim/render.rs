@@ -101,8 +101,8 @@ pub(crate) fn summary(r: &Report) -> String {
     let d = &r.dns;
     let _ = writeln!(
         s,
-        "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed, {} NodeLocal DNSCache hits",
-        d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed, d.node_local_hits
+        "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed",
+        d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed
     );
     if r.workloads.len() > 1 {
         for w in &r.workloads {
