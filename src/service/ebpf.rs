@@ -1,0 +1,1 @@
+//! The `ebpf` data plane (being written).

@@ -1,0 +1,1 @@
+//! The `ipvs` data plane (being written).
