@@ -11,8 +11,8 @@ use std::ops::AddAssign;
 
 use super::{ProxyConfig, ServicePort, TrafficPolicy, iptables};
 use crate::netfilter::{
-    CtStateMatch, EvalContext, EvalState, Evaluation, FixedState, Hook, LocalAddrs, NatAction, Ruleset,
-    TableKind, Verdict,
+    AddrType, CtStateMatch, EvalContext, EvalState, Evaluation, FixedState, Hook, LocalAddrs, NatAction,
+    Ruleset, TableKind, Verdict,
 };
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
@@ -331,6 +331,12 @@ impl IptablesProxy {
             CtStateMatch::NEW
         };
         let cx = EvalContext::new(ct, &self.local, now);
+        // Routing: a destination that is (still) a local address goes to INPUT.
+        let filter_hook = if filter_hook == Hook::Forward && self.local.is_local(pkt.tuple.dst) {
+            Hook::Input
+        } else {
+            filter_hook
+        };
         let filter = self
             .rules
             .evaluate(TableKind::Filter, filter_hook, &pkt, &cx, &mut self.state, rng);
@@ -408,7 +414,10 @@ mod tests {
         assert_eq!(first.verdict, ProxyVerdict::Translate);
         let b = first.backend.unwrap();
         assert!(ready_backends(&svcs[0]).any(|e| e == b));
-        assert!(!first.masquerade, "pod-sourced ClusterIP traffic is not masqueraded");
+        assert!(
+            !first.masquerade,
+            "pod-sourced ClusterIP traffic is not masqueraded"
+        );
         // The 20th Service's rule sits 19 rules further down KUBE-SERVICES.
         assert!(last.cost.rules_evaluated >= first.cost.rules_evaluated + 19);
         let miss = p.first_packet(
@@ -426,7 +435,13 @@ mod tests {
         let mut p = IptablesProxy::new(&svcs, &ProxyConfig::default());
         let mut rng = SimRng::from_seed(1);
         let fp = p.first_packet(
-            Tuple::new(Proto::Tcp, Ipv4Addr::new(10, 244, 9, 9), 1000, svcs[1].cluster_ip, 80),
+            Tuple::new(
+                Proto::Tcp,
+                Ipv4Addr::new(10, 244, 9, 9),
+                1000,
+                svcs[1].cluster_ip,
+                80,
+            ),
             &mut rng,
             SimTime::ZERO,
         );
@@ -445,11 +460,17 @@ mod tests {
             ix.lookup(&Tuple::new(Proto::Tcp, c, 1, node, np)),
             Some((2, FrontendKind::NodePort))
         );
-        assert_eq!(ix.lookup(&Tuple::new(Proto::Tcp, c, 1, Ipv4Addr::new(1, 1, 1, 1), np)), None);
+        assert_eq!(
+            ix.lookup(&Tuple::new(Proto::Tcp, c, 1, Ipv4Addr::new(1, 1, 1, 1), np)),
+            None
+        );
         assert_eq!(
             ix.lookup(&Tuple::new(Proto::Tcp, c, 1, svcs[1].cluster_ip, 80)),
             Some((1, FrontendKind::ClusterIp))
         );
-        assert_eq!(ix.lookup(&Tuple::new(Proto::Udp, c, 1, svcs[1].cluster_ip, 80)), None);
+        assert_eq!(
+            ix.lookup(&Tuple::new(Proto::Udp, c, 1, svcs[1].cluster_ip, 80)),
+            None
+        );
     }
 }
