@@ -648,8 +648,10 @@ impl EbpfProxy {
                 cost.hash_lookups += 1; // the slot entry of the service map
                 i
             } else {
-                let external = list.clone();
-                let table = s.maglev.get_or_insert_with(|| maglev_table(&external, m));
+                if s.maglev.is_none() {
+                    s.maglev = Some(maglev_table(&s.external, m));
+                }
+                let table = s.maglev.as_deref().unwrap_or_default();
                 cost.hash_lookups += 1; // the Maglev outer/inner map lookup
                 #[allow(clippy::cast_possible_truncation)]
                 let slot = (tuple_hash(&tuple) % table.len().max(1) as u64) as usize;

@@ -1,5 +1,6 @@
-//! The contract between a proxy data plane and the simulator: what each mode decides for
-//! the first packet of a flow to a Service frontend, and what it costs.
+//! The `proxy` module models the contract between a proxy data plane and the simulator:
+//! what each mode decides for the first packet of a flow to a Service frontend, and what it
+//! costs. It does not model any data plane itself (see the sibling modules).
 //!
 //! Every mode ([`IptablesProxy`] here, [`super::nftables::NftablesProxy`],
 //! [`super::ipvs::IpvsProxy`], [`super::ebpf::EbpfProxy`]) implements [`ServiceProxy`]. The
