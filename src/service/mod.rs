@@ -10,8 +10,37 @@
 //! endpoints). Not modelled: IPv6, `internalTrafficPolicy: Local`, terminating endpoints
 //! (serving-but-terminating fallback), topology hints, `nodePortAddresses` other than "all",
 //! partial syncs and the sync loop itself.
+//!
+//! # Proxy data planes and the integration contract
+//!
+//! Besides iptables, three more data planes are modelled: [`nftables`] (kube-proxy's
+//! nftables mode), [`ipvs`] (kube-proxy's IPVS mode, deprecated by KEP-5495) and [`ebpf`]
+//! (Cilium's kube-proxy replacement). Each is a struct built from `&[ServicePort]` plus a
+//! config and implements [`ServiceProxy`] (module [`proxy`]); [`IptablesProxy`] wraps the
+//! iptables generator behind the same contract.
+//!
+//! For the first packet of a flow to a Service frontend the simulator calls
+//! `first_packet(tuple, rng, now)` (or the mode's `first_packet_from(origin, ..)`) and gets
+//! a [`FirstPacket`]: the chosen backend (DNAT target), a [`ProxyVerdict`] (translate, not a
+//! Service, reject, or drop with a [`ProxyDrop`] reason), whether the flow is masqueraded at
+//! POSTROUTING, the [`LookupCost`] (rules tested, hash lookups, scheduler operations) and a
+//! mode-specific [`ModeNote`]. Later packets of a translated flow follow conntrack's stored
+//! NAT binding and cost no proxy work, except in modes with their own per-flow state:
+//! [`ipvs::IpvsProxy::packet`] (IPVS connection table) and [`ebpf::EbpfProxy::packet`] (BPF
+//! CT map). Where each mode sits in the hook order (IPVS at LOCAL_IN with the virtual IPs on
+//! `kube-ipvs0`, nftables as base chains at the iptables priorities, eBPF at `connect()`
+//! before any packet exists) is described in `docs/model/modes.md`.
 
+pub mod ebpf;
 pub mod iptables;
+pub mod ipvs;
+pub mod nftables;
+pub mod proxy;
+
+pub use proxy::{
+    DataPlane, FirstPacket, FlowOrigin, FrontendIndex, FrontendKind, IptablesProxy, LookupCost, ModeNote,
+    ProxyDrop, ProxyVerdict, ServiceProxy, external_backends, is_proxied, ready_backends,
+};
 
 use std::net::Ipv4Addr;
 
