@@ -2,6 +2,8 @@
 //! 5,000 background Services) for 10 simulated seconds, and the small smoke scenario.
 //! Reports wall time per run; events per run are printed once so events/s can be derived.
 
+#![allow(missing_docs)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_netsim::scenario::{Override, Scenario};
 use std::time::Duration;

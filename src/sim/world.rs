@@ -191,15 +191,15 @@ impl World {
             });
         }
         for w in &sc.workloads {
-            if let WorkloadTarget::Service { service, .. } = w.target {
-                if sc.services[service.0 as usize].service_type == ServiceType::Headless {
-                    return Err(SimError::Unsupported {
-                        what: format!(
-                            "workload `{}` targets a headless Service (client-side endpoint choice is not simulated yet; see issue #4)",
-                            w.name
-                        ),
-                    });
-                }
+            if let WorkloadTarget::Service { service, .. } = w.target
+                && sc.services[service.0 as usize].service_type == ServiceType::Headless
+            {
+                return Err(SimError::Unsupported {
+                    what: format!(
+                        "workload `{}` targets a headless Service (client-side endpoint choice is not simulated yet; see issue #4)",
+                        w.name
+                    ),
+                });
             }
         }
         let mut tb = TopologyBuilder::new(cni_flavour(sc.cni));
