@@ -25,9 +25,12 @@
 
 mod check;
 mod ct_level;
+mod nat_level;
 mod notes;
 mod render;
 mod replay;
+mod socket_level;
+mod targets;
 mod trace;
 
 pub use check::{Check, Status, Tolerance, Unit, fmt_value};
@@ -160,6 +163,14 @@ pub fn run(traces: &Path, scenarios: &Path) -> Result<Vec<Check>, ValidateError>
         ct_level::c_tw_expiry(traces)?,
         ct_level::g_lazy_reap(traces)?,
         ct_level::h_netns_max(traces)?,
+        nat_level::j_storm_snat(traces)?,
+        nat_level::d_udp_race(traces)?,
+        nat_level::e_snat_collision(traces)?,
+        socket_level::f_syn_schedule(traces)?,
+        socket_level::v03(),
+        socket_level::v04(),
+        targets::v20(),
+        targets::v21()?,
     ];
     let mut out = Vec::new();
     for g in groups {

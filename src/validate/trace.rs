@@ -91,8 +91,8 @@ impl Experiment {
         }
     }
 
-    /// A number under `runs.<param>.<dotted path>`.
-    pub(crate) fn num(&self, param: &str, path: &str) -> Result<f64, ValidateError> {
+    /// The value under `runs.<param>.<dotted path>` (numbers index arrays).
+    fn walk(&self, param: &str, path: &str) -> Result<&Value, ValidateError> {
         let mut v = self.run(param)?;
         for key in path.split('.') {
             v = match key.parse::<usize>() {
@@ -100,28 +100,28 @@ impl Experiment {
                 _ => &v[key],
             };
         }
-        v.as_f64()
+        Ok(v)
+    }
+
+    /// A number under `runs.<param>.<dotted path>`.
+    pub(crate) fn num(&self, param: &str, path: &str) -> Result<f64, ValidateError> {
+        self.walk(param, path)?
+            .as_f64()
             .ok_or_else(|| self.missing(&format!("runs.{param}.{path}")))
     }
 
     /// A string under `runs.<param>.<dotted path>`.
     pub(crate) fn text(&self, param: &str, path: &str) -> Result<String, ValidateError> {
-        let mut v = self.run(param)?;
-        for key in path.split('.') {
-            v = &v[key];
-        }
-        v.as_str()
+        self.walk(param, path)?
+            .as_str()
             .map(str::to_owned)
             .ok_or_else(|| self.missing(&format!("runs.{param}.{path}")))
     }
 
     /// An array of numbers under `runs.<param>.<dotted path>`.
     pub(crate) fn nums(&self, param: &str, path: &str) -> Result<Vec<f64>, ValidateError> {
-        let mut v = self.run(param)?;
-        for key in path.split('.') {
-            v = &v[key];
-        }
-        v.as_array()
+        self.walk(param, path)?
+            .as_array()
             .map(|a| a.iter().filter_map(Value::as_f64).collect())
             .ok_or_else(|| self.missing(&format!("runs.{param}.{path}")))
     }
