@@ -28,6 +28,8 @@ pub enum Tolerance {
     Abs(f64),
     /// The simulated value within this factor of the real one (×/÷).
     Factor(f64),
+    /// ± this fraction of the real value.
+    Rel(f64),
     /// Both the real and the simulated value inside `[lo, hi]`: used for quantities that
     /// depend on the phase of the gc worker (kernel-semantics.md §10.3), whose
     /// phase-independent statement is a window, and for published ranges.
@@ -62,6 +64,7 @@ impl Tolerance {
             Tolerance::Onset => err <= (0.05 * real.abs()).max(0.1) + EPS,
             Tolerance::SynTime => err <= 0.05 + EPS,
             Tolerance::Abs(a) => err <= a + EPS,
+            Tolerance::Rel(f) => err <= f * real.abs() + EPS,
             Tolerance::Factor(f) => {
                 if real == 0.0 {
                     sim == 0.0
@@ -86,6 +89,7 @@ impl Tolerance {
             Tolerance::SynTime => "±50 ms".to_owned(),
             Tolerance::Abs(a) => format!("±{}", fmt_value(a, unit)),
             Tolerance::Factor(f) => format!("×/÷ {f}"),
+            Tolerance::Rel(f) => format!("±{:.0} %", f * 100.0),
             Tolerance::Within { lo, hi } => {
                 format!("both in [{}, {}]", fmt_value(lo, unit), fmt_value(hi, unit))
             }

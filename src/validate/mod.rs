@@ -30,6 +30,7 @@ mod notes;
 mod render;
 mod replay;
 mod socket_level;
+mod storm;
 mod targets;
 mod trace;
 
@@ -156,13 +157,13 @@ impl Summary {
 /// # Errors
 /// [`ValidateError`] when a recording or scenario cannot be read or parsed.
 pub fn run(traces: &Path, scenarios: &Path) -> Result<Vec<Check>, ValidateError> {
-    let _ = scenarios;
     let groups = [
         ct_level::a_full_assured(traces)?,
         ct_level::b_early_drop(traces)?,
         ct_level::c_tw_expiry(traces)?,
         ct_level::g_lazy_reap(traces)?,
         ct_level::h_netns_max(traces)?,
+        storm::i_storm_tw(traces, scenarios)?,
         nat_level::j_storm_snat(traces)?,
         nat_level::d_udp_race(traces)?,
         nat_level::e_snat_collision(traces)?,
@@ -171,6 +172,9 @@ pub fn run(traces: &Path, scenarios: &Path) -> Result<Vec<Check>, ValidateError>
         socket_level::v04(),
         targets::v20(),
         targets::v21()?,
+        targets::v23(scenarios)?,
+        targets::v11(scenarios)?,
+        targets::v01()?,
     ];
     let mut out = Vec::new();
     for g in groups {
