@@ -119,6 +119,13 @@ impl Rows {
     }
 }
 
+/// The documented disagreements and unmodelled behaviours: (row id prefix,
+/// explanation), as printed in the notes of `docs/validation.md`.
+#[must_use]
+pub fn explanations() -> &'static [(&'static str, &'static str)] {
+    notes::KNOWN_FAILURES
+}
+
 /// Counts of rows by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {

@@ -2,3 +2,4 @@
 
 mod oracle_traces;
 mod scenario_errors;
+mod validation;
