@@ -2,9 +2,7 @@
 //! packet by packet through a [`ConntrackTable`](crate::conntrack::ConntrackTable) with
 //! the recorded `nf_conntrack_max`, buckets, timeouts and HZ.
 
-use super::replay::{
-    Closer, Node, Sample, Start, StormRun, TcpSpec, TcpStorm, VIP, at, flood_tuple,
-};
+use super::replay::{Closer, Node, Sample, Start, StormRun, TcpSpec, TcpStorm, VIP, at, flood_tuple};
 use super::trace::{Experiment, SeriesRow};
 use super::{Rows, SEED, ValidateError};
 use crate::conntrack::{DstNat, SrcNat};
@@ -27,7 +25,11 @@ pub(crate) fn dnat_80() -> DstNat {
 /// connections that succeeded, the recorded local port (a port is an input the client
 /// chose; failed connections have none recorded, they get unused ports from 61000 up,
 /// outside `ip_local_port_range`).
-pub(crate) fn specs_from_log(exp: &Experiment, param: &str, timeout: SimDuration) -> Result<Vec<TcpSpec>, ValidateError> {
+pub(crate) fn specs_from_log(
+    exp: &Experiment,
+    param: &str,
+    timeout: SimDuration,
+) -> Result<Vec<TcpSpec>, ValidateError> {
     Ok(exp
         .conns(param)?
         .iter()
@@ -68,7 +70,13 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
     for param in ["max100", "max200"] {
         let max = exp.num(param, "nf_conntrack_max")?;
         let buckets = exp.num(param, "nf_conntrack_buckets")?;
-        let mut node = Node::new(max as u32, buckets as u32, exp.hz(), KernelProfile::LINUX_6_18, SEED)?;
+        let mut node = Node::new(
+            max as u32,
+            buckets as u32,
+            exp.hz(),
+            KernelProfile::LINUX_6_18,
+            SEED,
+        )?;
         node.enable(0, CtTimeouts::default());
         let timeout = SimDuration::from_nanos((exp.num(param, "params.connect_timeout_s")? * 1e9) as u64);
         let specs = specs_from_log(&exp, param, timeout)?;
@@ -93,19 +101,83 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
         let end = sample_at(&run, steps[steps.len() - 1].end_s);
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("a/{param}");
-        rows.cmp(&format!("{p}/fill-ok"), "connections ok while filling", U::Count, d("fill_ok")?, in_step(1, true), T::Count);
-        rows.cmp(&format!("{p}/fill-fail"), "connections failed while filling", U::Count, d("fill_fail")?, in_step(1, false), T::Count);
-        rows.cmp(&format!("{p}/count-full"), "count after filling (= max, all ASSURED TIME_WAIT)", U::Count, d("count_after_fill")?, fill.count, T::Count);
-        rows.cmp(&format!("{p}/drop-fill"), "drop while filling (one per SYN)", U::Count, d("drop_fill")?, fill.stats.drop as f64, T::Count);
-        rows.cmp(&format!("{p}/early-drop-fill"), "early_drop while filling (none: all ASSURED)", U::Count, d("early_drop_fill")?, fill.stats.early_drop as f64, T::Count);
-        rows.cmp(&format!("{p}/insert-failed"), "insert_failed over the run", U::Count, d("insert_failed_total")?, end.stats.insert_failed as f64, T::Count);
+        rows.cmp(
+            &format!("{p}/fill-ok"),
+            "connections ok while filling",
+            U::Count,
+            d("fill_ok")?,
+            in_step(1, true),
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/fill-fail"),
+            "connections failed while filling",
+            U::Count,
+            d("fill_fail")?,
+            in_step(1, false),
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/count-full"),
+            "count after filling (= max, all ASSURED TIME_WAIT)",
+            U::Count,
+            d("count_after_fill")?,
+            fill.count,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/drop-fill"),
+            "drop while filling (one per SYN)",
+            U::Count,
+            d("drop_fill")?,
+            fill.stats.drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/early-drop-fill"),
+            "early_drop while filling (none: all ASSURED)",
+            U::Count,
+            d("early_drop_fill")?,
+            fill.stats.early_drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/insert-failed"),
+            "insert_failed over the run",
+            U::Count,
+            d("insert_failed_total")?,
+            end.stats.insert_failed as f64,
+            T::Count,
+        );
         let real_onset = first_positive(&real_rows(&series, |r| r.drop)).unwrap_or(f64::NAN);
-        let sim_onset = run.samples.iter().find(|s| s.stats.drop > 0).map_or(f64::NAN, |s| s.t);
-        rows.cmp(&format!("{p}/drop-onset"), "first sample with drop > 0", U::Seconds, real_onset, sim_onset, T::Onset);
-        rows.cmp(&format!("{p}/count-idle"), "count after 62 s idle (gc 95 % trim, phase-free)", U::Count, d("count_after_idle")?, idle.count, T::Count);
+        let sim_onset = run
+            .samples
+            .iter()
+            .find(|s| s.stats.drop > 0)
+            .map_or(f64::NAN, |s| s.t);
+        rows.cmp(
+            &format!("{p}/drop-onset"),
+            "first sample with drop > 0",
+            U::Seconds,
+            real_onset,
+            sim_onset,
+            T::Onset,
+        );
+        rows.cmp(
+            &format!("{p}/count-idle"),
+            "count after 62 s idle (gc 95 % trim, phase-free)",
+            U::Count,
+            d("count_after_idle")?,
+            idle.count,
+            T::Count,
+        );
         // The trim happens at the first gc pass after the first failed allocation:
         // within one gc interval (60 s) of the first drop, at a phase-dependent time.
-        let first_below = |ss: &[(f64, f64)]| ss.iter().find(|(t, c)| *t > real_onset && *c < max).map(|(t, _)| *t);
+        let first_below = |ss: &[(f64, f64)]| {
+            ss.iter()
+                .find(|(t, c)| *t > real_onset && *c < max)
+                .map(|(t, _)| *t)
+        };
         let real_trim = first_below(&real_rows(&series, |r| r.count)).unwrap_or(f64::NAN);
         let sim_series: Vec<(f64, f64)> = run.samples.iter().map(|s| (s.t, s.count)).collect();
         let sim_trim = first_below(&sim_series).unwrap_or(f64::NAN);
@@ -115,10 +187,27 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
             U::Seconds,
             real_trim,
             sim_trim,
-            T::Within { lo: real_onset, hi: real_onset + 61.0 },
+            T::Within {
+                lo: real_onset,
+                hi: real_onset + 61.0,
+            },
         );
-        rows.cmp(&format!("{p}/later-ok"), "later connections ok (slots freed by the trim)", U::Count, d("later_ok")?, in_step(2, true), T::Count);
-        rows.cmp(&format!("{p}/later-fail"), "later connections failed", U::Count, d("later_fail")?, in_step(2, false), T::Count);
+        rows.cmp(
+            &format!("{p}/later-ok"),
+            "later connections ok (slots freed by the trim)",
+            U::Count,
+            d("later_ok")?,
+            in_step(2, true),
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/later-fail"),
+            "later connections failed",
+            U::Count,
+            d("later_fail")?,
+            in_step(2, false),
+            T::Count,
+        );
         // Refilled to max by the later connections, then trimmed again if a gc pass
         // followed (phase): anywhere between the 95 % trim level and max.
         rows.cmp(
@@ -127,9 +216,19 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
             U::Count,
             d("count_end")?,
             end.count,
-            T::Within { lo: (max * 0.95).floor() - 1.0, hi: max },
+            T::Within {
+                lo: (max * 0.95).floor() - 1.0,
+                hi: max,
+            },
         );
-        rows.cmp(&format!("{p}/drop-total"), "drop at the end", U::Count, d("drop_total")?, end.stats.drop as f64, T::Count);
+        rows.cmp(
+            &format!("{p}/drop-total"),
+            "drop at the end",
+            U::Count,
+            d("drop_total")?,
+            end.stats.drop as f64,
+            T::Count,
+        );
     }
     Ok(rows)
 }
@@ -145,7 +244,9 @@ fn flood(node: &mut Node, first: u64, n: u64, rate: f64, t0: f64) -> Result<u64,
             len: 36,
             ..Packet::new(flood_tuple(first + i, 1024, 100), TcpFlags::NONE)
         };
-        if let super::replay::Sent::Dropped(_) = node.send(0, 0, &pkt, Some((DstNat::Null, SrcNat::Null)), t)? {
+        if let super::replay::Sent::Dropped(_) =
+            node.send(0, 0, &pkt, Some((DstNat::Null, SrcNat::Null)), t)?
+        {
             dropped += 1;
         }
     }
@@ -171,7 +272,13 @@ pub(crate) fn b_early_drop(traces: &Path) -> Result<Rows, ValidateError> {
         let (mut count_fill, mut count_end) = (0.0, 0.0);
         let (mut eds, mut drs) = (Vec::new(), Vec::new());
         for seed in 0..seeds {
-            let mut node = Node::new(max as u32, buckets as u32, exp.hz(), KernelProfile::LINUX_6_18, SEED + seed)?;
+            let mut node = Node::new(
+                max as u32,
+                buckets as u32,
+                exp.hz(),
+                KernelProfile::LINUX_6_18,
+                SEED + seed,
+            )?;
             node.enable(0, CtTimeouts::default());
             flood(&mut node, 0, fill, fill_rate, steps[0].start_s)?;
             node.advance(at(steps[1].end_s));
@@ -187,10 +294,38 @@ pub(crate) fn b_early_drop(traces: &Path) -> Result<Rows, ValidateError> {
         let n = seeds as f64;
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("b/{param}");
-        rows.cmp(&format!("{p}/count-full"), "count after the fill (= max)", U::Count, d("count_after_fill")?, count_fill / n, T::Count);
-        rows.cmp(&format!("{p}/probe-early-drop"), "early_drop during 2,000 probes (mean of 40 hash keys)", U::Count, d("probe_early_drop")?, mean(&eds), model_range(&eds));
-        rows.cmp(&format!("{p}/probe-drop"), "drop during 2,000 probes (mean of 40 hash keys)", U::Count, d("probe_drop")?, mean(&drs), model_range(&drs));
-        rows.cmp(&format!("{p}/count-end"), "count at the end", U::Count, d("count_end")?, count_end / n, T::Count);
+        rows.cmp(
+            &format!("{p}/count-full"),
+            "count after the fill (= max)",
+            U::Count,
+            d("count_after_fill")?,
+            count_fill / n,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/probe-early-drop"),
+            "early_drop during 2,000 probes (mean of 40 hash keys)",
+            U::Count,
+            d("probe_early_drop")?,
+            mean(&eds),
+            model_range(&eds),
+        );
+        rows.cmp(
+            &format!("{p}/probe-drop"),
+            "drop during 2,000 probes (mean of 40 hash keys)",
+            U::Count,
+            d("probe_drop")?,
+            mean(&drs),
+            model_range(&drs),
+        );
+        rows.cmp(
+            &format!("{p}/count-end"),
+            "count at the end",
+            U::Count,
+            d("count_end")?,
+            count_end / n,
+            T::Count,
+        );
     }
     Ok(rows)
 }
@@ -214,7 +349,10 @@ pub(crate) fn model_range(v: &[f64]) -> T {
         let i = ((s.len() - 1) as f64 * p).round() as usize;
         s[i.min(s.len() - 1)]
     };
-    T::ModelRange { lo: q(0.025), hi: q(0.975) }
+    T::ModelRange {
+        lo: q(0.025),
+        hi: q(0.975),
+    }
 }
 
 /// Experiment c: when expired TIME_WAIT entries leave the count.
@@ -235,7 +373,8 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
             ..CtTimeouts::default()
         };
         node.enable(0, timeouts);
-        let timeout = SimDuration::from_nanos((exp.num(param, "summary.params.connect_timeout_s")? * 1e9) as u64);
+        let timeout =
+            SimDuration::from_nanos((exp.num(param, "summary.params.connect_timeout_s")? * 1e9) as u64);
         let specs = specs_from_log(&exp, param, timeout)?;
         let series = exp.series(param)?;
         let steps = exp.steps(param)?;
@@ -245,7 +384,10 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
         storm.sample_times = (0..500).map(|i| f64::from(i) * 0.25 + 0.002).collect();
         storm.sample_times.push(steps[0].end_s);
         storm.sample_times.sort_by(f64::total_cmp);
-        let listing = steps.iter().find(|s| s.name.starts_with("Exec")).map(|s| s.start_s);
+        let listing = steps
+            .iter()
+            .find(|s| s.name.starts_with("Exec"))
+            .map(|s| s.start_s);
         if let Some(t) = listing {
             storm.listings.push(at(t));
         }
@@ -253,7 +395,14 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("c/{param}");
         let load_end = sample_at(&run, steps[0].end_s);
-        rows.cmp(&format!("{p}/count-load"), "count after 50 connections", U::Count, d("count_after_load")?, load_end.count, T::Count);
+        rows.cmp(
+            &format!("{p}/count-load"),
+            "count after 50 connections",
+            U::Count,
+            d("count_after_load")?,
+            load_end.count,
+            T::Count,
+        );
         let expiry = last_close + tw;
         let probe_t = expiry + 1.0;
         let real_after = series
@@ -270,7 +419,12 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
                 T::Count,
             );
             let zero = |ss: &[(f64, f64)]| ss.iter().find(|(_, c)| *c == 0.0).map(|(t, _)| *t);
-            let sim_series: Vec<(f64, f64)> = run.samples.iter().filter(|s| s.t > 1.0).map(|s| (s.t, s.count)).collect();
+            let sim_series: Vec<(f64, f64)> = run
+                .samples
+                .iter()
+                .filter(|s| s.t > 1.0)
+                .map(|s| (s.t, s.count))
+                .collect();
             let sim_zero = zero(&sim_series).unwrap_or(f64::NAN);
             rows.cmp(
                 &format!("{p}/zero-at"),
@@ -278,11 +432,13 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
                 U::Seconds,
                 d("count_zero_at_s")?,
                 sim_zero,
-                T::Within { lo: expiry, hi: expiry + 61.0 },
+                T::Within {
+                    lo: expiry,
+                    hi: expiry + 61.0,
+                },
             );
-            let biggest_fall = |ss: &[(f64, f64)]| {
-                ss.windows(2).map(|w| w[0].1 - w[1].1).fold(0.0_f64, f64::max)
-            };
+            let biggest_fall =
+                |ss: &[(f64, f64)]| ss.windows(2).map(|w| w[0].1 - w[1].1).fold(0.0_f64, f64::max);
             rows.cmp(
                 &format!("{p}/one-step"),
                 "largest fall of the count between samples (all reaped in one pass)",
@@ -292,7 +448,11 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
                 T::Count,
             );
         } else {
-            let (before, after) = run.listing_counts.first().copied().unwrap_or((f64::NAN, f64::NAN));
+            let (before, after) = run
+                .listing_counts
+                .first()
+                .copied()
+                .unwrap_or((f64::NAN, f64::NAN));
             let t_list = listing.unwrap_or(0.0);
             let real_before = series
                 .iter()
@@ -303,8 +463,22 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
                 .iter()
                 .find(|r| r.t_s > t_list)
                 .map_or(f64::NAN, |r| r.count);
-            rows.cmp(&format!("{p}/count-before-list"), "count just before `conntrack -L` (expired, unreaped)", U::Count, real_before, before, T::Count);
-            rows.cmp(&format!("{p}/count-after-list"), "count right after `conntrack -L` (the dump reaps)", U::Count, real_after_list, after, T::Count);
+            rows.cmp(
+                &format!("{p}/count-before-list"),
+                "count just before `conntrack -L` (expired, unreaped)",
+                U::Count,
+                real_before,
+                before,
+                T::Count,
+            );
+            rows.cmp(
+                &format!("{p}/count-after-list"),
+                "count right after `conntrack -L` (the dump reaps)",
+                U::Count,
+                real_after_list,
+                after,
+                T::Count,
+            );
         }
     }
     Ok(rows)
@@ -339,7 +513,13 @@ pub(crate) fn g_lazy_reap(traces: &Path) -> Result<Rows, ValidateError> {
         node.advance(at(steps[4].start_s));
         let after_wait = node.count(0);
         node.enable(0, udp(num("udp_timeout_new_s")?));
-        let drops = flood(&mut node, ballast + expired, new_flows, num("new_flow_rate_per_s")?, steps[5].start_s)?;
+        let drops = flood(
+            &mut node,
+            ballast + expired,
+            new_flows,
+            num("new_flow_rate_per_s")?,
+            steps[5].start_s,
+        )?;
         let t_list = at(steps[7].start_s);
         node.advance(t_list);
         let before = node.count(0);
@@ -347,10 +527,38 @@ pub(crate) fn g_lazy_reap(traces: &Path) -> Result<Rows, ValidateError> {
         let after = node.count(0);
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("g/{param}");
-        rows.cmp(&format!("{p}/count-wait"), "count after the 4 s wait (expired entries still counted)", U::Count, d("count_after_wait")?, after_wait, T::Count);
-        rows.cmp(&format!("{p}/drops"), "new flows dropped", U::Count, d("new_flow_drops")?, drops as f64, T::Count);
-        rows.cmp(&format!("{p}/count-before-list"), "count before `conntrack -L`", U::Count, d("count_before_listing")?, before, T::Count);
-        rows.cmp(&format!("{p}/survivors"), "expired entries that survived the new flows' lookups", U::Count, d("survivors_reaped_by_listing")?, before - after, T::Count);
+        rows.cmp(
+            &format!("{p}/count-wait"),
+            "count after the 4 s wait (expired entries still counted)",
+            U::Count,
+            d("count_after_wait")?,
+            after_wait,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/drops"),
+            "new flows dropped",
+            U::Count,
+            d("new_flow_drops")?,
+            drops as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/count-before-list"),
+            "count before `conntrack -L`",
+            U::Count,
+            d("count_before_listing")?,
+            before,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/survivors"),
+            "expired entries that survived the new flows' lookups",
+            U::Count,
+            d("survivors_reaped_by_listing")?,
+            before - after,
+            T::Count,
+        );
     }
     Ok(rows)
 }
@@ -397,10 +605,45 @@ pub(crate) fn h_netns_max(traces: &Path) -> Result<Rows, ValidateError> {
     let series = exp.series(param)?;
     let last = series.last().copied().unwrap_or_default();
     let p = "h/max100";
-    rows.cmp(&format!("{p}/rtr-count"), "count in nso-rtr", U::Count, exp.num(param, "extra.counts.nso-rtr")?, node.count(0), T::Count);
-    rows.cmp(&format!("{p}/cli-count"), "count in nso-cli (each namespace may hold max)", U::Count, exp.num(param, "extra.counts.nso-cli")?, node.count(1), T::Count);
-    rows.cmp(&format!("{p}/sent"), "datagrams sent by nso-cli", U::Count, exp.num(param, "derived.sent_ok")?, sent as f64, T::Count);
-    rows.cmp(&format!("{p}/eperm"), "sendmsg EPERM (local sender into a full table)", U::Count, exp.num(param, "derived.send_errors.eperm")?, eperm as f64, T::Count);
-    rows.cmp(&format!("{p}/rtr-drop"), "drop in nso-rtr (forwarded datagrams beyond max)", U::Count, last.drop, node.stats(0).drop as f64, T::Count);
+    rows.cmp(
+        &format!("{p}/rtr-count"),
+        "count in nso-rtr",
+        U::Count,
+        exp.num(param, "extra.counts.nso-rtr")?,
+        node.count(0),
+        T::Count,
+    );
+    rows.cmp(
+        &format!("{p}/cli-count"),
+        "count in nso-cli (each namespace may hold max)",
+        U::Count,
+        exp.num(param, "extra.counts.nso-cli")?,
+        node.count(1),
+        T::Count,
+    );
+    rows.cmp(
+        &format!("{p}/sent"),
+        "datagrams sent by nso-cli",
+        U::Count,
+        exp.num(param, "derived.sent_ok")?,
+        sent as f64,
+        T::Count,
+    );
+    rows.cmp(
+        &format!("{p}/eperm"),
+        "sendmsg EPERM (local sender into a full table)",
+        U::Count,
+        exp.num(param, "derived.send_errors.eperm")?,
+        eperm as f64,
+        T::Count,
+    );
+    rows.cmp(
+        &format!("{p}/rtr-drop"),
+        "drop in nso-rtr (forwarded datagrams beyond max)",
+        U::Count,
+        last.drop,
+        node.stats(0).drop as f64,
+        T::Count,
+    );
     Ok(rows)
 }

@@ -168,21 +168,22 @@ pub fn run(traces: &Path, scenarios: &Path) -> Result<Vec<Check>, ValidateError>
         ct_level::a_full_assured(traces)?,
         ct_level::b_early_drop(traces)?,
         ct_level::c_tw_expiry(traces)?,
+        nat_level::d_udp_race(traces)?,
+        nat_level::e_snat_collision(traces)?,
+        socket_level::f_syn_schedule(traces)?,
         ct_level::g_lazy_reap(traces)?,
         ct_level::h_netns_max(traces)?,
         storm::i_storm_tw(traces, scenarios)?,
         nat_level::j_storm_snat(traces)?,
-        nat_level::d_udp_race(traces)?,
-        nat_level::e_snat_collision(traces)?,
-        socket_level::f_syn_schedule(traces)?,
+        targets::v01()?,
         socket_level::v03(),
         socket_level::v04(),
+        targets::v11(scenarios)?,
         targets::v20(),
         targets::v21()?,
         targets::v23(scenarios)?,
-        targets::v11(scenarios)?,
-        targets::v01()?,
     ];
+
     let mut out = Vec::new();
     for g in groups {
         out.extend(g.rows);

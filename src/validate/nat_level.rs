@@ -3,9 +3,7 @@
 
 use super::check::{Tolerance as T, Unit as U};
 use super::ct_level::{dnat_80, mean, model_range, sample_at};
-use super::replay::{
-    Begun, CLI, Closer, Node, RTR, SRV, SRV2, Sent, Start, TcpSpec, TcpStorm, VIP, at,
-};
+use super::replay::{Begun, CLI, Closer, Node, RTR, SRV, SRV2, Sent, Start, TcpSpec, TcpStorm, VIP, at};
 use super::trace::Experiment;
 use super::{Rows, SEED, ValidateError};
 use crate::conntrack::{CtStats, DstNat, NatRange, SrcNat};
@@ -53,8 +51,18 @@ pub(crate) fn d_udp_race(traces: &Path) -> Result<Rows, ValidateError> {
                 ..Packet::new(tuple, TcpFlags::NONE)
             };
             let mut dnat = || {
-                let addr = if backends == 2 && !stat.chance(0.5) { SRV2 } else { SRV };
-                Some((DstNat::To { addr, port: Some(5353) }, SrcNat::Null))
+                let addr = if backends == 2 && !stat.chance(0.5) {
+                    SRV2
+                } else {
+                    SRV
+                };
+                Some((
+                    DstNat::To {
+                        addr,
+                        port: Some(5353),
+                    },
+                    SrcNat::Null,
+                ))
             };
             let dt = SimDuration::from_nanos(gap.unsigned_abs());
             let (first, second) = if threads && gap.abs() < RACE_WINDOW_NS {
@@ -87,9 +95,12 @@ pub(crate) fn d_udp_race(traces: &Path) -> Result<Rows, ValidateError> {
                     ..Packet::new(conn.reply, TcpFlags::NONE)
                 };
                 let t = t0 + dt + SimDuration::from_micros(200);
-                if let Sent::Tracked(rid, Direction::Reply) = node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)? {
+                if let Sent::Tracked(rid, Direction::Reply) =
+                    node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
+                {
                     let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
-                    if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port) {
+                    if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port)
+                    {
                         answered += 1;
                     }
                 }
@@ -105,11 +116,46 @@ pub(crate) fn d_udp_race(traces: &Path) -> Result<Rows, ValidateError> {
         let st = node.stats(0);
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("d/{param}");
-        rows.cmp(&format!("{p}/clash-resolve"), "clash_resolve per 3,000 pairs", U::Count, d("clash_resolve")?, st.clash_resolve as f64, T::Count);
-        rows.cmp(&format!("{p}/insert-failed"), "insert_failed", U::Count, d("insert_failed")?, st.insert_failed as f64, T::Count);
-        rows.cmp(&format!("{p}/drop"), "drop", U::Count, d("drop")?, st.drop as f64, T::Count);
-        rows.cmp(&format!("{p}/answered"), "pairs with both answers (un-NATed to VIP:53)", U::Count, d("pairs_with_both_answers")?, both as f64, T::Count);
-        rows.cmp(&format!("{p}/count"), "count before `conntrack -L`", U::Count, d("count_before_listing")?, before, T::Count);
+        rows.cmp(
+            &format!("{p}/clash-resolve"),
+            "clash_resolve per 3,000 pairs",
+            U::Count,
+            d("clash_resolve")?,
+            st.clash_resolve as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/insert-failed"),
+            "insert_failed",
+            U::Count,
+            d("insert_failed")?,
+            st.insert_failed as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/drop"),
+            "drop",
+            U::Count,
+            d("drop")?,
+            st.drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/answered"),
+            "pairs with both answers (un-NATed to VIP:53)",
+            U::Count,
+            d("pairs_with_both_answers")?,
+            both as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/count"),
+            "count before `conntrack -L`",
+            U::Count,
+            d("count_before_listing")?,
+            before,
+            T::Count,
+        );
         rows.cmp(
             &format!("{p}/hidden"),
             "hidden reply-only clash entries (count - listed)",
@@ -170,10 +216,19 @@ pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
         let driver_steps: Vec<usize> = steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| ["Load", "Hold", "Release", "Try"].iter().any(|k| s.name.starts_with(k)))
+            .filter(|(_, s)| {
+                ["Load", "Hold", "Release", "Try"]
+                    .iter()
+                    .any(|k| s.name.starts_with(k))
+            })
             .map(|(i, _)| i)
             .collect();
-        let step_index = |n: u32| driver_steps.get((n as usize).saturating_sub(1)).copied().unwrap_or(usize::MAX);
+        let step_index = |n: u32| {
+            driver_steps
+                .get((n as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
         let mut specs = Vec::new();
         for (i, c) in log.iter().enumerate() {
             let si = step_index(c.step);
@@ -206,7 +261,12 @@ pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
                 SEED + s,
             )?;
             node.enable(0, CtTimeouts::default());
-            let mut storm = TcpStorm::new((SRV, 7070), Some((DstNat::Null, snat)), Closer::Client, specs.clone());
+            let mut storm = TcpStorm::new(
+                (SRV, 7070),
+                Some((DstNat::Null, snat)),
+                Closer::Client,
+                specs.clone(),
+            );
             storm.releases.extend(release);
             storm.sample_times = steps.iter().map(|s| s.start_s).collect();
             storm.sample_times.push(steps[steps.len() - 1].end_s + 30.0);
@@ -230,35 +290,108 @@ pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
             }
             per_seed.push(v);
         }
-        let col = |i: usize| -> Vec<f64> { per_seed.iter().map(|v| v.get(i).copied().unwrap_or(f64::NAN)).collect() };
+        let col = |i: usize| -> Vec<f64> {
+            per_seed
+                .iter()
+                .map(|v| v.get(i).copied().unwrap_or(f64::NAN))
+                .collect()
+        };
         let step_real = |step: &str, k: &str| -> Result<f64, ValidateError> {
             for i in 0..8 {
-                if exp.text(param, &format!("derived.per_step.{i}.step")).ok().as_deref() == Some(step) {
+                if exp
+                    .text(param, &format!("derived.per_step.{i}.step"))
+                    .ok()
+                    .as_deref()
+                    == Some(step)
+                {
                     return exp.num(param, &format!("derived.per_step.{i}.{k}"));
                 }
             }
-            Err(bad_param("e-snat-collision", &format!("derived.per_step[{step}].{k}")))
+            Err(bad_param(
+                "e-snat-collision",
+                &format!("derived.per_step[{step}].{k}"),
+            ))
         };
         let p = format!("e/{param}");
         let hold_name = steps[0].name.clone();
-        let mut add = |rows: &mut Rows, id: &str, q: &str, real: f64, v: &[f64]| {
+        let add = |rows: &mut Rows, id: &str, q: &str, real: f64, v: &[f64]| {
             rows.cmp(&format!("{p}/{id}"), q, U::Count, real, mean(v), model_range(v));
         };
-        add(&mut rows, "hold-ok", &format!("{hold_name}: connections ok (mean of {E_SEEDS} seeds)"), step_real(&hold_name, "ok")?, &col(0));
-        add(&mut rows, "hold-found", &format!("{hold_name}: found (taken probes of the port search)"), step_real(&hold_name, "found")?, &col(1));
-        add(&mut rows, "hold-insert-failed", &format!("{hold_name}: insert_failed"), step_real(&hold_name, "insert_failed")?, &col(2));
+        add(
+            &mut rows,
+            "hold-ok",
+            &format!("{hold_name}: connections ok (mean of {E_SEEDS} seeds)"),
+            step_real(&hold_name, "ok")?,
+            &col(0),
+        );
+        add(
+            &mut rows,
+            "hold-found",
+            &format!("{hold_name}: found (taken probes of the port search)"),
+            step_real(&hold_name, "found")?,
+            &col(1),
+        );
+        add(
+            &mut rows,
+            "hold-insert-failed",
+            &format!("{hold_name}: insert_failed"),
+            step_real(&hold_name, "insert_failed")?,
+            &col(2),
+        );
         let mut i = 4;
         if step_of("Try(1)").is_some() {
-            add(&mut rows, "try1-ok", "one more while the ports are held: ok", step_real("Try(1)", "ok")?, &col(i));
-            add(&mut rows, "try1-found", "one more while held: found", step_real("Try(1)", "found")?, &col(i + 1));
-            add(&mut rows, "try1-insert-failed", "one more while held: insert_failed (one per SYN)", step_real("Try(1)", "insert_failed")?, &col(i + 2));
-            add(&mut rows, "try1-drop", "one more while held: drop", step_real("Try(1)", "drop")?, &col(i + 3));
+            add(
+                &mut rows,
+                "try1-ok",
+                "one more while the ports are held: ok",
+                step_real("Try(1)", "ok")?,
+                &col(i),
+            );
+            add(
+                &mut rows,
+                "try1-found",
+                "one more while held: found",
+                step_real("Try(1)", "found")?,
+                &col(i + 1),
+            );
+            add(
+                &mut rows,
+                "try1-insert-failed",
+                "one more while held: insert_failed (one per SYN)",
+                step_real("Try(1)", "insert_failed")?,
+                &col(i + 2),
+            );
+            add(
+                &mut rows,
+                "try1-drop",
+                "one more while held: drop",
+                step_real("Try(1)", "drop")?,
+                &col(i + 3),
+            );
             i += 4;
         }
         if try8.is_some() {
-            add(&mut rows, "try8-ok", "8 tries after release (holders in TIME_WAIT): ok", step_real("Try(8)", "ok")?, &col(i));
-            add(&mut rows, "try8-found", "8 tries after release: found", step_real("Try(8)", "found")?, &col(i + 1));
-            add(&mut rows, "try8-insert-failed", "8 tries after release: insert_failed", step_real("Try(8)", "insert_failed")?, &col(i + 2));
+            add(
+                &mut rows,
+                "try8-ok",
+                "8 tries after release (holders in TIME_WAIT): ok",
+                step_real("Try(8)", "ok")?,
+                &col(i),
+            );
+            add(
+                &mut rows,
+                "try8-found",
+                "8 tries after release: found",
+                step_real("Try(8)", "found")?,
+                &col(i + 1),
+            );
+            add(
+                &mut rows,
+                "try8-insert-failed",
+                "8 tries after release: insert_failed",
+                step_real("Try(8)", "insert_failed")?,
+                &col(i + 2),
+            );
         }
     }
     Ok(rows)
@@ -297,11 +430,46 @@ pub(crate) fn j_storm_snat(traces: &Path) -> Result<Rows, ValidateError> {
         }
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("j/{param}");
-        rows.cmp(&format!("{p}/ok"), "connections ok (mean of 20 seeds)", U::Count, d("ok")?, mean(&ok), model_range(&ok));
-        rows.cmp(&format!("{p}/found"), "found (taken probes of the port searches)", U::Count, d("found")?, mean(&found), model_range(&found));
-        rows.cmp(&format!("{p}/insert-failed"), "insert_failed", U::Count, d("insert_failed")?, mean(&inf), model_range(&inf));
-        rows.cmp(&format!("{p}/drop"), "drop", U::Count, d("drop")?, mean(&drop), model_range(&drop));
-        rows.cmp(&format!("{p}/count-end"), "count at the end (one entry per SNAT port)", U::Count, d("count_end")?, mean(&count), T::Count);
+        rows.cmp(
+            &format!("{p}/ok"),
+            "connections ok (mean of 20 seeds)",
+            U::Count,
+            d("ok")?,
+            mean(&ok),
+            model_range(&ok),
+        );
+        rows.cmp(
+            &format!("{p}/found"),
+            "found (taken probes of the port searches)",
+            U::Count,
+            d("found")?,
+            mean(&found),
+            model_range(&found),
+        );
+        rows.cmp(
+            &format!("{p}/insert-failed"),
+            "insert_failed",
+            U::Count,
+            d("insert_failed")?,
+            mean(&inf),
+            model_range(&inf),
+        );
+        rows.cmp(
+            &format!("{p}/drop"),
+            "drop",
+            U::Count,
+            d("drop")?,
+            mean(&drop),
+            model_range(&drop),
+        );
+        rows.cmp(
+            &format!("{p}/count-end"),
+            "count at the end (one entry per SNAT port)",
+            U::Count,
+            d("count_end")?,
+            mean(&count),
+            T::Count,
+        );
     }
     Ok(rows)
 }

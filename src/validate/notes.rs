@@ -205,5 +205,8 @@ pub(crate) const GROUP_NOTES: &[(&str, &str)] = &[
 
 /// The notes of a group.
 pub(crate) fn group_notes(group: &str) -> impl Iterator<Item = &'static str> + '_ {
-    GROUP_NOTES.iter().filter(move |(g, _)| *g == group).map(|(_, n)| *n)
+    GROUP_NOTES
+        .iter()
+        .filter(move |(g, _)| *g == group)
+        .map(|(_, n)| *n)
 }

@@ -1,12 +1,21 @@
 //! Rendering the checks: the markdown of `docs/validation.md` and a plain-text table.
 
+use super::Summary;
 use super::check::{Check, Status, fmt_value};
 use super::notes;
-use super::Summary;
 use std::fmt::Write as _;
 
 fn sim_text(c: &Check) -> String {
-    c.simulated.map_or_else(|| "—".to_owned(), |v| fmt_value(v, c.unit))
+    c.simulated
+        .map_or_else(|| "—".to_owned(), |v| fmt_value(v, c.unit))
+}
+
+fn tol_text(c: &Check) -> String {
+    if c.status == Status::NotModelled {
+        "—".to_owned()
+    } else {
+        c.tolerance.describe(c.unit)
+    }
 }
 
 fn real_text(c: &Check) -> String {
@@ -65,7 +74,7 @@ pub fn markdown(checks: &[Check]) -> String {
             real_text(c),
             sim_text(c),
             c.error_text(),
-            c.tolerance.describe(c.unit),
+            tol_text(c),
             c.status.label(),
             c.source
         );
@@ -81,12 +90,13 @@ pub fn markdown(checks: &[Check]) -> String {
         let general: Vec<&str> = notes::group_notes(g).collect();
         let mut known: Vec<(&str, &str)> = Vec::new();
         for c in checks.iter().filter(|c| c.group == g) {
-            if matches!(c.status, Status::KnownFailure | Status::NotModelled) {
-                if let Some(why) = notes::known_failure(&c.id) {
-                    if !known.iter().any(|(_, w)| *w == why) {
-                        known.push((&c.id, why));
-                    }
-                }
+            let explained = matches!(c.status, Status::KnownFailure | Status::NotModelled)
+                .then(|| notes::known_failure(&c.id))
+                .flatten();
+            if let Some(why) = explained
+                && !known.iter().any(|(_, w)| *w == why)
+            {
+                known.push((&c.id, why));
             }
         }
         if general.is_empty() && known.is_empty() {
@@ -122,7 +132,7 @@ pub fn text_table(checks: &[Check]) -> String {
             sim_text(c),
             c.error_text(),
             c.status.label(),
-            c.tolerance.describe(c.unit)
+            tol_text(c)
         );
     }
     let sum = Summary::of(checks);

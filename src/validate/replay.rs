@@ -29,11 +29,6 @@ pub(crate) fn at(s: f64) -> SimTime {
     SimTime::from_nanos((s.max(0.0) * 1e9).round() as u64)
 }
 
-/// Simulated time to seconds.
-pub(crate) fn secs(t: SimTime) -> f64 {
-    t.as_secs_f64()
-}
-
 fn model_err(e: impl std::fmt::Display) -> ValidateError {
     ValidateError::Model(e.to_string())
 }
@@ -73,7 +68,13 @@ pub(crate) struct Node {
 impl Node {
     /// A table with the recorded max and buckets, 2 CPUs, `hz`, the given profile. The
     /// gc worker's first run is at t = 0 (the kernel's phase is unknown; §10.3).
-    pub(crate) fn new(max: u32, buckets: u32, hz: u32, profile: KernelProfile, seed: u64) -> Result<Node, ValidateError> {
+    pub(crate) fn new(
+        max: u32,
+        buckets: u32,
+        hz: u32,
+        profile: KernelProfile,
+        seed: u64,
+    ) -> Result<Node, ValidateError> {
         let sysctls = Sysctls {
             nf_conntrack_max: max,
             nf_conntrack_buckets: buckets,
@@ -116,7 +117,14 @@ impl Node {
 
     /// The first hook and the nat chains for `pkt` (`nf_conntrack_in`, then
     /// `nf_nat_setup_info` DST and SRC while unconfirmed).
-    pub(crate) fn begin(&mut self, ns: u16, cpu: u16, pkt: &Packet, nat: Nat, now: SimTime) -> Result<Begun, ValidateError> {
+    pub(crate) fn begin(
+        &mut self,
+        ns: u16,
+        cpu: u16,
+        pkt: &Packet,
+        nat: Nat,
+        now: SimTime,
+    ) -> Result<Begun, ValidateError> {
         self.advance(now);
         let r = self.ct.lookup_or_alloc(ns, cpu, pkt, now).map_err(model_err)?;
         match r {
@@ -145,14 +153,23 @@ impl Node {
     pub(crate) fn finish(&mut self, id: ConnId, cpu: u16, now: SimTime) -> Result<Sent, ValidateError> {
         self.advance(now);
         Ok(match self.ct.confirm(id, cpu, now).map_err(model_err)? {
-            ConfirmOutcome::Inserted(id) | ConfirmOutcome::ClashReplyOnly(id) => Sent::Tracked(id, Direction::Original),
+            ConfirmOutcome::Inserted(id) | ConfirmOutcome::ClashReplyOnly(id) => {
+                Sent::Tracked(id, Direction::Original)
+            }
             ConfirmOutcome::ClashMerged { winner } => Sent::Tracked(winner, Direction::Original),
             ConfirmOutcome::Dropped(d) => Sent::Dropped(d),
         })
     }
 
     /// A packet through the whole path without interleaving.
-    pub(crate) fn send(&mut self, ns: u16, cpu: u16, pkt: &Packet, nat: Nat, now: SimTime) -> Result<Sent, ValidateError> {
+    pub(crate) fn send(
+        &mut self,
+        ns: u16,
+        cpu: u16,
+        pkt: &Packet,
+        nat: Nat,
+        now: SimTime,
+    ) -> Result<Sent, ValidateError> {
         match self.begin(ns, cpu, pkt, nat, now)? {
             Begun::Pending(id) => self.finish(id, cpu, now),
             Begun::Done(s) => Ok(s),
@@ -161,7 +178,15 @@ impl Node {
 
     /// A packet of an established flow (`tuple` as on the wire); NAT is never set up
     /// for it (if its entry vanished it is picked up with null bindings).
-    pub(crate) fn segment(&mut self, ns: u16, tuple: Tuple, flags: TcpFlags, seq: u32, payload: u16, now: SimTime) -> Result<Sent, ValidateError> {
+    pub(crate) fn segment(
+        &mut self,
+        ns: u16,
+        tuple: Tuple,
+        flags: TcpFlags,
+        seq: u32,
+        payload: u16,
+        now: SimTime,
+    ) -> Result<Sent, ValidateError> {
         let pkt = Packet {
             seq,
             len: 40 + payload,
@@ -369,7 +394,9 @@ impl TcpStorm {
                         Sent::Dropped(_) | Sent::Untracked => {
                             let next = self.syn_schedule.get(k + 1).copied();
                             match next {
-                                Some(d) if d < spec.timeout => push(&mut q, start + d, Ev::Syn { c, k: k + 1 }),
+                                Some(d) if d < spec.timeout => {
+                                    push(&mut q, start + d, Ev::Syn { c, k: k + 1 })
+                                }
                                 _ => {
                                     conns[c].decided = true;
                                     push(&mut q, start + spec.timeout, Ev::Failed { c });
@@ -432,7 +459,14 @@ impl TcpStorm {
 
     /// The handshake, request and answer (and, server-first, the whole close) of a
     /// connection whose SYN got through at `t`.
-    fn exchange(&self, node: &mut Node, ns: u16, st: &ConnState, id: ConnId, t: SimTime) -> Result<(), ValidateError> {
+    fn exchange(
+        &self,
+        node: &mut Node,
+        ns: u16,
+        st: &ConnState,
+        id: ConnId,
+        t: SimTime,
+    ) -> Result<(), ValidateError> {
         let Some(conn) = node.ct.conn(id) else {
             return Ok(());
         };

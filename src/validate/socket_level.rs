@@ -41,10 +41,24 @@ pub(crate) fn f_syn_schedule(traces: &Path) -> Result<Rows, ValidateError> {
         let real = exp.syn_times(param)?;
         let t0 = real.first().copied().unwrap_or(0.0);
         let p = format!("f/{param}");
-        rows.cmp(&format!("{p}/syns"), "SYNs sent before ETIMEDOUT", U::Count, real.len() as f64, sim.len() as f64, T::Count);
+        rows.cmp(
+            &format!("{p}/syns"),
+            "SYNs sent before ETIMEDOUT",
+            U::Count,
+            real.len() as f64,
+            sim.len() as f64,
+            T::Count,
+        );
         for (k, r) in real.iter().enumerate().skip(1) {
             let s = sim.get(k).copied().unwrap_or(f64::NAN);
-            rows.cmp(&format!("{p}/syn{k}"), &format!("SYN {k} after the first"), U::Seconds, r - t0, s, T::SynTime);
+            rows.cmp(
+                &format!("{p}/syn{k}"),
+                &format!("SYN {k} after the first"),
+                U::Seconds,
+                r - t0,
+                s,
+                T::SynTime,
+            );
         }
         rows.cmp(
             &format!("{p}/etimedout"),
@@ -60,18 +74,45 @@ pub(crate) fn f_syn_schedule(traces: &Path) -> Result<Rows, ValidateError> {
 
 /// V03: the published SYN schedules of 6.5+ and older kernels.
 pub(crate) fn v03() -> Rows {
-    let mut rows = Rows::new("V03", "ip-sysctl docs; D. Morley, \"tcp: make the first N SYN RTO backoffs linear\" (2023)");
+    let mut rows = Rows::new(
+        "V03",
+        "ip-sysctl docs; D. Morley, \"tcp: make the first N SYN RTO backoffs linear\" (2023)",
+    );
     let published: [(&str, KernelProfile, &[f64], f64); 2] = [
-        ("6.18", KernelProfile::LINUX_6_18, &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0], 131.0),
-        ("5.4", KernelProfile::LINUX_5_4, &[1.0, 3.0, 7.0, 15.0, 31.0, 63.0], 127.0),
+        (
+            "6.18",
+            KernelProfile::LINUX_6_18,
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 11.0, 19.0, 35.0, 67.0],
+            131.0,
+        ),
+        (
+            "5.4",
+            KernelProfile::LINUX_5_4,
+            &[1.0, 3.0, 7.0, 15.0, 31.0, 63.0],
+            127.0,
+        ),
     ];
     for (name, profile, times, fail) in published {
         let (sim, sim_fail) = syn_times(&profile, 6);
         for (k, r) in times.iter().enumerate() {
             let s = sim.get(k + 1).copied().unwrap_or(f64::NAN);
-            rows.cmp(&format!("V03/{name}/syn{}", k + 1), &format!("retransmission {} ({name} profile)", k + 1), U::Seconds, *r, s, T::Abs(0.01));
+            rows.cmp(
+                &format!("V03/{name}/syn{}", k + 1),
+                &format!("retransmission {} ({name} profile)", k + 1),
+                U::Seconds,
+                *r,
+                s,
+                T::Abs(0.01),
+            );
         }
-        rows.cmp(&format!("V03/{name}/give-up"), &format!("connect() gives up ({name} profile)"), U::Seconds, fail, sim_fail, T::Abs(0.01));
+        rows.cmp(
+            &format!("V03/{name}/give-up"),
+            &format!("connect() gives up ({name} profile)"),
+            U::Seconds,
+            fail,
+            sim_fail,
+            T::Abs(0.01),
+        );
     }
     rows
 }
@@ -84,7 +125,10 @@ pub(crate) fn v04() -> Rows {
     const N: usize = 200_000;
     /// Round trip of an answered SYN.
     const RTT: f64 = 0.000_2;
-    let mut rows = Rows::new("V04", "XING post; kubernetes PR #71114; validation-targets.md §3.6");
+    let mut rows = Rows::new(
+        "V04",
+        "XING post; kubernetes PR #71114; validation-targets.md §3.6",
+    );
     let cases: [(&str, KernelProfile, [f64; 2]); 2] = [
         ("5.4", KernelProfile::LINUX_5_4, [1.0, 3.0]),
         ("6.18", KernelProfile::LINUX_6_18, [1.0, 2.0]),
@@ -104,7 +148,10 @@ pub(crate) fn v04() -> Rows {
             let at_mode: Vec<f64> = lat.iter().copied().filter(|l| (l - m).abs() < 0.5).collect();
             rows.cmp(
                 &format!("V04/{name}/mode{}-at", i + 1),
-                &format!("connect-latency spike {} position ({name}, p_drop {P_DROP})", i + 1),
+                &format!(
+                    "connect-latency spike {} position ({name}, p_drop {P_DROP})",
+                    i + 1
+                ),
                 U::Seconds,
                 *m,
                 mean(&at_mode),
@@ -113,7 +160,11 @@ pub(crate) fn v04() -> Rows {
             let mass = P_DROP.powi(i32::try_from(i + 1).unwrap_or(1));
             rows.cmp(
                 &format!("V04/{name}/mode{}-mass", i + 1),
-                &format!("share of connects in spike {} (published: p_drop^{})", i + 1, i + 1),
+                &format!(
+                    "share of connects in spike {} (published: p_drop^{})",
+                    i + 1,
+                    i + 1
+                ),
                 U::Fraction,
                 mass,
                 at_mode.len() as f64 / n,

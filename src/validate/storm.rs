@@ -53,20 +53,69 @@ pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, Valida
         let p = format!("i/{param}");
         let ok = run.results.iter().filter(|r| r.ok).count() as f64;
         let n = run.results.len() as f64;
-        rows.cmp(&format!("{p}/replay-ok"), "connections ok (recorded ports replayed)", U::Count, d("ok")?, ok, T::Count);
-        rows.cmp(&format!("{p}/replay-fail"), "connections failed", U::Count, d("fail")?, n - ok, T::Count);
-        rows.cmp(&format!("{p}/replay-drop"), "drop (one per dropped SYN, up to 3 per failure)", U::Count, d("drop")?, end.stats.drop as f64, T::Count);
-        rows.cmp(&format!("{p}/replay-early-drop"), "early_drop", U::Count, d("early_drop")?, end.stats.early_drop as f64, T::Count);
-        rows.cmp(&format!("{p}/replay-insert-failed"), "insert_failed", U::Count, d("insert_failed")?, end.stats.insert_failed as f64, T::Count);
-        let sim_onset = run.samples.iter().find(|s| s.stats.drop > 0).map_or(f64::NAN, |s| s.t);
-        rows.cmp(&format!("{p}/replay-drop-onset"), "first sample with drop > 0", U::Seconds, exp.num(param, "extra.first_sample_with_drop_s")?, sim_onset, T::Onset);
+        rows.cmp(
+            &format!("{p}/replay-ok"),
+            "connections ok (recorded ports replayed)",
+            U::Count,
+            d("ok")?,
+            ok,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/replay-fail"),
+            "connections failed",
+            U::Count,
+            d("fail")?,
+            n - ok,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/replay-drop"),
+            "drop (one per dropped SYN, up to 3 per failure)",
+            U::Count,
+            d("drop")?,
+            end.stats.drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/replay-early-drop"),
+            "early_drop",
+            U::Count,
+            d("early_drop")?,
+            end.stats.early_drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/replay-insert-failed"),
+            "insert_failed",
+            U::Count,
+            d("insert_failed")?,
+            end.stats.insert_failed as f64,
+            T::Count,
+        );
+        let sim_onset = run
+            .samples
+            .iter()
+            .find(|s| s.stats.drop > 0)
+            .map_or(f64::NAN, |s| s.t);
+        rows.cmp(
+            &format!("{p}/replay-drop-onset"),
+            "first sample with drop > 0",
+            U::Seconds,
+            exp.num(param, "extra.first_sample_with_drop_s")?,
+            sim_onset,
+            T::Onset,
+        );
         rows.cmp(
             &format!("{p}/replay-count-end"),
             "count at the end (max, or down to the 95 % trim level after a gc pass)",
             U::Count,
             d("count_end")?,
             end.count,
-            T::Within { lo: (max * 0.95).floor() - 1.0, hi: max },
+            T::Within {
+                lo: (max * 0.95).floor() - 1.0,
+                hi: max,
+            },
         );
 
         // The same storm as a scenario (Poisson arrivals, the simulator's own client
@@ -78,16 +127,44 @@ pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, Valida
         let scale = real_n / sent;
         let node_a = rep.nodes.first();
         let drop = node_a.map_or(0, |n| n.conntrack.stats.drop) as f64;
-        rows.cmp(&format!("{p}/scenario-ok"), "sim::run: connections ok (per recorded count started)", U::Count, d("ok")?, rep.requests.ok as f64 * scale, T::Count);
-        rows.cmp(&format!("{p}/scenario-fail"), "sim::run: connections failed (scaled)", U::Count, d("fail")?, rep.requests.failed as f64 * scale, T::Count);
-        rows.cmp(&format!("{p}/scenario-drop"), "sim::run: drop on the client node (scaled)", U::Count, d("drop")?, drop * scale, T::Count);
+        rows.cmp(
+            &format!("{p}/scenario-ok"),
+            "sim::run: connections ok (per recorded count started)",
+            U::Count,
+            d("ok")?,
+            rep.requests.ok as f64 * scale,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/scenario-fail"),
+            "sim::run: connections failed (scaled)",
+            U::Count,
+            d("fail")?,
+            rep.requests.failed as f64 * scale,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/scenario-drop"),
+            "sim::run: drop on the client node (scaled)",
+            U::Count,
+            d("drop")?,
+            drop * scale,
+            T::Count,
+        );
         let onset = out
             .timeseries
             .samples
             .iter()
             .find(|s| s.counters.first().is_some_and(|c| c.drop > 0))
             .map_or(f64::NAN, |s| s.t_s);
-        rows.cmp(&format!("{p}/scenario-drop-onset"), "sim::run: first 250 ms sample with drop > 0", U::Seconds, exp.num(param, "extra.first_sample_with_drop_s")?, onset, T::Onset);
+        rows.cmp(
+            &format!("{p}/scenario-drop-onset"),
+            "sim::run: first 250 ms sample with drop > 0",
+            U::Seconds,
+            exp.num(param, "extra.first_sample_with_drop_s")?,
+            onset,
+            T::Onset,
+        );
         let count_end = node_a.map_or(0, |n| n.conntrack.count_end) as f64;
         rows.cmp(
             &format!("{p}/scenario-count-end"),
@@ -95,7 +172,10 @@ pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, Valida
             U::Count,
             d("count_end")?,
             count_end,
-            T::Within { lo: (max * 0.95).floor() - 1.0, hi: max },
+            T::Within {
+                lo: (max * 0.95).floor() - 1.0,
+                hi: max,
+            },
         );
     }
     Ok(rows)

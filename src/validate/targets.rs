@@ -13,17 +13,59 @@ pub(crate) fn v20() -> Rows {
     // 24 GiB VM); between 1 and 4 GiB `nf_conntrack_init_start` sets 65,536.
     for (gib, buckets) in [(2u64, 65_536.0), (8, 262_144.0), (24, 262_144.0), (64, 262_144.0)] {
         let s = kernel_default_sysctls(KernelProfile::LINUX_6_18, ByteSize::from_gib(gib));
-        rows.cmp(&format!("V20/{gib}GiB/buckets"), &format!("nf_conntrack_buckets, {gib} GiB, 6.18"), U::Count, buckets, f64::from(s.nf_conntrack_buckets), T::Abs(0.0));
-        rows.cmp(&format!("V20/{gib}GiB/max"), &format!("nf_conntrack_max = buckets, {gib} GiB, 6.18"), U::Count, buckets, f64::from(s.nf_conntrack_max), T::Abs(0.0));
+        rows.cmp(
+            &format!("V20/{gib}GiB/buckets"),
+            &format!("nf_conntrack_buckets, {gib} GiB, 6.18"),
+            U::Count,
+            buckets,
+            f64::from(s.nf_conntrack_buckets),
+            T::Abs(0.0),
+        );
+        rows.cmp(
+            &format!("V20/{gib}GiB/max"),
+            &format!("nf_conntrack_max = buckets, {gib} GiB, 6.18"),
+            U::Count,
+            buckets,
+            f64::from(s.nf_conntrack_max),
+            T::Abs(0.0),
+        );
     }
     // Before 5.15 (`nf_conntrack_init_start`): 65,536 buckets above 4 GiB, max = 4 ×.
     let old = kernel_default_sysctls(KernelProfile::LINUX_5_4, ByteSize::from_gib(24));
-    rows.cmp("V20/24GiB/buckets-5.4", "nf_conntrack_buckets before 5.15 (24 GiB, 5.4)", U::Count, 65_536.0, f64::from(old.nf_conntrack_buckets), T::Abs(0.0));
-    rows.cmp("V20/24GiB/max-5.4", "nf_conntrack_max = 4 × buckets before 5.15 (24 GiB, 5.4)", U::Count, 4.0 * 65_536.0, f64::from(old.nf_conntrack_max), T::Abs(0.0));
+    rows.cmp(
+        "V20/24GiB/buckets-5.4",
+        "nf_conntrack_buckets before 5.15 (24 GiB, 5.4)",
+        U::Count,
+        65_536.0,
+        f64::from(old.nf_conntrack_buckets),
+        T::Abs(0.0),
+    );
+    rows.cmp(
+        "V20/24GiB/max-5.4",
+        "nf_conntrack_max = 4 × buckets before 5.15 (24 GiB, 5.4)",
+        U::Count,
+        4.0 * 65_536.0,
+        f64::from(old.nf_conntrack_max),
+        T::Abs(0.0),
+    );
     // The same default through the conntrack module's own sizing helper.
     let (max54, buckets54) = crate::conntrack::default_sizing(24 << 30, None, KernelProfile::LINUX_5_4);
-    rows.cmp("V20/24GiB/default-sizing-5.4", "conntrack::default_sizing buckets, 24 GiB, 5.4 (65,536 before 5.15)", U::Count, 65_536.0, f64::from(buckets54), T::Abs(0.0));
-    rows.cmp("V20/24GiB/default-sizing-max-5.4", "conntrack::default_sizing max, 24 GiB, 5.4 (4 × 65,536)", U::Count, 262_144.0, f64::from(max54), T::Abs(0.0));
+    rows.cmp(
+        "V20/24GiB/default-sizing-5.4",
+        "conntrack::default_sizing buckets, 24 GiB, 5.4 (65,536 before 5.15)",
+        U::Count,
+        65_536.0,
+        f64::from(buckets54),
+        T::Abs(0.0),
+    );
+    rows.cmp(
+        "V20/24GiB/default-sizing-max-5.4",
+        "conntrack::default_sizing max, 24 GiB, 5.4 (4 × 65,536)",
+        U::Count,
+        262_144.0,
+        f64::from(max54),
+        T::Abs(0.0),
+    );
     let t = CtTimeouts::default();
     let published: [(u64, u64); 14] = [
         (t.tcp_syn_sent.as_secs(), 120),
@@ -42,7 +84,14 @@ pub(crate) fn v20() -> Rows {
         (t.generic.as_secs(), 600),
     ];
     let same = published.iter().filter(|(m, p)| m == p).count();
-    rows.cmp("V20/timeouts", "default timeouts equal to the published 14", U::Count, 14.0, same as f64, T::Abs(0.0));
+    rows.cmp(
+        "V20/timeouts",
+        "default timeouts equal to the published 14",
+        U::Count,
+        14.0,
+        same as f64,
+        T::Abs(0.0),
+    );
     rows
 }
 
@@ -57,17 +106,29 @@ fn v21_scenario(cpus: &[u32]) -> String {
 
 /// V21: kube-proxy's conntrack settings from the node shape.
 pub(crate) fn v21() -> Result<Rows, ValidateError> {
-    let mut rows = Rows::new("V21", "kube-proxy defaults (pkg/proxy/apis/config/v1alpha1, pkg/proxy/conntrack)");
+    let mut rows = Rows::new(
+        "V21",
+        "kube-proxy defaults (pkg/proxy/apis/config/v1alpha1, pkg/proxy/conntrack)",
+    );
     let cpus = [1u32, 2, 4, 8, 16, 32, 64];
     let text = v21_scenario(&cpus);
-    let sc = Scenario::from_bytes("v21-sizing (built in)", text.as_bytes(), &[]).map_err(|e| ValidateError::Scenario {
-        file: "v21-sizing (built in)".to_owned(),
-        what: e.to_string(),
+    let sc = Scenario::from_bytes("v21-sizing (built in)", text.as_bytes(), &[]).map_err(|e| {
+        ValidateError::Scenario {
+            file: "v21-sizing (built in)".to_owned(),
+            what: e.to_string(),
+        }
     })?;
     for (c, node) in cpus.iter().zip(&sc.nodes) {
         let published = f64::from((32_768 * c).max(131_072));
         let v = &node.sysctls.values;
-        rows.cmp(&format!("V21/{c}cpu/max"), &format!("nf_conntrack_max, {c} vCPU"), U::Count, published, f64::from(v.nf_conntrack_max), T::Abs(0.0));
+        rows.cmp(
+            &format!("V21/{c}cpu/max"),
+            &format!("nf_conntrack_max, {c} vCPU"),
+            U::Count,
+            published,
+            f64::from(v.nf_conntrack_max),
+            T::Abs(0.0),
+        );
         rows.cmp(
             &format!("V21/{c}cpu/buckets"),
             &format!("nf_conntrack_buckets ≥ max / 4 (hashsize raised), {c} vCPU"),
@@ -79,8 +140,22 @@ pub(crate) fn v21() -> Result<Rows, ValidateError> {
     }
     if let Some(node) = sc.nodes.first() {
         let t = node.sysctls.values.ct_timeouts;
-        rows.cmp("V21/established", "nf_conntrack_tcp_timeout_established (24 h)", U::Seconds, 86_400.0, t.tcp_established.as_secs_f64(), T::Abs(0.0));
-        rows.cmp("V21/close-wait", "nf_conntrack_tcp_timeout_close_wait (1 h)", U::Seconds, 3_600.0, t.tcp_close_wait.as_secs_f64(), T::Abs(0.0));
+        rows.cmp(
+            "V21/established",
+            "nf_conntrack_tcp_timeout_established (24 h)",
+            U::Seconds,
+            86_400.0,
+            t.tcp_established.as_secs_f64(),
+            T::Abs(0.0),
+        );
+        rows.cmp(
+            "V21/close-wait",
+            "nf_conntrack_tcp_timeout_close_wait (1 h)",
+            U::Seconds,
+            3_600.0,
+            t.tcp_close_wait.as_secs_f64(),
+            T::Abs(0.0),
+        );
     }
     Ok(rows)
 }
@@ -88,10 +163,16 @@ pub(crate) fn v21() -> Result<Rows, ValidateError> {
 /// Node CPU of one node of a run, as a fraction of one core.
 fn core_fraction(out: &crate::sim::Outcome, node: usize) -> f64 {
     let r = &out.report;
-    r.nodes.get(node).map_or(f64::NAN, |n| n.cpu.busy_core_s / r.duration_s)
+    r.nodes
+        .get(node)
+        .map_or(f64::NAN, |n| n.cpu.busy_core_s / r.duration_s)
 }
 
-fn load_run(dir: &Path, file: &str, set: &[&str]) -> Result<Result<crate::sim::Outcome, crate::sim::SimError>, ValidateError> {
+fn load_run(
+    dir: &Path,
+    file: &str,
+    set: &[&str],
+) -> Result<Result<crate::sim::Outcome, crate::sim::SimError>, ValidateError> {
     let path = dir.join(file);
     let bad = |what: String| ValidateError::Scenario {
         file: path.display().to_string(),
@@ -128,13 +209,46 @@ pub(crate) fn v23(scenarios: &Path) -> Result<Rows, ValidateError> {
         what: e.to_string(),
     })?;
     let (cs, cp) = (core_fraction(&short, 0), core_fraction(&pool, 0));
-    rows.cmp("V23/iptables-short", "client-node CPU, iptables, no keep-alive (share of one core)", U::Fraction, 0.35, cs, T::Rel(0.3));
-    rows.cmp("V23/iptables-keepalive", "client-node CPU, iptables, 100 requests per connection", U::Fraction, 0.02, cp, T::Rel(0.3));
-    rows.cmp("V23/keepalive-ratio", "CPU without / with keep-alive (shape, independent of the per-rule cost)", U::Count, 0.35 / 0.02, cs / cp, T::Rel(0.3));
+    rows.cmp(
+        "V23/iptables-short",
+        "client-node CPU, iptables, no keep-alive (share of one core)",
+        U::Fraction,
+        0.35,
+        cs,
+        T::Rel(0.3),
+    );
+    rows.cmp(
+        "V23/iptables-keepalive",
+        "client-node CPU, iptables, 100 requests per connection",
+        U::Fraction,
+        0.02,
+        cp,
+        T::Rel(0.3),
+    );
+    rows.cmp(
+        "V23/keepalive-ratio",
+        "CPU without / with keep-alive (shape, independent of the per-rule cost)",
+        U::Count,
+        0.35 / 0.02,
+        cs / cp,
+        T::Rel(0.3),
+    );
     match load_run(scenarios, file, &["kubeProxy.mode=ipvs"])? {
-        Ok(out) => rows.cmp("V23/ipvs-short", "client-node CPU, IPVS, no keep-alive", U::Fraction, 0.08, core_fraction(&out, 0), T::Rel(0.3)),
+        Ok(out) => rows.cmp(
+            "V23/ipvs-short",
+            "client-node CPU, IPVS, no keep-alive",
+            U::Fraction,
+            0.08,
+            core_fraction(&out, 0),
+            T::Rel(0.3),
+        ),
         Err(crate::sim::SimError::Unsupported { .. }) => {
-            rows.not_modelled("V23/ipvs-short", "client-node CPU, IPVS, no keep-alive", U::Fraction, 0.08);
+            rows.not_modelled(
+                "V23/ipvs-short",
+                "client-node CPU, IPVS, no keep-alive",
+                U::Fraction,
+                0.08,
+            );
         }
         Err(e) => {
             return Err(ValidateError::Scenario {
@@ -155,14 +269,21 @@ pub(crate) fn v11(scenarios: &Path) -> Result<Rows, ValidateError> {
         what: e.to_string(),
     })?;
     if out.report.dns.node_local_hits == 0 {
-        rows.not_modelled("V11/dns-entries", "conntrack entries created by pod DNS with the cache on (≈ 0)", U::Count, 0.0);
+        rows.not_modelled(
+            "V11/dns-entries",
+            "conntrack entries created by pod DNS with the cache on (≈ 0)",
+            U::Count,
+            0.0,
+        );
     } else {
         // The cache answers now: the entries left on the client node must not come
         // from DNS. Without a per-flow breakdown, compare the count with the cache on
         // and off.
-        let off = load_run(scenarios, file, &["dns.nodeLocalDNSCache.enabled=false"])?.map_err(|e| ValidateError::Scenario {
-            file: file.to_owned(),
-            what: e.to_string(),
+        let off = load_run(scenarios, file, &["dns.nodeLocalDNSCache.enabled=false"])?.map_err(|e| {
+            ValidateError::Scenario {
+                file: file.to_owned(),
+                what: e.to_string(),
+            }
         })?;
         let on_count = out.report.nodes.first().map_or(0, |n| n.conntrack.count_end) as f64;
         let off_count = off.report.nodes.first().map_or(0, |n| n.conntrack.count_end) as f64;
@@ -175,14 +296,29 @@ pub(crate) fn v11(scenarios: &Path) -> Result<Rows, ValidateError> {
 /// V01: XING's SNAT race, MASQUERADE on the 4.19 profile with and without
 /// `--random-fully`: the share of new connections whose insertion failed.
 pub(crate) fn v01() -> Result<Rows, ValidateError> {
-    let mut rows = Rows::new("V01", "XING engineering blog (2018); maxlaverse/snat-race-conn-test");
+    let mut rows = Rows::new(
+        "V01",
+        "XING engineering blog (2018); maxlaverse/snat-race-conn-test",
+    );
     for k in [10u32, 40, 80] {
         for random_fully in [false, true] {
             let ratio = xing_race(k, random_fully)?;
             let (id, q, tol, real) = if random_fully {
-                (format!("V01/{k}/random-fully"), format!("insert_failed per new connection, {k} connectors, --random-fully (0 in the test)"), T::Within { lo: 0.0, hi: 0.001 }, 0.0)
+                (
+                    format!("V01/{k}/random-fully"),
+                    format!(
+                        "insert_failed per new connection, {k} connectors, --random-fully (0 in the test)"
+                    ),
+                    T::Within { lo: 0.0, hi: 0.001 },
+                    0.0,
+                )
             } else {
-                (format!("V01/{k}/default"), format!("insert_failed per new connection, {k} connectors, default MASQUERADE (2-4 %)"), T::Within { lo: 0.01, hi: 0.08 }, 0.03)
+                (
+                    format!("V01/{k}/default"),
+                    format!("insert_failed per new connection, {k} connectors, default MASQUERADE (2-4 %)"),
+                    T::Within { lo: 0.01, hi: 0.08 },
+                    0.03,
+                )
             };
             rows.cmp(&id, &q, U::Fraction, real, ratio, tol);
         }
@@ -210,7 +346,13 @@ fn xing_race(k: u32, random_fully: bool) -> Result<f64, ValidateError> {
     const WINDOW_NS: u64 = 2_000;
     let node_ip = Ipv4Addr::new(192, 168, 0, 10);
     let dst = Ipv4Addr::new(10, 0, 0, 1);
-    let mut node = Node::new(262_144, 262_144, 250, KernelProfile::LINUX_4_19, super::SEED + u64::from(k))?;
+    let mut node = Node::new(
+        262_144,
+        262_144,
+        250,
+        KernelProfile::LINUX_4_19,
+        super::SEED + u64::from(k),
+    )?;
     node.enable(0, CtTimeouts::default());
     let mut rng = SimRng::stream(super::SEED + u64::from(k), "validate-xing");
     // Each container's ephemeral ports: its own random start, step 2.
@@ -226,7 +368,9 @@ fn xing_race(k: u32, random_fully: bool) -> Result<f64, ValidateError> {
     ));
     let mut syns = 0u64;
     for round in 0..ROUNDS {
-        let mut starts: Vec<(u64, u32)> = (0..k).map(|c| (round * ROUND_NS + rng.below(ROUND_NS), c)).collect();
+        let mut starts: Vec<(u64, u32)> = (0..k)
+            .map(|c| (round * ROUND_NS + rng.below(ROUND_NS), c))
+            .collect();
         starts.sort_unstable();
         let mut i = 0;
         while i < starts.len() {
@@ -252,7 +396,11 @@ fn xing_race(k: u32, random_fully: bool) -> Result<f64, ValidateError> {
                 }
             }
             for (id, cpu, t) in pending {
-                let _: Sent = node.finish(id, cpu, SimTime::from_nanos(t) + SimDuration::from_nanos(WINDOW_NS))?;
+                let _: Sent = node.finish(
+                    id,
+                    cpu,
+                    SimTime::from_nanos(t) + SimDuration::from_nanos(WINDOW_NS),
+                )?;
             }
             i = j;
         }

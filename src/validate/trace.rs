@@ -118,14 +118,6 @@ impl Experiment {
             .ok_or_else(|| self.missing(&format!("runs.{param}.{path}")))
     }
 
-    /// An array of numbers under `runs.<param>.<dotted path>`.
-    pub(crate) fn nums(&self, param: &str, path: &str) -> Result<Vec<f64>, ValidateError> {
-        self.walk(param, path)?
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_f64).collect())
-            .ok_or_else(|| self.missing(&format!("runs.{param}.{path}")))
-    }
-
     /// The recorded step script of a run (`summary.steps`).
     pub(crate) fn steps(&self, param: &str) -> Result<Vec<Step>, ValidateError> {
         let steps = self.run(param)?["summary"]["steps"]
@@ -145,16 +137,6 @@ impl Experiment {
                 })
             })
             .collect()
-    }
-
-    /// A counter after step `i` (`summary.steps[i].ct_after.<name>`).
-    pub(crate) fn ct_after(&self, param: &str, i: usize, name: &str) -> Result<f64, ValidateError> {
-        self.num(param, &format!("summary.steps.{i}.ct_after.{name}"))
-    }
-
-    /// A counter before step `i`.
-    pub(crate) fn ct_before(&self, param: &str, i: usize, name: &str) -> Result<f64, ValidateError> {
-        self.num(param, &format!("summary.steps.{i}.ct_before.{name}"))
     }
 
     /// `<param>.csv`.

@@ -10,7 +10,11 @@ fn checks() -> &'static [Check] {
     static CHECKS: OnceLock<Vec<Check>> = OnceLock::new();
     CHECKS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        validate::run(&root.join("validation/traces"), &root.join("scenarios/validation")).expect("the suite runs")
+        validate::run(
+            &root.join("validation/traces"),
+            &root.join("scenarios/validation"),
+        )
+        .expect("the suite runs")
     })
 }
 
@@ -86,9 +90,8 @@ fn known_disagreements_are_marked_and_explained() {
     for (prefix, why) in validate::explanations() {
         assert!(!why.is_empty());
         assert!(
-            checks()
-                .iter()
-                .any(|c| c.id.starts_with(prefix) && matches!(c.status, Status::KnownFailure | Status::NotModelled)),
+            checks().iter().any(|c| c.id.starts_with(prefix)
+                && matches!(c.status, Status::KnownFailure | Status::NotModelled)),
             "explanation `{prefix}` no longer matches a failing row: remove it"
         );
     }

@@ -30,8 +30,7 @@ pub(crate) struct ValidateArgs {
 
 /// Runs the suite.
 pub(crate) fn validate(a: ValidateArgs) -> anyhow::Result<()> {
-    let checks = validate::run(&a.traces, &a.scenarios)
-        .map_err(|e| crate::BadInput(e.to_string()))?;
+    let checks = validate::run(&a.traces, &a.scenarios).map_err(|e| crate::BadInput(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", validate::text_table(&checks))?;
     if let Some(path) = &a.write {
