@@ -32,6 +32,8 @@ mod replay;
 mod socket_level;
 mod storm;
 mod targets;
+#[cfg(test)]
+mod tests;
 mod trace;
 
 pub use check::{Check, Status, Tolerance, Unit, fmt_value};
