@@ -54,6 +54,25 @@ pub(crate) fn sample_at(run: &StormRun, t: f64) -> Sample {
         .unwrap_or_default()
 }
 
+/// The over-time row: at every recorded sample time, is the model's value within the
+/// count tolerance of the recorded one? Real = samples, simulated = samples that agree.
+pub(crate) fn over_time(
+    rows: &mut Rows,
+    id: &str,
+    quantity: &str,
+    series: &[SeriesRow],
+    run: &StormRun,
+    real: impl Fn(&SeriesRow) -> f64,
+    sim: impl Fn(&Sample) -> f64,
+) {
+    let n = series.len() as f64;
+    let agree = series
+        .iter()
+        .filter(|r| T::Count.accepts(real(r), sim(&sample_at(run, r.t_s))))
+        .count() as f64;
+    rows.cmp(id, quantity, U::Count, n, agree, T::Count);
+}
+
 /// First time a series column becomes positive.
 fn first_positive(rows: &[(f64, f64)]) -> Option<f64> {
     rows.iter().find(|(_, v)| *v > 0.0).map(|(t, _)| *t)
@@ -162,6 +181,24 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
             real_onset,
             sim_onset,
             T::Onset,
+        );
+        over_time(
+            &mut rows,
+            &format!("{p}/drop-over-time"),
+            "samples whose drop agrees (±5 %, ±2 under 40)",
+            &series,
+            &run,
+            |r| r.drop,
+            |s| s.stats.drop as f64,
+        );
+        over_time(
+            &mut rows,
+            &format!("{p}/ok-over-time"),
+            "samples whose client ok count agrees",
+            &series,
+            &run,
+            |r| r.ok,
+            |s| s.ok as f64,
         );
         rows.cmp(
             &format!("{p}/count-idle"),

@@ -3,7 +3,7 @@
 //! scenario run by [`sim::run`](crate::sim::run) (`scenarios/validation/i-storm-*.yaml`).
 
 use super::check::{Tolerance as T, Unit as U};
-use super::ct_level::{dnat_80, sample_at, specs_from_log};
+use super::ct_level::{dnat_80, over_time, sample_at, specs_from_log};
 use super::replay::{Closer, Node, TcpStorm, VIP};
 use super::trace::Experiment;
 use super::{Rows, SEED, ValidateError};
@@ -92,6 +92,33 @@ pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, Valida
             d("insert_failed")?,
             end.stats.insert_failed as f64,
             T::Count,
+        );
+        over_time(
+            &mut rows,
+            &format!("{p}/replay-drop-over-time"),
+            "samples whose drop agrees (±5 %, ±2 under 40)",
+            &series,
+            &run,
+            |r| r.drop,
+            |s| s.stats.drop as f64,
+        );
+        over_time(
+            &mut rows,
+            &format!("{p}/replay-ok-over-time"),
+            "samples whose client ok count agrees",
+            &series,
+            &run,
+            |r| r.ok,
+            |s| s.ok as f64,
+        );
+        over_time(
+            &mut rows,
+            &format!("{p}/replay-fail-over-time"),
+            "samples whose client fail count agrees",
+            &series,
+            &run,
+            |r| r.fail,
+            |s| s.fail as f64,
         );
         let sim_onset = run
             .samples
