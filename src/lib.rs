@@ -88,3 +88,4 @@ pub mod traffic;
 // Layer 4: the node simulation and its report.
 pub mod report;
 pub mod sim;
+pub mod validate;

@@ -5,3 +5,4 @@ mod layering;
 mod oracle_traces;
 mod scenario_errors;
 mod sim;
+mod validation;

@@ -7,6 +7,7 @@
 
 mod cmd_rules;
 mod cmd_trace;
+mod cmd_validate;
 mod render;
 
 use anyhow::Context as _;
@@ -36,6 +37,8 @@ enum Command {
     Rules(RulesArgs),
     /// Follow one connection's first packet hop by hop through a scenario's data path.
     Trace(TraceArgs),
+    /// Compare the simulator with the recorded kernel traces and published targets.
+    Validate(cmd_validate::ValidateArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,7 +105,7 @@ struct TraceArgs {
 
 /// An error that is the user's input, not ours (exit 2).
 #[derive(Debug)]
-struct BadInput(String);
+pub(crate) struct BadInput(pub(crate) String);
 
 impl std::fmt::Display for BadInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Trace(a) => {
             parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
         }
+        Command::Validate(a) => cmd_validate::validate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,475 @@
+//! NAT-level replays of experiments d (A/AAAA race through a DNAT'd VIP), e (SNAT port
+//! collision) and j (storm through a small SNAT range).
+
+use super::check::{Tolerance as T, Unit as U};
+use super::ct_level::{dnat_80, mean, model_range, sample_at};
+use super::replay::{Begun, CLI, Closer, Node, RTR, SRV, SRV2, Sent, Start, TcpSpec, TcpStorm, VIP, at};
+use super::trace::Experiment;
+use super::{Rows, SEED, ValidateError};
+use crate::conntrack::{CtStats, DstNat, NatRange, SrcNat};
+use crate::kernel::{CtTimeouts, KernelProfile};
+use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
+use crate::rng::SimRng;
+use crate::time::SimDuration;
+use std::path::Path;
+
+/// Two sends of a pair race (both allocated before either is confirmed) when they are
+/// less than this far apart and come from two threads: the end of the "both threads
+/// running" mode of the recorded gap distribution (4-30 µs; the next mode starts above
+/// 1 ms, when one thread had been descheduled). Any value between 30 µs and 1 ms
+/// changes the number of racing pairs by less than 2.5 %. See
+/// `docs/model/validation.md`.
+pub(crate) const RACE_WINDOW_NS: i64 = 30_000;
+
+/// Experiment d: parallel UDP datagrams from one socket to a DNAT'd VIP.
+pub(crate) fn d_udp_race(traces: &Path) -> Result<Rows, ValidateError> {
+    let exp = Experiment::load(traces, "d-udp-race")?;
+    let mut rows = Rows::new("d-udp-race", &exp.kernel());
+    for param in ["backends2", "backends1", "backends2-seq"] {
+        let backends = exp.num(param, "params.backends")? as u32;
+        let threads = exp.text(param, "params.mode")? == "threads";
+        let rate = exp.num(param, "params.pair_rate_per_s")?;
+        let gaps = exp.pair_gaps(param)?;
+        let steps = exp.steps(param)?;
+        let mut node = Node::new(
+            exp.num(param, "nf_conntrack_max")? as u32,
+            exp.num(param, "nf_conntrack_buckets")? as u32,
+            exp.hz(),
+            KernelProfile::LINUX_6_18,
+            SEED,
+        )?;
+        node.enable(0, CtTimeouts::default());
+        // `-m statistic --mode random --probability 0.5` per new entry.
+        let mut stat = SimRng::stream(SEED, "validate-statistic");
+        let mut both = 0u64;
+        for (k, gap) in gaps.iter().enumerate() {
+            let t0 = at(steps[0].start_s + k as f64 / rate);
+            let port = 32_768 + 2 * (k as u16 % 14_000);
+            let tuple = Tuple::new(Proto::Udp, CLI, port, VIP, 53);
+            let pkt = Packet {
+                len: 60,
+                ..Packet::new(tuple, TcpFlags::NONE)
+            };
+            let mut dnat = || {
+                let addr = if backends == 2 && !stat.chance(0.5) {
+                    SRV2
+                } else {
+                    SRV
+                };
+                Some((
+                    DstNat::To {
+                        addr,
+                        port: Some(5353),
+                    },
+                    SrcNat::Null,
+                ))
+            };
+            let dt = SimDuration::from_nanos(gap.unsigned_abs());
+            let (first, second) = if threads && gap.abs() < RACE_WINDOW_NS {
+                // Both allocated and NATed before either confirms (two CPUs).
+                let a = node.begin(0, 0, &pkt, dnat(), t0)?;
+                let b = node.begin(0, 1, &pkt, dnat(), t0 + dt)?;
+                let w = SimDuration::from_nanos(RACE_WINDOW_NS as u64);
+                let fa = match a {
+                    Begun::Pending(id) => node.finish(id, 0, t0 + w)?,
+                    Begun::Done(s) => s,
+                };
+                let fb = match b {
+                    Begun::Pending(id) => node.finish(id, 1, t0 + dt + w)?,
+                    Begun::Done(s) => s,
+                };
+                (fa, fb)
+            } else {
+                let a = node.send(0, 0, &pkt, dnat(), t0)?;
+                let b = node.send(0, 0, &pkt, dnat(), t0 + dt)?;
+                (a, b)
+            };
+            // Each backend echoes from the address the datagram was DNATed to; the
+            // answer must come back un-NATed to VIP:53 -> client.
+            let mut answered = 0;
+            for s in [first, second] {
+                let Sent::Tracked(id, _) = s else { continue };
+                let Some(conn) = node.ct.conn(id) else { continue };
+                let reply = Packet {
+                    len: 60,
+                    ..Packet::new(conn.reply, TcpFlags::NONE)
+                };
+                let t = t0 + dt + SimDuration::from_micros(200);
+                if let Sent::Tracked(rid, Direction::Reply) =
+                    node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
+                {
+                    let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
+                    if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port)
+                    {
+                        answered += 1;
+                    }
+                }
+            }
+            if answered == 2 {
+                both += 1;
+            }
+        }
+        let t_list = at(steps[2].start_s);
+        node.advance(t_list);
+        let before = node.count(0);
+        let listed = node.ct.list(0, t_list).len() as f64;
+        let st = node.stats(0);
+        let d = |k: &str| exp.num(param, &format!("derived.{k}"));
+        let p = format!("d/{param}");
+        rows.cmp(
+            &format!("{p}/clash-resolve"),
+            "clash_resolve per 3,000 pairs",
+            U::Count,
+            d("clash_resolve")?,
+            st.clash_resolve as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/insert-failed"),
+            "insert_failed",
+            U::Count,
+            d("insert_failed")?,
+            st.insert_failed as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/drop"),
+            "drop",
+            U::Count,
+            d("drop")?,
+            st.drop as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/answered"),
+            "pairs with both answers (un-NATed to VIP:53)",
+            U::Count,
+            d("pairs_with_both_answers")?,
+            both as f64,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/count"),
+            "count before `conntrack -L`",
+            U::Count,
+            d("count_before_listing")?,
+            before,
+            T::Count,
+        );
+        rows.cmp(
+            &format!("{p}/hidden"),
+            "hidden reply-only clash entries (count - listed)",
+            U::Count,
+            d("count_before_listing")? - d("listed_entries")?,
+            before - listed,
+            T::Count,
+        );
+    }
+    Ok(rows)
+}
+
+/// `10.10.2.1:40000` or `10.10.2.1:40000-40063` as an SNAT range.
+fn snat_range(text: &str) -> Option<SrcNat> {
+    let (_, ports) = text.split_once(':')?;
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+        None => {
+            let p = ports.parse().ok()?;
+            (p, p)
+        }
+    };
+    Some(SrcNat::Snat(NatRange::single(RTR).with_ports(lo, hi)))
+}
+
+fn bad_param(exp: &str, what: &str) -> ValidateError {
+    ValidateError::Missing {
+        path: format!("validation/traces/{exp}/meta.json"),
+        field: what.to_owned(),
+    }
+}
+
+fn delta(a: CtStats, b: CtStats) -> [f64; 3] {
+    [
+        (b.found - a.found) as f64,
+        (b.insert_failed - a.insert_failed) as f64,
+        (b.drop - a.drop) as f64,
+    ]
+}
+
+/// Seeds per stochastic replay (ISNs decide TIME_WAIT eviction; random port offsets).
+const E_SEEDS: u64 = 200;
+
+/// Experiment e: SNAT port collision.
+#[allow(clippy::too_many_lines)]
+pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
+    let exp = Experiment::load(traces, "e-snat-collision")?;
+    let mut rows = Rows::new("e-snat-collision", &exp.kernel());
+    for param in ["ports1", "ports2", "ports200-hold195"] {
+        let snat = snat_range(&exp.text(param, "params.snat_to_source")?)
+            .ok_or_else(|| bad_param("e-snat-collision", "params.snat_to_source"))?;
+        let timeout = SimDuration::from_nanos((exp.num(param, "params.connect_timeout_s")? * 1e9) as u64);
+        let steps = exp.steps(param)?;
+        let log = exp.conns(param)?;
+        let step_of = |name: &str| steps.iter().position(|s| s.name.starts_with(name));
+        let try8 = step_of("Try(8)");
+        // The tool numbers its load/hold/release/try steps from 1 (sleeps not counted).
+        let driver_steps: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                ["Load", "Hold", "Release", "Try"]
+                    .iter()
+                    .any(|k| s.name.starts_with(k))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let step_index = |n: u32| {
+            driver_steps
+                .get((n as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(usize::MAX)
+        };
+        let mut specs = Vec::new();
+        for (i, c) in log.iter().enumerate() {
+            let si = step_index(c.step);
+            let name = steps.get(si).map_or("", |s| s.name.as_str());
+            let port = c.local_port.unwrap_or(61_000 + i as u16);
+            // `try:N` connects one after the other: the first at the step's start,
+            // each next one when the previous ended in the model.
+            let in_try8 = Some(si) == try8;
+            let first_of_step = i == 0 || log[i - 1].step != c.step;
+            let start = match (in_try8, first_of_step) {
+                (true, true) => Start::At(at(steps[si].start_s)),
+                (true, false) => Start::AfterPrevious,
+                _ => Start::At(at(c.start_s)),
+            };
+            specs.push(TcpSpec {
+                start,
+                port,
+                timeout,
+                hold: name.starts_with("Hold"),
+            });
+        }
+        let release = step_of("Release").map(|i| at(steps[i].start_s));
+        let mut per_seed: Vec<Vec<f64>> = Vec::new();
+        for s in 0..E_SEEDS {
+            let mut node = Node::new(
+                exp.num(param, "nf_conntrack_max")? as u32,
+                exp.num(param, "nf_conntrack_buckets")? as u32,
+                exp.hz(),
+                KernelProfile::LINUX_6_18,
+                SEED + s,
+            )?;
+            node.enable(0, CtTimeouts::default());
+            let mut storm = TcpStorm::new(
+                (SRV, 7070),
+                Some((DstNat::Null, snat)),
+                Closer::Client,
+                specs.clone(),
+            );
+            storm.releases.extend(release);
+            storm.sample_times = steps.iter().map(|s| s.start_s).collect();
+            storm.sample_times.push(steps[steps.len() - 1].end_s + 30.0);
+            let run = storm.run(&mut node, 0, SEED + s)?;
+            let st = |i: usize| sample_at(&run, storm.sample_times[i]).stats;
+            let ok_in = |step: usize| -> f64 {
+                log.iter()
+                    .zip(&run.results)
+                    .filter(|(c, r)| step_index(c.step) == step && r.ok)
+                    .count() as f64
+            };
+            let mut v = vec![ok_in(0)];
+            v.extend(delta(st(0), st(1)));
+            if let Some(t1) = step_of("Try(1)") {
+                v.push(ok_in(t1));
+                v.extend(delta(st(t1), st(t1 + 1)));
+            }
+            if let Some(t8) = try8 {
+                v.push(ok_in(t8));
+                v.extend(delta(st(t8), st(storm.sample_times.len() - 1)));
+            }
+            per_seed.push(v);
+        }
+        let col = |i: usize| -> Vec<f64> {
+            per_seed
+                .iter()
+                .map(|v| v.get(i).copied().unwrap_or(f64::NAN))
+                .collect()
+        };
+        let step_real = |step: &str, k: &str| -> Result<f64, ValidateError> {
+            for i in 0..8 {
+                if exp
+                    .text(param, &format!("derived.per_step.{i}.step"))
+                    .ok()
+                    .as_deref()
+                    == Some(step)
+                {
+                    return exp.num(param, &format!("derived.per_step.{i}.{k}"));
+                }
+            }
+            Err(bad_param(
+                "e-snat-collision",
+                &format!("derived.per_step[{step}].{k}"),
+            ))
+        };
+        let p = format!("e/{param}");
+        let hold_name = steps[0].name.clone();
+        let add = |rows: &mut Rows, id: &str, q: &str, real: f64, v: &[f64]| {
+            rows.cmp(&format!("{p}/{id}"), q, U::Count, real, mean(v), model_range(v));
+        };
+        add(
+            &mut rows,
+            "hold-ok",
+            &format!("{hold_name}: connections ok (mean of {E_SEEDS} seeds)"),
+            step_real(&hold_name, "ok")?,
+            &col(0),
+        );
+        add(
+            &mut rows,
+            "hold-found",
+            &format!("{hold_name}: found (taken probes of the port search)"),
+            step_real(&hold_name, "found")?,
+            &col(1),
+        );
+        add(
+            &mut rows,
+            "hold-insert-failed",
+            &format!("{hold_name}: insert_failed"),
+            step_real(&hold_name, "insert_failed")?,
+            &col(2),
+        );
+        let mut i = 4;
+        if step_of("Try(1)").is_some() {
+            add(
+                &mut rows,
+                "try1-ok",
+                "one more while the ports are held: ok",
+                step_real("Try(1)", "ok")?,
+                &col(i),
+            );
+            add(
+                &mut rows,
+                "try1-found",
+                "one more while held: found",
+                step_real("Try(1)", "found")?,
+                &col(i + 1),
+            );
+            add(
+                &mut rows,
+                "try1-insert-failed",
+                "one more while held: insert_failed (one per SYN)",
+                step_real("Try(1)", "insert_failed")?,
+                &col(i + 2),
+            );
+            add(
+                &mut rows,
+                "try1-drop",
+                "one more while held: drop",
+                step_real("Try(1)", "drop")?,
+                &col(i + 3),
+            );
+            i += 4;
+        }
+        if try8.is_some() {
+            add(
+                &mut rows,
+                "try8-ok",
+                "8 tries after release (holders in TIME_WAIT): ok",
+                step_real("Try(8)", "ok")?,
+                &col(i),
+            );
+            add(
+                &mut rows,
+                "try8-found",
+                "8 tries after release: found",
+                step_real("Try(8)", "found")?,
+                &col(i + 1),
+            );
+            add(
+                &mut rows,
+                "try8-insert-failed",
+                "8 tries after release: insert_failed",
+                step_real("Try(8)", "insert_failed")?,
+                &col(i + 2),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// Experiment j: a storm through a small SNAT range (client closes first).
+pub(crate) fn j_storm_snat(traces: &Path) -> Result<Rows, ValidateError> {
+    let exp = Experiment::load(traces, "j-storm-snat")?;
+    let mut rows = Rows::new("j-storm-snat", &exp.kernel());
+    for param in ["ports64-r20", "ports16-r10"] {
+        let snat = snat_range(&exp.text(param, "params.snat_to_source")?)
+            .ok_or_else(|| bad_param("j-storm-snat", "params.snat_to_source"))?;
+        let timeout = SimDuration::from_nanos((exp.num(param, "params.connect_timeout_s")? * 1e9) as u64);
+        let specs = super::ct_level::specs_from_log(&exp, param, timeout)?;
+        let steps = exp.steps(param)?;
+        let seeds = 20u64;
+        let (mut ok, mut found, mut inf, mut drop, mut count) = (vec![], vec![], vec![], vec![], vec![]);
+        for s in 0..seeds {
+            let mut node = Node::new(
+                exp.num(param, "nf_conntrack_max")? as u32,
+                exp.num(param, "nf_conntrack_buckets")? as u32,
+                exp.hz(),
+                KernelProfile::LINUX_6_18,
+                SEED + s,
+            )?;
+            node.enable(0, CtTimeouts::default());
+            let mut storm = TcpStorm::new((VIP, 80), Some((dnat_80(), snat)), Closer::Client, specs.clone());
+            storm.sample_times = vec![steps[steps.len() - 1].end_s];
+            let run = storm.run(&mut node, 0, SEED + s)?;
+            let end = sample_at(&run, steps[steps.len() - 1].end_s);
+            ok.push(run.results.iter().filter(|r| r.ok).count() as f64);
+            found.push(end.stats.found as f64);
+            inf.push(end.stats.insert_failed as f64);
+            drop.push(end.stats.drop as f64);
+            count.push(end.count);
+        }
+        let d = |k: &str| exp.num(param, &format!("derived.{k}"));
+        let p = format!("j/{param}");
+        rows.cmp(
+            &format!("{p}/ok"),
+            "connections ok (mean of 20 seeds)",
+            U::Count,
+            d("ok")?,
+            mean(&ok),
+            model_range(&ok),
+        );
+        rows.cmp(
+            &format!("{p}/found"),
+            "found (taken probes of the port searches)",
+            U::Count,
+            d("found")?,
+            mean(&found),
+            model_range(&found),
+        );
+        rows.cmp(
+            &format!("{p}/insert-failed"),
+            "insert_failed",
+            U::Count,
+            d("insert_failed")?,
+            mean(&inf),
+            model_range(&inf),
+        );
+        rows.cmp(
+            &format!("{p}/drop"),
+            "drop",
+            U::Count,
+            d("drop")?,
+            mean(&drop),
+            model_range(&drop),
+        );
+        rows.cmp(
+            &format!("{p}/count-end"),
+            "count at the end (one entry per SNAT port)",
+            U::Count,
+            d("count_end")?,
+            mean(&count),
+            T::Count,
+        );
+    }
+    Ok(rows)
+}
