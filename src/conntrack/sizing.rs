@@ -40,14 +40,30 @@ pub fn default_sizing(ram_bytes: u64, hashsize: Option<u32>, profile: KernelProf
         let b = round_buckets(h);
         return (h.saturating_mul(8), b);
     }
-    let mut b = u32::try_from(ram_bytes / 16_384 / 8).unwrap_or(u32::MAX);
-    if ram_bytes > 4 * GIB {
-        b = 262_144;
-    } else if ram_bytes > GIB {
-        b = 65_536;
-    }
-    b = b.max(1_024);
-    let factor = if profile.max_equals_buckets { 1 } else { 4 };
+    // nf_conntrack_htable_size = RAM / 16 KiB / sizeof(hlist_head), then capped.
+    let by_formula = u32::try_from(ram_bytes >> 17).unwrap_or(u32::MAX);
+    let (b, factor) = if profile.max_equals_buckets {
+        // 5.15+ "sanitize table size default settings": 262,144 above 4 GiB,
+        // 65,536 above 1 GiB, at least 1,024; max = buckets.
+        let b = if ram_bytes > 4 * GIB {
+            262_144
+        } else if ram_bytes > GIB {
+            65_536
+        } else {
+            by_formula.max(1_024)
+        };
+        (b, 1)
+    } else {
+        // Before: 65,536 above 4 GiB, 16,384 above 1 GiB, at least 32; max = 4 x buckets.
+        let b = if ram_bytes > 4 * GIB {
+            65_536
+        } else if ram_bytes > GIB {
+            16_384
+        } else {
+            by_formula.max(32)
+        };
+        (b, 4)
+    };
     (b.saturating_mul(factor), round_buckets(b))
 }
 
@@ -87,9 +103,10 @@ mod tests {
             default_sizing(24 * gib, None, KernelProfile::LINUX_6_18),
             (262_144, 262_144)
         );
+        // Before 5.15: 65,536 buckets above 4 GiB, max 4 x buckets (validation V20).
         assert_eq!(
             default_sizing(24 * gib, None, KernelProfile::LINUX_5_4),
-            (1_048_576, 262_144)
+            (262_144, 65_536)
         );
         assert_eq!(
             default_sizing(2 * gib, None, KernelProfile::LINUX_6_18),

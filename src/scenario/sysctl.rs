@@ -359,32 +359,13 @@ fn tcp_ehash_entries(memory: ByteSize) -> u64 {
 /// `tcp_max_syn_backlog` = max(128, ehash/128) (`tcp_sk_init`).
 #[must_use]
 pub fn kernel_default_sysctls(kernel: KernelProfile, memory: ByteSize) -> Sysctls {
-    const GIB: u64 = 1 << 30;
     let mem = memory.as_bytes();
-    let by_formula = mem >> 17;
-    let (buckets, max) = if kernel.max_equals_buckets {
-        let b = if mem > 4 * GIB {
-            262_144
-        } else if mem > GIB {
-            65_536
-        } else {
-            by_formula.max(1_024)
-        };
-        (b, b)
-    } else {
-        let b = if mem > 4 * GIB {
-            65_536
-        } else if mem > GIB {
-            16_384
-        } else {
-            by_formula.max(32)
-        };
-        (b, 4 * b)
-    };
+    // One source of truth for the kernel's sizing rule (`nf_conntrack_init_start`).
+    let (max, buckets) = crate::conntrack::default_sizing(mem, None, kernel);
     let ehash = tcp_ehash_entries(memory);
     let mut s = Sysctls {
-        nf_conntrack_max: u32::try_from(max).unwrap_or(u32::MAX),
-        nf_conntrack_buckets: u32::try_from(buckets).unwrap_or(u32::MAX),
+        nf_conntrack_max: max,
+        nf_conntrack_buckets: buckets,
         tcp_tw_reuse: kernel.tcp_tw_reuse_default,
         tcp_max_tw_buckets: u32::try_from(ehash / 2).unwrap_or(u32::MAX),
         tcp_max_syn_backlog: u32::try_from((ehash / 128).max(128)).unwrap_or(u32::MAX),

@@ -27,7 +27,7 @@ mod syn;
 
 pub use listener::{AckOutcome, Listener, SynOutcome};
 pub use ports::{AbortReason, CloseOutcome, CloseRole, Connected, SocketTable};
-pub use syn::{SynDeadline, SynTimer};
+pub use syn::{CONFIG_HZ, SynDeadline, SynTimer, timer_wheel_expiry};
 
 use crate::kernel::Sysctls;
 use crate::time::SimDuration;

@@ -78,7 +78,6 @@ fn known_disagreements_are_marked_and_explained() {
         "d/backends1/clash-resolve",
         "d/backends2/hidden",
         "i/r200/scenario-ok",
-        "V20/24GiB/default-sizing-5.4",
         "V23/iptables-short",
         "V01/80/default",
     ] {
