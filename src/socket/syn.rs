@@ -187,7 +187,7 @@ mod tests {
         let (sends, fail) = walk(&KernelProfile::LINUX_6_18, 6);
         assert_eq!(sends, vec![0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67]);
         // The last RTO (64 s) is on the wheel's 2.048 s level: up to 2 s late.
-        assert!(((131)..=131 + 2).contains(&fail), "{fail}");
+        assert!((131..=131 + 2).contains(&fail), "{fail}");
     }
 
     /// kernel-semantics.md §9 item 15: older kernels SYNs at 0,1,3,7,15,31,63 s, ETIMEDOUT at 127 s.
@@ -196,7 +196,7 @@ mod tests {
         let (sends, fail) = walk(&KernelProfile::LINUX_5_4, 6);
         assert_eq!(sends, vec![0, 1, 3, 7, 15, 31, 63]);
         // The last RTO (64 s) is on the wheel's 2.048 s level: up to 2 s late.
-        assert!(((127)..=127 + 2).contains(&fail), "{fail}");
+        assert!((127..=127 + 2).contains(&fail), "{fail}");
     }
 
     #[test]
