@@ -15,7 +15,7 @@ use k8s_netsim::scenario::{Override, Scenario};
 
 fn run(label: &str, sets: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
-    let mut overrides = vec![Override::parse("duration=15s")?];
+    let mut overrides = vec![Override::parse("duration=8s")?];
     for s in sets {
         overrides.push(Override::parse(s)?);
     }

@@ -34,6 +34,23 @@ pub struct CtStats {
 pub type CtCpuStats = CtStats;
 
 impl CtStats {
+    /// Counter names in `conntrack -S` order, with values.
+    #[must_use]
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("found", self.found),
+            ("invalid", self.invalid),
+            ("insert", self.insert),
+            ("insert_failed", self.insert_failed),
+            ("drop", self.drop),
+            ("early_drop", self.early_drop),
+            ("error", self.error),
+            ("search_restart", self.search_restart),
+            ("clash_resolve", self.clash_resolve),
+            ("chaintoolong", self.chaintoolong),
+        ]
+    }
+
     /// The sum over CPUs (what the `awk` one-liner of kernel-semantics.md §8.1 prints).
     #[must_use]
     pub fn sum(cpus: &[CtCpuStats]) -> CtStats {

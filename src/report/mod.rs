@@ -17,49 +17,9 @@ use serde::Serialize;
 /// Version of the JSON report schema (`docs/report-format.md`).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The ten `conntrack -S` counters, summed over CPUs (kernel-semantics.md §1.5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ConntrackCounters {
-    /// NAT tuple probes that found the candidate tuple taken.
-    pub found: u64,
-    /// Packets the tracker could not parse or rejected.
-    pub invalid: u64,
-    /// ctnetlink inserts (stays 0 on the packet path).
-    pub insert: u64,
-    /// Confirm-time clashes that could not be resolved, chain-too-long, dying entries.
-    pub insert_failed: u64,
-    /// Packets dropped by conntrack (table full after failed early drop, unresolved clash).
-    pub drop: u64,
-    /// Entries evicted by allocation-time early drop.
-    pub early_drop: u64,
-    /// ICMP error pre-processing failures.
-    pub error: u64,
-    /// Chain walks restarted after an entry moved.
-    pub search_restart: u64,
-    /// Confirm-time clashes resolved without a drop.
-    pub clash_resolve: u64,
-    /// Inserts refused because a chain exceeded the random 50..79 limit.
-    pub chaintoolong: u64,
-}
-
-impl ConntrackCounters {
-    /// Counter names in `conntrack -S` order, with values.
-    #[must_use]
-    pub fn named(&self) -> [(&'static str, u64); 10] {
-        [
-            ("found", self.found),
-            ("invalid", self.invalid),
-            ("insert", self.insert),
-            ("insert_failed", self.insert_failed),
-            ("drop", self.drop),
-            ("early_drop", self.early_drop),
-            ("error", self.error),
-            ("search_restart", self.search_restart),
-            ("clash_resolve", self.clash_resolve),
-            ("chaintoolong", self.chaintoolong),
-        ]
-    }
-}
+/// The ten `conntrack -S` counters, summed over CPUs (kernel-semantics.md §1.5): the
+/// conntrack module's own counter type.
+pub type ConntrackCounters = crate::conntrack::CtStats;
 
 /// The whole report of one run.
 #[derive(Clone, Debug, Serialize)]

@@ -31,7 +31,7 @@ use crate::report::{
 };
 use crate::scenario::{Provenance, Scenario};
 use crate::time::{SimDuration, SimTime};
-use model::{NodeSim, to_counters};
+use model::NodeSim;
 
 /// Why a scenario cannot be simulated (the scenario itself was valid).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -148,7 +148,7 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 buckets: u64::from(cfg.buckets),
                 count_peak: u64::from(o.count_peak),
                 count_end: u64::from(n.ct.count(0)),
-                stats: to_counters(&stats),
+                stats,
                 table_full_log_lines: n.ct.table_full_log().lines,
             },
             onset_s: Onsets {

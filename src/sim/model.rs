@@ -13,7 +13,7 @@ use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, Quie
 use crate::dns::{Action, Lookup, LookupResult, QType, QueryId, Rcode};
 use crate::engine::{Context, Model};
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
-use crate::report::{ConntrackCounters, Histogram, Sample};
+use crate::report::{Histogram, Sample};
 use crate::rng::SimRng;
 use crate::scenario::{Closer, ConnectionMode, DnsMode, Scenario, ServiceTime};
 use crate::socket::{AbortReason, AckOutcome, CloseRole, SynOutcome};
@@ -538,17 +538,17 @@ impl NodeSim {
                 pinned_cpu = None;
                 let c = usize::from(cpu);
                 let start = if windowed {
+                    let flight = InFlight {
+                        pkt,
+                        at,
+                        in_dev,
+                        purpose,
+                        node,
+                        cpu,
+                        half: None,
+                    };
                     if t > now {
                         // Arrives in the future (link latency): walk on when it arrives.
-                        let flight = InFlight {
-                            pkt,
-                            at,
-                            in_dev,
-                            purpose,
-                            node,
-                            cpu,
-                            half: None,
-                        };
                         return WalkEnd::Defer {
                             at: t,
                             flight,
@@ -560,15 +560,6 @@ impl NodeSim {
                         // At its reserved slot; if the previous new-entry packet on this CPU
                         // took longer than its estimate it is still running: wait for it.
                         if nd.new_busy[c] > now {
-                            let flight = InFlight {
-                                pkt,
-                                at,
-                                in_dev,
-                                purpose,
-                                node,
-                                cpu,
-                                half: None,
-                            };
                             return WalkEnd::Defer {
                                 at: nd.new_busy[c],
                                 flight,
@@ -580,15 +571,6 @@ impl NodeSim {
                         // estimate of a new-entry packet's cost, and start there.
                         let slot = nd.cpu_free[c].max(nd.new_busy[c]).max(now);
                         nd.cpu_free[c] = slot + nd.new_cost_estimate;
-                        let flight = InFlight {
-                            pkt,
-                            at,
-                            in_dev,
-                            purpose,
-                            node,
-                            cpu,
-                            half: None,
-                        };
                         return WalkEnd::Defer {
                             at: slot,
                             flight,
@@ -1904,7 +1886,7 @@ impl NodeSim {
             let count = n.ct.count(0);
             row.count.push(u64::from(count));
             self.onsets[i].count_peak = self.onsets[i].count_peak.max(count);
-            row.counters.push(to_counters(&n.ct.stats_sum(0)));
+            row.counters.push(n.ct.stats_sum(0));
             let busy = n.busy_ns - self.last_busy[i];
             self.last_busy[i] = n.busy_ns;
             let cap = u128::from(interval.as_nanos()) * u128::from(n.cpus.max(1));
@@ -1934,22 +1916,6 @@ impl NodeSim {
         if now + interval <= self.horizon {
             let _ = cx.schedule_at(now + interval, Event::Sample);
         }
-    }
-}
-
-/// The report's view of conntrack counters.
-pub(super) fn to_counters(s: &crate::conntrack::CtStats) -> ConntrackCounters {
-    ConntrackCounters {
-        found: s.found,
-        invalid: s.invalid,
-        insert: s.insert,
-        insert_failed: s.insert_failed,
-        drop: s.drop,
-        early_drop: s.early_drop,
-        error: s.error,
-        search_restart: s.search_restart,
-        clash_resolve: s.clash_resolve,
-        chaintoolong: s.chaintoolong,
     }
 }
 
