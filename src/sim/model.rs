@@ -338,7 +338,6 @@ fn service_time(st: ServiceTime, rng: &mut SimRng) -> SimDuration {
 /// The end of a walk through the data path.
 enum WalkEnd {
     Delivered {
-        netns: NetnsId,
         at: SimTime,
         pkt: Packet,
     },
@@ -637,22 +636,14 @@ impl NodeSim {
                         };
                     }
                     HalfVerdict::Local => {
-                        return WalkEnd::Delivered {
-                            netns: at,
-                            at: t,
-                            pkt,
-                        };
+                        return WalkEnd::Delivered { at: t, pkt };
                     }
                     HalfVerdict::Forward { decision } => decision,
                 }
             } else {
                 match self.world.topo.route(at, pkt.tuple.dst) {
                     RouteDecision::Local { .. } => {
-                        return WalkEnd::Delivered {
-                            netns: at,
-                            at: t,
-                            pkt,
-                        };
+                        return WalkEnd::Delivered { at: t, pkt };
                     }
                     RouteDecision::Forward(f) => f,
                     RouteDecision::Unreachable(_) => {
@@ -842,11 +833,10 @@ impl NodeSim {
     fn finish_walk(&mut self, cx: &mut Context<'_, Event>, end: WalkEnd, purpose: Purpose) {
         let now = cx.now();
         match end {
-            WalkEnd::Delivered { netns, at, pkt } => {
-                let _ = netns;
+            WalkEnd::Delivered { at, pkt } => {
                 let _ = cx.schedule_at(at.max(now), Event::Deliver { purpose, pkt });
             }
-            WalkEnd::Dropped { node, reason } => self.on_dropped(node, reason, purpose, now),
+            WalkEnd::Dropped { node, reason } => self.on_dropped(node, reason, purpose),
             WalkEnd::Defer { at, flight, waited } => {
                 let id = self.inflight.insert(flight);
                 let _ = cx.schedule_at(at.max(now), Event::HopStart { inflight: id, waited });
@@ -858,8 +848,9 @@ impl NodeSim {
         }
     }
 
-    fn on_dropped(&mut self, node: Option<u16>, reason: DropReason, purpose: Purpose, now: SimTime) {
-        let _ = now;
+    /// Counts a packet lost on the path. Nothing else happens: TCP retransmits on its
+    /// timer, the resolver on its try deadline, and the request deadline covers the rest.
+    fn on_dropped(&mut self, node: Option<u16>, reason: DropReason, purpose: Purpose) {
         let what = match purpose {
             Purpose::Syn { .. } => "SYN",
             Purpose::SynAck { .. } => "SYN-ACK",
@@ -874,11 +865,6 @@ impl NodeSim {
             .packet_drops
             .entry((node.unwrap_or(u16::MAX), what, reason))
             .or_insert(0) += 1;
-        // A dropped packet is simply lost: TCP retransmits on its timer, the resolver
-        // on its try deadline, the request deadline covers the rest.
-        if let (Purpose::Syn { .. }, DropReason::NoRoute) = (purpose, reason) {
-            // Nothing else to do; counted via the request's failure.
-        }
     }
 
     // ---------------------------------------------------------------------------------
@@ -1822,7 +1808,7 @@ impl NodeSim {
         match c {
             Confirmed::Dropped(reason) => {
                 self.note_confirm_drop(n, now, reason, &half.pkt);
-                self.on_dropped(Some(f.node), reason, f.purpose, now);
+                self.on_dropped(Some(f.node), reason, f.purpose);
             }
             Confirmed::Pass { .. } => {
                 self.note_clash(n, now, c);
@@ -1857,7 +1843,7 @@ impl NodeSim {
                         }
                         NextHop::External => {}
                     },
-                    HalfVerdict::Dropped(reason) => self.on_dropped(Some(f.node), reason, f.purpose, now),
+                    HalfVerdict::Dropped(reason) => self.on_dropped(Some(f.node), reason, f.purpose),
                 }
             }
         }
