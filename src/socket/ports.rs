@@ -88,6 +88,9 @@ struct Sock {
 #[derive(Debug, Default)]
 struct DestPorts {
     socks: BTreeMap<u16, Sock>,
+    /// Bitmap of the local ports in `socks` (65,536 bits), so `connect()`'s scan tests a
+    /// port with one bit instead of a map lookup.
+    used: Vec<u64>,
     /// Sockets whose local port is inside `ip_local_port_range`.
     in_range: u32,
     /// Sockets in TIME_WAIT.
@@ -254,6 +257,9 @@ impl SocketTable {
         let in_range = self.in_range(t.sport);
         let dest = self.dests.get_mut(&key)?;
         let sock = dest.socks.remove(&t.sport)?;
+        if let Some(w) = dest.used.get_mut(usize::from(t.sport) / 64) {
+            *w &= !(1u64 << (t.sport % 64));
+        }
         if in_range {
             dest.in_range -= 1;
         }
@@ -280,6 +286,10 @@ impl SocketTable {
             dest.time_wait += 1;
             self.time_wait += 1;
         }
+        if dest.used.is_empty() {
+            dest.used = vec![0; 1024];
+        }
+        dest.used[usize::from(t.sport) / 64] |= 1u64 << (t.sport % 64);
         dest.socks.insert(t.sport, Sock { state, generation });
         self.sockets += 1;
         generation
@@ -386,7 +396,17 @@ impl SocketTable {
         // First pass: ports of `low`'s parity.
         offset &= !1;
         let key = (saddr, daddr, dport);
-        loop {
+        let dest = self.dests.get(&key);
+        // Whether a TIME_WAIT socket may be reused at all here (`tcp_twsk_unique`'s
+        // mode and timestamp conditions); if not, an occupied port is skipped on its bit.
+        let reuse_mode = self.config.timestamps
+            && match self.config.tw_reuse {
+                TwReuse::Never => false,
+                TwReuse::Always => true,
+                TwReuse::LoopbackOnly => saddr.is_loopback() || daddr.is_loopback(),
+            };
+        let mut found: Option<(u16, Option<TimeWait>, u32)> = None;
+        'scan: loop {
             let mut port = low + offset;
             let mut i = 0;
             while i < remaining {
@@ -396,26 +416,24 @@ impl SocketTable {
                 #[allow(clippy::cast_possible_truncation, reason = "port < 65536")]
                 let p = port as u16;
                 if !self.bound.contains(&p) {
-                    let existing = self
-                        .dests
-                        .get(&key)
-                        .and_then(|d| d.socks.get(&p))
-                        .map(|s| s.state);
-                    let reuse = match existing {
-                        None => Some(None),
-                        Some(SockState::TimeWait(tw)) if self.may_reuse(&tw, saddr, daddr, now) => {
-                            Some(Some(tw))
+                    let occupied = dest.is_some_and(|d| {
+                        d.used
+                            .get(usize::from(p) / 64)
+                            .is_some_and(|w| w & (1u64 << (p % 64)) != 0)
+                    });
+                    if !occupied {
+                        found = Some((p, None, i));
+                        break 'scan;
+                    }
+                    if reuse_mode {
+                        if let Some(SockState::TimeWait(tw)) =
+                            dest.and_then(|d| d.socks.get(&p)).map(|s| s.state)
+                        {
+                            if self.may_reuse(&tw, saddr, daddr, now) {
+                                found = Some((p, Some(tw), i));
+                                break 'scan;
+                            }
                         }
-                        Some(_) => None,
-                    };
-                    if let Some(reused) = reuse {
-                        return Ok(self.take_port(
-                            Tuple::new(Proto::Tcp, saddr, p, daddr, dport),
-                            reused,
-                            index,
-                            i,
-                            now,
-                        ));
                     }
                 }
                 i += 2;
@@ -425,6 +443,15 @@ impl SocketTable {
             if offset & 1 == 0 || remaining <= 1 {
                 break;
             }
+        }
+        if let Some((p, reused, i)) = found {
+            return Ok(self.take_port(
+                Tuple::new(Proto::Tcp, saddr, p, daddr, dport),
+                reused,
+                index,
+                i,
+                now,
+            ));
         }
         self.stats.connect_eaddrnotavail += 1;
         Err(ConnectError::AddrNotAvail)
