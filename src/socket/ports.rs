@@ -425,15 +425,13 @@ impl SocketTable {
                         found = Some((p, None, i));
                         break 'scan;
                     }
-                    if reuse_mode {
-                        if let Some(SockState::TimeWait(tw)) =
+                    if reuse_mode
+                        && let Some(SockState::TimeWait(tw)) =
                             dest.and_then(|d| d.socks.get(&p)).map(|s| s.state)
-                        {
-                            if self.may_reuse(&tw, saddr, daddr, now) {
-                                found = Some((p, Some(tw), i));
-                                break 'scan;
-                            }
-                        }
+                        && self.may_reuse(&tw, saddr, daddr, now)
+                    {
+                        found = Some((p, Some(tw), i));
+                        break 'scan;
                     }
                 }
                 i += 2;
