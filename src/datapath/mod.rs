@@ -328,29 +328,29 @@ impl NetnsPath {
             new_entry: false,
         };
 
+        let mut step = CtStep::Untracked;
+        // Runs one table, counts its rules and, on a DROP or REJECT verdict, frees the
+        // packet's unconfirmed entry and ends the walk: the same at every hook.
+        macro_rules! table {
+            ($table:expr, $hook:expr, $cts:expr, $in:expr, $out:expr) => {{
+                let ev = self.run_table($table, $hook, &mut pkt, $cts, $in, $out, rng, now, obs);
+                rules += ev.rules_evaluated;
+                if let Some(r) = verdict_drop(ev.verdict, $table, $hook) {
+                    self.abort_step(ct, step);
+                    return dropped(pkt, step, rules, r);
+                }
+                ev
+            }};
+        }
+
         // raw: NOTRACK decides whether conntrack sees the packet.
         let mut notrack = false;
         if self.active[0] {
-            let ev = self.run_table(
-                TableKind::Raw,
-                first_hook,
-                &mut pkt,
-                CtStateMatch::EMPTY,
-                in_dev,
-                None,
-                rng,
-                now,
-                obs,
-            );
-            rules += ev.rules_evaluated;
+            let ev = table!(TableKind::Raw, first_hook, CtStateMatch::EMPTY, in_dev, None);
             notrack = ev.notrack;
-            if let Some(r) = verdict_drop(ev.verdict, TableKind::Raw, first_hook) {
-                return dropped(pkt, CtStep::Untracked, rules, r);
-            }
         }
 
         // conntrack in (-200).
-        let mut step = CtStep::Untracked;
         let mut ctinfo = None;
         let (mut dnat, mut snat) = (false, false);
         if notrack {
@@ -408,44 +408,14 @@ impl NetnsPath {
 
         // mangle at the first hook.
         if self.active[1] {
-            let ev = self.run_table(
-                TableKind::Mangle,
-                first_hook,
-                &mut pkt,
-                cts,
-                in_dev,
-                None,
-                rng,
-                now,
-                obs,
-            );
-            rules += ev.rules_evaluated;
-            if let Some(r) = verdict_drop(ev.verdict, TableKind::Mangle, first_hook) {
-                self.abort_step(ct, step);
-                return dropped(pkt, step, rules, r);
-            }
+            table!(TableKind::Mangle, first_hook, cts, in_dev, None);
         }
 
         // nat (DNAT) at the first hook: only for a packet creating an entry.
         if let CtStep::New { id } = step {
             let mut nat = DstNat::Null;
             if self.active[2] {
-                let ev = self.run_table(
-                    TableKind::Nat,
-                    first_hook,
-                    &mut pkt,
-                    cts,
-                    in_dev,
-                    None,
-                    rng,
-                    now,
-                    obs,
-                );
-                rules += ev.rules_evaluated;
-                if let Some(r) = verdict_drop(ev.verdict, TableKind::Nat, first_hook) {
-                    self.abort_step(ct, step);
-                    return dropped(pkt, step, rules, r);
-                }
+                let ev = table!(TableKind::Nat, first_hook, cts, in_dev, None);
                 if let Some(NatAction::Dnat { addr, port }) = ev.nat {
                     nat = DstNat::To { addr, port };
                 }
@@ -489,28 +459,12 @@ impl NetnsPath {
             // INPUT: mangle, filter, nat (SNAT at +100), then confirm at INPUT.
             for table in [TableKind::Mangle, TableKind::Filter] {
                 if self.active[table_index(table)] {
-                    let ev = self.run_table(table, Hook::Input, &mut pkt, cts, in_dev, None, rng, now, obs);
-                    rules += ev.rules_evaluated;
-                    if let Some(r) = verdict_drop(ev.verdict, table, Hook::Input) {
-                        self.abort_step(ct, step);
-                        return dropped(pkt, step, rules, r);
-                    }
+                    table!(table, Hook::Input, cts, in_dev, None);
                 }
             }
             if let CtStep::New { id } = step {
                 if self.active[2] {
-                    let ev = self.run_table(
-                        TableKind::Nat,
-                        Hook::Input,
-                        &mut pkt,
-                        cts,
-                        in_dev,
-                        None,
-                        rng,
-                        now,
-                        obs,
-                    );
-                    rules += ev.rules_evaluated;
+                    table!(TableKind::Nat, Hook::Input, cts, in_dev, None);
                 }
                 if let Ok(t) = ct.apply_src_nat(id, cpu, SrcNat::Null, rng, now) {
                     pkt.tuple = t;
@@ -538,47 +492,20 @@ impl NetnsPath {
         };
         for &table in mid_tables {
             if self.active[table_index(table)] {
-                let ev = self.run_table(table, mid_hook, &mut pkt, cts, in_dev, out_name, rng, now, obs);
-                rules += ev.rules_evaluated;
-                if let Some(r) = verdict_drop(ev.verdict, table, mid_hook) {
-                    self.abort_step(ct, step);
-                    return dropped(pkt, step, rules, r);
-                }
+                table!(table, mid_hook, cts, in_dev, out_name);
             }
         }
 
         // POSTROUTING: mangle, nat (SNAT/MASQUERADE for new entries; stored SRC manip
         // for the rest).
         if self.active[1] {
-            let ev = self.run_table(
-                TableKind::Mangle,
-                Hook::Postrouting,
-                &mut pkt,
-                cts,
-                None,
-                out_name,
-                rng,
-                now,
-                obs,
-            );
-            rules += ev.rules_evaluated;
+            table!(TableKind::Mangle, Hook::Postrouting, cts, None, out_name);
         }
         match step {
             CtStep::New { id } => {
                 let mut nat = SrcNat::Null;
                 if self.active[2] {
-                    let ev = self.run_table(
-                        TableKind::Nat,
-                        Hook::Postrouting,
-                        &mut pkt,
-                        cts,
-                        None,
-                        out_name,
-                        rng,
-                        now,
-                        obs,
-                    );
-                    rules += ev.rules_evaluated;
+                    let ev = table!(TableKind::Nat, Hook::Postrouting, cts, None, out_name);
                     let out_addr = fwd.and_then(|f| f.src).unwrap_or(pkt.tuple.src);
                     nat = match ev.nat {
                         Some(NatAction::Masquerade {
@@ -734,5 +661,97 @@ fn ct_drop_reason(d: CtDrop) -> DropReason {
         CtDrop::TableFull => DropReason::ConntrackTableFull,
         CtDrop::InsertFailed => DropReason::ConntrackInsertFailed,
         CtDrop::ChainTooLong => DropReason::ConntrackChainTooLong,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::{CtConfig, NetnsConfig};
+    use crate::kernel::{KernelProfile, Sysctls};
+    use crate::packet::{Cidr, Proto, TcpFlags, Tuple};
+    use crate::topology::{CniFlavour, TopologyBuilder};
+    use std::net::Ipv4Addr;
+
+    /// Forwards a SYN between two pods of one node through a host namespace whose
+    /// ruleset is `rules` (iptables-save text); returns the first half.
+    fn forward_syn(rules: &str) -> (FirstHalf, ConntrackTable) {
+        let mut tb = TopologyBuilder::new(CniFlavour::FlannelVxlan);
+        let node = tb.add_node(
+            "n",
+            Ipv4Addr::new(192, 168, 0, 10),
+            "10.244.1.0/24".parse::<Cidr>().unwrap(),
+        );
+        let a = tb.add_pod(node, "a", Ipv4Addr::new(10, 244, 1, 2));
+        tb.add_pod(node, "b", Ipv4Addr::new(10, 244, 1, 3));
+        let topo = tb.build().unwrap();
+        let host = topo.host_netns(topo.node_of(a).unwrap()).unwrap();
+        let sys = Sysctls::default();
+        let mut ct = ConntrackTable::new(
+            CtConfig::new(&sys, KernelProfile::LINUX_6_18, 1),
+            SimRng::from_seed(1),
+        )
+        .unwrap();
+        ct.set_netns(0, NetnsConfig::enabled(&sys).as_init());
+        let mut path = NetnsPath::new(
+            host,
+            0,
+            crate::netfilter::import::parse(rules).unwrap(),
+            topo.local_addrs(host).collect(),
+        );
+        let t = Tuple::new(
+            Proto::Tcp,
+            Ipv4Addr::new(10, 244, 1, 2),
+            40_000,
+            Ipv4Addr::new(10, 244, 1, 3),
+            80,
+        );
+        let half = path.first_half(
+            &mut ct,
+            &topo,
+            Entry::Received { in_dev: "cni0" },
+            Packet::new(t, TcpFlags::SYN),
+            0,
+            &mut SimRng::from_seed(2),
+            SimTime::ZERO,
+            &mut Quiet,
+        );
+        (half, ct)
+    }
+
+    #[test]
+    fn a_new_forwarded_flow_is_allocated_and_left_unconfirmed() {
+        let (half, ct) = forward_syn("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+        assert!(half.new_entry);
+        assert!(matches!(half.verdict, HalfVerdict::Forward { .. }));
+        assert!(matches!(half.ct, CtStep::New { .. }));
+        assert_eq!(
+            ct.count(0),
+            1,
+            "unconfirmed entries count (kernel-semantics.md §9 item 1)"
+        );
+    }
+
+    /// A DROP at any hook ends the packet and frees its unconfirmed entry, POSTROUTING
+    /// included (mangle and nat there are consulted like every other table).
+    #[test]
+    fn drops_in_postrouting_tables_end_the_packet_and_free_the_entry() {
+        for rules in [
+            "*mangle\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j DROP\nCOMMIT\n",
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j DROP\nCOMMIT\n",
+            "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n",
+        ] {
+            let (half, ct) = forward_syn(rules);
+            assert!(
+                matches!(half.verdict, HalfVerdict::Dropped(DropReason::Filtered { .. })),
+                "{rules}: {half:?}"
+            );
+            assert_eq!(
+                ct.count(0),
+                0,
+                "{rules}: the unconfirmed entry is freed with the packet"
+            );
+            assert_eq!(half.rules_evaluated, 1);
+        }
     }
 }
