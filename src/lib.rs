@@ -36,7 +36,8 @@
 //! | 1 mechanisms | [`netfilter`], [`conntrack`], [`topology`], [`dns`], [`socket`] |
 //! | 2 composition | [`service`] (kube-proxy rule generation), [`datapath`], [`engine`] |
 //! | 3 input | [`scenario`], [`traffic`] |
-//! | 4 simulation | [`sim`], [`report`] |
+//! | 4 simulation | [`sim`], [`report`], [`validate`] |
+//! | 5 studies | [`study`] (compare, sweeps, capacity plans: many runs in parallel) |
 //!
 //! Modules import only from their own layer or below (`tests/it/layering.rs`).
 //!
@@ -89,3 +90,6 @@ pub mod traffic;
 pub mod report;
 pub mod sim;
 pub mod validate;
+
+// Layer 5: studies over many runs (compare, sweep, plan).
+pub mod study;

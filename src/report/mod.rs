@@ -103,6 +103,10 @@ pub struct NodeConntrack {
     pub count_peak: u64,
     /// `nf_conntrack_count` at the end.
     pub count_end: u64,
+    /// Entries allocated over the run: packets that created a new (unconfirmed) entry,
+    /// including those dropped before or at confirm. `conntrack -S` has no such counter
+    /// (its `insert` stays 0 for packet-driven flows).
+    pub entries_created: u64,
     /// The ten counters, summed over CPUs.
     pub stats: ConntrackCounters,
     /// "table full, dropping packet" lines the kernel would have printed (rate-limited).

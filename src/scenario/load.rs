@@ -295,6 +295,10 @@ pub(crate) fn with_variant(base: &Scenario, name: &str) -> Result<Scenario, Scen
     from_value(&base.file, base.raw.clone(), &base.map, &variant.overrides)
 }
 
+pub(crate) fn with_overrides(base: &Scenario, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+    from_value(&base.file, base.raw.clone(), &base.map, overrides)
+}
+
 /// Validates a variant: the base value tree with `overrides` and without `variants`.
 pub(crate) fn check_variant(
     file: &str,

@@ -447,6 +447,16 @@ impl Scenario {
         load::with_variant(self, name)
     }
 
+    /// This scenario with `overrides` applied on top of its value tree, validated again
+    /// (`compare --variant`, `sweep` and `plan` derive their runs this way).
+    ///
+    /// # Errors
+    /// An override that does not apply, or a result that does not validate; problems name
+    /// the override responsible.
+    pub fn with_overrides(&self, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
+        load::with_overrides(self, overrides)
+    }
+
     /// The node with id `id`.
     ///
     /// # Panics

@@ -148,6 +148,7 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 buckets: u64::from(cfg.buckets),
                 count_peak: u64::from(o.count_peak),
                 count_end: u64::from(n.ct.count(0)),
+                entries_created: n.new_packets,
                 stats,
                 table_full_log_lines: n.ct.table_full_log().lines,
             },

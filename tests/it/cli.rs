@@ -183,3 +183,69 @@ fn trace_prints_hops_and_rejects_unknown_pods() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn compare_runs_file_and_command_line_variants_the_same_with_any_thread_count() {
+    let dir = std::env::temp_dir().join(format!("netsim-compare-{}", std::process::id()));
+    let run = |threads: &str, out: Option<&std::path::Path>| {
+        let mut c = bin();
+        c.args([
+            "compare",
+            &root("scenarios/small.yaml"),
+            "--set",
+            "duration=2s",
+            "--variant",
+            "max1k:nodes.0.sysctl.net.netfilter.nf_conntrack_max=1000",
+            "--threads",
+            threads,
+            "--json",
+        ]);
+        if let Some(o) = out {
+            c.arg("--out").arg(o);
+        }
+        c.output().unwrap()
+    };
+    let one = run("1", None);
+    let two = run("2", Some(&dir));
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    assert_eq!(one.stdout, two.stdout, "output depends on the thread count");
+    let v: serde_json::Value = serde_json::from_slice(&one.stdout).unwrap();
+    let names: Vec<&str> = v["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["baseline", "pool", "max1k"]);
+    // A smaller table fills: the variant's drop shows, the baseline's does not.
+    assert_eq!(v["variants"][0]["report"]["verdict"]["kind"], "none");
+    assert_eq!(v["variants"][2]["report"]["verdict"]["kind"], "drop");
+    for f in [
+        "compare.json",
+        "compare.txt",
+        "compare-node-a-conntrack-count.svg",
+        "compare-latency-p99.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f} not written");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compare_rejects_bad_variants_with_exit_2() {
+    for (args, needle) in [
+        (vec!["--variant", "nocolon"], "NAME:PATH=VALUE"),
+        (vec!["--variant", "x:workloads.0.rate=fast"], "variant `x`"),
+        (vec!["--only", "nosuch"], "no variant of that name"),
+        (vec!["--no-file-variants"], "nothing to compare"),
+    ] {
+        let out = bin()
+            .args(["compare", &root("scenarios/small.yaml")])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

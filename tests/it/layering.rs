@@ -9,6 +9,7 @@ fn layer(module: &str) -> Option<u8> {
         "engine" | "service" | "datapath" => 2,
         "scenario" | "traffic" => 3,
         "sim" | "report" | "validate" => 4,
+        "study" => 5,
         _ => return None,
     })
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cmd_compare;
 mod cmd_rules;
 mod cmd_trace;
 mod cmd_validate;
@@ -37,6 +38,8 @@ enum Command {
     Rules(RulesArgs),
     /// Follow one connection's first packet hop by hop through a scenario's data path.
     Trace(TraceArgs),
+    /// Run a scenario under several variants (remediations) with the same seed, side by side.
+    Compare(cmd_compare::CompareArgs),
     /// Compare the simulator with the recorded kernel traces and published targets.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Trace(a) => {
             parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
         }
+        Command::Compare(a) => cmd_compare::compare(a),
         Command::Validate(a) => cmd_validate::validate(a),
     };
     match result {
@@ -139,7 +143,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Result<Vec<Override>> {
+pub(crate) fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Result<Vec<Override>> {
     let mut out = Vec::new();
     if let Some(s) = seed {
         out.push(Override::parse(&format!("seed={s}")).map_err(|e| BadInput(format!("--seed: {e}")))?);
@@ -186,7 +190,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -260,6 +264,41 @@ impl Progress {
 
     fn finish(&mut self) {
         if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+/// Progress of a study (runs finished of total) on stderr when it is a terminal; called
+/// from worker threads.
+pub(crate) struct RunsProgress {
+    tty: bool,
+    what: &'static str,
+}
+
+impl RunsProgress {
+    pub(crate) fn new(what: &'static str) -> RunsProgress {
+        RunsProgress {
+            tty: std::io::stderr().is_terminal(),
+            what,
+        }
+    }
+
+    pub(crate) fn update(&self, done: usize, total: usize) {
+        if self.tty {
+            let width = 40;
+            let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+            eprint!(
+                "\r[{}{}] {done}/{total} {} simulated",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                self.what
+            );
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if self.tty {
             eprintln!();
         }
     }

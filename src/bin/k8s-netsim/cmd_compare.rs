@@ -1,0 +1,110 @@
+//! `k8s-netsim compare`: one scenario, several variants, same seed, side by side.
+
+use std::io::Write as _;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_netsim::scenario::Variant;
+use k8s_netsim::study::{self, compare};
+
+use crate::{BadInput, RunsProgress, load, parse_overrides, write};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct CompareArgs {
+    /// Scenario file (YAML or JSON); its `variants:` run unless `--only` or `--no-file-variants`.
+    scenario: PathBuf,
+    /// A variant: `NAME:PATH=VALUE[,PATH=VALUE...]` (same paths as --set); repeatable.
+    #[arg(long = "variant", value_name = "NAME:PATH=VALUE,...")]
+    variants: Vec<String>,
+    /// Run only these variants of the scenario file (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Ignore the scenario file's `variants:` (run the baseline and --variant ones).
+    #[arg(long)]
+    no_file_variants: bool,
+    /// Override the scenario's seed (every variant runs with it).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a scenario field for every variant, baseline included; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Print the comparison as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write compare.json, the table and overlay charts (SVG) into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let overrides = parse_overrides(&a.set, a.seed)?;
+    let base = load(&a.scenario, &overrides)?;
+    let mut variants: Vec<Variant> = Vec::new();
+    if !a.no_file_variants {
+        for name in &a.only {
+            if !base.variants.iter().any(|v| &v.name == name) {
+                let known: Vec<&str> = base.variants.iter().map(|v| v.name.as_str()).collect();
+                return Err(BadInput(format!(
+                    "--only {name}: {} has no variant of that name (variants: {})",
+                    a.scenario.display(),
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+        variants.extend(
+            base.variants
+                .iter()
+                .filter(|v| a.only.is_empty() || a.only.contains(&v.name))
+                .cloned(),
+        );
+    } else if !a.only.is_empty() {
+        return Err(BadInput("--only and --no-file-variants exclude each other".into()).into());
+    }
+    for text in &a.variants {
+        variants.push(study::parse_variant(text).map_err(|e| BadInput(format!("--variant {e}")))?);
+    }
+    if variants.is_empty() {
+        return Err(BadInput(format!(
+            "{}: nothing to compare: the file has no `variants:` and no --variant was given",
+            a.scenario.display()
+        ))
+        .into());
+    }
+    let jobs =
+        compare::jobs(&base, &variants).map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let progress = RunsProgress::new("variants");
+    let outcomes = study::run_jobs(&jobs, threads, &|done, total| progress.update(done, total));
+    progress.finish();
+    let cmp = compare::Comparison::new(&base, &variants, &jobs, outcomes)
+        .map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let json = serde_json::to_string_pretty(&cmp).context("serialising the comparison")?;
+    let text = cmp.render_text();
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write(&dir.join("compare.json"), &format!("{json}\n"))?;
+        write(&dir.join("compare.txt"), &text)?;
+        for (name, svg) in cmp.charts() {
+            write(&dir.join(name), &svg)?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{text}")?;
+        if let Some(dir) = &a.out {
+            writeln!(
+                out,
+                "\nwrote compare.json, compare.txt and charts to {}",
+                dir.display()
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! `compare`: one scenario under several variants, same seed, side by side.
+//!
+//! The baseline (the scenario as loaded) is always the first column; each variant is the
+//! baseline with its overrides applied ([`Scenario::with_overrides`]). The table puts the
+//! numbers a platform engineer compares remediations by in rows (when `drop`,
+//! `insert_failed` and `early_drop` start per node, peak `nf_conntrack_count` against
+//! `nf_conntrack_max`, the counters, latency percentiles, timeouts and retries, CoreDNS
+//! load, node CPU and the rule cost per new connection), and each variant's verdict says
+//! which counter moved first and why.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::report::svg::{LineChart, Series};
+use crate::report::{Report, TimeSeries};
+use crate::scenario::{Scenario, ScenarioError, Variant};
+use crate::sim::{Outcome, SimError};
+
+use super::runner::Job;
+
+/// The name of the unmodified scenario's column.
+pub const BASELINE: &str = "baseline";
+
+/// One column of a comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantRun {
+    /// Variant name ([`BASELINE`] for the scenario as loaded).
+    pub name: String,
+    /// The overrides that make this variant, as written.
+    pub overrides: Vec<String>,
+    /// The run's report.
+    pub report: Report,
+    /// The run's time series (charts; not serialised).
+    #[serde(skip)]
+    pub timeseries: TimeSeries,
+}
+
+/// A whole comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// Schema version of this JSON document (`docs/report-format.md`).
+    pub schema_version: u32,
+    /// Scenario file.
+    pub scenario: String,
+    /// The seed every variant ran with.
+    pub seed: u64,
+    /// Columns, baseline first.
+    pub variants: Vec<VariantRun>,
+}
+
+/// Schema version of [`Comparison`]'s JSON.
+pub const COMPARE_SCHEMA_VERSION: u32 = 1;
+
+/// Why a comparison could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// A variant's overrides do not apply or do not validate.
+    #[error("variant `{name}`: {source}")]
+    Variant {
+        /// Variant name.
+        name: String,
+        /// The scenario problems.
+        source: ScenarioError,
+    },
+    /// Two variants share a name.
+    #[error("two variants are named `{0}`")]
+    Duplicate(String),
+    /// A variant's run could not be simulated.
+    #[error("variant `{name}`: {source}")]
+    Sim {
+        /// Variant name.
+        name: String,
+        /// Why.
+        source: SimError,
+    },
+}
+
+/// The runs of a comparison: the baseline, then `variants` in order. A variant's
+/// overrides apply to the baseline *after* the user's own `--set`s (already in `base`).
+///
+/// # Errors
+/// [`CompareError::Variant`] for a variant that does not validate,
+/// [`CompareError::Duplicate`] for a repeated name.
+pub fn jobs(base: &Scenario, variants: &[Variant]) -> Result<Vec<Job>, CompareError> {
+    let mut out = vec![Job {
+        label: BASELINE.to_owned(),
+        scenario: base.clone(),
+    }];
+    for v in variants {
+        if out.iter().any(|j| j.label == v.name) {
+            return Err(CompareError::Duplicate(v.name.clone()));
+        }
+        let scenario = base
+            .with_overrides(&v.overrides)
+            .map_err(|source| CompareError::Variant {
+                name: v.name.clone(),
+                source,
+            })?;
+        out.push(Job {
+            label: v.name.clone(),
+            scenario,
+        });
+    }
+    Ok(out)
+}
+
+impl Comparison {
+    /// Assembles a comparison from the jobs of [`jobs`] and their outcomes (in the same
+    /// order, as [`super::run_jobs`] returns them).
+    ///
+    /// # Errors
+    /// [`CompareError::Sim`] naming the first variant that could not be simulated.
+    pub fn new(
+        base: &Scenario,
+        variants: &[Variant],
+        jobs: &[Job],
+        outcomes: Vec<Result<Outcome, SimError>>,
+    ) -> Result<Comparison, CompareError> {
+        let mut runs = Vec::with_capacity(jobs.len());
+        for (job, out) in jobs.iter().zip(outcomes) {
+            let out = out.map_err(|source| CompareError::Sim {
+                name: job.label.clone(),
+                source,
+            })?;
+            let overrides = variants
+                .iter()
+                .find(|v| v.name == job.label)
+                .map(|v| v.overrides.iter().map(|o| o.as_str().to_owned()).collect())
+                .unwrap_or_default();
+            runs.push(VariantRun {
+                name: job.label.clone(),
+                overrides,
+                report: out.report,
+                timeseries: out.timeseries,
+            });
+        }
+        Ok(Comparison {
+            schema_version: COMPARE_SCHEMA_VERSION,
+            scenario: base.file.clone(),
+            seed: base.seed,
+            variants: runs,
+        })
+    }
+
+    /// The side-by-side table: `(metric, one cell per variant)`.
+    #[must_use]
+    pub fn table(&self) -> Vec<(String, Vec<String>)> {
+        let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+        let mut row = |label: &str, f: &dyn Fn(&Report) -> String| {
+            rows.push((
+                label.to_owned(),
+                self.variants.iter().map(|v| f(&v.report)).collect(),
+            ));
+        };
+        row("first counter", &|r| match (&r.verdict.node, r.verdict.at_s) {
+            (Some(n), Some(t)) => format!("{} {t:.3}s {n}", r.verdict.kind),
+            _ => "none".to_owned(),
+        });
+        row("proxy mode", &|r| r.proxy_mode.clone());
+        let nodes: Vec<String> = self
+            .variants
+            .first()
+            .map(|v| v.report.nodes.iter().map(|n| n.name.clone()).collect())
+            .unwrap_or_default();
+        for (i, name) in nodes.iter().enumerate() {
+            let node = move |r: &Report| r.nodes.get(i).cloned();
+            let onset = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.3}s"));
+            row(&format!("{name}: drop onset"), &|r| {
+                node(r).map_or_else(String::new, |n| onset(n.onset_s.drop))
+            });
+            row(&format!("{name}: insert_failed onset"), &|r| {
+                node(r).map_or_else(String::new, |n| onset(n.onset_s.insert_failed))
+            });
+            row(&format!("{name}: early_drop onset"), &|r| {
+                node(r).map_or_else(String::new, |n| onset(n.onset_s.early_drop))
+            });
+            row(&format!("{name}: peak count / max"), &|r| {
+                node(r).map_or_else(String::new, |n| {
+                    format!("{}/{}", n.conntrack.count_peak, n.conntrack.max)
+                })
+            });
+            row(&format!("{name}: entries created"), &|r| {
+                node(r).map_or_else(String::new, |n| n.conntrack.entries_created.to_string())
+            });
+            let counters: [(&str, Counter); 4] = [
+                ("drop", |c| c.drop),
+                ("insert_failed", |c| c.insert_failed),
+                ("early_drop", |c| c.early_drop),
+                ("clash_resolve", |c| c.clash_resolve),
+            ];
+            for (label, get) in counters {
+                row(&format!("{name}: {label}"), &|r| {
+                    node(r).map_or_else(String::new, |n| get(&n.conntrack.stats).to_string())
+                });
+            }
+            row(&format!("{name}: CPU mean / peak"), &|r| {
+                node(r).map_or_else(String::new, |n| {
+                    format!("{:.1}% / {:.1}%", n.cpu.mean_pct, n.cpu.peak_pct)
+                })
+            });
+            row(&format!("{name}: rules per new conn"), &|r| {
+                node(r).map_or_else(String::new, |n| format!("{:.0}", n.rules.mean_per_new_connection))
+            });
+        }
+        row("latency p50", &|r| format!("{:.1} ms", r.latency_ms.p50));
+        row("latency p99", &|r| format!("{:.1} ms", r.latency_ms.p99));
+        row("latency p999", &|r| format!("{:.1} ms", r.latency_ms.p999));
+        row("requests ok / sent", &|r| {
+            format!("{}/{}", r.requests.ok, r.requests.sent)
+        });
+        row("requests failed", &|r| r.requests.failed.to_string());
+        row("timeouts", &|r| r.requests.timeouts.to_string());
+        row("retries", &|r| r.requests.retries.to_string());
+        row("new connections", &|r| r.requests.new_connections.to_string());
+        row("DNS queries", &|r| r.dns.queries.to_string());
+        row("CoreDNS peak QPS", &|r| format!("{:.0}", r.dns.coredns_qps_peak));
+        row("DNS lookups with 5 s timeout", &|r| {
+            r.dns.lookups_with_timeout.to_string()
+        });
+        rows
+    }
+
+    /// The table as aligned text, followed by each variant's verdict and cause.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let rows = self.table();
+        let mut widths: Vec<usize> = self.variants.iter().map(|v| v.name.chars().count()).collect();
+        let label_w = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+        for (_, cells) in &rows {
+            for (w, c) in widths.iter_mut().zip(cells) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} (seed {}): {} variants",
+            self.scenario,
+            self.seed,
+            self.variants.len()
+        );
+        let _ = write!(s, "{:label_w$}", "");
+        for (v, w) in self.variants.iter().zip(&widths) {
+            let _ = write!(s, "  {:>w$}", v.name);
+        }
+        s.push('\n');
+        for (label, cells) in &rows {
+            let _ = write!(s, "{label:label_w$}");
+            for (c, w) in cells.iter().zip(&widths) {
+                let _ = write!(s, "  {c:>w$}");
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+        for v in &self.variants {
+            let _ = writeln!(s, "{}: {}", v.name, v.report.verdict.text);
+            if !v.report.verdict.cause.is_empty() {
+                let _ = writeln!(s, "  why: {}", v.report.verdict.cause);
+            }
+            if !v.overrides.is_empty() {
+                let _ = writeln!(s, "  set: {}", v.overrides.join(", "));
+            }
+        }
+        s
+    }
+
+    /// Charts overlaying the variants: `nf_conntrack_count` per node (with each
+    /// variant's `nf_conntrack_max` dashed where they differ), cumulative `drop` +
+    /// `insert_failed`, and p99 latency.
+    #[must_use]
+    pub fn charts(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let nodes: Vec<String> = self
+            .variants
+            .first()
+            .map(|v| v.timeseries.nodes.clone())
+            .unwrap_or_default();
+        for (i, node) in nodes.iter().enumerate() {
+            let mut count = Vec::new();
+            let mut drops = Vec::new();
+            let mut maxes: Vec<u64> = Vec::new();
+            for v in &self.variants {
+                let ts = &v.timeseries;
+                count.push(Series {
+                    name: v.name.clone(),
+                    points: ts
+                        .samples
+                        .iter()
+                        .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0))))
+                        .collect(),
+                    dashed: false,
+                });
+                let max = ts.max.get(i).copied().unwrap_or(0);
+                if !maxes.contains(&max) {
+                    maxes.push(max);
+                    count.push(Series {
+                        name: format!("max {max}"),
+                        points: ts.samples.iter().map(|r| (r.t_s, as_f64(max))).collect(),
+                        dashed: true,
+                    });
+                }
+                drops.push(Series {
+                    name: v.name.clone(),
+                    points: ts
+                        .samples
+                        .iter()
+                        .map(|r| {
+                            let c = r.counters.get(i).copied().unwrap_or_default();
+                            (r.t_s, as_f64(c.drop + c.insert_failed))
+                        })
+                        .collect(),
+                    dashed: false,
+                });
+            }
+            out.push((
+                format!("compare-{node}-conntrack-count.svg"),
+                LineChart {
+                    title: format!("{node}: nf_conntrack_count per variant"),
+                    x_label: "simulated time (s)".into(),
+                    y_label: "entries".into(),
+                    series: count,
+                    log_y: false,
+                }
+                .render(),
+            ));
+            out.push((
+                format!("compare-{node}-drops.svg"),
+                LineChart {
+                    title: format!("{node}: drop + insert_failed (cumulative) per variant"),
+                    x_label: "simulated time (s)".into(),
+                    y_label: "packets".into(),
+                    series: drops,
+                    log_y: false,
+                }
+                .render(),
+            ));
+        }
+        let p99 = self
+            .variants
+            .iter()
+            .map(|v| Series {
+                name: v.name.clone(),
+                points: v
+                    .timeseries
+                    .samples
+                    .iter()
+                    .map(|r| (r.t_s, r.latency_p99_ms))
+                    .collect(),
+                dashed: false,
+            })
+            .collect();
+        out.push((
+            "compare-latency-p99.svg".to_owned(),
+            LineChart {
+                title: "p99 latency of completed requests per variant".into(),
+                x_label: "simulated time (s)".into(),
+                y_label: "ms (log)".into(),
+                series: p99,
+                log_y: true,
+            }
+            .render(),
+        ));
+        out
+    }
+}
+
+/// Reads one `conntrack -S` counter.
+type Counter = fn(&crate::report::ConntrackCounters) -> u64;
+
+#[allow(clippy::cast_precision_loss)]
+fn as_f64(v: u64) -> f64 {
+    v as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Override;
+    use crate::study::{parse_variant, run_jobs};
+    use std::num::NonZeroUsize;
+
+    fn base() -> Scenario {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.yaml");
+        Scenario::load(path, &[Override::parse("duration=2s").unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn baseline_comes_first_and_variants_keep_their_order_and_overrides() {
+        let b = base();
+        let vs = [
+            parse_variant("pool:workloads.0.connection.mode=pool").unwrap(),
+            parse_variant("slow:workloads.0.rate=100/s").unwrap(),
+        ];
+        let jobs = jobs(&b, &vs).unwrap();
+        let names: Vec<&str> = jobs.iter().map(|j| j.label.as_str()).collect();
+        assert_eq!(names, ["baseline", "pool", "slow"]);
+        let outs = run_jobs(&jobs, NonZeroUsize::new(2).unwrap(), &|_, _| {});
+        let c = Comparison::new(&b, &vs, &jobs, outs).unwrap();
+        assert_eq!(c.variants[2].overrides, ["workloads.0.rate=100/s"]);
+        // Pools open far fewer connections than short connections at the same rate.
+        let newc = |i: usize| c.variants[i].report.requests.new_connections;
+        assert!(newc(1) * 10 < newc(0), "pool {} vs short {}", newc(1), newc(0));
+        let text = c.render_text();
+        assert!(text.contains("new connections"), "{text}");
+        assert!(text.lines().nth(1).unwrap().contains("baseline"));
+        assert_eq!(c.charts().len(), 2 * c.variants[0].report.nodes.len() + 1);
+    }
+
+    #[test]
+    fn a_variant_that_does_not_validate_is_named() {
+        let b = base();
+        let vs = [parse_variant("bad:workloads.0.rate=fast").unwrap()];
+        match jobs(&b, &vs) {
+            Err(CompareError::Variant { name, .. }) => assert_eq!(name, "bad"),
+            other => panic!("expected a variant error, got {other:?}"),
+        }
+        let dup = [
+            parse_variant("a:workloads.0.rate=1/s").unwrap(),
+            parse_variant("a:workloads.0.rate=2/s").unwrap(),
+        ];
+        assert!(matches!(jobs(&b, &dup), Err(CompareError::Duplicate(_))));
+    }
+}

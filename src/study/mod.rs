@@ -1,0 +1,18 @@
+//! The `study` module runs many simulations of one scenario and puts them side by side:
+//! the same scenario under named variants ([`compare`]), with the shared machinery to
+//! derive the runs ([`variant`]) and to execute them on several cores ([`runner`]).
+//!
+//! Every run is an independent, single-threaded, deterministic simulation; parallelism
+//! lives only here, across runs, and results are gathered by job index, so the output of
+//! a study does not depend on the number of threads or on which thread finished first.
+//!
+//! What is not modelled here: nothing: this layer only derives scenarios and collects
+//! reports; every number comes out of [`crate::sim::run`].
+
+pub mod compare;
+pub mod runner;
+pub mod variant;
+
+pub use compare::{Comparison, VariantRun};
+pub use runner::{Job, run_jobs};
+pub use variant::{VariantSpec, parse_variant};
