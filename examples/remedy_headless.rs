@@ -1,0 +1,18 @@
+//! Remediation: a headless Service (clients connect to pod IPs, no Service NAT).
+//!
+//! Run with `cargo run --release --example remedy_headless`.
+
+mod remedy;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    remedy::show(&remedy::Remedy {
+        title: "user-service as a headless Service",
+        scenario: "scenarios/flash-sale.yaml",
+        base: &["duration=10s"],
+        fix: &["services.0.type=Headless", "services.0.clusterIP=null"],
+        why: "DNS returns the endpoints' pod IPs and the client picks one: no DNAT and no walk of \
+              KUBE-SERVICES to find the Service, but the node still tracks every forwarded \
+              connection, so conntrack entries (and a full table) remain",
+    })?;
+    Ok(())
+}
