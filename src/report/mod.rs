@@ -113,6 +113,8 @@ pub struct NodeConntrack {
     /// Entries at the end whose original tuple is TCP to port 53 (NodeLocal DNSCache's
     /// upstream connections).
     pub dns_tcp_entries_end: u64,
+    /// Entries at the end with a destination NAT binding (Service DNAT).
+    pub dnat_entries_end: u64,
 }
 
 /// First-rise times of the counters that matter.

@@ -153,6 +153,13 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 table_full_log_lines: n.ct.table_full_log().lines,
                 dns_udp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Udp),
                 dns_tcp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Tcp),
+                dnat_entries_end: n
+                    .ct
+                    .conn_ids()
+                    .into_iter()
+                    .filter_map(|id| n.ct.conn(id))
+                    .filter(|c| c.dst_nat)
+                    .count() as u64,
             },
             onset_s: Onsets {
                 drop: o.drop.map(|(t, _)| round3(secs(t))),

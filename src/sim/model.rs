@@ -475,9 +475,12 @@ impl NodeSim {
                     let host = world
                         .topo
                         .host_netns(crate::topology::NodeId(u32::try_from(i).unwrap_or(u32::MAX)))?;
-                    let scfg = crate::socket::SocketConfig::from_sysctls(&n.sysctls.values).unwrap_or_default();
-                    let sockets =
-                        crate::socket::SocketTable::new(scfg, SimRng::stream(sc.seed, &format!("nodelocal/{}", n.name)));
+                    let scfg =
+                        crate::socket::SocketConfig::from_sysctls(&n.sysctls.values).unwrap_or_default();
+                    let sockets = crate::socket::SocketTable::new(
+                        scfg,
+                        SimRng::stream(sc.seed, &format!("nodelocal/{}", n.name)),
+                    );
                     Some(NodeLocal::new(&cfg, host, n.ip, sockets))
                 })
                 .collect(),
@@ -1558,18 +1561,32 @@ impl NodeSim {
                 self.dns_answer_arrived(cx, lookup, query, epoch, rcode, records, first);
             }
             Purpose::UpSyn { conn, epoch } => {
-                let Some(dp) = self.pod_at(pkt.tuple.dst) else { return };
-                let Some(c) = self.upconns.get_mut(conn) else { return };
+                let Some(dp) = self.pod_at(pkt.tuple.dst) else {
+                    return;
+                };
+                let Some(c) = self.upconns.get_mut(conn) else {
+                    return;
+                };
                 if c.epoch != epoch || c.state != UpState::Connecting {
                     return;
                 }
                 c.server = Some((dp, pkt.tuple.dport));
                 let netns = self.world.pods[dp as usize].netns;
                 let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
-                self.send(cx, netns, reply, now, Purpose::UpSynAck { conn, epoch }, false, None);
+                self.send(
+                    cx,
+                    netns,
+                    reply,
+                    now,
+                    Purpose::UpSynAck { conn, epoch },
+                    false,
+                    None,
+                );
             }
             Purpose::UpSynAck { conn, epoch } => {
-                let Some(c) = self.upconns.get_mut(conn) else { return };
+                let Some(c) = self.upconns.get_mut(conn) else {
+                    return;
+                };
                 if c.epoch != epoch || c.state != UpState::Connecting {
                     return;
                 }
@@ -1594,7 +1611,17 @@ impl NodeSim {
                 records,
                 first,
             } => {
-                self.upstream_answer(cx, conn, epoch, fwd, Cached { rcode, records, first });
+                self.upstream_answer(
+                    cx,
+                    conn,
+                    epoch,
+                    fwd,
+                    Cached {
+                        rcode,
+                        records,
+                        first,
+                    },
+                );
             }
             Purpose::Silent => {}
         }
@@ -2079,7 +2106,9 @@ impl NodeSim {
         qtype: QType,
     ) {
         let now = cx.now();
-        let Some(pod) = self.pod_at(pkt.tuple.src) else { return };
+        let Some(pod) = self.pod_at(pkt.tuple.src) else {
+            return;
+        };
         let node = self.world.pods[pod as usize].node;
         let Some(name) = self
             .lookups
@@ -2108,7 +2137,15 @@ impl NodeSim {
                     first: c.first,
                 };
                 let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::NONE);
-                self.send(cx, host, reply, now + nodelocal::ANSWER_TIME, purpose, false, None);
+                self.send(
+                    cx,
+                    host,
+                    reply,
+                    now + nodelocal::ANSWER_TIME,
+                    purpose,
+                    false,
+                    None,
+                );
             }
             None => {
                 let fwd = self.fwds.insert(Fwd {
@@ -2182,7 +2219,11 @@ impl NodeSim {
         }
         match timer {
             Some(t) => {
-                self.schedule_timer(cx, t.deadline().at().saturating_since(now), Event::UpTimer { conn, epoch });
+                self.schedule_timer(
+                    cx,
+                    t.deadline().at().saturating_since(now),
+                    Event::UpTimer { conn, epoch },
+                );
                 let mut pkt = Packet::new(tuple, TcpFlags::SYN);
                 pkt.seq = isn;
                 self.send(cx, host, pkt, now, Purpose::UpSyn { conn, epoch }, true, None);
@@ -2196,7 +2237,9 @@ impl NodeSim {
         let now = cx.now();
         self.next_epoch = self.next_epoch.wrapping_add(1);
         let epoch = self.next_epoch;
-        let Some(c) = self.upconns.get_mut(conn) else { return };
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
         c.epoch = epoch;
         c.state = UpState::Busy;
         c.fwd = Some(fwd);
@@ -2204,7 +2247,11 @@ impl NodeSim {
         if let Some(f) = self.fwds.get_mut(fwd) {
             f.conn = conn;
         }
-        self.schedule_timer(cx, nodelocal::UPSTREAM_READ_TIMEOUT, Event::UpTimer { conn, epoch });
+        self.schedule_timer(
+            cx,
+            nodelocal::UPSTREAM_READ_TIMEOUT,
+            Event::UpTimer { conn, epoch },
+        );
         let host = self.nodelocal[node].host;
         // UDP: every query may create (or refresh) an entry, so it takes the windowed path.
         let (flags, windowed) = if tuple.proto == Proto::Tcp {
@@ -2239,7 +2286,15 @@ impl NodeSim {
             first: ans.first,
         };
         let reply = Packet::new(f.reply, TcpFlags::NONE);
-        self.send(cx, host, reply, now + nodelocal::ANSWER_TIME, purpose, false, None);
+        self.send(
+            cx,
+            host,
+            reply,
+            now + nodelocal::ANSWER_TIME,
+            purpose,
+            false,
+            None,
+        );
         self.upconn_idle(cx, conn);
     }
 
@@ -2248,7 +2303,9 @@ impl NodeSim {
     fn upconn_idle(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
         self.next_epoch = self.next_epoch.wrapping_add(1);
         let epoch = self.next_epoch;
-        let Some(c) = self.upconns.get_mut(conn) else { return };
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
         c.epoch = epoch;
         c.state = UpState::Idle;
         c.fwd = None;
@@ -2260,7 +2317,9 @@ impl NodeSim {
 
     fn on_up_timer(&mut self, cx: &mut Context<'_, Event>, conn: u32, epoch: u32) {
         let now = cx.now();
-        let Some(c) = self.upconns.get_mut(conn) else { return };
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
         if c.epoch != epoch {
             return;
         }
@@ -2300,7 +2359,9 @@ impl NodeSim {
     /// node), the FIN exchange goes through conntrack. Its forward, if any, is dropped.
     fn close_upconn(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
         let now = cx.now();
-        let Some(c) = self.upconns.remove(conn) else { return };
+        let Some(c) = self.upconns.remove(conn) else {
+            return;
+        };
         if let Some(f) = c.fwd {
             self.fwds.remove(f);
         }
@@ -2316,18 +2377,49 @@ impl NodeSim {
                 .abort(c.tuple, AbortReason::TimedOut, now);
             return;
         }
-        let _ = self.nodelocal[node]
-            .sockets
-            .close(c.tuple, CloseRole::ActiveCloser, c.isn.wrapping_add(1), now);
-        self.send(cx, host, Packet::new(c.tuple, TcpFlags::FIN_ACK), now, Purpose::Silent, false, None);
+        let _ =
+            self.nodelocal[node]
+                .sockets
+                .close(c.tuple, CloseRole::ActiveCloser, c.isn.wrapping_add(1), now);
+        self.send(
+            cx,
+            host,
+            Packet::new(c.tuple, TcpFlags::FIN_ACK),
+            now,
+            Purpose::Silent,
+            false,
+            None,
+        );
         if let Some((sp, port)) = c.server {
-            let st = Tuple::new(Proto::Tcp, self.world.pods[sp as usize].ip, port, c.tuple.src, c.tuple.sport);
+            let st = Tuple::new(
+                Proto::Tcp,
+                self.world.pods[sp as usize].ip,
+                port,
+                c.tuple.src,
+                c.tuple.sport,
+            );
             let netns = self.world.pods[sp as usize].netns;
             let at = now + SimDuration::from_micros(100);
-            self.send(cx, netns, Packet::new(st, TcpFlags::FIN_ACK), at, Purpose::Silent, false, None);
+            self.send(
+                cx,
+                netns,
+                Packet::new(st, TcpFlags::FIN_ACK),
+                at,
+                Purpose::Silent,
+                false,
+                None,
+            );
         }
         let at = now + SimDuration::from_micros(200);
-        self.send(cx, host, Packet::new(c.tuple, TcpFlags::ACK), at, Purpose::Silent, false, None);
+        self.send(
+            cx,
+            host,
+            Packet::new(c.tuple, TcpFlags::ACK),
+            at,
+            Purpose::Silent,
+            false,
+            None,
+        );
     }
 
     // ---------------------------------------------------------------------------------

@@ -70,7 +70,12 @@ pub(super) struct NodeLocal {
 
 impl NodeLocal {
     /// A cold agent.
-    pub(super) fn new(cfg: &NodeLocalDnsCache, host: NetnsId, node_ip: Ipv4Addr, sockets: SocketTable) -> NodeLocal {
+    pub(super) fn new(
+        cfg: &NodeLocalDnsCache,
+        host: NetnsId,
+        node_ip: Ipv4Addr,
+        sockets: SocketTable,
+    ) -> NodeLocal {
         let cap = usize::try_from(cfg.capacity).unwrap_or(usize::MAX);
         NodeLocal {
             addr: cfg.address,
@@ -110,10 +115,12 @@ impl NodeLocal {
     pub(super) fn store(&mut self, name: &str, qtype: QType, ans: Cached, now: SimTime) {
         match ans.rcode {
             Rcode::NoError if ans.records > 0 => {
-                self.success.insert(name, qtype, ans, ZONE_TTL.min(self.ttl_cap), now);
+                self.success
+                    .insert(name, qtype, ans, ZONE_TTL.min(self.ttl_cap), now);
             }
             Rcode::NoError | Rcode::NxDomain => {
-                self.denial.insert(name, qtype, ans, ZONE_TTL.min(DENIAL_TTL_CAP), now);
+                self.denial
+                    .insert(name, qtype, ans, ZONE_TTL.min(DENIAL_TTL_CAP), now);
             }
             Rcode::ServFail => {}
         }
@@ -155,7 +162,12 @@ mod tests {
         let mut a = agent(10);
         let t0 = SimTime::ZERO;
         assert_eq!(a.lookup("echo.default.svc.cluster.local", QType::A, t0), None);
-        a.store("echo.default.svc.cluster.local", QType::A, ans(Rcode::NoError, 1), t0);
+        a.store(
+            "echo.default.svc.cluster.local",
+            QType::A,
+            ans(Rcode::NoError, 1),
+            t0,
+        );
         let t = t0 + SimDuration::from_secs(29);
         assert!(a.lookup("echo.default.svc.cluster.local", QType::A, t).is_some());
         let t = t0 + SimDuration::from_secs(30);

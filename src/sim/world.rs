@@ -5,8 +5,8 @@ use super::SimError;
 use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
 use crate::datapath::NetnsPath;
 use crate::dns::{ResolvConf, Zone};
-use crate::packet::Proto;
 use crate::netfilter::Ruleset;
+use crate::packet::Proto;
 use crate::rng::SimRng;
 use crate::scenario::{Cni, ProxyMode, Scenario, ServiceType, WorkloadTarget};
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
@@ -178,7 +178,9 @@ pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
 /// 53 next to UDP 53 (CoreDNS manifests); scenarios often list only UDP. NodeLocal
 /// DNSCache forwards over TCP (`force_tcp`), so its upstream port must exist.
 fn add_dns_tcp_port(sc: &Scenario, out: &mut Vec<SvcPort>) {
-    let Some(cache) = sc.dns.node_local_cache else { return };
+    let Some(cache) = sc.dns.node_local_cache else {
+        return;
+    };
     if !cache.force_tcp {
         return;
     }
@@ -224,23 +226,111 @@ pub(super) fn with_node_local_dns_rules(sc: &Scenario, rs: Ruleset) -> Result<Ru
     let mut raw = Vec::new();
     let mut filter = Vec::new();
     for (chain, spec, comment, target, table) in [
-        ("PREROUTING", format!("-p tcp -d {ip}/32 --dport 53"), skip, "NOTRACK", 0),
-        ("PREROUTING", format!("-p udp -d {ip}/32 --dport 53"), skip, "NOTRACK", 0),
-        ("INPUT", format!("-p tcp -d {ip}/32 --dport 53"), allow, "ACCEPT", 1),
-        ("INPUT", format!("-p udp -d {ip}/32 --dport 53"), allow, "ACCEPT", 1),
-        ("OUTPUT", format!("-p tcp -s {ip}/32 --sport 53"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p udp -s {ip}/32 --sport 53"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p tcp -s {ip}/32 --sport 53"), allow, "ACCEPT", 1),
-        ("OUTPUT", format!("-p udp -s {ip}/32 --sport 53"), allow, "ACCEPT", 1),
-        ("OUTPUT", format!("-p tcp -d {ip}/32 --dport 53"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p udp -d {ip}/32 --dport 53"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p tcp -d {ip}/32 --dport 8080"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p tcp -s {ip}/32 --sport 8080"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p tcp -d {ip}/32 --dport 8181"), skip, "NOTRACK", 0),
-        ("OUTPUT", format!("-p tcp -s {ip}/32 --sport 8181"), skip, "NOTRACK", 0),
+        (
+            "PREROUTING",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "PREROUTING",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "INPUT",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "INPUT",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -s {ip}/32 --sport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -s {ip}/32 --sport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 8080"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 8080"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 8181"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 8181"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
     ] {
         let line = format!("-A {chain} {spec} -m comment --comment {comment} -j {target}");
-        if table == 0 { raw.push(line) } else { filter.push(line) }
+        if table == 0 {
+            raw.push(line)
+        } else {
+            filter.push(line)
+        }
     }
     raw.reverse();
     filter.reverse();
