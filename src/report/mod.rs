@@ -111,6 +111,14 @@ pub struct NodeConntrack {
     pub stats: ConntrackCounters,
     /// "table full, dropping packet" lines the kernel would have printed (rate-limited).
     pub table_full_log_lines: u64,
+    /// Entries at the end whose original tuple is UDP to port 53 (pod DNS through the
+    /// kube-dns ClusterIP, or NodeLocal DNSCache forwarding over UDP).
+    pub dns_udp_entries_end: u64,
+    /// Entries at the end whose original tuple is TCP to port 53 (NodeLocal DNSCache's
+    /// upstream connections).
+    pub dns_tcp_entries_end: u64,
+    /// Entries at the end with a destination NAT binding (Service DNAT).
+    pub dnat_entries_end: u64,
 }
 
 /// First-rise times of the counters that matter.
@@ -224,7 +232,7 @@ pub struct RequestReport {
 }
 
 /// DNS load.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct DnsReport {
     /// Queries sent by pods (A and AAAA count separately).
     pub queries: u64,
@@ -234,6 +242,36 @@ pub struct DnsReport {
     pub lookups_with_timeout: u64,
     /// Lookups that failed entirely.
     pub lookups_failed: u64,
+    /// Queries that reached CoreDNS pods (all replicas, UDP and TCP).
+    pub coredns_queries: u64,
+    /// Mean CoreDNS query rate over the run (per second, all replicas).
+    pub coredns_qps_mean: f64,
+    /// Queries each CoreDNS pod answered, by pod (`<service>-<k>`), in pod order.
+    pub coredns_queries_by_pod: std::collections::BTreeMap<String, u64>,
+    /// NodeLocal DNSCache, when enabled (all nodes summed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_local: Option<NodeLocalDnsReport>,
+}
+
+/// NodeLocal DNSCache outcomes, summed over nodes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NodeLocalDnsReport {
+    /// Pod queries answered from the cache (a live entry for the name and type).
+    pub hits: u64,
+    /// Pod queries not in the cache (forwarded upstream).
+    pub misses: u64,
+    /// hits / (hits + misses), 0 when no query reached the cache.
+    pub hit_ratio: f64,
+    /// Queries forwarded to kube-dns.
+    pub upstream_queries: u64,
+    /// Upstream connections opened (TCP with `forceTcp`, else UDP sockets).
+    pub upstream_connections: u64,
+    /// Forwards that got no answer (connect or read timeout).
+    pub upstream_timeouts: u64,
+    /// Live cache entries evicted because the cache was full.
+    pub evictions: u64,
+    /// The upstream protocol (`tcp` or `udp`).
+    pub upstream_protocol: String,
 }
 
 /// Per-workload outcomes.

@@ -477,6 +477,12 @@ pub struct NodeLocalDnsSpec {
     /// Cache entries (default 9984, CoreDNS `cache` plugin).
     #[serde(default)]
     pub capacity: Option<u32>,
+    /// Forward misses over TCP (default true: `force_tcp` in node-local-dns's Corefile).
+    #[serde(default)]
+    pub force_tcp: Option<bool>,
+    /// Idle upstream connection expiry (default 10s, CoreDNS `forward` `expire`).
+    #[serde(default)]
+    pub upstream_expire: Option<SimDuration>,
 }
 
 /// A client workload: `pods` pods on `node` sending requests to `target`.

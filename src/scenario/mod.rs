@@ -270,8 +270,13 @@ pub struct NodeLocalDnsCache {
     pub address: Ipv4Addr,
     /// TTL cap.
     pub ttl: SimDuration,
-    /// Cache entries.
+    /// Cache entries (each of the success and denial caches, CoreDNS `cache`).
     pub capacity: u32,
+    /// Misses go upstream over TCP (`forward . <kube-dns> { force_tcp }`, the
+    /// reference Corefile); `false`: over UDP.
+    pub force_tcp: bool,
+    /// Idle upstream connections are closed after this (CoreDNS `forward` `expire`).
+    pub upstream_expire: SimDuration,
 }
 
 /// A client workload.

@@ -435,10 +435,19 @@ pub(crate) fn validate(
                 "capacity must be above 0",
             );
         }
+        let upstream_expire = n.upstream_expire.unwrap_or(SimDuration::from_secs(10));
+        if upstream_expire == SimDuration::ZERO {
+            c.value(
+                fp!("dns", "nodeLocalDNSCache", "upstreamExpire"),
+                "upstreamExpire must be above 0s",
+            );
+        }
         n.enabled.then_some(NodeLocalDnsCache {
             address,
             ttl,
             capacity,
+            force_tcp: n.force_tcp.unwrap_or(true),
+            upstream_expire,
         })
     });
 

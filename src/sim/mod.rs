@@ -18,6 +18,7 @@
 //! packet is lost times out), TCP congestion, NIC queues, interrupts.
 
 mod model;
+mod nodelocal;
 mod trace;
 mod world;
 
@@ -103,7 +104,7 @@ pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
         .iter()
         .position(|n| n.name == node)
         .ok_or_else(|| SimError::Config(format!("no node named `{node}` in {}", scenario.file)))?;
-    let rs = world::node_ruleset(scenario, idx)?;
+    let rs = world::with_node_local_dns_rules(scenario, world::node_ruleset(scenario, idx)?)?;
     Ok(crate::netfilter::export::to_iptables_save(&rs))
 }
 
@@ -151,6 +152,15 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 entries_created: n.new_packets,
                 stats,
                 table_full_log_lines: n.ct.table_full_log().lines,
+                dns_udp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Udp),
+                dns_tcp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Tcp),
+                dnat_entries_end: n
+                    .ct
+                    .conn_ids()
+                    .into_iter()
+                    .filter_map(|id| n.ct.conn(id))
+                    .filter(|c| c.dst_nat)
+                    .count() as u64,
             },
             onset_s: Onsets {
                 drop: o.drop.map(|(t, _)| round3(secs(t))),
@@ -251,6 +261,14 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
             },
             lookups_with_timeout: t.lookups_with_timeout,
             lookups_failed: t.lookups_failed,
+            coredns_queries: t.coredns_queries,
+            coredns_qps_mean: if duration.as_nanos() == 0 {
+                0.0
+            } else {
+                round3(t.coredns_queries as f64 / duration.as_secs_f64())
+            },
+            coredns_queries_by_pod: sim.coredns_by_pod(),
+            node_local: sim.node_local_report(),
         },
         workloads,
         engine: EngineReport { events },
@@ -266,6 +284,15 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
         samples: sim.samples.clone(),
     };
     Outcome { report, timeseries }
+}
+
+/// Entries of the host namespace whose original tuple goes to port 53 over `proto`.
+fn dns_entries(ct: &crate::conntrack::ConntrackTable, proto: crate::packet::Proto) -> u64 {
+    ct.conn_ids()
+        .into_iter()
+        .filter_map(|id| ct.conn(id))
+        .filter(|c| c.original.proto == proto && c.original.dport == 53)
+        .count() as u64
 }
 
 fn socket_report(sim: &NodeSim, node: usize) -> SocketReport {

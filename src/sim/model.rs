@@ -8,6 +8,7 @@
 //! (SYN-ACK, ACK, request, response, FIN exchange) are walked through every namespace
 //! inside one event, each hop at its own computed time, charging CPU time the same way.
 
+use super::nodelocal::{self, Cached, NodeLocal};
 use super::world::{PodRole, World};
 use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, Quiet};
 use crate::dns::{Action, Lookup, LookupResult, QType, QueryId, Rcode};
@@ -57,7 +58,12 @@ pub(super) enum Event {
         epoch: u32,
         qtype: QType,
         tuple: Tuple,
+        /// The NodeLocal DNSCache forward this answers (`u32::MAX`: a pod's query).
+        fwd: u32,
     },
+    /// A NodeLocal DNSCache upstream connection's timer: SYN retransmission while
+    /// connecting, read timeout while a query is out, idle expiry otherwise.
+    UpTimer { conn: u32, epoch: u32 },
     /// The conntrack gc worker of a node.
     Gc { node: u16 },
     /// Record one time-series row.
@@ -89,6 +95,23 @@ pub(super) enum Purpose {
         epoch: u32,
         rcode: Rcode,
         records: u16,
+        /// First A record (after CoreDNS `loadbalance` shuffled them), `0.0.0.0` if none.
+        first: Ipv4Addr,
+    },
+    /// NodeLocal DNSCache → kube-dns: the upstream connection's SYN.
+    UpSyn { conn: u32, epoch: u32 },
+    /// Its SYN-ACK.
+    UpSynAck { conn: u32, epoch: u32 },
+    /// A forwarded query on an upstream connection.
+    UpQuery { conn: u32, epoch: u32, fwd: u32 },
+    /// CoreDNS's answer to a forwarded query.
+    UpReply {
+        conn: u32,
+        epoch: u32,
+        fwd: u32,
+        rcode: Rcode,
+        records: u16,
+        first: Ipv4Addr,
     },
     /// A packet whose arrival needs no action (teardown segments).
     Silent,
@@ -147,12 +170,55 @@ struct Request {
     epoch: u32,
     state: ReqState,
     flow: Option<u32>,
+    /// Address resolved for this request (per-request DNS, headless targets).
+    addr: Option<Ipv4Addr>,
+}
+
+/// State of a NodeLocal DNSCache upstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpState {
+    Connecting,
+    /// A query is out (one at a time per connection, as CoreDNS `forward`).
+    Busy,
+    Idle,
+}
+
+/// A NodeLocal DNSCache upstream connection (TCP with `force_tcp`, else a UDP socket).
+#[derive(Clone, Copy, Debug)]
+struct UpConn {
+    epoch: u32,
+    node: u16,
+    tuple: Tuple,
+    isn: u32,
+    state: UpState,
+    syn_timer: Option<crate::socket::SynTimer>,
+    /// The forward it carries (connecting or busy).
+    fwd: Option<u32>,
+    /// The CoreDNS pod and port that answered the SYN.
+    server: Option<(u32, u16)>,
+}
+
+/// A query NodeLocal DNSCache forwards upstream for a pod.
+#[derive(Clone, Debug)]
+struct Fwd {
+    node: u16,
+    lookup: u32,
+    query: u32,
+    epoch: u32,
+    qtype: QType,
+    name: std::sync::Arc<str>,
+    /// The pod's query tuple, reversed: the answer's tuple.
+    reply: Tuple,
+    /// The upstream connection carrying it.
+    conn: u32,
 }
 
 /// Per client pod dynamic state.
 #[derive(Debug, Default)]
 struct ClientState {
     dns_valid_until: Option<SimTime>,
+    /// First address of the pod's cached answer (headless targets).
+    dns_addr: Option<Ipv4Addr>,
     lookup: Option<u32>,
     dns_waiters: Vec<u32>,
     idle: Vec<u32>,
@@ -167,6 +233,8 @@ struct ServerState {
     queue: VecDeque<u32>,
     /// CoreDNS: when the pod is next free.
     dns_free: SimTime,
+    /// CoreDNS: queries received.
+    dns_queries: u64,
 }
 
 struct LookupSlot {
@@ -183,6 +251,8 @@ struct LookupSlot {
     owner: Option<u32>,
     /// The owner's attempt epoch when the lookup started.
     owner_epoch: u32,
+    /// First A record per answered name.
+    firsts: Vec<(std::sync::Arc<str>, Ipv4Addr)>,
 }
 
 impl std::fmt::Debug for LookupSlot {
@@ -247,6 +317,8 @@ pub(super) struct Tally {
     pub(super) failures_by_cause: BTreeMap<String, u64>,
     pub(super) dns_queries: u64,
     pub(super) coredns_queries: u64,
+    /// Of which over TCP (NodeLocal DNSCache upstream).
+    pub(super) coredns_tcp_queries: u64,
     pub(super) lookups_with_timeout: u64,
     pub(super) lookups_failed: u64,
     pub(super) syn_retransmits: Vec<u64>,
@@ -284,6 +356,12 @@ pub(super) struct NodeSim {
     flows: Slab<Flow>,
     reqs: Slab<Request>,
     lookups: Slab<LookupSlot>,
+    upconns: Slab<UpConn>,
+    fwds: Slab<Fwd>,
+    /// Per node: its NodeLocal DNSCache agent (empty when disabled).
+    pub(super) nodelocal: Vec<NodeLocal>,
+    /// Per workload: whether it targets a headless Service (dials the resolved pod).
+    wl_headless: Vec<bool>,
     clients: Vec<ClientState>,
     servers: Vec<ServerState>,
     arrivals: Vec<Arrivals>,
@@ -388,7 +466,42 @@ impl NodeSim {
         let n_nodes = world.nodes.len();
         let n_pods = world.pods.len();
         let n_wl = sc.workloads.len();
+        let nodelocal = match sc.dns.node_local_cache {
+            Some(cfg) => sc
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    let host = world
+                        .topo
+                        .host_netns(crate::topology::NodeId(u32::try_from(i).unwrap_or(u32::MAX)))?;
+                    let scfg =
+                        crate::socket::SocketConfig::from_sysctls(&n.sysctls.values).unwrap_or_default();
+                    let sockets = crate::socket::SocketTable::new(
+                        scfg,
+                        SimRng::stream(sc.seed, &format!("nodelocal/{}", n.name)),
+                    );
+                    Some(NodeLocal::new(&cfg, host, n.ip, sockets))
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let wl_headless = sc
+            .workloads
+            .iter()
+            .map(|w| match w.target {
+                crate::scenario::WorkloadTarget::Service { service, .. } => sc
+                    .services
+                    .get(service.0 as usize)
+                    .is_some_and(|s| s.service_type == crate::scenario::ServiceType::Headless),
+                crate::scenario::WorkloadTarget::Address(_) => false,
+            })
+            .collect();
         NodeSim {
+            upconns: Slab::new(),
+            fwds: Slab::new(),
+            nodelocal,
+            wl_headless,
             inflight: Slab::new(),
             flows: Slab::new(),
             reqs: Slab::new(),
@@ -496,6 +609,52 @@ impl NodeSim {
         &self.sc
     }
 
+    /// Queries answered per CoreDNS pod (pods that answered at least one), by pod name.
+    pub(super) fn coredns_by_pod(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (i, st) in self.servers.iter().enumerate() {
+            if st.dns_queries == 0 {
+                continue;
+            }
+            let name = match self.world.pods[i].role {
+                PodRole::Server { svc } => {
+                    let s = &self.sc.services[usize::from(svc)];
+                    let k = self.world.pods[..i]
+                        .iter()
+                        .filter(|p| p.role == PodRole::Server { svc })
+                        .count();
+                    format!("{}-{k}", s.name)
+                }
+                PodRole::Client { .. } => continue,
+            };
+            out.insert(name, st.dns_queries);
+        }
+        out
+    }
+
+    /// NodeLocal DNSCache outcomes summed over nodes (`None` when disabled).
+    pub(super) fn node_local_report(&self) -> Option<crate::report::NodeLocalDnsReport> {
+        let first = self.nodelocal.first()?;
+        let mut r = crate::report::NodeLocalDnsReport {
+            upstream_protocol: if first.force_tcp { "tcp" } else { "udp" }.into(),
+            ..Default::default()
+        };
+        for nl in &self.nodelocal {
+            r.hits += nl.stats.hits;
+            r.misses += nl.stats.misses;
+            r.upstream_queries += nl.stats.upstream_queries;
+            r.upstream_connections += nl.stats.upstream_connections;
+            r.upstream_timeouts += nl.stats.upstream_timeouts;
+            r.evictions += nl.evictions();
+        }
+        let seen = r.hits + r.misses;
+        #[allow(clippy::cast_precision_loss)]
+        if seen > 0 {
+            r.hit_ratio = (r.hits as f64 * 1000.0 / seen as f64).round() / 1000.0;
+        }
+        Some(r)
+    }
+
     // ---------------------------------------------------------------------------------
     // The data path walk.
 
@@ -583,10 +742,14 @@ impl NodeSim {
                 };
                 let world = &mut self.world;
                 let node_ref = &mut world.nodes[n];
-                let dev_name = in_dev
-                    .and_then(|d| world.topo.device(d))
-                    .map_or("eth0", crate::topology::Device::name);
-                let entry = Entry::Received { in_dev: dev_name };
+                // A walk that starts in a host namespace (no input device) is a packet
+                // of a host socket (the NodeLocal DNSCache agent): OUTPUT first.
+                let entry = match in_dev {
+                    None => Entry::LocalOut,
+                    Some(d) => Entry::Received {
+                        in_dev: world.topo.device(d).map_or("eth0", crate::topology::Device::name),
+                    },
+                };
                 let half = node_ref.host.first_half(
                     &mut node_ref.ct,
                     &world.topo,
@@ -858,6 +1021,10 @@ impl NodeSim {
             Purpose::Response { .. } => "response",
             Purpose::DnsQuery { .. } => "DNS query",
             Purpose::DnsReply { .. } => "DNS answer",
+            Purpose::UpSyn { .. } => "NodeLocal DNSCache upstream SYN",
+            Purpose::UpSynAck { .. } => "NodeLocal DNSCache upstream SYN-ACK",
+            Purpose::UpQuery { .. } => "NodeLocal DNSCache upstream query",
+            Purpose::UpReply { .. } => "NodeLocal DNSCache upstream answer",
             Purpose::Silent => "FIN/ACK",
         };
         *self
@@ -892,6 +1059,7 @@ impl NodeSim {
             epoch: 0,
             state: ReqState::WaitDns,
             flow: None,
+            addr: None,
         });
         self.start_attempt(cx, req);
     }
@@ -974,7 +1142,14 @@ impl NodeSim {
             return;
         };
         let wl = usize::from(r.wl);
-        let target = self.world.wl_target[wl];
+        let mut target = self.world.wl_target[wl];
+        if self.wl_headless[wl] {
+            // A headless Service: dial the pod address DNS gave (no VIP, no DNAT).
+            let resolved = r.addr.or(self.clients[r.pod as usize].dns_addr);
+            if let Some(ip) = resolved.filter(|ip| !ip.is_unspecified()) {
+                target = SocketAddrV4::new(ip, target.port());
+            }
+        }
         let pod = &mut self.world.pods[r.pod as usize];
         let connected = match pod.sockets.connect(pod.ip, *target.ip(), target.port(), now) {
             Ok(c) => c,
@@ -1369,7 +1544,11 @@ impl NodeSim {
                 epoch,
                 qtype,
             } => {
-                self.coredns_receive(cx, pkt, lookup, query, epoch, qtype);
+                if self.pod_at(pkt.tuple.dst).is_some() {
+                    self.coredns_receive(cx, pkt, lookup, query, epoch, qtype, u32::MAX);
+                } else {
+                    self.nodelocal_receive(cx, pkt, lookup, query, epoch, qtype);
+                }
             }
             Purpose::DnsReply {
                 lookup,
@@ -1377,8 +1556,72 @@ impl NodeSim {
                 epoch,
                 rcode,
                 records,
+                first,
             } => {
-                self.dns_answer_arrived(cx, lookup, query, epoch, rcode, records);
+                self.dns_answer_arrived(cx, lookup, query, epoch, rcode, records, first);
+            }
+            Purpose::UpSyn { conn, epoch } => {
+                let Some(dp) = self.pod_at(pkt.tuple.dst) else {
+                    return;
+                };
+                let Some(c) = self.upconns.get_mut(conn) else {
+                    return;
+                };
+                if c.epoch != epoch || c.state != UpState::Connecting {
+                    return;
+                }
+                c.server = Some((dp, pkt.tuple.dport));
+                let netns = self.world.pods[dp as usize].netns;
+                let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
+                self.send(
+                    cx,
+                    netns,
+                    reply,
+                    now,
+                    Purpose::UpSynAck { conn, epoch },
+                    false,
+                    None,
+                );
+            }
+            Purpose::UpSynAck { conn, epoch } => {
+                let Some(c) = self.upconns.get_mut(conn) else {
+                    return;
+                };
+                if c.epoch != epoch || c.state != UpState::Connecting {
+                    return;
+                }
+                c.syn_timer = None;
+                match c.fwd {
+                    Some(f) => self.upstream_send(cx, conn, f),
+                    None => self.upconn_idle(cx, conn),
+                }
+            }
+            Purpose::UpQuery { conn, epoch, fwd } => {
+                let Some(f) = self.fwds.get(fwd) else { return };
+                let (lookup, query, fepoch, qtype) = (f.lookup, f.query, f.epoch, f.qtype);
+                if self.upconns.get(conn).is_some_and(|c| c.epoch == epoch) {
+                    self.coredns_receive(cx, pkt, lookup, query, fepoch, qtype, fwd);
+                }
+            }
+            Purpose::UpReply {
+                conn,
+                epoch,
+                fwd,
+                rcode,
+                records,
+                first,
+            } => {
+                self.upstream_answer(
+                    cx,
+                    conn,
+                    epoch,
+                    fwd,
+                    Cached {
+                        rcode,
+                        records,
+                        first,
+                    },
+                );
             }
             Purpose::Silent => {}
         }
@@ -1492,6 +1735,7 @@ impl NodeSim {
             had_timeout: false,
             owner,
             owner_epoch: owner.and_then(|r| self.reqs.get(r)).map_or(0, |r| r.epoch),
+            firsts: Vec::new(),
         });
         if self.sc.workloads[wl].dns.mode == DnsMode::Cached {
             self.clients[pod as usize].lookup = Some(id);
@@ -1609,6 +1853,12 @@ impl NodeSim {
                         self.tally.lookups_with_timeout += 1;
                     }
                     let ok = matches!(outcome.result, LookupResult::Resolved { .. });
+                    let first = match &outcome.result {
+                        LookupResult::Resolved { name } => {
+                            slot.firsts.iter().rev().find(|(n, _)| n == name).map(|(_, a)| *a)
+                        }
+                        _ => None,
+                    };
                     if !ok {
                         self.tally.lookups_failed += 1;
                     }
@@ -1621,6 +1871,7 @@ impl NodeSim {
                         self.clients[pod].lookup = None;
                         if ok {
                             self.clients[pod].dns_valid_until = Some(now + self.sc.workloads[wl].dns.ttl);
+                            self.clients[pod].dns_addr = first;
                         }
                     }
                     // A per-request lookup serves its own request, if that request still
@@ -1638,6 +1889,11 @@ impl NodeSim {
                     };
                     for r in waiters {
                         if ok {
+                            if slot.owner.is_some()
+                                && let Some(q) = self.reqs.get_mut(r)
+                            {
+                                q.addr = first;
+                            }
                             self.get_connection(cx, r);
                         } else {
                             let cause = match outcome.result {
@@ -1677,12 +1933,16 @@ impl NodeSim {
         query: u32,
         epoch: u32,
         qtype: QType,
+        fwd: u32,
     ) {
         let now = cx.now();
         let Some(dp) = self.pod_at(pkt.tuple.dst) else {
             return;
         };
         self.tally.coredns_queries += 1;
+        if fwd != u32::MAX {
+            self.tally.coredns_tcp_queries += u64::from(pkt.tuple.proto == Proto::Tcp);
+        }
         let svc = match self.world.pods[dp as usize].role {
             PodRole::Server { svc } => usize::from(svc),
             PodRole::Client { .. } => return,
@@ -1697,6 +1957,7 @@ impl NodeSim {
         });
         let base = service_time(server.service_time, &mut self.rng_server);
         let st = &mut self.servers[dp as usize];
+        st.dns_queries += 1;
         let start = now.max(st.dns_free);
         st.dns_free = start + per_query;
         let done = start + per_query.max(base);
@@ -1709,6 +1970,7 @@ impl NodeSim {
                 epoch,
                 qtype,
                 tuple: pkt.tuple.reversed(),
+                fwd,
             },
         );
     }
@@ -1723,40 +1985,77 @@ impl NodeSim {
         epoch: u32,
         qtype: QType,
         tuple: Tuple,
+        fwd: u32,
     ) {
         let now = cx.now();
-        // The name asked: from the lookup's candidates (current one).
-        let (rcode, records) = match self.lookups.get(lookup) {
-            Some(slot) if slot.epoch == epoch => {
-                match slot.queries.iter().find(|(id, _)| id.get() == query) {
-                    Some((_, n)) => {
-                        let a = self.world.zone.answer(n, qtype).to_answer();
-                        (a.rcode, a.records)
-                    }
-                    None => (Rcode::ServFail, 0),
-                }
+        // The name asked: the forward's, or the lookup's candidate.
+        let name = if fwd == u32::MAX {
+            match self.lookups.get(lookup) {
+                Some(slot) if slot.epoch == epoch => slot
+                    .queries
+                    .iter()
+                    .find(|(id, _)| id.get() == query)
+                    .map(|(_, n)| n.clone()),
+                _ => None,
             }
-            _ => (Rcode::ServFail, 0),
+        } else {
+            self.fwds.get(fwd).map(|f| f.name.clone())
+        };
+        let (rcode, records, first) = match name {
+            Some(n) => {
+                let a = self.world.zone.answer(&n, qtype);
+                // CoreDNS `loadbalance` (default Corefile) shuffles the A records of
+                // every answer; clients take the first one.
+                let first = match (qtype, a.addrs.len()) {
+                    (QType::A, k) if k > 0 => {
+                        let i = usize::try_from(self.rng_server.below(k as u64)).unwrap_or(0);
+                        a.addrs[i]
+                    }
+                    _ => Ipv4Addr::UNSPECIFIED,
+                };
+                let ans = a.to_answer();
+                (ans.rcode, ans.records, first)
+            }
+            None => (Rcode::ServFail, 0, Ipv4Addr::UNSPECIFIED),
         };
         let netns = self.world.pods[dns_pod as usize].netns;
-        let pkt = Packet::new(tuple, TcpFlags::NONE);
-        self.send(
-            cx,
-            netns,
-            pkt,
-            now,
-            Purpose::DnsReply {
-                lookup,
-                query,
-                epoch,
-                rcode,
-                records,
-            },
-            false,
-            None,
-        );
+        let (pkt, purpose) = if fwd == u32::MAX {
+            (
+                Packet::new(tuple, TcpFlags::NONE),
+                Purpose::DnsReply {
+                    lookup,
+                    query,
+                    epoch,
+                    rcode,
+                    records,
+                    first,
+                },
+            )
+        } else {
+            let Some(f) = self.fwds.get(fwd) else { return };
+            let conn = f.conn;
+            let Some(c) = self.upconns.get(conn) else { return };
+            let flags = if tuple.proto == Proto::Tcp {
+                TcpFlags::ACK.union(TcpFlags::PSH)
+            } else {
+                TcpFlags::NONE
+            };
+            (
+                Packet::new(tuple, flags),
+                Purpose::UpReply {
+                    conn,
+                    epoch: c.epoch,
+                    fwd,
+                    rcode,
+                    records,
+                    first,
+                },
+            )
+        };
+        self.send(cx, netns, pkt, now, purpose, false, None);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn dns_answer_arrived(
         &mut self,
         cx: &mut Context<'_, Event>,
@@ -1765,6 +2064,7 @@ impl NodeSim {
         epoch: u32,
         rcode: Rcode,
         records: u16,
+        first: Ipv4Addr,
     ) {
         let now = cx.now();
         let Some(slot) = self.lookups.get_mut(lookup) else {
@@ -1773,18 +2073,353 @@ impl NodeSim {
         if slot.epoch != epoch {
             return;
         }
-        let Some(qid) = slot
+        let Some((qid, name)) = slot
             .queries
             .iter()
             .find(|(id, _)| id.get() == query)
-            .map(|(id, _)| *id)
+            .map(|(id, n)| (*id, n.clone()))
         else {
             return;
         };
+        if !first.is_unspecified() {
+            slot.firsts.push((name, first));
+        }
         let _ = slot
             .lookup
             .on_answer(qid, crate::dns::Answer { rcode, records }, now);
         self.drive_lookup(cx, lookup);
+    }
+
+    // ---------------------------------------------------------------------------------
+    // NodeLocal DNSCache.
+
+    /// A pod's query reached its node's cache agent (NOTRACK'ed: no conntrack entry).
+    /// A live cached answer goes straight back; a miss is forwarded upstream.
+    #[allow(clippy::too_many_arguments)]
+    fn nodelocal_receive(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        pkt: Packet,
+        lookup: u32,
+        query: u32,
+        epoch: u32,
+        qtype: QType,
+    ) {
+        let now = cx.now();
+        let Some(pod) = self.pod_at(pkt.tuple.src) else {
+            return;
+        };
+        let node = self.world.pods[pod as usize].node;
+        let Some(name) = self
+            .lookups
+            .get(lookup)
+            .filter(|s| s.epoch == epoch)
+            .and_then(|s| s.queries.iter().find(|(id, _)| id.get() == query))
+            .map(|(_, n)| n.clone())
+        else {
+            return;
+        };
+        let Some(nl) = self.nodelocal.get_mut(usize::from(node)) else {
+            return;
+        };
+        if pkt.tuple.dst != nl.addr {
+            return;
+        }
+        match nl.lookup(&name, qtype, now) {
+            Some(c) => {
+                let host = nl.host;
+                let purpose = Purpose::DnsReply {
+                    lookup,
+                    query,
+                    epoch,
+                    rcode: c.rcode,
+                    records: c.records,
+                    first: c.first,
+                };
+                let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::NONE);
+                self.send(
+                    cx,
+                    host,
+                    reply,
+                    now + nodelocal::ANSWER_TIME,
+                    purpose,
+                    false,
+                    None,
+                );
+            }
+            None => {
+                let fwd = self.fwds.insert(Fwd {
+                    node,
+                    lookup,
+                    query,
+                    epoch,
+                    qtype,
+                    name,
+                    reply: pkt.tuple.reversed(),
+                    conn: u32::MAX,
+                });
+                self.forward_upstream(cx, fwd);
+            }
+        }
+    }
+
+    /// Sends a forward on the most recently used idle upstream connection, or dials a
+    /// new one (CoreDNS `forward`: one query at a time per cached connection).
+    fn forward_upstream(&mut self, cx: &mut Context<'_, Event>, fwd: u32) {
+        let now = cx.now();
+        let Some(node) = self.fwds.get(fwd).map(|f| usize::from(f.node)) else {
+            return;
+        };
+        self.nodelocal[node].stats.upstream_queries += 1;
+        while let Some(conn) = self.nodelocal[node].idle.pop() {
+            if self.upconns.get(conn).is_some_and(|c| c.state == UpState::Idle) {
+                self.upstream_send(cx, conn, fwd);
+                return;
+            }
+        }
+        let kube_dns = self.world.kube_dns;
+        let nl = &mut self.nodelocal[node];
+        let (tuple, isn) = if nl.force_tcp {
+            match nl.sockets.connect(nl.node_ip, kube_dns, 53, now) {
+                Ok(c) => (c.tuple, c.isn),
+                Err(_) => {
+                    // No local port: the forward fails; the pod's resolver retries.
+                    nl.stats.upstream_timeouts += 1;
+                    self.fwds.remove(fwd);
+                    return;
+                }
+            }
+        } else {
+            let (lo, hi) = self.sc.nodes[node].sysctls.values.ip_local_port_range;
+            let span = u64::from(hi.saturating_sub(lo)) + 1;
+            let port = lo.saturating_add(u16::try_from(self.rng_client.below(span)).unwrap_or(0));
+            (Tuple::new(Proto::Udp, nl.node_ip, port, kube_dns, 53), 0)
+        };
+        nl.stats.upstream_connections += 1;
+        let host = nl.host;
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let epoch = self.next_epoch;
+        let tcp = tuple.proto == Proto::Tcp;
+        let timer = tcp.then(|| {
+            let sys = &self.sc.nodes[node].sysctls.values;
+            crate::socket::SynTimer::start(&self.sc.kernel, sys.tcp_syn_retries, now)
+        });
+        let conn = self.upconns.insert(UpConn {
+            epoch,
+            node: u16::try_from(node).unwrap_or(u16::MAX),
+            tuple,
+            isn,
+            state: if tcp { UpState::Connecting } else { UpState::Idle },
+            syn_timer: timer,
+            fwd: Some(fwd),
+            server: None,
+        });
+        if let Some(f) = self.fwds.get_mut(fwd) {
+            f.conn = conn;
+        }
+        match timer {
+            Some(t) => {
+                self.schedule_timer(
+                    cx,
+                    t.deadline().at().saturating_since(now),
+                    Event::UpTimer { conn, epoch },
+                );
+                let mut pkt = Packet::new(tuple, TcpFlags::SYN);
+                pkt.seq = isn;
+                self.send(cx, host, pkt, now, Purpose::UpSyn { conn, epoch }, true, None);
+            }
+            None => self.upstream_send(cx, conn, fwd),
+        }
+    }
+
+    /// Sends a forwarded query on an established upstream connection.
+    fn upstream_send(&mut self, cx: &mut Context<'_, Event>, conn: u32, fwd: u32) {
+        let now = cx.now();
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let epoch = self.next_epoch;
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
+        c.epoch = epoch;
+        c.state = UpState::Busy;
+        c.fwd = Some(fwd);
+        let (tuple, node) = (c.tuple, usize::from(c.node));
+        if let Some(f) = self.fwds.get_mut(fwd) {
+            f.conn = conn;
+        }
+        self.schedule_timer(
+            cx,
+            nodelocal::UPSTREAM_READ_TIMEOUT,
+            Event::UpTimer { conn, epoch },
+        );
+        let host = self.nodelocal[node].host;
+        // UDP: every query may create (or refresh) an entry, so it takes the windowed path.
+        let (flags, windowed) = if tuple.proto == Proto::Tcp {
+            (TcpFlags::ACK.union(TcpFlags::PSH), false)
+        } else {
+            (TcpFlags::NONE, true)
+        };
+        let purpose = Purpose::UpQuery { conn, epoch, fwd };
+        self.send(cx, host, Packet::new(tuple, flags), now, purpose, windowed, None);
+    }
+
+    /// CoreDNS answered a forward: cache it, answer the pod, free the connection.
+    fn upstream_answer(&mut self, cx: &mut Context<'_, Event>, conn: u32, epoch: u32, fwd: u32, ans: Cached) {
+        let now = cx.now();
+        if !self
+            .upconns
+            .get(conn)
+            .is_some_and(|c| c.epoch == epoch && c.state == UpState::Busy)
+        {
+            return;
+        }
+        let Some(f) = self.fwds.remove(fwd) else { return };
+        let node = usize::from(f.node);
+        self.nodelocal[node].store(&f.name, f.qtype, ans, now);
+        let host = self.nodelocal[node].host;
+        let purpose = Purpose::DnsReply {
+            lookup: f.lookup,
+            query: f.query,
+            epoch: f.epoch,
+            rcode: ans.rcode,
+            records: ans.records,
+            first: ans.first,
+        };
+        let reply = Packet::new(f.reply, TcpFlags::NONE);
+        self.send(
+            cx,
+            host,
+            reply,
+            now + nodelocal::ANSWER_TIME,
+            purpose,
+            false,
+            None,
+        );
+        self.upconn_idle(cx, conn);
+    }
+
+    /// Returns a connection to the agent's connection cache; it expires when idle for
+    /// `upstreamExpire`.
+    fn upconn_idle(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
+        self.next_epoch = self.next_epoch.wrapping_add(1);
+        let epoch = self.next_epoch;
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
+        c.epoch = epoch;
+        c.state = UpState::Idle;
+        c.fwd = None;
+        let node = usize::from(c.node);
+        self.nodelocal[node].idle.push(conn);
+        let expire = self.nodelocal[node].expire;
+        self.schedule_timer(cx, expire, Event::UpTimer { conn, epoch });
+    }
+
+    fn on_up_timer(&mut self, cx: &mut Context<'_, Event>, conn: u32, epoch: u32) {
+        let now = cx.now();
+        let Some(c) = self.upconns.get_mut(conn) else {
+            return;
+        };
+        if c.epoch != epoch {
+            return;
+        }
+        let node = usize::from(c.node);
+        match c.state {
+            UpState::Connecting => {
+                let Some(mut timer) = c.syn_timer else { return };
+                let next = timer.on_timer();
+                c.syn_timer = Some(timer);
+                let (tuple, isn) = (c.tuple, c.isn);
+                match next {
+                    crate::socket::SynDeadline::Retransmit(t) => {
+                        self.schedule_timer(cx, t.saturating_since(now), Event::UpTimer { conn, epoch });
+                        self.tally.syn_retransmits[node] += 1;
+                        let mut pkt = Packet::new(tuple, TcpFlags::SYN);
+                        pkt.seq = isn;
+                        let host = self.nodelocal[node].host;
+                        self.send(cx, host, pkt, now, Purpose::UpSyn { conn, epoch }, true, None);
+                    }
+                    crate::socket::SynDeadline::TimedOut(_) => {
+                        self.nodelocal[node].stats.upstream_timeouts += 1;
+                        self.close_upconn(cx, conn);
+                    }
+                }
+            }
+            UpState::Busy => {
+                // No answer within the read timeout: the forward fails (the pod's
+                // resolver retries on its own timer) and the connection is dropped.
+                self.nodelocal[node].stats.upstream_timeouts += 1;
+                self.close_upconn(cx, conn);
+            }
+            UpState::Idle => self.close_upconn(cx, conn),
+        }
+    }
+
+    /// Closes an upstream connection: the agent is the active closer (TIME_WAIT on the
+    /// node), the FIN exchange goes through conntrack. Its forward, if any, is dropped.
+    fn close_upconn(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
+        let now = cx.now();
+        let Some(c) = self.upconns.remove(conn) else {
+            return;
+        };
+        if let Some(f) = c.fwd {
+            self.fwds.remove(f);
+        }
+        let node = usize::from(c.node);
+        self.nodelocal[node].idle.retain(|x| *x != conn);
+        if c.tuple.proto != Proto::Tcp {
+            return;
+        }
+        let host = self.nodelocal[node].host;
+        if c.state == UpState::Connecting {
+            let _ = self.nodelocal[node]
+                .sockets
+                .abort(c.tuple, AbortReason::TimedOut, now);
+            return;
+        }
+        let _ =
+            self.nodelocal[node]
+                .sockets
+                .close(c.tuple, CloseRole::ActiveCloser, c.isn.wrapping_add(1), now);
+        self.send(
+            cx,
+            host,
+            Packet::new(c.tuple, TcpFlags::FIN_ACK),
+            now,
+            Purpose::Silent,
+            false,
+            None,
+        );
+        if let Some((sp, port)) = c.server {
+            let st = Tuple::new(
+                Proto::Tcp,
+                self.world.pods[sp as usize].ip,
+                port,
+                c.tuple.src,
+                c.tuple.sport,
+            );
+            let netns = self.world.pods[sp as usize].netns;
+            let at = now + SimDuration::from_micros(100);
+            self.send(
+                cx,
+                netns,
+                Packet::new(st, TcpFlags::FIN_ACK),
+                at,
+                Purpose::Silent,
+                false,
+                None,
+            );
+        }
+        let at = now + SimDuration::from_micros(200);
+        self.send(
+            cx,
+            host,
+            Packet::new(c.tuple, TcpFlags::ACK),
+            at,
+            Purpose::Silent,
+            false,
+            None,
+        );
     }
 
     // ---------------------------------------------------------------------------------
@@ -1934,9 +2569,11 @@ impl Model for NodeSim {
                 epoch,
                 qtype,
                 tuple,
+                fwd,
             } => {
-                self.on_dns_answer(cx, dns_pod, lookup, query, epoch, qtype, tuple);
+                self.on_dns_answer(cx, dns_pod, lookup, query, epoch, qtype, tuple, fwd);
             }
+            Event::UpTimer { conn, epoch } => self.on_up_timer(cx, conn, epoch),
             Event::Gc { node } => self.on_gc(cx, node),
             Event::Sample => self.on_sample(cx),
         }

@@ -6,6 +6,7 @@ use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
 use crate::datapath::NetnsPath;
 use crate::dns::{ResolvConf, Zone};
 use crate::netfilter::Ruleset;
+use crate::packet::Proto;
 use crate::rng::SimRng;
 use crate::scenario::{Cni, ProxyMode, Scenario, ServiceType, WorkloadTarget};
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
@@ -77,6 +78,8 @@ pub(super) struct World {
     pub(super) zone: Zone,
     /// Per node: (nat rules, filter rules).
     pub(super) nat_rules: Vec<(u64, u64)>,
+    /// The kube-dns ClusterIP (NodeLocal DNSCache's upstream).
+    pub(super) kube_dns: Ipv4Addr,
 }
 
 fn cni_flavour(c: Cni) -> CniFlavour {
@@ -119,6 +122,7 @@ fn service_ports(sc: &Scenario) -> Vec<SvcPort> {
             out.push(sp);
         }
     }
+    add_dns_tcp_port(sc, &mut out);
     for (i, b) in sc.background_services.iter().enumerate() {
         let mut sp = SvcPort::cluster_ip("background", &format!("bg-{i:05}"), "http", b.cluster_ip, b.port);
         sp.endpoints = b
@@ -170,6 +174,175 @@ pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
     ))
 }
 
+/// The kube-dns Service's `dns-tcp` port: a real kube-dns Service always declares TCP
+/// 53 next to UDP 53 (CoreDNS manifests); scenarios often list only UDP. NodeLocal
+/// DNSCache forwards over TCP (`force_tcp`), so its upstream port must exist.
+fn add_dns_tcp_port(sc: &Scenario, out: &mut Vec<SvcPort>) {
+    let Some(cache) = sc.dns.node_local_cache else {
+        return;
+    };
+    if !cache.force_tcp {
+        return;
+    }
+    let Some(s) = sc.dns.service.and_then(|id| sc.services.get(id.0 as usize)) else {
+        return;
+    };
+    let Some(udp) = out
+        .iter()
+        .find(|p| p.namespace == s.namespace && p.name == s.name && p.port == 53)
+        .cloned()
+    else {
+        return;
+    };
+    if out
+        .iter()
+        .any(|p| p.namespace == s.namespace && p.name == s.name && p.port == 53 && p.protocol == Proto::Tcp)
+    {
+        return;
+    }
+    let mut tcp = udp;
+    tcp.port_name = "dns-tcp".into();
+    tcp.protocol = Proto::Tcp;
+    out.push(tcp);
+}
+
+/// NodeLocal DNSCache's own rules, as node-cache installs them on every node
+/// (k8s.io/dns `cmd/node-cache/app/cache_app.go`, `initIptables`, each rule
+/// `EnsureRule(Prepend, ...)`): NOTRACK in the raw table for traffic to and from the
+/// listen address on port 53 (PREROUTING and OUTPUT) and for the health (8080) and
+/// ready (8181) probes, plus filter-table ACCEPTs for the untracked traffic. Pod
+/// queries to the cache therefore create no conntrack entry (kernel-semantics.md §7).
+///
+/// # Errors
+/// [`SimError::Config`] if the generated rules do not parse (a bug).
+pub(super) fn with_node_local_dns_rules(sc: &Scenario, rs: Ruleset) -> Result<Ruleset, SimError> {
+    let Some(cache) = sc.dns.node_local_cache else {
+        return Ok(rs);
+    };
+    let ip = cache.address;
+    let skip = "\"NodeLocal DNS Cache: skip conntrack\"";
+    let allow = "\"NodeLocal DNS Cache: allow DNS traffic\"";
+    // Prepend order: the last rule node-cache ensures ends up first.
+    let mut raw = Vec::new();
+    let mut filter = Vec::new();
+    for (chain, spec, comment, target, table) in [
+        (
+            "PREROUTING",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "PREROUTING",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "INPUT",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "INPUT",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -s {ip}/32 --sport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -s {ip}/32 --sport 53"),
+            allow,
+            "ACCEPT",
+            1,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p udp -d {ip}/32 --dport 53"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 8080"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 8080"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -d {ip}/32 --dport 8181"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+        (
+            "OUTPUT",
+            format!("-p tcp -s {ip}/32 --sport 8181"),
+            skip,
+            "NOTRACK",
+            0,
+        ),
+    ] {
+        let line = format!("-A {chain} {spec} -m comment --comment {comment} -j {target}");
+        if table == 0 {
+            raw.push(line)
+        } else {
+            filter.push(line)
+        }
+    }
+    raw.reverse();
+    filter.reverse();
+    let text = format!(
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{}\nCOMMIT\n*filter\n{}\nCOMMIT\n",
+        raw.join("\n"),
+        filter.join("\n")
+    );
+    crate::netfilter::import::parse_into(rs, &text)
+        .map_err(|e| SimError::Config(format!("NodeLocal DNSCache rules: {e}")))
+}
+
 /// The mode's name as written in scenario files.
 pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
     match m {
@@ -183,26 +356,8 @@ pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
 impl World {
     /// Builds the world.
     pub(super) fn build(sc: &Scenario) -> Result<World, SimError> {
-        // Say so rather than silently simulating something else.
-        if sc.dns.node_local_cache.is_some() {
-            return Err(SimError::Unsupported {
-                what: "dns.nodeLocalDNSCache.enabled (NodeLocal DNSCache is not simulated yet; see issue #4)"
-                    .into(),
-            });
-        }
-        for w in &sc.workloads {
-            if let WorkloadTarget::Service { service, .. } = w.target
-                && sc.services[service.0 as usize].service_type == ServiceType::Headless
-            {
-                return Err(SimError::Unsupported {
-                    what: format!(
-                        "workload `{}` targets a headless Service (client-side endpoint choice is not simulated yet; see issue #4)",
-                        w.name
-                    ),
-                });
-            }
-        }
-        let mut tb = TopologyBuilder::new(cni_flavour(sc.cni));
+        let mut tb = TopologyBuilder::new(cni_flavour(sc.cni))
+            .with_nodelocaldns_addrs(sc.dns.node_local_cache.iter().map(|c| c.address).collect());
         let node_ids: Vec<_> = sc
             .nodes
             .iter()
@@ -244,7 +399,7 @@ impl World {
         let mut nodes = Vec::with_capacity(sc.nodes.len());
         let mut nat_rules = Vec::new();
         for (i, n) in sc.nodes.iter().enumerate() {
-            let ruleset = node_ruleset(sc, i)?;
+            let ruleset = with_node_local_dns_rules(sc, node_ruleset(sc, i)?)?;
             let host = topo
                 .host_netns(node_ids[i])
                 .ok_or_else(|| SimError::Topology(format!("node {} has no host namespace", n.name)))?;
@@ -296,12 +451,15 @@ impl World {
                 _ => {}
             }
         }
-        let nameserver = sc
+        let kube_dns = sc
             .dns
             .service
             .and_then(|id| sc.services.get(id.0 as usize))
             .and_then(|s| s.cluster_ip)
             .unwrap_or(Ipv4Addr::new(10, 96, 0, 10));
+        // With NodeLocal DNSCache kubelet's `--cluster-dns` is the cache's link-local
+        // address (KEP-1024), so pods' resolv.conf names it.
+        let nameserver = sc.dns.node_local_cache.map_or(kube_dns, |c| c.address);
 
         let mut pods = Vec::with_capacity(pod_specs.len());
         let mut pod_of_netns = Vec::new();
@@ -380,6 +538,7 @@ impl World {
             wl_target,
             zone,
             nat_rules,
+            kube_dns,
         })
     }
 }

@@ -163,7 +163,7 @@ pub struct TopologyBuilder {
     default_gateway: Option<Ipv4Addr>,
     default_route: bool,
     ipvs_addrs: Option<BTreeSet<Ipv4Addr>>,
-    nodelocaldns: bool,
+    nodelocaldns: Vec<Ipv4Addr>,
 }
 
 impl TopologyBuilder {
@@ -185,7 +185,7 @@ impl TopologyBuilder {
             default_gateway: None,
             default_route: true,
             ipvs_addrs: None,
-            nodelocaldns: false,
+            nodelocaldns: Vec::new(),
         }
     }
 
@@ -230,8 +230,16 @@ impl TopologyBuilder {
 
     /// Adds the `nodelocaldns` dummy device with [`NODELOCAL_DNS_ADDR`] on every node.
     #[must_use]
-    pub fn with_nodelocaldns(mut self, on: bool) -> TopologyBuilder {
-        self.nodelocaldns = on;
+    pub fn with_nodelocaldns(self, on: bool) -> TopologyBuilder {
+        let addrs = if on { vec![NODELOCAL_DNS_ADDR] } else { Vec::new() };
+        self.with_nodelocaldns_addrs(addrs)
+    }
+
+    /// Adds the `nodelocaldns` dummy device with `addrs` (the cache's listen addresses,
+    /// node-cache `-localip`) on every node; an empty list adds no device.
+    #[must_use]
+    pub fn with_nodelocaldns_addrs(mut self, addrs: Vec<Ipv4Addr>) -> TopologyBuilder {
+        self.nodelocaldns = addrs;
         self
     }
 
@@ -443,14 +451,8 @@ impl TopologyBuilder {
                 let addrs: Vec<Ipv4Addr> = addrs.iter().copied().collect();
                 lay.device(host, "kube-ipvs0", DeviceKind::Dummy, 1500, &addrs);
             }
-            if nodelocaldns {
-                lay.device(
-                    host,
-                    "nodelocaldns",
-                    DeviceKind::Dummy,
-                    1500,
-                    &[NODELOCAL_DNS_ADDR],
-                );
+            if !nodelocaldns.is_empty() {
+                lay.device(host, "nodelocaldns", DeviceKind::Dummy, 1500, &nodelocaldns);
             }
             if default_route {
                 lay.route(

@@ -70,14 +70,6 @@ pub(crate) const KNOWN_FAILURES: &[(&str, &str)] = &[
          `net.ipv4.vs.conntrack=1`, per-connection cost).",
     ),
     (
-        "V11/",
-        "the scenario accepts `dns.nodeLocalDNSCache`, but the simulator never routes pod queries to a \
-         node-local cache (`src/sim/model.rs`: `node_local_hits` stays 0; in the check's scenario all 1,136 \
-         queries reach CoreDNS through the kube-dns DNAT and are tracked). Needs: queries to the cache \
-         address answered on the node, NOTRACK'ed in the raw table (kernel-semantics.md §7, §9 item 13), \
-         misses forwarded to CoreDNS over TCP. The row then compares the entries removed per query.",
-    ),
-    (
         "V01/",
         "the mechanism is modelled (the 4.19 profile's shared rover, `nat_sequential_rover`, gives two \
          SNATs that race between NAT and confirm the same port, and `--random-fully` never collides), but \

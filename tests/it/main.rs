@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per behaviour.
 
 mod cli;
+mod dns_remedies;
 mod layering;
 mod oracle_traces;
 mod scenario_errors;

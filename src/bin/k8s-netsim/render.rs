@@ -104,6 +104,26 @@ pub(crate) fn summary(r: &Report) -> String {
         "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed",
         d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed
     );
+    let _ = writeln!(
+        s,
+        "coredns: {} queries ({:.1} QPS mean) over {} pod(s)",
+        d.coredns_queries,
+        d.coredns_qps_mean,
+        d.coredns_queries_by_pod.len()
+    );
+    if let Some(c) = &d.node_local {
+        let _ = writeln!(
+            s,
+            "nodelocal dns cache: {} hits, {} misses (hit ratio {:.3}), {} upstream queries over {} {} connections, {} upstream timeouts",
+            c.hits,
+            c.misses,
+            c.hit_ratio,
+            c.upstream_queries,
+            c.upstream_connections,
+            c.upstream_protocol,
+            c.upstream_timeouts
+        );
+    }
     if r.workloads.len() > 1 {
         for w in &r.workloads {
             let _ = writeln!(s, "  workload {}: {}", w.name, latency_line(&w.latency_ms));
