@@ -437,7 +437,10 @@ impl NetnsPath {
             let c = ebpf.packet(key, dir, pkt.flags, now);
             pcost += c.cost;
             if c.insert_failed {
-                obs.note(first_hook, "bpf: CT: Map insertion failed (drop reason 155)".into());
+                obs.note(
+                    first_hook,
+                    "bpf: CT: Map insertion failed (drop reason 155)".into(),
+                );
                 return dropped(
                     pkt,
                     CtStep::Untracked,

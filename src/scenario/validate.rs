@@ -10,9 +10,10 @@ use super::overrides::Override;
 use super::source::SourceMap;
 use super::sysctl::{KubeProxyConntrack, effective_sysctls};
 use super::{
-    BackgroundService, ConnectionConfig, CostModel, DnsConfig, EbpfSettings, Endpoint, KubeProxyConfig, NodeConfig, NodeId,
-    NodeLocalDnsCache, RateStep, RetryPolicy, Scenario, ServerConfig, ServiceConfig, ServiceId, ServicePort,
-    ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId, WorkloadTarget,
+    BackgroundService, ConnectionConfig, CostModel, DnsConfig, EbpfSettings, Endpoint, KubeProxyConfig,
+    NodeConfig, NodeId, NodeLocalDnsCache, RateStep, RetryPolicy, Scenario, ServerConfig, ServiceConfig,
+    ServiceId, ServicePort, ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId,
+    WorkloadTarget,
 };
 use super::{ConnectionMode, DnsMode, Origin};
 use crate::kernel::KernelProfile;

@@ -24,15 +24,15 @@ mod world;
 pub use trace::trace;
 pub use world::proxy_mode_name;
 
-use crate::engine::Engine;
 use crate::datapath::ProxyImpl;
-use crate::service::proxy::{DataPlane, LookupCost};
+use crate::engine::Engine;
 use crate::report::{
     CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
-    NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report,
-    RequestReport, RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, Verdict, WorkloadReport,
+    NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
+    SCHEMA_VERSION, SocketReport, TimeSeries, Verdict, WorkloadReport,
 };
 use crate::scenario::{Provenance, Scenario};
+use crate::service::proxy::{DataPlane, LookupCost};
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
 
@@ -185,7 +185,12 @@ fn proxy_report(n: &world::Node) -> Option<ProxyReport> {
                 evicted_live: st.evicted_live + sa.evicted_live,
                 insert_failed: st.insert_failed + sa.insert_failed,
                 gc_deleted: st.gc_deleted + sa.gc_deleted,
-                notrack: n.host.ruleset.table(crate::netfilter::TableKind::Raw).rule_count() > 0,
+                notrack: n
+                    .host
+                    .ruleset
+                    .table(crate::netfilter::TableKind::Raw)
+                    .rule_count()
+                    > 0,
             });
         }
     }

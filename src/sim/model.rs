@@ -13,10 +13,10 @@ use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, Prox
 use crate::dns::{Action, Lookup, LookupResult, QType, QueryId, Rcode};
 use crate::engine::{Context, Model};
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
-use crate::service::proxy::ProxyVerdict;
 use crate::report::{Histogram, Sample};
 use crate::rng::SimRng;
 use crate::scenario::{Closer, ConnectionMode, DnsMode, Scenario, ServiceTime};
+use crate::service::proxy::ProxyVerdict;
 use crate::socket::{AbortReason, AckOutcome, CloseRole, SynOutcome};
 use crate::time::{SimDuration, SimTime};
 use crate::topology::{NetnsId, NextHop, RouteDecision};
@@ -699,8 +699,10 @@ impl NodeSim {
         // The data plane's lookups: rules (iptables or nftables) plus, outside iptables
         // mode, its hash lookups and scheduler steps (zero in iptables mode).
         let rules = c.per_rule.saturating_mul(u64::from(half.rules_evaluated))
-            + c.per_hash_lookup.saturating_mul(u64::from(half.proxy.hash_lookups))
-            + c.per_scheduler_op.saturating_mul(u64::from(half.proxy.scheduler_ops));
+            + c.per_hash_lookup
+                .saturating_mul(u64::from(half.proxy.hash_lookups))
+            + c.per_scheduler_op
+                .saturating_mul(u64::from(half.proxy.scheduler_ops));
         let ct = if half.new_entry {
             c.per_conntrack_insert
         } else {
@@ -1051,7 +1053,8 @@ impl NodeSim {
         );
         np.connect_cost += fp.cost;
         let ns = c.per_hash_lookup.saturating_mul(u64::from(fp.cost.hash_lookups))
-            + c.per_scheduler_op.saturating_mul(u64::from(fp.cost.scheduler_ops));
+            + c.per_scheduler_op
+                .saturating_mul(u64::from(fp.cost.scheduler_ops));
         nd.busy_ns += u128::from(ns.as_nanos());
         nd.rules_ns += u128::from(ns.as_nanos());
         match (fp.verdict, fp.backend) {

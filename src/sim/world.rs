@@ -377,9 +377,14 @@ impl World {
             if let Some(p) = node_proxy(sc, i)? {
                 path = path.with_proxy(p);
             }
+            // IPVS mode: kube-proxy's constant iptables rules live with the IPVS model.
+            let rules_of = |t| match path.proxy.as_ref().map(|p| &p.imp) {
+                Some(ProxyImpl::Ipvs(p)) => p.ruleset().table(t).rule_count() as u64,
+                _ => path.rule_count(t) as u64,
+            };
             nat_rules.push((
-                path.rule_count(crate::netfilter::TableKind::Nat) as u64,
-                path.rule_count(crate::netfilter::TableKind::Filter) as u64,
+                rules_of(crate::netfilter::TableKind::Nat),
+                rules_of(crate::netfilter::TableKind::Filter),
             ));
             let idx = host.index();
             if host_of_netns.len() <= idx {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod layering;
+mod modes;
 mod oracle_traces;
 mod scenario_errors;
 mod sim;
