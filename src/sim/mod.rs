@@ -107,7 +107,67 @@ pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
         .position(|n| n.name == node)
         .ok_or_else(|| SimError::Config(format!("no node named `{node}` in {}", scenario.file)))?;
     let rs = world::node_ruleset(scenario, idx)?;
-    Ok(crate::netfilter::export::to_iptables_save(&rs))
+    let mut out = String::new();
+    if rs.table(crate::netfilter::TableKind::Raw).rule_count()
+        + rs.table(crate::netfilter::TableKind::Nat).rule_count()
+        + rs.table(crate::netfilter::TableKind::Filter).rule_count()
+        > 0
+    {
+        out.push_str(&crate::netfilter::export::to_iptables_save(&rs));
+    }
+    match world::node_proxy(scenario, idx)?.map(|p| p.imp) {
+        None => {}
+        Some(ProxyImpl::Nftables(p)) => out.push_str(&p.table().to_nft_text()),
+        Some(ProxyImpl::Ipvs(p)) => {
+            out.push_str(&crate::netfilter::export::to_iptables_save(p.ruleset()));
+            out.push_str(&ipvsadm_list(&p));
+        }
+        Some(ProxyImpl::Ebpf(p)) => {
+            let o = p.objects();
+            out.push_str(&format!(
+                "# cilium kube-proxy replacement: no per-Service rules\n# lb4 services: {} frontends, {} service-map entries, {} backends, {} rev-NAT entries\n# CT maps: tcp {} entries, any {} entries (LRU)\n",
+                o.frontends,
+                o.service_entries,
+                o.backends,
+                o.rev_nat,
+                p.ct_tcp().capacity(),
+                p.ct_any().capacity()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `ipvsadm -Ln`-like listing of the virtual servers.
+#[must_use]
+pub fn ipvsadm_list(p: &crate::service::ipvs::IpvsProxy) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    );
+    let sched = match p.config().scheduler {
+        crate::service::ipvs::Scheduler::Rr => "rr",
+        crate::service::ipvs::Scheduler::Lc => "lc",
+        crate::service::ipvs::Scheduler::Sh => "sh",
+    };
+    for vs in p.virtual_servers() {
+        let proto = match vs.proto {
+            crate::packet::Proto::Udp => "UDP",
+            _ => "TCP",
+        };
+        let _ = writeln!(s, "{proto}  {}:{} {sched}", vs.addr, vs.port);
+        for rs in vs.real_servers() {
+            let _ = writeln!(
+                s,
+                "  -> {:<28} Masq    {:<6} {:<10} {}",
+                rs.addr.to_string(),
+                rs.weight,
+                rs.active,
+                rs.inactive
+            );
+        }
+    }
+    s
 }
 
 fn totals(c: LookupCost) -> LookupTotals {
