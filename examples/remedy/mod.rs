@@ -26,11 +26,19 @@ pub(crate) struct Remedy<'a> {
 /// Runs baseline and remediation in parallel and prints the differences.
 pub(crate) fn show(r: &Remedy<'_>) -> Result<Comparison, Box<dyn std::error::Error>> {
     let path = format!("{}/{}", env!("CARGO_MANIFEST_DIR"), r.scenario);
-    let base: Vec<Override> = r.base.iter().map(|s| Override::parse(s)).collect::<Result<_, _>>()?;
+    let base: Vec<Override> = r
+        .base
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<_, _>>()?;
     let sc = Scenario::load(&path, &base)?;
     let fix = Variant {
         name: "remedied".into(),
-        overrides: r.fix.iter().map(|s| Override::parse(s)).collect::<Result<_, _>>()?,
+        overrides: r
+            .fix
+            .iter()
+            .map(|s| Override::parse(s))
+            .collect::<Result<_, _>>()?,
     };
     let jobs = compare::jobs(&sc, std::slice::from_ref(&fix))?;
     let threads = NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN);
@@ -71,22 +79,70 @@ fn changes(a: &Report, b: &Report) -> Vec<(String, f64, f64)> {
     };
     for (na, nb) in a.nodes.iter().zip(&b.nodes) {
         let n = &na.name;
-        push(format!("{n}: conntrack entries created"), na.conntrack.entries_created as f64, nb.conntrack.entries_created as f64);
-        push(format!("{n}: peak nf_conntrack_count"), na.conntrack.count_peak as f64, nb.conntrack.count_peak as f64);
-        push(format!("{n}: nf_conntrack_max"), na.conntrack.max as f64, nb.conntrack.max as f64);
-        push(format!("{n}: drop"), na.conntrack.stats.drop as f64, nb.conntrack.stats.drop as f64);
-        push(format!("{n}: insert_failed"), na.conntrack.stats.insert_failed as f64, nb.conntrack.stats.insert_failed as f64);
-        push(format!("{n}: early_drop"), na.conntrack.stats.early_drop as f64, nb.conntrack.stats.early_drop as f64);
-        push(format!("{n}: drop onset (s)"), na.onset_s.drop.unwrap_or(f64::NAN), nb.onset_s.drop.unwrap_or(f64::NAN));
-        push(format!("{n}: rules per new connection"), na.rules.mean_per_new_connection, nb.rules.mean_per_new_connection);
+        push(
+            format!("{n}: conntrack entries created"),
+            na.conntrack.entries_created as f64,
+            nb.conntrack.entries_created as f64,
+        );
+        push(
+            format!("{n}: peak nf_conntrack_count"),
+            na.conntrack.count_peak as f64,
+            nb.conntrack.count_peak as f64,
+        );
+        push(
+            format!("{n}: nf_conntrack_max"),
+            na.conntrack.max as f64,
+            nb.conntrack.max as f64,
+        );
+        push(
+            format!("{n}: drop"),
+            na.conntrack.stats.drop as f64,
+            nb.conntrack.stats.drop as f64,
+        );
+        push(
+            format!("{n}: insert_failed"),
+            na.conntrack.stats.insert_failed as f64,
+            nb.conntrack.stats.insert_failed as f64,
+        );
+        push(
+            format!("{n}: early_drop"),
+            na.conntrack.stats.early_drop as f64,
+            nb.conntrack.stats.early_drop as f64,
+        );
+        push(
+            format!("{n}: drop onset (s)"),
+            na.onset_s.drop.unwrap_or(f64::NAN),
+            nb.onset_s.drop.unwrap_or(f64::NAN),
+        );
+        push(
+            format!("{n}: rules per new connection"),
+            na.rules.mean_per_new_connection,
+            nb.rules.mean_per_new_connection,
+        );
         push(format!("{n}: CPU mean (%)"), na.cpu.mean_pct, nb.cpu.mean_pct);
     }
     push("latency p99 (ms)".into(), a.latency_ms.p99, b.latency_ms.p99);
-    push("requests failed".into(), a.requests.failed as f64, b.requests.failed as f64);
-    push("timeouts".into(), a.requests.timeouts as f64, b.requests.timeouts as f64);
-    push("new connections".into(), a.requests.new_connections as f64, b.requests.new_connections as f64);
+    push(
+        "requests failed".into(),
+        a.requests.failed as f64,
+        b.requests.failed as f64,
+    );
+    push(
+        "timeouts".into(),
+        a.requests.timeouts as f64,
+        b.requests.timeouts as f64,
+    );
+    push(
+        "new connections".into(),
+        a.requests.new_connections as f64,
+        b.requests.new_connections as f64,
+    );
     push("DNS queries".into(), a.dns.queries as f64, b.dns.queries as f64);
-    push("CoreDNS peak QPS".into(), a.dns.coredns_qps_peak, b.dns.coredns_qps_peak);
+    push(
+        "CoreDNS peak QPS".into(),
+        a.dns.coredns_qps_peak,
+        b.dns.coredns_qps_peak,
+    );
     // NaN != NaN: drop rows where neither run had an onset.
     rows.retain(|(_, x, y)| !(x.is_nan() && y.is_nan()));
     rows

@@ -30,8 +30,12 @@ use crate::netfilter::{
     CtStateMatch, EvalContext, EvalState, Evaluation, Hook, LocalAddrs, NatAction, Ruleset, TableKind, Trace,
     Verdict,
 };
-use crate::packet::{Direction, Packet};
+use crate::packet::{Direction, Packet, Proto};
 use crate::rng::SimRng;
+use crate::service::ebpf::EbpfProxy;
+use crate::service::ipvs::IpvsProxy;
+use crate::service::nftables::NftablesProxy;
+use crate::service::proxy::{DataPlane, LookupCost, ProxyDrop, ProxyVerdict, ServiceProxy};
 use crate::time::SimTime;
 use crate::topology::{NetnsId, RouteDecision, Topology};
 use std::net::Ipv4Addr;
@@ -63,6 +67,10 @@ pub enum DropReason {
     },
     /// No route to the destination.
     NoRoute,
+    /// The node's proxy data plane (nftables, IPVS, eBPF) dropped the packet.
+    Proxy(ProxyDrop),
+    /// The node's proxy data plane rejected the packet (a Service without endpoints).
+    ProxyRejected,
 }
 
 impl DropReason {
@@ -76,6 +84,8 @@ impl DropReason {
             DropReason::Filtered { table, hook } => format!("{table} {hook} DROP"),
             DropReason::Rejected { table, hook } => format!("{table} {hook} REJECT"),
             DropReason::NoRoute => "no route".into(),
+            DropReason::Proxy(d) => d.describe().into(),
+            DropReason::ProxyRejected => "proxy: Service without endpoints (reject)".into(),
         }
     }
 
@@ -153,6 +163,10 @@ pub struct FirstHalf {
     pub rules_evaluated: u32,
     /// Whether this packet created a conntrack entry (it walked the nat table).
     pub new_entry: bool,
+    /// Work of the node's proxy data plane for this packet (nftables, IPVS, eBPF; zero in
+    /// iptables mode, whose rules are in `rules_evaluated`). Its `rules_evaluated` are also
+    /// counted in [`FirstHalf::rules_evaluated`].
+    pub proxy: LookupCost,
 }
 
 /// The result of [`NetnsPath::confirm`].
@@ -189,6 +203,50 @@ impl PathObserver for Quiet {
     fn note(&mut self, _: Hook, _: String) {}
 }
 
+/// A proxy data plane that is not kube-proxy's iptables rules (those live in the
+/// namespace's [`Ruleset`]).
+#[derive(Debug)]
+pub enum ProxyImpl {
+    /// kube-proxy's nftables table (its base chains sit at the iptables nat/filter
+    /// priorities): consulted for the first packet of every flow at nat PREROUTING.
+    Nftables(Box<NftablesProxy>),
+    /// kube-proxy's IPVS mode: the constant ipset-matched iptables rules and the virtual
+    /// servers with their connection table. Consulted for a flow's first packet and, to
+    /// drive the IPVS connection's state and timer, for every later packet of a flow it
+    /// translated.
+    Ipvs(Box<IpvsProxy>),
+    /// Cilium's kube-proxy replacement: backends are chosen at `connect()` (socket LB, by
+    /// the simulation), the BPF CT map sees every TCP/UDP packet the node handles.
+    Ebpf(Box<EbpfProxy>),
+}
+
+/// The node's Service data plane, for namespaces whose Service translation is not done by
+/// iptables rules.
+#[derive(Debug)]
+pub struct NodeProxy {
+    /// The data plane.
+    pub imp: ProxyImpl,
+    /// MASQUERADE with `--random-fully` when the data plane asks for masquerade.
+    pub random_fully: bool,
+    /// The data plane's own random stream (`numgen`, schedulers, socket LB), so that the
+    /// iptables path's stream is consumed exactly as without a proxy.
+    pub rng: SimRng,
+    /// Work done outside the packet path (socket LB at `connect()`), cumulative.
+    pub connect_cost: LookupCost,
+}
+
+impl NodeProxy {
+    /// Which data plane this is.
+    #[must_use]
+    pub fn data_plane(&self) -> DataPlane {
+        match &self.imp {
+            ProxyImpl::Nftables(_) => DataPlane::Nftables,
+            ProxyImpl::Ipvs(_) => DataPlane::Ipvs,
+            ProxyImpl::Ebpf(_) => DataPlane::Ebpf,
+        }
+    }
+}
+
 /// One network namespace as the datapath sees it: its ruleset, match state, local
 /// addresses and conntrack namespace id.
 #[derive(Debug)]
@@ -203,6 +261,8 @@ pub struct NetnsPath {
     pub eval: EvalState,
     /// Local addresses (for `addrtype`).
     pub local: LocalAddrs,
+    /// The Service data plane when it is not (only) the iptables ruleset.
+    pub proxy: Option<NodeProxy>,
     /// Per (table) whether it has any rule or non-ACCEPT policy; empty tables are
     /// skipped without cost, as the kernel never registers their hooks.
     active: [bool; 4],
@@ -258,8 +318,16 @@ impl NetnsPath {
             ruleset,
             eval: EvalState::new(),
             local: LocalAddrs(local),
+            proxy: None,
             active,
         }
+    }
+
+    /// Attaches the node's proxy data plane.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: NodeProxy) -> NetnsPath {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// Rules in `table`.
@@ -320,13 +388,68 @@ impl NetnsPath {
             Entry::Received { in_dev } => (Hook::Prerouting, Some(in_dev)),
             Entry::LocalOut => (Hook::Output, None),
         };
-        let dropped = |pkt, ct, rules, reason| FirstHalf {
+        let mut pcost = LookupCost::default();
+        let dropped = |pkt, ct, rules, reason, proxy| FirstHalf {
             pkt,
             ct,
             verdict: HalfVerdict::Dropped(reason),
             rules_evaluated: rules,
             new_entry: false,
+            proxy,
         };
+
+        // Cilium's bpf_lxc / bpf_host CT (`ct_lookup4`, `ct_create4`) runs at tc, before
+        // netfilter: every TCP/UDP packet the node handles touches the BPF CT map.
+        if let Some(NodeProxy {
+            imp: ProxyImpl::Ebpf(ebpf),
+            ..
+        }) = &mut self.proxy
+            && first_hook == Hook::Prerouting
+            && matches!(pkt.tuple.proto, Proto::Tcp | Proto::Udp)
+        {
+            // Per-packet LB at tc (`lb4_lookup_service` in bpf_lxc) for a packet still
+            // addressed to a frontend: traffic socket LB did not translate (the simulation
+            // translates TCP at connect(); UDP DNS arrives here). The choice is a function
+            // of the tuple, as Cilium keeps it in the flow's CT entry (`backend_id`).
+            if ebpf.is_frontend(&pkt.tuple) {
+                let mut flow_rng = SimRng::from_seed(tuple_seed(&pkt.tuple));
+                let fp = ebpf.socket_connect(pkt.tuple, &mut flow_rng);
+                pcost += fp.cost;
+                match (fp.verdict, fp.backend) {
+                    (ProxyVerdict::Translate, Some(b)) => {
+                        obs.note(
+                            first_hook,
+                            format!(
+                                "bpf: service {}:{} -> backend {b} (no nf_conntrack NAT)",
+                                pkt.tuple.dst, pkt.tuple.dport
+                            ),
+                        );
+                        pkt.tuple.dst = *b.ip();
+                        pkt.tuple.dport = b.port();
+                    }
+                    (ProxyVerdict::Reject, _) => {
+                        return dropped(pkt, CtStep::Untracked, 0, DropReason::ProxyRejected, pcost);
+                    }
+                    _ => {}
+                }
+            }
+            let (key, dir) = ebpf.ct_key(pkt.tuple, now);
+            let c = ebpf.packet(key, dir, pkt.flags, now);
+            pcost += c.cost;
+            if c.insert_failed {
+                obs.note(
+                    first_hook,
+                    "bpf: CT: Map insertion failed (drop reason 155)".into(),
+                );
+                return dropped(
+                    pkt,
+                    CtStep::Untracked,
+                    0,
+                    DropReason::Proxy(ProxyDrop::CtMapInsertFailed),
+                    pcost,
+                );
+            }
+        }
 
         let mut step = CtStep::Untracked;
         // Runs one table, counts its rules and, on a DROP or REJECT verdict, frees the
@@ -337,7 +460,7 @@ impl NetnsPath {
                 rules += ev.rules_evaluated;
                 if let Some(r) = verdict_drop(ev.verdict, $table, $hook) {
                     self.abort_step(ct, step);
-                    return dropped(pkt, step, rules, r);
+                    return dropped(pkt, step, rules, r, pcost);
                 }
                 ev
             }};
@@ -374,6 +497,17 @@ impl NetnsPath {
                         if let Some(c) = ct.conn(id) {
                             dnat = c.dst_nat;
                             snat = c.src_nat;
+                            // IPVS (LOCAL_IN, `ip_vs_in` / `ip_vs_out`): a packet of a
+                            // connection it translated finds it in its table and restarts
+                            // its timer.
+                            if let Some(NodeProxy {
+                                imp: ProxyImpl::Ipvs(ipvs),
+                                ..
+                            }) = &mut self.proxy
+                                && c.dst_nat
+                            {
+                                pcost += ipvs.packet(c.original, dir, pkt.flags, now).cost;
+                            }
                             // nf_nat_packet: the DST manip of the stored binding applies here.
                             let t = c.translated(dir);
                             pkt.tuple.dst = t.dst;
@@ -397,7 +531,7 @@ impl NetnsPath {
                 }
                 Ok(CtLookup::Dropped(d)) => {
                     obs.note(first_hook, format!("conntrack: packet dropped ({d:?})"));
-                    return dropped(pkt, CtStep::Untracked, rules, ct_drop_reason(d));
+                    return dropped(pkt, CtStep::Untracked, rules, ct_drop_reason(d), pcost);
                 }
                 Ok(CtLookup::Invalid) => step = CtStep::Invalid,
                 Ok(CtLookup::Untracked) | Err(_) => {}
@@ -412,12 +546,49 @@ impl NetnsPath {
         }
 
         // nat (DNAT) at the first hook: only for a packet creating an entry.
+        let mut proxy_masq = false;
         if let CtStep::New { id } = step {
             let mut nat = DstNat::Null;
             if self.active[2] {
                 let ev = table!(TableKind::Nat, first_hook, cts, in_dev, None);
                 if let Some(NatAction::Dnat { addr, port }) = ev.nat {
                     nat = DstNat::To { addr, port };
+                }
+            }
+            // nftables (its nat-prerouting chain at priority dstnat, -100) or IPVS decide
+            // the first packet of a flow received from a pod or the wire.
+            if nat == DstNat::Null
+                && first_hook == Hook::Prerouting
+                && let Some(np) = &mut self.proxy
+            {
+                let fp = match &mut np.imp {
+                    ProxyImpl::Nftables(p) => Some(p.first_packet(pkt.tuple, &mut np.rng, now)),
+                    ProxyImpl::Ipvs(p) => Some(p.first_packet(pkt.tuple, &mut np.rng, now)),
+                    ProxyImpl::Ebpf(_) => None,
+                };
+                if let Some(fp) = fp {
+                    rules += fp.cost.rules_evaluated;
+                    pcost += fp.cost;
+                    let drop = match fp.verdict {
+                        ProxyVerdict::Translate => {
+                            if let Some(b) = fp.backend {
+                                nat = DstNat::To {
+                                    addr: *b.ip(),
+                                    port: Some(b.port()),
+                                };
+                            }
+                            proxy_masq = fp.masquerade;
+                            None
+                        }
+                        ProxyVerdict::NotService => None,
+                        ProxyVerdict::Reject => Some(DropReason::ProxyRejected),
+                        ProxyVerdict::Drop(d) => Some(DropReason::Proxy(d)),
+                    };
+                    if let Some(r) = drop {
+                        obs.note(first_hook, format!("proxy: {}", r.describe()));
+                        self.abort_step(ct, step);
+                        return dropped(pkt, step, rules, r, pcost);
+                    }
                 }
             }
             if let Ok(t) = ct.apply_dst_nat(id, cpu, nat, now) {
@@ -448,7 +619,7 @@ impl NetnsPath {
                     format!("routing: {} unreachable ({u:?})", pkt.tuple.dst),
                 );
                 self.abort_step(ct, step);
-                return dropped(pkt, step, rules, DropReason::NoRoute);
+                return dropped(pkt, step, rules, DropReason::NoRoute, pcost);
             }
         };
         if let Some(name) = out_name {
@@ -476,6 +647,7 @@ impl NetnsPath {
                 verdict: HalfVerdict::Local,
                 rules_evaluated: rules,
                 new_entry,
+                proxy: pcost,
             };
         }
 
@@ -529,6 +701,17 @@ impl NetnsPath {
                         _ => SrcNat::Null,
                     };
                 }
+                if nat == SrcNat::Null && proxy_masq {
+                    // The proxy's masquerade (nftables `masquerading` chain, IPVS
+                    // KUBE-POSTROUTING on the mark): to the output device's address.
+                    let random_fully = self.proxy.as_ref().is_some_and(|p| p.random_fully);
+                    nat = SrcNat::Masquerade {
+                        addr: fwd.and_then(|f| f.src).unwrap_or(pkt.tuple.src),
+                        ports: None,
+                        random: false,
+                        random_fully,
+                    };
+                }
                 if let Ok(t) = ct.apply_src_nat(id, cpu, nat, rng, now) {
                     if t.src != pkt.tuple.src || t.sport != pkt.tuple.sport {
                         obs.note(
@@ -558,6 +741,7 @@ impl NetnsPath {
                 verdict: HalfVerdict::Forward { decision },
                 rules_evaluated: rules,
                 new_entry,
+                proxy: pcost,
             },
             None => FirstHalf {
                 pkt,
@@ -565,6 +749,7 @@ impl NetnsPath {
                 verdict: HalfVerdict::Local,
                 rules_evaluated: rules,
                 new_entry,
+                proxy: pcost,
             },
         }
     }
@@ -646,6 +831,16 @@ impl NetnsPath {
             let _ = ct.abort(id);
         }
     }
+}
+
+/// A seed that is a function of the tuple alone (splitmix64 of its fields).
+fn tuple_seed(t: &crate::packet::Tuple) -> u64 {
+    let mut x = (u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst)))
+        ^ (u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(t.proto.number()));
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 fn verdict_drop(v: Verdict, table: TableKind, hook: Hook) -> Option<DropReason> {

@@ -88,6 +88,114 @@ pub struct NodeReport {
     /// Packets lost in this node's host namespace, by packet kind and reason
     /// (`SYN: conntrack table full (drop)`).
     pub packet_drops: std::collections::BTreeMap<String, u64>,
+    /// The proxy data plane's work when it is not kube-proxy's iptables rules (absent in
+    /// iptables mode, whose work is in `rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyReport>,
+}
+
+/// What a node's proxy data plane (nftables, IPVS, eBPF) did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProxyReport {
+    /// `nftables`, `ipvs` or `ebpf`.
+    pub data_plane: String,
+    /// Mean work per packet that created a conntrack entry (a new connection).
+    pub per_new_connection: LookupReport,
+    /// Work over all packets, totals.
+    pub total: LookupTotals,
+    /// Socket-LB work at `connect()` (eBPF), totals.
+    pub at_connect: LookupTotals,
+    /// IPVS figures (`mode: ipvs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipvs: Option<IpvsReport>,
+    /// nftables table size (`mode: nftables`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<NftablesReport>,
+    /// BPF CT map figures (`mode: ebpf`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebpf: Option<EbpfReport>,
+}
+
+/// Mean lookup work.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LookupReport {
+    /// Rules (iptables or nftables) tested.
+    pub rules_evaluated: f64,
+    /// Hash-table lookups (ipset, nftables maps, IPVS tables, BPF maps).
+    pub hash_lookups: f64,
+    /// Backend-scheduler steps.
+    pub scheduler_ops: f64,
+}
+
+/// Lookup work, totals.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LookupTotals {
+    /// Rules tested.
+    pub rules_evaluated: u64,
+    /// Hash-table lookups.
+    pub hash_lookups: u64,
+    /// Backend-scheduler steps.
+    pub scheduler_ops: u64,
+}
+
+/// IPVS connection table and counters.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct IpvsReport {
+    /// Virtual servers.
+    pub virtual_servers: u64,
+    /// `net.ipv4.vs.conn_reuse_mode` in effect.
+    pub conn_reuse_mode: u8,
+    /// Highest connection-table size seen at a sample.
+    pub connections_peak: u64,
+    /// Connections at the end.
+    pub connections_end: u64,
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired by their timer.
+    pub conns_expired: u64,
+    /// First SYNs dropped on connection reuse (kernel < 5.9, `conn_reuse_mode` != 0).
+    pub conn_reuse_drops: u64,
+    /// Reused tuples rescheduled to a new real server without a drop.
+    pub conn_reuse_rescheduled: u64,
+    /// New connections that followed an old connection to its real server
+    /// (`conn_reuse_mode=0`).
+    pub conn_reused: u64,
+}
+
+/// nftables table size.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct NftablesReport {
+    /// Chains.
+    pub chains: u64,
+    /// Rules.
+    pub rules: u64,
+    /// Map elements (`service-ips`, `service-nodeports`, ...).
+    pub map_elements: u64,
+    /// Set elements (`cluster-ips`, ...).
+    pub set_elements: u64,
+}
+
+/// Cilium's BPF CT maps.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct EbpfReport {
+    /// `bpf-ct-global-tcp-max`.
+    pub ct_tcp_size: u64,
+    /// `bpf-ct-global-any-max`.
+    pub ct_any_size: u64,
+    /// Highest occupancy of both maps together seen at a sample.
+    pub ct_peak: u64,
+    /// Occupancy at the end.
+    pub ct_end: u64,
+    /// Entries created.
+    pub inserted: u64,
+    /// Live (unexpired) entries evicted by the LRU: flows that lost their state.
+    pub evicted_live: u64,
+    /// "CT: Map insertion failed" (drop reason 155).
+    pub insert_failed: u64,
+    /// Entries deleted by GC passes.
+    pub gc_deleted: u64,
+    /// Whether pod traffic is NOTRACKed in the host's raw table.
+    pub notrack: bool,
 }
 
 /// Conntrack figures of one node.

@@ -151,9 +151,29 @@ pub struct KubeProxySpec {
     /// Conntrack sysctls kube-proxy writes.
     #[serde(default)]
     pub conntrack: KubeProxyConntrackSpec,
-    /// IPVS settings (validated; used with `mode: ipvs`).
+    /// IPVS settings (used with `mode: ipvs`).
     #[serde(default)]
     pub ipvs: IpvsSpec,
+    /// Cilium kube-proxy replacement settings (used with `mode: ebpf`).
+    #[serde(default)]
+    pub ebpf: EbpfSpec,
+}
+
+/// Cilium agent settings of the eBPF data plane (cilium-agent flag names in camelCase).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EbpfSpec {
+    /// `installNoConntrackIptablesRules`: raw-table NOTRACK for pod traffic, so the host's
+    /// nf_conntrack no longer tracks it (default false).
+    #[serde(default)]
+    pub notrack: Option<bool>,
+    /// `bpf-ct-global-tcp-max` (default: sized from node memory with
+    /// `bpf-map-dynamic-size-ratio` 0.0025).
+    #[serde(default)]
+    pub ct_global_tcp_max: Option<u32>,
+    /// `bpf-ct-global-any-max` (default: sized from node memory).
+    #[serde(default)]
+    pub ct_global_any_max: Option<u32>,
 }
 
 /// `KubeProxyConntrackConfiguration` (k/k `pkg/proxy/apis/config/types.go`).
@@ -190,6 +210,10 @@ pub struct IpvsSpec {
     /// Scheduler (default `rr`).
     #[serde(default)]
     pub scheduler: Option<IpvsScheduler>,
+    /// `net.ipv4.vs.conn_reuse_mode` as left on the node (0, 1 or 2; default: what
+    /// kube-proxy sets, 0 on 4.1 <= kernel < 5.9 and the kernel default 1 otherwise).
+    #[serde(default)]
+    pub conn_reuse_mode: Option<u8>,
 }
 
 /// IPVS schedulers (`ipvsadm -s`).
@@ -237,6 +261,13 @@ pub struct CostSpec {
     /// Cost per conntrack entry allocation and insert.
     #[serde(default)]
     pub per_conntrack_insert: Option<SimDuration>,
+    /// Cost per hash-table lookup or update of a proxy data plane (ipset, nftables map,
+    /// IPVS service/connection table, BPF map).
+    #[serde(default)]
+    pub per_hash_lookup: Option<SimDuration>,
+    /// Cost per scheduler step choosing a backend (numgen, IPVS scheduler, socket LB pick).
+    #[serde(default)]
+    pub per_scheduler_op: Option<SimDuration>,
 }
 
 /// A simulated node.

@@ -108,6 +108,22 @@ pub struct KubeProxyConfig {
     pub conntrack: KubeProxyConntrack,
     /// IPVS scheduler (used with `mode: ipvs`).
     pub ipvs_scheduler: IpvsScheduler,
+    /// `net.ipv4.vs.conn_reuse_mode` when the scenario sets it (`kubeProxy.ipvs.connReuseMode`);
+    /// `None`: what kube-proxy sets for the kernel.
+    pub ipvs_conn_reuse_mode: Option<u8>,
+    /// Cilium settings (used with `mode: ebpf`).
+    pub ebpf: EbpfSettings,
+}
+
+/// Cilium kube-proxy replacement settings (`kubeProxy.ebpf`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EbpfSettings {
+    /// `installNoConntrackIptablesRules`: pod traffic is NOTRACKed in the raw table.
+    pub notrack: bool,
+    /// `bpf-ct-global-tcp-max`; `None`: sized from node memory.
+    pub ct_global_tcp_max: Option<u32>,
+    /// `bpf-ct-global-any-max`; `None`: sized from node memory.
+    pub ct_global_any_max: Option<u32>,
 }
 
 /// Node CPU cost constants (softirq work).
@@ -121,6 +137,12 @@ pub struct CostModel {
     pub per_conntrack_lookup: SimDuration,
     /// Cost per conntrack allocation and insert.
     pub per_conntrack_insert: SimDuration,
+    /// Cost per hash-table lookup or update of a proxy data plane (ipset, nftables
+    /// verdict map, IPVS service and connection tables, BPF maps).
+    pub per_hash_lookup: SimDuration,
+    /// Cost per scheduler step choosing a backend (nftables `numgen`, IPVS scheduler,
+    /// Cilium backend pick).
+    pub per_scheduler_op: SimDuration,
 }
 
 impl Default for CostModel {
@@ -130,6 +152,8 @@ impl Default for CostModel {
             per_rule: SimDuration::from_nanos(13),
             per_conntrack_lookup: SimDuration::from_nanos(150),
             per_conntrack_insert: SimDuration::from_nanos(400),
+            per_hash_lookup: SimDuration::from_nanos(60),
+            per_scheduler_op: SimDuration::from_nanos(30),
         }
     }
 }

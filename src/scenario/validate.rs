@@ -10,9 +10,10 @@ use super::overrides::Override;
 use super::source::SourceMap;
 use super::sysctl::{KubeProxyConntrack, effective_sysctls};
 use super::{
-    BackgroundService, ConnectionConfig, CostModel, DnsConfig, Endpoint, KubeProxyConfig, NodeConfig, NodeId,
-    NodeLocalDnsCache, RateStep, RetryPolicy, Scenario, ServerConfig, ServiceConfig, ServiceId, ServicePort,
-    ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId, WorkloadTarget,
+    BackgroundService, ConnectionConfig, CostModel, DnsConfig, EbpfSettings, Endpoint, KubeProxyConfig,
+    NodeConfig, NodeId, NodeLocalDnsCache, RateStep, RetryPolicy, Scenario, ServerConfig, ServiceConfig,
+    ServiceId, ServicePort, ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId,
+    WorkloadTarget,
 };
 use super::{ConnectionMode, DnsMode, Origin};
 use crate::kernel::KernelProfile;
@@ -157,13 +158,37 @@ pub(crate) fn validate(
         random_fully: kp.random_fully.unwrap_or(true),
         conntrack: KubeProxyConntrack::from_spec(&kp.conntrack),
         ipvs_scheduler: kp.ipvs.scheduler.unwrap_or_default(),
+        ipvs_conn_reuse_mode: kp.ipvs.conn_reuse_mode,
+        ebpf: EbpfSettings {
+            notrack: kp.ebpf.notrack.unwrap_or(false),
+            ct_global_tcp_max: kp.ebpf.ct_global_tcp_max,
+            ct_global_any_max: kp.ebpf.ct_global_any_max,
+        },
     };
+    if let Some(m) = kp.ipvs.conn_reuse_mode
+        && m > 2
+    {
+        c.value(
+            fp!("kubeProxy", "ipvs", "connReuseMode"),
+            format!("connReuseMode {m} is not 0, 1 or 2"),
+        );
+    }
+    for (name, v) in [
+        ("ctGlobalTcpMax", kp.ebpf.ct_global_tcp_max),
+        ("ctGlobalAnyMax", kp.ebpf.ct_global_any_max),
+    ] {
+        if v == Some(0) {
+            c.value(fp!("kubeProxy", "ebpf", name), format!("{name} must be above 0"));
+        }
+    }
     let d = CostModel::default();
     let cost = CostModel {
         per_packet: f.cost.per_packet.unwrap_or(d.per_packet),
         per_rule: f.cost.per_rule.unwrap_or(d.per_rule),
         per_conntrack_lookup: f.cost.per_conntrack_lookup.unwrap_or(d.per_conntrack_lookup),
         per_conntrack_insert: f.cost.per_conntrack_insert.unwrap_or(d.per_conntrack_insert),
+        per_hash_lookup: f.cost.per_hash_lookup.unwrap_or(d.per_hash_lookup),
+        per_scheduler_op: f.cost.per_scheduler_op.unwrap_or(d.per_scheduler_op),
     };
 
     // --- nodes -----------------------------------------------------------------------

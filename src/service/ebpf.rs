@@ -609,18 +609,10 @@ impl EbpfProxy {
         }
     }
 
-    /// The first packet of `tuple` (for socket LB: the `connect()` of the client socket,
-    /// before any packet exists). Picks a backend if `tuple` addresses a frontend, then
-    /// creates the flow's CT entry for the translated tuple. Call it for every new pod flow:
-    /// the BPF CT map tracks all of them, Services or not.
-    pub fn first_packet_from(
-        &mut self,
-        origin: FlowOrigin,
-        tuple: Tuple,
-        rng: &mut SimRng,
-        now: SimTime,
-    ) -> FirstPacket {
-        let _ = origin; // socket LB runs in the client's cgroup hook wherever it lives
+    /// Socket LB alone (`cil_sock4_connect`): the service-map lookup and backend choice for
+    /// `tuple` at `connect()`, without touching the CT maps (the datapath creates the flow's
+    /// CT entry when its first packet passes `bpf_lxc`, see [`EbpfProxy::packet`]).
+    pub fn socket_connect(&mut self, tuple: Tuple, rng: &mut SimRng) -> FirstPacket {
         let mut cost = LookupCost {
             hash_lookups: 1, // lb4_lookup_service
             ..LookupCost::default()
@@ -663,6 +655,36 @@ impl EbpfProxy {
             // policy is Local.
             masquerade = !socket_lb && !s.local_policy;
         }
+        FirstPacket {
+            backend,
+            verdict: if backend.is_some() {
+                ProxyVerdict::Translate
+            } else {
+                ProxyVerdict::NotService
+            },
+            masquerade,
+            cost,
+            note: ModeNote::None,
+        }
+    }
+
+    /// The first packet of `tuple` (for socket LB: the `connect()` of the client socket,
+    /// before any packet exists). Picks a backend if `tuple` addresses a frontend, then
+    /// creates the flow's CT entry for the translated tuple. Call it for every new pod flow:
+    /// the BPF CT map tracks all of them, Services or not.
+    pub fn first_packet_from(
+        &mut self,
+        origin: FlowOrigin,
+        tuple: Tuple,
+        rng: &mut SimRng,
+        now: SimTime,
+    ) -> FirstPacket {
+        let _ = origin; // socket LB runs in the client's cgroup hook wherever it lives
+        let fp = self.socket_connect(tuple, rng);
+        if fp.verdict == ProxyVerdict::Reject {
+            return fp;
+        }
+        let (backend, masquerade, mut cost) = (fp.backend, fp.masquerade, fp.cost);
         let mut ct_tuple = tuple;
         if let Some(b) = backend {
             ct_tuple.dst = *b.ip();
@@ -695,6 +717,30 @@ impl EbpfProxy {
             masquerade,
             cost,
             note,
+        }
+    }
+
+    /// Whether `tuple` addresses a frontend (ClusterIP, external or LoadBalancer IP, or a
+    /// NodePort on a node address).
+    #[must_use]
+    pub fn is_frontend(&self, tuple: &Tuple) -> bool {
+        self.index.lookup(tuple).is_some()
+    }
+
+    /// The CT key and direction of a packet carrying `tuple` (`ct_lookup4` tries both
+    /// directions): the live entry keyed by the tuple itself (original direction) or by its
+    /// reverse (reply). A packet of no live entry opens one in the original direction.
+    #[must_use]
+    pub fn ct_key(&self, tuple: Tuple, now: SimTime) -> (Tuple, Direction) {
+        let map = match tuple.proto {
+            Proto::Tcp => &self.tcp,
+            _ => &self.any,
+        };
+        let rev = tuple.reversed();
+        if !map.is_live(&tuple, now) && map.is_live(&rev, now) {
+            (rev, Direction::Reply)
+        } else {
+            (tuple, Direction::Original)
         }
     }
 

@@ -67,7 +67,7 @@ pub enum FlowOrigin {
 }
 
 /// Why a data plane dropped a flow's first packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[non_exhaustive]
 pub enum ProxyDrop {
     /// `externalTrafficPolicy: Local` and no endpoint on this node.
@@ -86,6 +86,21 @@ pub enum ProxyDrop {
     /// Cilium "CT: Map insertion failed" (drop reason 155): the BPF CT map was full and
     /// nothing could be evicted.
     CtMapInsertFailed,
+}
+
+impl ProxyDrop {
+    /// A short operator-facing description (the kernel's or Cilium's wording).
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            ProxyDrop::NoLocalEndpoints => "proxy: no local endpoints (externalTrafficPolicy: Local)",
+            ProxyDrop::SourceRange => "proxy: source outside loadBalancerSourceRanges",
+            ProxyDrop::UnallocatedClusterIp => "proxy: unallocated ClusterIP (cluster-ips-check)",
+            ProxyDrop::IpvsConnReuse => "IPVS: first SYN dropped on connection reuse (conn_reuse_mode)",
+            ProxyDrop::IpvsStaleBackend => "IPVS: connection to a removed real server (expire_nodest_conn)",
+            ProxyDrop::CtMapInsertFailed => "CT: Map insertion failed",
+        }
+    }
 }
 
 /// What the data plane does with the flow.

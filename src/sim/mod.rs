@@ -25,12 +25,15 @@ mod world;
 pub use trace::trace;
 pub use world::proxy_mode_name;
 
+use crate::datapath::ProxyImpl;
 use crate::engine::Engine;
 use crate::report::{
-    CpuReport, DnsReport, EngineReport, LatencyReport, NodeConntrack, NodeReport, Onsets, Report,
-    RequestReport, RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, Verdict, WorkloadReport,
+    CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
+    NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
+    SCHEMA_VERSION, SocketReport, TimeSeries, Verdict, WorkloadReport,
 };
 use crate::scenario::{Provenance, Scenario};
+use crate::service::proxy::{DataPlane, LookupCost};
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
 
@@ -105,7 +108,154 @@ pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
         .position(|n| n.name == node)
         .ok_or_else(|| SimError::Config(format!("no node named `{node}` in {}", scenario.file)))?;
     let rs = world::with_node_local_dns_rules(scenario, world::node_ruleset(scenario, idx)?)?;
-    Ok(crate::netfilter::export::to_iptables_save(&rs))
+    let mut out = String::new();
+    if rs.table(crate::netfilter::TableKind::Raw).rule_count()
+        + rs.table(crate::netfilter::TableKind::Nat).rule_count()
+        + rs.table(crate::netfilter::TableKind::Filter).rule_count()
+        > 0
+    {
+        out.push_str(&crate::netfilter::export::to_iptables_save(&rs));
+    }
+    match world::node_proxy(scenario, idx)?.map(|p| p.imp) {
+        None => {}
+        Some(ProxyImpl::Nftables(p)) => out.push_str(&p.table().to_nft_text()),
+        Some(ProxyImpl::Ipvs(p)) => {
+            out.push_str(&crate::netfilter::export::to_iptables_save(p.ruleset()));
+            out.push_str(&ipvsadm_list(&p));
+        }
+        Some(ProxyImpl::Ebpf(p)) => {
+            let o = p.objects();
+            out.push_str(&format!(
+                "# cilium kube-proxy replacement: no per-Service rules\n# lb4 services: {} frontends, {} service-map entries, {} backends, {} rev-NAT entries\n# CT maps: tcp {} entries, any {} entries (LRU)\n",
+                o.frontends,
+                o.service_entries,
+                o.backends,
+                o.rev_nat,
+                p.ct_tcp().capacity(),
+                p.ct_any().capacity()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `ipvsadm -Ln`-like listing of the virtual servers.
+#[must_use]
+pub fn ipvsadm_list(p: &crate::service::ipvs::IpvsProxy) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+    );
+    let sched = match p.config().scheduler {
+        crate::service::ipvs::Scheduler::Rr => "rr",
+        crate::service::ipvs::Scheduler::Lc => "lc",
+        crate::service::ipvs::Scheduler::Sh => "sh",
+    };
+    for vs in p.virtual_servers() {
+        let proto = match vs.proto {
+            crate::packet::Proto::Udp => "UDP",
+            _ => "TCP",
+        };
+        let _ = writeln!(s, "{proto}  {}:{} {sched}", vs.addr, vs.port);
+        for rs in vs.real_servers() {
+            let _ = writeln!(
+                s,
+                "  -> {:<28} Masq    {:<6} {:<10} {}",
+                rs.addr.to_string(),
+                rs.weight,
+                rs.active,
+                rs.inactive
+            );
+        }
+    }
+    s
+}
+
+fn totals(c: LookupCost) -> LookupTotals {
+    LookupTotals {
+        rules_evaluated: u64::from(c.rules_evaluated),
+        hash_lookups: u64::from(c.hash_lookups),
+        scheduler_ops: u64::from(c.scheduler_ops),
+    }
+}
+
+/// The proxy section of a node's report (`None` in iptables mode).
+#[allow(clippy::cast_precision_loss)]
+fn proxy_report(n: &world::Node) -> Option<ProxyReport> {
+    let np = n.host.proxy.as_ref()?;
+    let per = |x: u32| {
+        if n.new_packets == 0 {
+            0.0
+        } else {
+            round3(f64::from(x) / n.new_packets as f64)
+        }
+    };
+    let mut r = ProxyReport {
+        data_plane: match np.data_plane() {
+            DataPlane::Iptables => "iptables",
+            DataPlane::Nftables => "nftables",
+            DataPlane::Ipvs => "ipvs",
+            DataPlane::Ebpf => "ebpf",
+        }
+        .into(),
+        per_new_connection: LookupReport {
+            rules_evaluated: per(n.proxy_new.rules_evaluated),
+            hash_lookups: per(n.proxy_new.hash_lookups),
+            scheduler_ops: per(n.proxy_new.scheduler_ops),
+        },
+        total: totals(n.proxy_all),
+        at_connect: totals(np.connect_cost),
+        ipvs: None,
+        nftables: None,
+        ebpf: None,
+    };
+    match &np.imp {
+        ProxyImpl::Ipvs(p) => {
+            let s = p.stats();
+            r.ipvs = Some(IpvsReport {
+                virtual_servers: p.virtual_servers().len() as u64,
+                conn_reuse_mode: p.config().conn_reuse_mode,
+                connections_peak: n.proxy_peak.max(p.connections() as u64),
+                connections_end: p.connections() as u64,
+                conns_created: s.conns_created,
+                conns_expired: s.conns_expired,
+                conn_reuse_drops: s.conn_reuse_drops,
+                conn_reuse_rescheduled: s.conn_reuse_rescheduled,
+                conn_reused: s.conn_reused,
+            });
+        }
+        ProxyImpl::Nftables(p) => {
+            let c = p.table().counts();
+            r.nftables = Some(NftablesReport {
+                chains: c.chains as u64,
+                rules: c.rules as u64,
+                map_elements: c.map_elements as u64,
+                set_elements: c.set_elements as u64,
+            });
+        }
+        ProxyImpl::Ebpf(p) => {
+            let (t, a) = (p.ct_tcp(), p.ct_any());
+            let (st, sa) = (t.stats(), a.stats());
+            let end = (t.len() + a.len()) as u64;
+            r.ebpf = Some(EbpfReport {
+                ct_tcp_size: t.capacity() as u64,
+                ct_any_size: a.capacity() as u64,
+                ct_peak: n.proxy_peak.max(end),
+                ct_end: end,
+                inserted: st.inserted + sa.inserted,
+                evicted_live: st.evicted_live + sa.evicted_live,
+                insert_failed: st.insert_failed + sa.insert_failed,
+                gc_deleted: st.gc_deleted + sa.gc_deleted,
+                notrack: n
+                    .host
+                    .ruleset
+                    .table(crate::netfilter::TableKind::Raw)
+                    .rule_count()
+                    > 0,
+            });
+        }
+    }
+    Some(r)
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -200,6 +350,7 @@ fn collect(sim: NodeSim, events: u64) -> Outcome {
                 .filter(|((node, ..), _)| usize::from(*node) == i)
                 .map(|((_, what, reason), v)| (format!("{what}: {}", reason.describe()), *v))
                 .collect(),
+            proxy: proxy_report(n),
         });
     }
     let verdict = verdict(&sim, &nodes);

@@ -10,13 +10,14 @@
 
 use super::nodelocal::{self, Cached, NodeLocal};
 use super::world::{PodRole, World};
-use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, Quiet};
+use crate::datapath::{Confirmed, DropReason, Entry, FirstHalf, HalfVerdict, ProxyImpl, Quiet};
 use crate::dns::{Action, Lookup, LookupResult, QType, QueryId, Rcode};
 use crate::engine::{Context, Model};
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::report::{Histogram, Sample};
 use crate::rng::SimRng;
 use crate::scenario::{Closer, ConnectionMode, DnsMode, Scenario, ServiceTime};
+use crate::service::proxy::ProxyVerdict;
 use crate::socket::{AbortReason, AckOutcome, CloseRole, SynOutcome};
 use crate::time::{SimDuration, SimTime};
 use crate::topology::{NetnsId, NextHop, RouteDecision};
@@ -858,7 +859,13 @@ impl NodeSim {
         windowed: bool,
     ) -> SimDuration {
         let c = &self.sc.cost;
-        let rules = c.per_rule.saturating_mul(u64::from(half.rules_evaluated));
+        // The data plane's lookups: rules (iptables or nftables) plus, outside iptables
+        // mode, its hash lookups and scheduler steps (zero in iptables mode).
+        let rules = c.per_rule.saturating_mul(u64::from(half.rules_evaluated))
+            + c.per_hash_lookup
+                .saturating_mul(u64::from(half.proxy.hash_lookups))
+            + c.per_scheduler_op
+                .saturating_mul(u64::from(half.proxy.scheduler_ops));
         let ct = if half.new_entry {
             c.per_conntrack_insert
         } else {
@@ -880,9 +887,11 @@ impl NodeSim {
         }
         node.busy_ns += u128::from(cost.as_nanos());
         node.rules_ns += u128::from(rules.as_nanos());
+        node.proxy_all += half.proxy;
         if half.new_entry {
             node.rules_new += u64::from(half.rules_evaluated);
             node.new_packets += 1;
+            node.proxy_new += half.proxy;
         }
         cost
     }
@@ -1150,6 +1159,12 @@ impl NodeSim {
                 target = SocketAddrV4::new(ip, target.port());
             }
         }
+        if let Some(t) = self.socket_lb(r.pod, target) {
+            target = t;
+        } else {
+            self.attempt_failed(cx, req, "ECONNREFUSED (Service without endpoints)");
+            return;
+        }
         let pod = &mut self.world.pods[r.pod as usize];
         let connected = match pod.sockets.connect(pod.ip, *target.ip(), target.port(), now) {
             Ok(c) => c,
@@ -1190,6 +1205,38 @@ impl NodeSim {
         let mut pkt = Packet::new(connected.tuple, TcpFlags::SYN);
         pkt.seq = connected.isn;
         self.send(cx, netns, pkt, now, Purpose::Syn { flow, epoch }, true, None);
+    }
+
+    /// Cilium's socket LB (`cil_sock4_connect`) on the client pod's node: the address the
+    /// socket really connects to (`target` itself outside eBPF mode or for non-Services);
+    /// `None` for a Service without backends (connect() fails with ECONNREFUSED). The
+    /// lookup's CPU is charged to the node.
+    fn socket_lb(&mut self, pod: u32, target: SocketAddrV4) -> Option<SocketAddrV4> {
+        let p = &self.world.pods[pod as usize];
+        let (ip, node) = (p.ip, usize::from(p.node));
+        let c = self.sc.cost;
+        let nd = &mut self.world.nodes[node];
+        let Some(np) = nd.host.proxy.as_mut() else {
+            return Some(target);
+        };
+        let ProxyImpl::Ebpf(e) = &mut np.imp else {
+            return Some(target);
+        };
+        let fp = e.socket_connect(
+            Tuple::new(Proto::Tcp, ip, 0, *target.ip(), target.port()),
+            &mut np.rng,
+        );
+        np.connect_cost += fp.cost;
+        let ns = c.per_hash_lookup.saturating_mul(u64::from(fp.cost.hash_lookups))
+            + c.per_scheduler_op
+                .saturating_mul(u64::from(fp.cost.scheduler_ops));
+        nd.busy_ns += u128::from(ns.as_nanos());
+        nd.rules_ns += u128::from(ns.as_nanos());
+        match (fp.verdict, fp.backend) {
+            (ProxyVerdict::Translate, Some(b)) => Some(b),
+            (ProxyVerdict::Reject, _) => None,
+            _ => Some(target),
+        }
     }
 
     fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32) {
@@ -2503,6 +2550,9 @@ impl NodeSim {
             t_s: now.as_secs_f64(),
             ..Sample::default()
         };
+        for n in &mut self.world.nodes {
+            n.sample_proxy(now);
+        }
         for (i, n) in self.world.nodes.iter().enumerate() {
             let count = n.ct.count(0);
             row.count.push(u64::from(count));

@@ -3,12 +3,16 @@
 
 use super::SimError;
 use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
-use crate::datapath::NetnsPath;
+use crate::datapath::{NetnsPath, NodeProxy, ProxyImpl};
 use crate::dns::{ResolvConf, Zone};
 use crate::netfilter::Ruleset;
 use crate::packet::Proto;
 use crate::rng::SimRng;
-use crate::scenario::{Cni, ProxyMode, Scenario, ServiceType, WorkloadTarget};
+use crate::scenario::{Cni, IpvsScheduler, ProxyMode, Scenario, ServiceType, WorkloadTarget};
+use crate::service::ebpf::{CtMapSizes, DYNAMIC_SIZE_RATIO, EbpfConfig, EbpfProxy};
+use crate::service::ipvs::{IpvsConfig, IpvsProxy, KernelVersion, Scheduler};
+use crate::service::nftables::{NftablesConfig, NftablesProxy};
+use crate::service::proxy::LookupCost;
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
 use crate::socket::{Listener, SocketConfig, SocketTable};
 use crate::time::{SimDuration, SimTime};
@@ -34,7 +38,38 @@ pub(super) struct Node {
     /// Rules evaluated by packets that created an entry, and how many such packets.
     pub(super) rules_new: u64,
     pub(super) new_packets: u64,
+    /// Proxy data-plane work of packets that created an entry, and of all packets.
+    pub(super) proxy_new: LookupCost,
+    pub(super) proxy_all: LookupCost,
+    /// Highest proxy connection-table size seen (IPVS connections, BPF CT entries).
+    pub(super) proxy_peak: u64,
+    /// When Cilium's next CT GC pass runs (`conntrack-gc-interval`, dynamic).
+    pub(super) bpf_gc_next: SimTime,
     pub(super) cpus: u32,
+}
+
+impl Node {
+    /// Samples the proxy's connection-table size (running due IPVS timers and BPF CT GC
+    /// passes first).
+    pub(super) fn sample_proxy(&mut self, now: SimTime) {
+        let Some(np) = self.host.proxy.as_mut() else {
+            return;
+        };
+        let size = match &mut np.imp {
+            ProxyImpl::Ipvs(p) => {
+                p.expire(now);
+                p.connections()
+            }
+            ProxyImpl::Ebpf(p) => {
+                if now >= self.bpf_gc_next {
+                    self.bpf_gc_next = p.gc(now).next_at;
+                }
+                p.ct_tcp().len() + p.ct_any().len()
+            }
+            ProxyImpl::Nftables(_) => 0,
+        };
+        self.proxy_peak = self.proxy_peak.max(size as u64);
+    }
 }
 
 /// What a pod is for.
@@ -140,21 +175,10 @@ fn service_ports(sc: &Scenario) -> Vec<SvcPort> {
     out
 }
 
-/// The iptables ruleset kube-proxy programs on `node` for this scenario.
-///
-/// # Errors
-/// [`SimError::Unsupported`] for proxy modes that are not modelled yet.
-pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
-    if sc.kube_proxy.mode != ProxyMode::Iptables {
-        return Err(SimError::Unsupported {
-            what: format!(
-                "kubeProxy.mode `{}` (only `iptables` is simulated so far; see issue #4)",
-                proxy_mode_name(sc.kube_proxy.mode)
-            ),
-        });
-    }
+/// kube-proxy's shared settings on `node`.
+fn proxy_config(sc: &Scenario, node: usize) -> ProxyConfig {
     let n = &sc.nodes[node];
-    let cfg = ProxyConfig {
+    ProxyConfig {
         cluster_cidr: sc.cluster_cidr,
         masquerade_bit: sc.kube_proxy.masquerade_bit,
         random_fully: sc.kube_proxy.random_fully,
@@ -162,7 +186,42 @@ pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
         node_ips: vec![n.ip],
         masquerade_all: sc.kube_proxy.masquerade_all,
         ..ProxyConfig::default()
-    };
+    }
+}
+
+/// The iptables ruleset on `node` for this scenario: kube-proxy's rules in iptables mode;
+/// none in nftables and IPVS mode (their rules live in the node's [`NodeProxy`]); Cilium's
+/// raw-table NOTRACK rules for pod traffic in eBPF mode with `kubeProxy.ebpf.notrack`.
+///
+/// # Errors
+/// [`SimError::Config`] if a generated ruleset does not parse (a bug).
+pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
+    match sc.kube_proxy.mode {
+        ProxyMode::Iptables => {}
+        ProxyMode::Nftables | ProxyMode::Ipvs => return Ok(Ruleset::new()),
+        ProxyMode::Ebpf => {
+            if !sc.kube_proxy.ebpf.notrack {
+                return Ok(Ruleset::new());
+            }
+            // cilium `pkg/datapath/iptables` (`installNoConntrackIptablesRules`):
+            // CILIUM_PRE_raw / CILIUM_OUTPUT_raw `-j CT --notrack` for the pod CIDR, both
+            // directions.
+            let c = sc.cluster_cidr;
+            let text = format!(
+                "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:CILIUM_PRE_raw - [0:0]\n:CILIUM_OUTPUT_raw - [0:0]\n\
+                 -A PREROUTING -m comment --comment \"cilium-feeder: CILIUM_PRE_raw\" -j CILIUM_PRE_raw\n\
+                 -A OUTPUT -m comment --comment \"cilium-feeder: CILIUM_OUTPUT_raw\" -j CILIUM_OUTPUT_raw\n\
+                 -A CILIUM_PRE_raw -s {c} -m comment --comment \"cilium: NOTRACK for pod traffic\" -j CT --notrack\n\
+                 -A CILIUM_PRE_raw -d {c} -m comment --comment \"cilium: NOTRACK for pod traffic\" -j CT --notrack\n\
+                 -A CILIUM_OUTPUT_raw -s {c} -m comment --comment \"cilium: NOTRACK for pod traffic\" -j CT --notrack\n\
+                 -A CILIUM_OUTPUT_raw -d {c} -m comment --comment \"cilium: NOTRACK for pod traffic\" -j CT --notrack\n\
+                 COMMIT\n"
+            );
+            return crate::netfilter::import::parse(&text)
+                .map_err(|e| SimError::Config(format!("cilium NOTRACK rules: {e}")));
+        }
+    }
+    let cfg = proxy_config(sc, node);
     // kube-proxy writes KUBE-SERVICES in Go map order: arbitrary, fixed per sync. A
     // seeded shuffle puts a Service at a random position, as on a real node.
     Ok(service::iptables::generate_with(
@@ -343,6 +402,66 @@ pub(super) fn with_node_local_dns_rules(sc: &Scenario, rs: Ruleset) -> Result<Ru
         .map_err(|e| SimError::Config(format!("NodeLocal DNSCache rules: {e}")))
 }
 
+/// The node's proxy data plane for the scenario's mode (`None` in iptables mode, whose
+/// rules are the node's ruleset).
+///
+/// # Errors
+/// [`SimError::Unsupported`] for IPVS schedulers the library does not model.
+pub(super) fn node_proxy(sc: &Scenario, node: usize) -> Result<Option<NodeProxy>, SimError> {
+    let n = &sc.nodes[node];
+    let cfg = proxy_config(sc, node);
+    let services = service_ports(sc);
+    let imp = match sc.kube_proxy.mode {
+        ProxyMode::Iptables => return Ok(None),
+        ProxyMode::Nftables => ProxyImpl::Nftables(Box::new(NftablesProxy::new(
+            &services,
+            &NftablesConfig {
+                proxy: cfg,
+                service_cidrs: vec![sc.service_cidr],
+            },
+        ))),
+        ProxyMode::Ipvs => {
+            let kernel = KernelVersion::parse(sc.kernel.name).unwrap_or(KernelVersion::new(6, 18));
+            let mut c = IpvsConfig::new(cfg, kernel);
+            c.scheduler = match sc.kube_proxy.ipvs_scheduler {
+                IpvsScheduler::Rr => Scheduler::Rr,
+                IpvsScheduler::Lc => Scheduler::Lc,
+                IpvsScheduler::Sh => Scheduler::Sh,
+                other => {
+                    return Err(SimError::Unsupported {
+                        what: format!("kubeProxy.ipvs.scheduler `{other:?}` (rr, lc and sh are modelled)"),
+                    });
+                }
+            };
+            if let Some(m) = sc.kube_proxy.ipvs_conn_reuse_mode {
+                c.conn_reuse_mode = m;
+            }
+            ProxyImpl::Ipvs(Box::new(IpvsProxy::new(&services, &c)))
+        }
+        ProxyMode::Ebpf => {
+            let e = sc.kube_proxy.ebpf;
+            let dynamic = CtMapSizes::dynamic(n.memory.as_bytes(), DYNAMIC_SIZE_RATIO);
+            let cfg = EbpfConfig {
+                node_name: n.name.clone(),
+                node_ips: vec![n.ip],
+                ct_sizes: CtMapSizes {
+                    tcp: e.ct_global_tcp_max.unwrap_or(dynamic.tcp),
+                    any: e.ct_global_any_max.unwrap_or(dynamic.any),
+                },
+                notrack: e.notrack,
+                ..EbpfConfig::default()
+            };
+            ProxyImpl::Ebpf(Box::new(EbpfProxy::new(&services, &cfg)))
+        }
+    };
+    Ok(Some(NodeProxy {
+        imp,
+        random_fully: sc.kube_proxy.random_fully,
+        rng: SimRng::stream(sc.seed, &format!("proxy/{}", n.name)),
+        connect_cost: LookupCost::default(),
+    }))
+}
+
 /// The mode's name as written in scenario files.
 pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
     match m {
@@ -409,10 +528,18 @@ impl World {
                 .map_err(|e| SimError::Config(format!("node {}: {e}", n.name)))?;
             ct.set_netns(0, NetnsConfig::enabled(&n.sysctls.values).as_init());
             let local: Vec<Ipv4Addr> = topo.local_addrs(host).collect();
-            let path = NetnsPath::new(host, 0, ruleset, local);
+            let mut path = NetnsPath::new(host, 0, ruleset, local);
+            if let Some(p) = node_proxy(sc, i)? {
+                path = path.with_proxy(p);
+            }
+            // IPVS mode: kube-proxy's constant iptables rules live with the IPVS model.
+            let rules_of = |t| match path.proxy.as_ref().map(|p| &p.imp) {
+                Some(ProxyImpl::Ipvs(p)) => p.ruleset().table(t).rule_count() as u64,
+                _ => path.rule_count(t) as u64,
+            };
             nat_rules.push((
-                path.rule_count(crate::netfilter::TableKind::Nat) as u64,
-                path.rule_count(crate::netfilter::TableKind::Filter) as u64,
+                rules_of(crate::netfilter::TableKind::Nat),
+                rules_of(crate::netfilter::TableKind::Filter),
             ));
             let idx = host.index();
             if host_of_netns.len() <= idx {
@@ -430,6 +557,10 @@ impl World {
                 rules_ns: 0,
                 rules_new: 0,
                 new_packets: 0,
+                proxy_new: LookupCost::default(),
+                proxy_all: LookupCost::default(),
+                proxy_peak: 0,
+                bpf_gc_next: SimTime::ZERO + crate::service::ebpf::GcSchedule::default().interval,
                 cpus: u32::from(cpus),
             });
         }

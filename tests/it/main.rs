@@ -3,6 +3,7 @@
 mod cli;
 mod dns_remedies;
 mod layering;
+mod modes;
 mod oracle_traces;
 mod scenario_errors;
 mod sim;

@@ -65,6 +65,8 @@ struct RunArgs {
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
     Iptables,
+    Nftables,
+    Ipvs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,6 +213,8 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
         (None, Some(_)) => return Err(BadInput("--node needs a scenario file".into()).into()),
         (None, None) => match a.mode {
             Mode::Iptables => cmd_rules::synthetic(a.services, a.endpoints, a.nodeport),
+            Mode::Nftables => cmd_rules::synthetic_nftables(a.services, a.endpoints, a.nodeport),
+            Mode::Ipvs => cmd_rules::synthetic_ipvs(a.services, a.endpoints, a.nodeport),
         },
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;

@@ -66,6 +66,32 @@ pub(crate) fn summary(r: &Report) -> String {
             n.rules.mean_per_new_connection,
             n.cpu.rules_share_pct
         );
+        if let Some(p) = &n.proxy {
+            let c = p.per_new_connection;
+            let mut line = format!(
+                "  data plane {}: per new connection {:.0} rules, {:.1} hash lookups, {:.1} scheduler ops",
+                p.data_plane, c.rules_evaluated, c.hash_lookups, c.scheduler_ops
+            );
+            if let Some(i) = p.ipvs {
+                line.push_str(&format!(
+                    "; IPVS connections peak {}, conn_reuse_mode {}, first-SYN drops {}",
+                    i.connections_peak, i.conn_reuse_mode, i.conn_reuse_drops
+                ));
+            }
+            if let Some(e) = p.ebpf {
+                line.push_str(&format!(
+                    "; BPF CT peak {} of {} (tcp {} + any {}), live evictions {}, insertion failures {}{}",
+                    e.ct_peak,
+                    e.ct_tcp_size + e.ct_any_size,
+                    e.ct_tcp_size,
+                    e.ct_any_size,
+                    e.evicted_live,
+                    e.insert_failed,
+                    if e.notrack { ", pod traffic NOTRACKed" } else { "" }
+                ));
+            }
+            let _ = writeln!(s, "{line}");
+        }
         if !n.packet_drops.is_empty() {
             let drops: Vec<String> = n.packet_drops.iter().map(|(k, v)| format!("{k} ×{v}")).collect();
             let _ = writeln!(s, "  packets lost here: {}", drops.join(", "));
