@@ -10,6 +10,8 @@
 //! reports; every number comes out of [`crate::sim::run`].
 
 pub mod compare;
+pub mod knob;
+pub mod plan;
 pub mod runner;
 pub mod variant;
 
