@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd_compare;
+mod cmd_plan;
 mod cmd_rules;
 mod cmd_trace;
 mod cmd_validate;
@@ -40,6 +41,8 @@ enum Command {
     Trace(TraceArgs),
     /// Run a scenario under several variants (remediations) with the same seed, side by side.
     Compare(cmd_compare::CompareArgs),
+    /// Find the value of a field (rate, nf_conntrack_max, pool size, ...) at which a condition starts, by bisection.
+    Plan(cmd_plan::PlanArgs),
     /// Compare the simulator with the recorded kernel traces and published targets.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -127,6 +130,7 @@ fn main() -> ExitCode {
             parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
         }
         Command::Compare(a) => cmd_compare::compare(a),
+        Command::Plan(a) => cmd_plan::plan(a),
         Command::Validate(a) => cmd_validate::validate(a),
     };
     match result {
