@@ -13,6 +13,7 @@ pub mod compare;
 pub mod knob;
 pub mod plan;
 pub mod runner;
+pub mod sweep;
 pub mod variant;
 
 pub use compare::{Comparison, VariantRun};

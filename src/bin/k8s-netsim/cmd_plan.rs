@@ -82,7 +82,11 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| BadInput(format!("--range {e}")))?;
     if !(a.resolution > 0.0 && a.resolution < 50.0) {
-        return Err(BadInput(format!("--resolution {}: expected a percentage above 0 and below 50", a.resolution)).into());
+        return Err(BadInput(format!(
+            "--resolution {}: expected a percentage above 0 and below 50",
+            a.resolution
+        ))
+        .into());
     }
     let variants = collect_variants(
         &a.scenario,
@@ -98,7 +102,9 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
         range,
         resolution_ppm,
         max_expansions: 6,
-        seeds: (0..u64::from(a.seeds.get())).map(|i| base.seed.wrapping_add(i)).collect(),
+        seeds: (0..u64::from(a.seeds.get()))
+            .map(|i| base.seed.wrapping_add(i))
+            .collect(),
     };
     let threads = a.threads.unwrap_or_else(study::runner::default_threads);
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
