@@ -413,7 +413,7 @@ impl Sweep {
     #[must_use]
     #[allow(clippy::cast_precision_loss)]
     pub fn charts(&self) -> Vec<(String, String)> {
-        let metrics: [(&str, &str, fn(&Row) -> f64); 4] = [
+        let metrics: [(&str, &str, RowMetric); 4] = [
             ("drops", "drop + insert_failed", |r| {
                 (r.drop + r.insert_failed) as f64
             }),
@@ -517,6 +517,9 @@ impl Sweep {
         s
     }
 }
+
+/// Reads one number off a row (charts).
+type RowMetric = fn(&Row) -> f64;
 
 /// Joins the shards of one sweep into the document an unsharded run writes.
 ///

@@ -8,6 +8,7 @@
 mod cmd_compare;
 mod cmd_plan;
 mod cmd_rules;
+mod cmd_sweep;
 mod cmd_trace;
 mod cmd_validate;
 mod render;
@@ -43,6 +44,10 @@ enum Command {
     Compare(cmd_compare::CompareArgs),
     /// Find the value of a field (rate, nf_conntrack_max, pool size, ...) at which a condition starts, by bisection.
     Plan(cmd_plan::PlanArgs),
+    /// Run a grid over one or more fields in parallel (CSV, JSON, charts); `--shard K/N` for one slice.
+    Sweep(cmd_sweep::SweepArgs),
+    /// Join `sweep --shard` slices into what one unsharded sweep writes.
+    Merge(cmd_sweep::MergeArgs),
     /// Compare the simulator with the recorded kernel traces and published targets.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -131,6 +136,8 @@ fn main() -> ExitCode {
         }
         Command::Compare(a) => cmd_compare::compare(a),
         Command::Plan(a) => cmd_plan::plan(a),
+        Command::Sweep(a) => cmd_sweep::sweep(a),
+        Command::Merge(a) => cmd_sweep::merge(a),
         Command::Validate(a) => cmd_validate::validate(a),
     };
     match result {
