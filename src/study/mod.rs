@@ -12,6 +12,7 @@
 pub mod compare;
 pub mod knob;
 pub mod plan;
+pub mod recommend;
 pub mod runner;
 pub mod sweep;
 pub mod variant;

@@ -132,3 +132,75 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Topic {
+    /// nf_conntrack_max and nf_conntrack_buckets for the scenario's load.
+    Conntrack,
+    /// A keep-alive pool size and idle timeout for a workload.
+    Pool,
+    /// SNAT source ports per destination (analytic).
+    Snat,
+    /// Where IPVS / nftables start to cost less CPU than iptables.
+    ProxyMode,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RecommendArgs {
+    /// Scenario file at the target load (set it with --set, e.g. workloads.0.rate=30k/s).
+    scenario: PathBuf,
+    /// What to size.
+    #[arg(long = "for", value_enum)]
+    topic: Topic,
+    /// Workload index (pool, snat).
+    #[arg(long, default_value_t = 0)]
+    workload: usize,
+    /// Headroom over the measured need, percent.
+    #[arg(long, default_value_t = 25.0)]
+    headroom: f64,
+    /// Modes compared with iptables (proxy-mode).
+    #[arg(long, value_delimiter = ',', default_value = "ipvs,nftables")]
+    modes: Vec<String>,
+    /// Numbers of Services (proxy-mode).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
+    services: Vec<u64>,
+    /// Override a scenario field; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
+    use k8s_netsim::study::recommend;
+    let base = load(&a.scenario, &parse_overrides(&a.set, None)?)?;
+    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let bad = |e: recommend::RecommendError| BadInput(format!("{}: {e}", a.scenario.display()));
+    let (json, text) = match a.topic {
+        Topic::ProxyMode => {
+            let modes: Vec<&str> = a.modes.iter().map(String::as_str).collect();
+            let c = recommend::proxy_mode_crossover(&base, &modes, &a.services, threads).map_err(bad)?;
+            (serde_json::to_string_pretty(&c)?, c.render_text())
+        }
+        topic => {
+            let r = match topic {
+                Topic::Conntrack => recommend::conntrack(&base, a.headroom, threads),
+                Topic::Pool => recommend::pool(&base, a.workload, a.headroom, threads),
+                _ => recommend::snat_ports(&base, a.workload, a.headroom, threads),
+            }
+            .map_err(bad)?;
+            (serde_json::to_string_pretty(&r)?, r.render_text())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{text}")?;
+    }
+    Ok(())
+}

@@ -44,6 +44,8 @@ enum Command {
     Compare(cmd_compare::CompareArgs),
     /// Find the value of a field (rate, nf_conntrack_max, pool size, ...) at which a condition starts, by bisection.
     Plan(cmd_plan::PlanArgs),
+    /// Recommend conntrack sizing, a keep-alive pool, SNAT ports or a proxy mode, verified by a re-run.
+    Recommend(cmd_plan::RecommendArgs),
     /// Run a grid over one or more fields in parallel (CSV, JSON, charts); `--shard K/N` for one slice.
     Sweep(cmd_sweep::SweepArgs),
     /// Join `sweep --shard` slices into what one unsharded sweep writes.
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         }
         Command::Compare(a) => cmd_compare::compare(a),
         Command::Plan(a) => cmd_plan::plan(a),
+        Command::Recommend(a) => cmd_plan::recommend(a),
         Command::Sweep(a) => cmd_sweep::sweep(a),
         Command::Merge(a) => cmd_sweep::merge(a),
         Command::Validate(a) => cmd_validate::validate(a),
