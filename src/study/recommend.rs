@@ -355,7 +355,7 @@ pub fn pool(
                 ),
             ),
             (
-                "new connections: short vs pool".to_owned(),
+                "new connections: short vs pooled".to_owned(),
                 format!(
                     "{} with short connections' rate; {} in the pooled run",
                     w.rate, r.requests.new_connections

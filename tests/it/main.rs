@@ -3,6 +3,7 @@
 mod cli;
 mod layering;
 mod oracle_traces;
+mod plan;
 mod scenario_errors;
 mod sim;
 mod validation;
