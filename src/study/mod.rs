@@ -1,5 +1,8 @@
 //! The `study` module runs many simulations of one scenario and puts them side by side:
-//! the same scenario under named variants ([`compare`]), with the shared machinery to
+//! the same scenario under named variants ([`compare`]), the breaking point of a field by
+//! bisection ([`plan`]), grids of runs and their shards ([`sweep`]), sizing advice verified
+//! by re-runs ([`recommend`]), with the fields and conditions they use ([`knob`]) and the
+//! shared machinery to
 //! derive the runs ([`variant`]) and to execute them on several cores ([`runner`]).
 //!
 //! Every run is an independent, single-threaded, deterministic simulation; parallelism
