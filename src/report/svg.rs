@@ -1,4 +1,4 @@
-//! Minimal, dependency-free SVG line charts for reports.
+//! Minimal, dependency-free SVG line charts and heatmaps for reports.
 //!
 //! Output is deterministic text: coordinates are printed with one decimal, series
 //! colours come from a fixed palette in the order given.
@@ -198,6 +198,117 @@ impl LineChart {
     }
 }
 
+/// A heatmap: one cell per (x, y) grid point, shaded from white (the lowest value) to
+/// red (the highest), each cell labelled with its value.
+#[derive(Clone, Debug)]
+pub struct Heatmap {
+    /// Title above the plot.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// Column labels, left to right.
+    pub x_values: Vec<String>,
+    /// Row labels, bottom to top.
+    pub y_values: Vec<String>,
+    /// `cells[y][x]`; `None` draws a grey cell.
+    pub cells: Vec<Vec<Option<f64>>>,
+}
+
+impl Heatmap {
+    /// Renders the heatmap as an SVG document.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn render(&self) -> String {
+        let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+        for v in self.cells.iter().flatten().flatten() {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+        let nx = self.x_values.len().max(1) as f64;
+        let ny = self.y_values.len().max(1) as f64;
+        let (pw, ph) = (W - L - R, H - T - B);
+        let (cw, ch) = (pw / nx, ph / ny);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
+        );
+        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+        let _ = writeln!(
+            s,
+            r#"<text x="{L}" y="24" font-size="15">{}</text>"#,
+            esc(&self.title)
+        );
+        for (yi, row) in self.cells.iter().enumerate() {
+            for (xi, cell) in row.iter().enumerate() {
+                let x = L + xi as f64 * cw;
+                let y = H - B - (yi as f64 + 1.0) * ch;
+                let (fill, label) = match cell {
+                    Some(v) => {
+                        let f = if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        let g = (255.0 - f * 200.0).round().clamp(0.0, 255.0) as u8;
+                        (format!("#ff{g:02x}{g:02x}"), nice_label(*v))
+                    }
+                    None => ("#cccccc".to_owned(), String::new()),
+                };
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="{x:.1}" y="{y:.1}" width="{cw:.1}" height="{ch:.1}" fill="{fill}" stroke="#fff"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+                    x + cw / 2.0,
+                    y + ch / 2.0 + 4.0
+                );
+            }
+        }
+        for (xi, l) in self.x_values.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                L + (xi as f64 + 0.5) * cw,
+                H - B + 16.0,
+                esc(l)
+            );
+        }
+        for (yi, l) in self.y_values.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                L - 6.0,
+                H - B - (yi as f64 + 0.5) * ch + 4.0,
+                esc(l)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            L + pw / 2.0,
+            H - 10.0,
+            esc(&self.x_label)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+            T + ph / 2.0,
+            T + ph / 2.0,
+            esc(&self.y_label)
+        );
+        if lo <= hi {
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}">min {} (white) .. max {} (red)</text>"#,
+                W - R + 10.0,
+                T + 12.0,
+                nice_label(lo),
+                nice_label(hi)
+            );
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +339,22 @@ mod tests {
         assert!(svg.contains("count &lt;vs&gt; max"));
         assert!(svg.contains("stroke-dasharray"));
         assert_eq!(svg, chart.render(), "rendering is deterministic");
+    }
+
+    #[test]
+    fn heatmap_draws_one_cell_per_point_shaded_by_value() {
+        let h = Heatmap {
+            title: "drops".into(),
+            x_label: "rate".into(),
+            y_label: "max".into(),
+            x_values: vec!["1k/s".into(), "2k/s".into()],
+            y_values: vec!["65536".into()],
+            cells: vec![vec![Some(0.0), Some(10.0)]],
+        };
+        let svg = h.render();
+        assert_eq!(svg.matches("<rect x=").count(), 2);
+        assert!(svg.contains(r##"fill="#ffffff""##), "lowest is white");
+        assert!(svg.contains(r##"fill="#ff3737""##), "highest is red");
+        assert_eq!(svg, h.render());
     }
 }

@@ -486,6 +486,45 @@ impl Scenario {
         load::with_overrides(self, overrides)
     }
 
+    /// The value at an override path (`workloads.0.rate`,
+    /// `nodes.0.sysctl.net.netfilter.nf_conntrack_max`) as written in the file or set by
+    /// an override, as YAML scalar text (`30k/s`, `524288`); `None` when the file does not
+    /// set it or it is not a scalar. For sysctls the file leaves alone, read
+    /// [`NodeSysctls::entries`] instead. (`plan` reads a field's current value this way.)
+    #[must_use]
+    pub fn value_at(&self, path: &str) -> Option<String> {
+        let probe = Override::parse(&format!("{path}=0")).ok()?;
+        let mut node = &self.raw;
+        for key in probe.keys() {
+            node = match node {
+                serde_norway::Value::Sequence(seq) => seq.get(key.parse::<usize>().ok()?)?,
+                serde_norway::Value::Mapping(map) => map.get(key.as_str())?,
+                _ => return None,
+            };
+        }
+        match node {
+            serde_norway::Value::String(s) => Some(s.clone()),
+            serde_norway::Value::Number(n) => Some(n.to_string()),
+            serde_norway::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A SHA-256 (hex) of the scenario's value tree after overrides: two scenarios with
+    /// the same fingerprint are the same input whatever their file names (`sweep --shard`
+    /// and `merge` check shards against it).
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let text = serde_norway::to_string(&self.raw).unwrap_or_default();
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        digest.iter().fold(String::with_capacity(64), |mut acc, b| {
+            use std::fmt::Write as _;
+            let _ = write!(acc, "{b:02x}");
+            acc
+        })
+    }
+
     /// The node with id `id`.
     ///
     /// # Panics

@@ -119,6 +119,11 @@ impl Override {
         self.keys.join(".")
     }
 
+    /// The path's keys (a sysctl name is one key).
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
     /// The override as given (`workloads.0.rate=10k/s`).
     #[must_use]
     pub fn as_str(&self) -> &str {

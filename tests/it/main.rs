@@ -5,6 +5,7 @@ mod dns_remedies;
 mod layering;
 mod modes;
 mod oracle_traces;
+mod plan;
 mod scenario_errors;
 mod sim;
 mod validation;

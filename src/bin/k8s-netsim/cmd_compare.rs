@@ -43,31 +43,7 @@ pub(crate) struct CompareArgs {
 pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let overrides = parse_overrides(&a.set, a.seed)?;
     let base = load(&a.scenario, &overrides)?;
-    let mut variants: Vec<Variant> = Vec::new();
-    if !a.no_file_variants {
-        for name in &a.only {
-            if !base.variants.iter().any(|v| &v.name == name) {
-                let known: Vec<&str> = base.variants.iter().map(|v| v.name.as_str()).collect();
-                return Err(BadInput(format!(
-                    "--only {name}: {} has no variant of that name (variants: {})",
-                    a.scenario.display(),
-                    known.join(", ")
-                ))
-                .into());
-            }
-        }
-        variants.extend(
-            base.variants
-                .iter()
-                .filter(|v| a.only.is_empty() || a.only.contains(&v.name))
-                .cloned(),
-        );
-    } else if !a.only.is_empty() {
-        return Err(BadInput("--only and --no-file-variants exclude each other".into()).into());
-    }
-    for text in &a.variants {
-        variants.push(study::parse_variant(text).map_err(|e| BadInput(format!("--variant {e}")))?);
-    }
+    let variants = collect_variants(&a.scenario, &base, !a.no_file_variants, &a.only, &a.variants)?;
     if variants.is_empty() {
         return Err(BadInput(format!(
             "{}: nothing to compare: the file has no `variants:` and no --variant was given",
@@ -107,4 +83,41 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The variants to run: the file's `variants:` (all, or those named by `only`) when
+/// `file_variants`, then the `--variant` ones.
+pub(crate) fn collect_variants(
+    path: &std::path::Path,
+    base: &k8s_netsim::scenario::Scenario,
+    file_variants: bool,
+    only: &[String],
+    cli: &[String],
+) -> anyhow::Result<Vec<Variant>> {
+    let mut variants: Vec<Variant> = Vec::new();
+    if file_variants {
+        for name in only {
+            if !base.variants.iter().any(|v| &v.name == name) {
+                let known: Vec<&str> = base.variants.iter().map(|v| v.name.as_str()).collect();
+                return Err(BadInput(format!(
+                    "--only {name}: {} has no variant of that name (variants: {})",
+                    path.display(),
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+        variants.extend(
+            base.variants
+                .iter()
+                .filter(|v| only.is_empty() || only.contains(&v.name))
+                .cloned(),
+        );
+    } else if !only.is_empty() {
+        return Err(BadInput("--only and --no-file-variants exclude each other".into()).into());
+    }
+    for text in cli {
+        variants.push(study::parse_variant(text).map_err(|e| BadInput(format!("--variant {e}")))?);
+    }
+    Ok(variants)
 }

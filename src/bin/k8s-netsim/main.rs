@@ -6,7 +6,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd_compare;
+mod cmd_plan;
 mod cmd_rules;
+mod cmd_sweep;
 mod cmd_trace;
 mod cmd_validate;
 mod render;
@@ -40,6 +42,14 @@ enum Command {
     Trace(TraceArgs),
     /// Run a scenario under several variants (remediations) with the same seed, side by side.
     Compare(cmd_compare::CompareArgs),
+    /// Find the value of a field (rate, nf_conntrack_max, pool size, ...) at which a condition starts, by bisection.
+    Plan(cmd_plan::PlanArgs),
+    /// Recommend conntrack sizing, a keep-alive pool, SNAT ports or a proxy mode, verified by a re-run.
+    Recommend(cmd_plan::RecommendArgs),
+    /// Run a grid over one or more fields in parallel (CSV, JSON, charts); `--shard K/N` for one slice.
+    Sweep(cmd_sweep::SweepArgs),
+    /// Join `sweep --shard` slices into what one unsharded sweep writes.
+    Merge(cmd_sweep::MergeArgs),
     /// Compare the simulator with the recorded kernel traces and published targets.
     Validate(cmd_validate::ValidateArgs),
 }
@@ -129,6 +139,10 @@ fn main() -> ExitCode {
             parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
         }
         Command::Compare(a) => cmd_compare::compare(a),
+        Command::Plan(a) => cmd_plan::plan(a),
+        Command::Recommend(a) => cmd_plan::recommend(a),
+        Command::Sweep(a) => cmd_sweep::sweep(a),
+        Command::Merge(a) => cmd_sweep::merge(a),
         Command::Validate(a) => cmd_validate::validate(a),
     };
     match result {

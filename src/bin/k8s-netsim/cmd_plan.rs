@@ -1,0 +1,206 @@
+//! `k8s-netsim plan`: the breaking point of a numeric field, per variant, over seeds.
+
+use std::io::Write as _;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_netsim::study::knob::{Condition, Knob};
+use k8s_netsim::study::{self, plan};
+
+use crate::cmd_compare::collect_variants;
+use crate::{BadInput, load, parse_overrides, write};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct PlanArgs {
+    /// Scenario file (YAML or JSON).
+    scenario: PathBuf,
+    /// Field(s) to search, set to the same value: `PATH[,PATH...]` (override paths, e.g.
+    /// `nodes.0.sysctl.net.netfilter.nf_conntrack_max,nodes.1.sysctl.net.netfilter.nf_conntrack_max`).
+    #[arg(long, default_value = "workloads.0.rate", value_name = "PATH[,PATH...]")]
+    find: String,
+    /// Condition whose onset is searched: `drop>0`, `insert_failed>0`, `p99>200ms`,
+    /// `timeouts>0.1%`, `cpu>80%[@NODE]`.
+    #[arg(long, value_name = "CONDITION")]
+    until: String,
+    /// Search between these values (`500/s..2k/s`, `64k..1M`); default: start at the
+    /// scenario's value and move by factors of 4 until the outcome flips.
+    #[arg(long, value_name = "LO..HI")]
+    range: Option<String>,
+    /// Stop when the bracket is this narrow, percent.
+    #[arg(long, default_value_t = 1.0, value_name = "PCT")]
+    resolution: f64,
+    /// Seeds per variant (the scenario's seed, +1, +2, ...): the answer's spread.
+    #[arg(long, default_value_t = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN))]
+    seeds: NonZeroU32,
+    /// Override the scenario's first seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A variant: `NAME:PATH=VALUE[,PATH=VALUE...]`; repeatable.
+    #[arg(long = "variant", value_name = "NAME:PATH=VALUE,...")]
+    variants: Vec<String>,
+    /// Also search the scenario file's variants with these names (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Also search every variant of the scenario file.
+    #[arg(long)]
+    file_variants: bool,
+    /// Override a scenario field for every run; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write plan.json and plan.txt into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
+    let overrides = parse_overrides(&a.set, a.seed)?;
+    let base = load(&a.scenario, &overrides)?;
+    let until = Condition::parse(&a.until).map_err(|e| BadInput(e.to_string()))?;
+    let paths: Vec<String> = a
+        .find
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let hint = a
+        .range
+        .as_deref()
+        .and_then(|r| r.split_once(".."))
+        .map(|(lo, _)| lo.trim());
+    let knob = Knob::resolve(&base, &paths, hint).map_err(|e| BadInput(format!("--find {e}")))?;
+    let range = a
+        .range
+        .as_deref()
+        .map(|r| knob.parse_range(r))
+        .transpose()
+        .map_err(|e| BadInput(format!("--range {e}")))?;
+    if !(a.resolution > 0.0 && a.resolution < 50.0) {
+        return Err(BadInput(format!(
+            "--resolution {}: expected a percentage above 0 and below 50",
+            a.resolution
+        ))
+        .into());
+    }
+    let variants = collect_variants(
+        &a.scenario,
+        &base,
+        a.file_variants || !a.only.is_empty(),
+        &a.only,
+        &a.variants,
+    )?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let resolution_ppm = (a.resolution * 10_000.0).round() as u64;
+    let settings = plan::PlanSettings {
+        until,
+        range,
+        resolution_ppm,
+        max_expansions: 6,
+        seeds: (0..u64::from(a.seeds.get()))
+            .map(|i| base.seed.wrapping_add(i))
+            .collect(),
+    };
+    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let result = plan::plan(&base, &variants, &knob, &settings, threads, &|round, runs| {
+        if tty {
+            eprint!("\rround {round}: {runs} runs simulated");
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let json = serde_json::to_string_pretty(&result).context("serialising the plan")?;
+    let text = result.render_text();
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write(&dir.join("plan.json"), &format!("{json}\n"))?;
+        write(&dir.join("plan.txt"), &text)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{text}")?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum Topic {
+    /// nf_conntrack_max and nf_conntrack_buckets for the scenario's load.
+    Conntrack,
+    /// A keep-alive pool size and idle timeout for a workload.
+    Pool,
+    /// SNAT source ports per destination (analytic).
+    Snat,
+    /// Where IPVS / nftables start to cost less CPU than iptables.
+    ProxyMode,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RecommendArgs {
+    /// Scenario file at the target load (set it with --set, e.g. workloads.0.rate=30k/s).
+    scenario: PathBuf,
+    /// What to size.
+    #[arg(long = "for", value_enum)]
+    topic: Topic,
+    /// Workload index (pool, snat).
+    #[arg(long, default_value_t = 0)]
+    workload: usize,
+    /// Headroom over the measured need, percent.
+    #[arg(long, default_value_t = 25.0)]
+    headroom: f64,
+    /// Modes compared with iptables (proxy-mode).
+    #[arg(long, value_delimiter = ',', default_value = "ipvs,nftables")]
+    modes: Vec<String>,
+    /// Numbers of Services (proxy-mode).
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
+    services: Vec<u64>,
+    /// Override a scenario field; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
+    use k8s_netsim::study::recommend;
+    let base = load(&a.scenario, &parse_overrides(&a.set, None)?)?;
+    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let bad = |e: recommend::RecommendError| BadInput(format!("{}: {e}", a.scenario.display()));
+    let (json, text) = match a.topic {
+        Topic::ProxyMode => {
+            let modes: Vec<&str> = a.modes.iter().map(String::as_str).collect();
+            let c = recommend::proxy_mode_crossover(&base, &modes, &a.services, threads).map_err(bad)?;
+            (serde_json::to_string_pretty(&c)?, c.render_text())
+        }
+        topic => {
+            let r = match topic {
+                Topic::Conntrack => recommend::conntrack(&base, a.headroom, threads),
+                Topic::Pool => recommend::pool(&base, a.workload, a.headroom, threads),
+                _ => recommend::snat_ports(&base, a.workload, a.headroom, threads),
+            }
+            .map_err(bad)?;
+            (serde_json::to_string_pretty(&r)?, r.render_text())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{text}")?;
+    }
+    Ok(())
+}

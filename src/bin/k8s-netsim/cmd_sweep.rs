@@ -1,0 +1,124 @@
+//! `k8s-netsim sweep` (a grid of runs, or one shard of it) and `k8s-netsim merge`.
+
+use std::io::Write as _;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use k8s_netsim::study::{self, sweep};
+
+use crate::{BadInput, RunsProgress, load, parse_overrides, write};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct SweepArgs {
+    /// Scenario file (YAML or JSON).
+    scenario: PathBuf,
+    /// A swept field: `PATH[,PATH...]=FROM..TO[:STEPS][:log]` (STEPS points, ends
+    /// included, default 10); repeatable (two give a heatmap).
+    #[arg(long = "param", value_name = "PATH=FROM..TO[:STEPS]", required = true)]
+    params: Vec<String>,
+    /// Seeds per point (the scenario's seed, +1, ...).
+    #[arg(long, default_value_t = NonZeroU32::MIN)]
+    seeds: NonZeroU32,
+    /// Override the scenario's first seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run only rows i with i mod N == K (K = JOB_COMPLETION_INDEX); join with `merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Override a scenario field for every run; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Print the sweep as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write sweep.json, sweep.csv and charts here (a shard writes shard-K-of-N.json only).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct MergeArgs {
+    /// Shard files written by `sweep --shard K/N --out DIR` (shard-K-of-N.json).
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Write sweep.json, sweep.csv and charts here, as an unsharded sweep would.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the merged sweep as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
+    let overrides = parse_overrides(&a.set, a.seed)?;
+    let base = load(&a.scenario, &overrides)?;
+    let params = a
+        .params
+        .iter()
+        .map(|p| sweep::parse_param(&base, p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| BadInput(e.to_string()))?;
+    let shard = a
+        .shard
+        .as_deref()
+        .map(sweep::Shard::parse)
+        .transpose()
+        .map_err(|e| BadInput(e.to_string()))?;
+    let seeds = (0..u64::from(a.seeds.get()))
+        .map(|i| base.seed.wrapping_add(i))
+        .collect();
+    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let progress = RunsProgress::new("grid points");
+    let result = sweep::Sweep::run(&base, params, seeds, shard, threads, &|d, t| {
+        progress.update(d, t)
+    });
+    progress.finish();
+    let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    emit(&result, a.out.as_deref(), a.json)
+}
+
+pub(crate) fn merge(a: MergeArgs) -> anyhow::Result<()> {
+    let mut shards = Vec::new();
+    for path in &a.shards {
+        let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+        let s: sweep::Sweep = serde_json::from_str(&text)
+            .map_err(|e| BadInput(format!("{}: not a sweep shard: {e}", path.display())))?;
+        shards.push(s);
+    }
+    let merged = sweep::merge(shards).map_err(|e| BadInput(e.to_string()))?;
+    emit(&merged, a.out.as_deref(), a.json)
+}
+
+fn emit(s: &sweep::Sweep, out_dir: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(s).context("serialising the sweep")?;
+    let mut wrote = String::new();
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Some(sh) = s.shard {
+            let name = format!("shard-{}-of-{}.json", sh.index, sh.count);
+            write(&dir.join(&name), &format!("{json}\n"))?;
+            wrote = name;
+        } else {
+            write(&dir.join("sweep.json"), &format!("{json}\n"))?;
+            write(&dir.join("sweep.csv"), &s.to_csv())?;
+            for (name, svg) in s.charts() {
+                write(&dir.join(name), &svg)?;
+            }
+            wrote = "sweep.json, sweep.csv and charts".to_owned();
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{}", s.render_text())?;
+        if let Some(dir) = out_dir {
+            writeln!(out, "\nwrote {wrote} to {}", dir.display())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,865 @@
+//! `plan`: the value of one numeric scenario field at which a condition first holds
+//! (the breaking point), found by bisection, per variant and per seed.
+//!
+//! Each (variant, seed) pair runs its own search; the searches advance in lock step, one
+//! round of runs at a time, so every round's runs go to [`run_jobs`] together and the
+//! result does not depend on the number of threads. A search first needs a bracket:
+//! with `range` it probes both ends; without, it probes the scenario's value and then
+//! moves by a factor of 4 (down when the condition holds and a larger value is more load,
+//! up otherwise) until the outcome flips. It then bisects until the last value where the
+//! condition did not hold and the first where it did are within `resolution_ppm` of each
+//! other. The breaking point is stated over seeds as min / median / max.
+//!
+//! The simulations are monotone in expectation only: at a bracket this narrow two seeds
+//! may disagree, which is what the spread shows.
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+
+use serde::Serialize;
+
+use super::compare;
+use super::knob::{Condition, Knob};
+use super::runner::{Job, run_jobs};
+use crate::scenario::{ConnectionMode, Override, Scenario, ScenarioError, Variant};
+use crate::sim::{Outcome, SimError};
+
+/// Schema version of [`Plan`]'s JSON.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// How to search.
+#[derive(Clone, Debug)]
+pub struct PlanSettings {
+    /// The condition to find the onset of.
+    pub until: Condition,
+    /// Explicit bracket `(lo, hi)` in the knob's units; `None` = start at the scenario's value.
+    pub range: Option<(u64, u64)>,
+    /// Stop when the bracket is this narrow, parts per million of its upper end
+    /// (10,000 = 1 %).
+    pub resolution_ppm: u64,
+    /// Factor-of-4 steps tried when looking for a bracket without `range`.
+    pub max_expansions: u32,
+    /// Seeds; every (variant, seed) pair is searched separately.
+    pub seeds: Vec<u64>,
+}
+
+/// Why a plan could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Variants could not be derived.
+    #[error(transparent)]
+    Variant(#[from] compare::CompareError),
+    /// A probe's value does not make a valid scenario.
+    #[error("{variant}: {knob} = {value}: {source}")]
+    Probe {
+        /// Variant name.
+        variant: String,
+        /// The knob's paths.
+        knob: String,
+        /// The value.
+        value: String,
+        /// Why.
+        source: ScenarioError,
+    },
+    /// A knob path is not an override path.
+    #[error("{0}")]
+    BadPath(String),
+    /// No seeds.
+    #[error("no seeds to run")]
+    NoSeeds,
+    /// No value to start from and no range.
+    #[error("{0}: the scenario has no value to start from; give --range LO..HI")]
+    NoStart(String),
+    /// `@node` names no node.
+    #[error("--until {cond}: the scenario has no node `{node}`")]
+    UnknownNode {
+        /// The condition.
+        cond: String,
+        /// The node.
+        node: String,
+    },
+    /// A run failed for a reason other than an unsupported feature.
+    #[error("{variant}: {source}")]
+    Sim {
+        /// Variant name.
+        variant: String,
+        /// Why.
+        source: SimError,
+    },
+}
+
+/// One run of a search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    /// The knob's value (knob units: milli-requests/s for rates).
+    pub value: u64,
+    /// The value as written in the override.
+    pub text: String,
+    /// Whether the condition held.
+    pub held: bool,
+    /// The measured value (threshold units).
+    pub observed: f64,
+    /// When a conntrack counter first rose, seconds.
+    pub onset_s: Option<f64>,
+    /// Median latency of successful requests (ms), for the analytic estimate.
+    pub p50_ms: f64,
+}
+
+/// The outcome of one search.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// The condition starts between these two values.
+    Found {
+        /// The value nearest the boundary at which the condition did not hold.
+        last_safe: u64,
+        /// The value nearest the boundary at which it held (the breaking point).
+        breaking: u64,
+    },
+    /// It held at every value tried.
+    AlwaysHolds {
+        /// Smallest value tried.
+        lo: u64,
+        /// Largest value tried.
+        hi: u64,
+    },
+    /// It never held.
+    NeverHolds {
+        /// Smallest value tried.
+        lo: u64,
+        /// Largest value tried.
+        hi: u64,
+    },
+    /// This build cannot simulate the variant.
+    NotSimulated {
+        /// The simulator's reason.
+        reason: String,
+    },
+}
+
+/// One (variant, seed) search.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedSearch {
+    /// The seed.
+    pub seed: u64,
+    /// Its result.
+    pub answer: Answer,
+    /// Every run, in the order made.
+    pub probes: Vec<Probe>,
+}
+
+/// min / median / max over seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median (lower middle for an even count).
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; `None` when empty.
+    #[must_use]
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        Some(Spread {
+            min: *v.first()?,
+            median: v[(v.len() - 1) / 2],
+            max: *v.last()?,
+        })
+    }
+}
+
+/// The sustainable rate of short connections a conntrack table allows:
+/// `nf_conntrack_max / (nf_conntrack_tcp_timeout_time_wait + connection lifetime)`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Analytic {
+    /// Requests (= connections) per second.
+    pub rate_per_s: f64,
+    /// The node whose table gives the lowest rate.
+    pub node: String,
+    /// Its `nf_conntrack_max`.
+    pub max: u64,
+    /// Its TIME_WAIT timeout, seconds.
+    pub time_wait_s: f64,
+    /// The connection lifetime used: the median latency measured at the last safe value, ms.
+    pub lifetime_ms: f64,
+}
+
+/// One variant's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantPlan {
+    /// Variant name.
+    pub name: String,
+    /// Its overrides as written.
+    pub overrides: Vec<String>,
+    /// Breaking point over seeds (report units: requests/s for rates), when every seed found one.
+    pub breaking: Option<Spread>,
+    /// Last safe value over seeds.
+    pub last_safe: Option<Spread>,
+    /// The analytic sustainable rate, when the knob is a short-connection workload's rate
+    /// and the condition a conntrack counter.
+    pub analytic: Option<Analytic>,
+    /// Per seed.
+    pub seeds: Vec<SeedSearch>,
+}
+
+/// A whole plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// [`PLAN_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Scenario file.
+    pub scenario: String,
+    /// The knob searched.
+    pub knob: Knob,
+    /// The condition.
+    pub until: Condition,
+    /// Resolution, percent.
+    pub resolution_pct: f64,
+    /// Simulated duration of each run, seconds.
+    pub duration_s: f64,
+    /// Runs made in total.
+    pub runs: usize,
+    /// Caveats (duration too short for a steady state, ...).
+    pub warnings: Vec<String>,
+    /// Per variant, baseline first.
+    pub variants: Vec<VariantPlan>,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Start,
+    Expanding {
+        last: u64,
+        last_held: bool,
+        steps: u32,
+        first: u64,
+    },
+    Bisect {
+        safe: u64,
+        failing: u64,
+    },
+    Done(Answer),
+}
+
+/// One search's state machine.
+#[derive(Clone, Debug)]
+struct Search {
+    state: State,
+    probes: Vec<Probe>,
+}
+
+impl Search {
+    /// The values to run next (empty when done).
+    fn next(&self, knob: &Knob, s: &PlanSettings) -> Vec<u64> {
+        match &self.state {
+            State::Start => match (s.range, knob.current) {
+                (Some((lo, hi)), _) => vec![lo, hi],
+                (None, Some(c)) => vec![c],
+                (None, None) => Vec::new(),
+            },
+            State::Expanding { last, last_held, .. } => {
+                let up = *last_held != knob.more_is_load;
+                let v = if up { last.saturating_mul(4) } else { *last / 4 };
+                if v == *last || v == 0 { Vec::new() } else { vec![v] }
+            }
+            State::Bisect { safe, failing } => {
+                let (a, b) = ((*safe).min(*failing), (*safe).max(*failing));
+                let q = knob.quantum(b - a);
+                let mid = (a + (b - a) / 2) / q * q;
+                if mid <= a || mid >= b {
+                    Vec::new()
+                } else {
+                    vec![mid]
+                }
+            }
+            State::Done(_) => Vec::new(),
+        }
+    }
+
+    /// Records the runs of `next` and advances.
+    fn record(&mut self, knob: &Knob, s: &PlanSettings, probes: Vec<Probe>) {
+        let held: Vec<(u64, bool)> = probes.iter().map(|p| (p.value, p.held)).collect();
+        self.probes.extend(probes);
+        self.state = match (&self.state, held.as_slice()) {
+            (State::Start, [(lo, hl), (hi, hh)]) => match (hl, hh) {
+                (true, true) => State::Done(Answer::AlwaysHolds { lo: *lo, hi: *hi }),
+                (false, false) => State::Done(Answer::NeverHolds { lo: *lo, hi: *hi }),
+                (true, false) => State::Bisect {
+                    safe: *hi,
+                    failing: *lo,
+                },
+                (false, true) => State::Bisect {
+                    safe: *lo,
+                    failing: *hi,
+                },
+            },
+            (State::Start, [(v, h)]) => State::Expanding {
+                last: *v,
+                last_held: *h,
+                steps: 0,
+                first: *v,
+            },
+            (
+                State::Expanding {
+                    last,
+                    last_held,
+                    steps,
+                    first,
+                },
+                [(v, h)],
+            ) => {
+                if h == last_held {
+                    if steps + 1 >= s.max_expansions {
+                        done_without_flip(*first, *v, *h)
+                    } else {
+                        State::Expanding {
+                            last: *v,
+                            last_held: *h,
+                            steps: steps + 1,
+                            first: *first,
+                        }
+                    }
+                } else if *h {
+                    State::Bisect {
+                        safe: *last,
+                        failing: *v,
+                    }
+                } else {
+                    State::Bisect {
+                        safe: *v,
+                        failing: *last,
+                    }
+                }
+            }
+            (State::Bisect { safe, failing }, [(v, h)]) => {
+                if *h {
+                    State::Bisect {
+                        safe: *safe,
+                        failing: *v,
+                    }
+                } else {
+                    State::Bisect {
+                        safe: *v,
+                        failing: *failing,
+                    }
+                }
+            }
+            (state, _) => state.clone(),
+        };
+        self.finish_if_narrow(knob, s);
+    }
+
+    fn finish_if_narrow(&mut self, knob: &Knob, s: &PlanSettings) {
+        if let State::Bisect { safe, failing } = self.state {
+            let width = safe.abs_diff(failing);
+            let top = safe.max(failing);
+            let tol =
+                u64::try_from(u128::from(top) * u128::from(s.resolution_ppm) / 1_000_000).unwrap_or(u64::MAX);
+            if width <= tol.max(knob.quantum(width)) || self.next(knob, s).is_empty() {
+                self.state = State::Done(Answer::Found {
+                    last_safe: safe,
+                    breaking: failing,
+                });
+            }
+        }
+        if let State::Expanding {
+            last,
+            last_held,
+            first,
+            ..
+        } = self.state
+            && self.next(knob, s).is_empty()
+        {
+            self.state = done_without_flip(first, last, last_held);
+        }
+    }
+}
+
+fn done_without_flip(a: u64, b: u64, held: bool) -> State {
+    let (lo, hi) = (a.min(b), a.max(b));
+    State::Done(if held {
+        Answer::AlwaysHolds { lo, hi }
+    } else {
+        Answer::NeverHolds { lo, hi }
+    })
+}
+
+/// Runs the plan: every (variant, seed) search, in lock-step rounds on `threads`.
+/// `on_round(round, runs_done)` is called after each round (progress only).
+///
+/// # Errors
+/// [`PlanError`] for variants or probe values that do not validate and for runs that
+/// fail other than with [`SimError::Unsupported`] (which ends that variant's searches
+/// with [`Answer::NotSimulated`]).
+pub fn plan(
+    base: &Scenario,
+    variants: &[Variant],
+    knob: &Knob,
+    settings: &PlanSettings,
+    threads: NonZeroUsize,
+    on_round: &dyn Fn(usize, usize),
+) -> Result<Plan, PlanError> {
+    if settings.seeds.is_empty() {
+        return Err(PlanError::NoSeeds);
+    }
+    if settings.range.is_none() && knob.current.is_none() {
+        return Err(PlanError::NoStart(knob.paths.join(",")));
+    }
+    if let Some(node) = &settings.until.node
+        && base.node_by_name(node).is_none()
+    {
+        return Err(PlanError::UnknownNode {
+            cond: settings.until.text.clone(),
+            node: node.clone(),
+        });
+    }
+    knob.overrides(0).map_err(PlanError::BadPath)?;
+    let columns = compare::jobs(base, variants)?;
+    let mut searches: Vec<Search> = (0..columns.len() * settings.seeds.len())
+        .map(|_| Search {
+            state: State::Start,
+            probes: Vec::new(),
+        })
+        .collect();
+    let mut runs = 0usize;
+    let mut round = 0usize;
+    loop {
+        let mut jobs = Vec::new();
+        let mut owners: Vec<(usize, u64)> = Vec::new();
+        for (i, search) in searches.iter().enumerate() {
+            let column = &columns[i / settings.seeds.len()];
+            let seed = settings.seeds[i % settings.seeds.len()];
+            for value in search.next(knob, settings) {
+                let mut set = knob.overrides(value).map_err(PlanError::BadPath)?;
+                set.push(
+                    Override::parse(&format!("seed={seed}"))
+                        .map_err(|e| PlanError::BadPath(e.to_string()))?,
+                );
+                let scenario = column
+                    .scenario
+                    .with_overrides(&set)
+                    .map_err(|source| PlanError::Probe {
+                        variant: column.label.clone(),
+                        knob: knob.paths.join(","),
+                        value: knob.format(value),
+                        source,
+                    })?;
+                jobs.push(Job {
+                    label: format!("{} seed {seed} {}", column.label, knob.format(value)),
+                    scenario,
+                });
+                owners.push((i, value));
+            }
+        }
+        if jobs.is_empty() {
+            break;
+        }
+        let outcomes = run_jobs(&jobs, threads, &|_, _| {});
+        runs += jobs.len();
+        round += 1;
+        let mut per_search: Vec<Vec<Probe>> = vec![Vec::new(); searches.len()];
+        let mut unsupported: Vec<Option<String>> = vec![None; searches.len()];
+        for ((i, value), out) in owners.into_iter().zip(outcomes) {
+            match out {
+                Ok(o) => per_search[i].push(probe(knob, &settings.until, value, &o)),
+                Err(SimError::Unsupported { what }) => unsupported[i] = Some(what),
+                Err(source) => {
+                    return Err(PlanError::Sim {
+                        variant: columns[i / settings.seeds.len()].label.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        for (i, (search, probes)) in searches.iter_mut().zip(per_search).enumerate() {
+            if let Some(reason) = unsupported[i].take() {
+                search.state = State::Done(Answer::NotSimulated { reason });
+            } else if !probes.is_empty() {
+                search.record(knob, settings, probes);
+            }
+        }
+        on_round(round, runs);
+    }
+    let mut out = Vec::new();
+    for (c, column) in columns.iter().enumerate() {
+        let seeds: Vec<SeedSearch> = settings
+            .seeds
+            .iter()
+            .enumerate()
+            .map(|(k, &seed)| {
+                let s = &searches[c * settings.seeds.len() + k];
+                SeedSearch {
+                    seed,
+                    answer: match &s.state {
+                        State::Done(a) => a.clone(),
+                        _ => Answer::NeverHolds { lo: 0, hi: 0 },
+                    },
+                    probes: s.probes.clone(),
+                }
+            })
+            .collect();
+        let found: Vec<(f64, f64)> = seeds
+            .iter()
+            .filter_map(|s| match s.answer {
+                Answer::Found { last_safe, breaking } => {
+                    Some((knob.as_f64(last_safe), knob.as_f64(breaking)))
+                }
+                _ => None,
+            })
+            .collect();
+        let all = found.len() == seeds.len();
+        let analytic = analytic(&column.scenario, knob, &settings.until, &seeds);
+        out.push(VariantPlan {
+            name: column.label.clone(),
+            overrides: variants
+                .iter()
+                .find(|v| v.name == column.label)
+                .map(|v| v.overrides.iter().map(|o| o.as_str().to_owned()).collect())
+                .unwrap_or_default(),
+            breaking: all
+                .then(|| Spread::of(&found.iter().map(|f| f.1).collect::<Vec<_>>()))
+                .flatten(),
+            last_safe: all
+                .then(|| Spread::of(&found.iter().map(|f| f.0).collect::<Vec<_>>()))
+                .flatten(),
+            analytic,
+            seeds,
+        });
+    }
+    Ok(Plan {
+        schema_version: PLAN_SCHEMA_VERSION,
+        scenario: base.file.clone(),
+        knob: knob.clone(),
+        until: settings.until.clone(),
+        resolution_pct: ppm_to_pct(settings.resolution_ppm),
+        duration_s: secs(base.duration.as_nanos()),
+        runs,
+        warnings: warnings(base, &settings.until),
+        variants: out,
+    })
+}
+
+fn probe(knob: &Knob, until: &Condition, value: u64, o: &Outcome) -> Probe {
+    let (observed, onset_s) = until.observe(&o.report).unwrap_or((0.0, None));
+    Probe {
+        value,
+        text: knob.format(value),
+        held: until.holds(observed),
+        observed,
+        onset_s,
+        p50_ms: o.report.latency_ms.p50,
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn secs(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ppm_to_pct(ppm: u64) -> f64 {
+    ppm as f64 / 10_000.0
+}
+
+/// The short-connection workload a rate knob sets, if any.
+fn short_workload<'a>(s: &'a Scenario, knob: &Knob) -> Option<&'a crate::scenario::WorkloadConfig> {
+    let [path] = knob.paths.as_slice() else {
+        return None;
+    };
+    let index = path.strip_prefix("workloads.")?.strip_suffix(".rate")?;
+    let w = s.workloads.get(index.parse::<usize>().ok()?)?;
+    (w.connection.mode == ConnectionMode::Short).then_some(w)
+}
+
+fn analytic(s: &Scenario, knob: &Knob, until: &Condition, seeds: &[SeedSearch]) -> Option<Analytic> {
+    if !until.metric.is_conntrack() || short_workload(s, knob).is_none() {
+        return None;
+    }
+    // The lifetime: the median latency at the last safe value (first seed that found one).
+    let lifetime_ms = seeds.iter().find_map(|sd| match sd.answer {
+        Answer::Found { last_safe, .. } => sd.probes.iter().find(|p| p.value == last_safe).map(|p| p.p50_ms),
+        _ => None,
+    })?;
+    s.nodes
+        .iter()
+        .filter(|n| until.node.as_ref().is_none_or(|x| *x == n.name))
+        .map(|n| {
+            let max = u64::from(n.sysctls.values.nf_conntrack_max);
+            let tw = secs(n.sysctls.values.ct_timeouts.tcp_time_wait.as_nanos());
+            #[allow(clippy::cast_precision_loss)]
+            let rate = max as f64 / (tw + lifetime_ms / 1_000.0);
+            Analytic {
+                rate_per_s: rate,
+                node: n.name.clone(),
+                max,
+                time_wait_s: tw,
+                lifetime_ms,
+            }
+        })
+        .min_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s))
+}
+
+/// Caveats about the runs' length: a conntrack condition on short connections needs the
+/// table to reach its steady state, TIME_WAIT (`nf_conntrack_tcp_timeout_time_wait`) plus
+/// the connection lifetime after the load starts.
+fn warnings(s: &Scenario, until: &Condition) -> Vec<String> {
+    let mut out = Vec::new();
+    let short = s
+        .workloads
+        .iter()
+        .any(|w| w.connection.mode == ConnectionMode::Short);
+    if until.metric.is_conntrack() && short {
+        let tw = s
+            .nodes
+            .iter()
+            .map(|n| n.sysctls.values.ct_timeouts.tcp_time_wait)
+            .max()
+            .unwrap_or_default();
+        let need = tw.as_nanos() + tw.as_nanos() / 20;
+        if s.duration.as_nanos() < need {
+            out.push(format!(
+                "the runs last {:.0} s, less than TIME_WAIT ({:.0} s) + 5 %: closed connections' conntrack entries have not started to expire, so the table never reaches its steady state and the value found is the one that fills it within {:.0} s, not a sustainable one; run longer (--set duration={:.0}s)",
+                secs(s.duration.as_nanos()),
+                secs(tw.as_nanos()),
+                secs(s.duration.as_nanos()),
+                (secs(need) + 10.0).ceil()
+            ));
+        }
+    }
+    if s.workloads.iter().any(|w| !w.rate_profile.is_empty()) {
+        out.push(
+            "a workload has a rate profile: the knob sets the base rate only, before the first step"
+                .to_owned(),
+        );
+    }
+    out
+}
+
+impl Plan {
+    /// The result as text: one line per variant, the analytic comparison, warnings.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let unit = match self.knob.kind {
+            super::knob::KnobKind::Rate => "/s",
+            super::knob::KnobKind::Integer => "",
+        };
+        let seeds = self.variants.first().map_or(0, |v| v.seeds.len());
+        let _ = writeln!(
+            s,
+            "{}: find {} until {} ({} seeds, resolution {}%, {} runs of {:.0} s simulated)",
+            self.scenario,
+            self.knob.paths.join(","),
+            self.until,
+            seeds,
+            self.resolution_pct,
+            self.runs,
+            self.duration_s
+        );
+        let width = self
+            .variants
+            .iter()
+            .map(|v| v.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(7);
+        for v in &self.variants {
+            let line = match (&v.breaking, &v.last_safe) {
+                (Some(b), Some(l)) => format!(
+                    "breaks at {}{unit} (min {}{unit}, max {}{unit}); last safe {}{unit} (min {}{unit})",
+                    num(b.median),
+                    num(b.min),
+                    num(b.max),
+                    num(l.median),
+                    num(l.min)
+                ),
+                _ => v
+                    .seeds
+                    .iter()
+                    .map(|sd| format!("seed {}: {}", sd.seed, self.answer_text(&sd.answer)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            let _ = writeln!(s, "{:width$}  {line}", v.name);
+            if let Some(a) = &v.analytic {
+                let _ = writeln!(
+                    s,
+                    "{:width$}  analytic sustainable rate {}/s = nf_conntrack_max {} on {} / (TIME_WAIT {:.0} s + lifetime {:.1} ms){}",
+                    "",
+                    num(a.rate_per_s),
+                    a.max,
+                    a.node,
+                    a.time_wait_s,
+                    a.lifetime_ms,
+                    v.breaking.map_or_else(String::new, |b| format!(
+                        "; found/analytic = {:.3}",
+                        b.median / a.rate_per_s
+                    ))
+                );
+            }
+            if !v.overrides.is_empty() {
+                let _ = writeln!(s, "{:width$}  set: {}", "", v.overrides.join(", "));
+            }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
+        }
+        s
+    }
+
+    fn answer_text(&self, a: &Answer) -> String {
+        let f = |v: u64| self.knob.format(v);
+        match a {
+            Answer::Found { last_safe, breaking } => {
+                format!("breaks at {} (last safe {})", f(*breaking), f(*last_safe))
+            }
+            Answer::AlwaysHolds { lo, hi } => format!(
+                "{} holds at every value tried ({}..{})",
+                self.until,
+                f(*lo),
+                f(*hi)
+            ),
+            Answer::NeverHolds { lo, hi } => format!("{} never holds in {}..{}", self.until, f(*lo), f(*hi)),
+            Answer::NotSimulated { reason } => format!("not simulated on this build ({reason})"),
+        }
+    }
+}
+
+fn num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::knob::KnobKind;
+
+    fn knob(more_is_load: bool, current: Option<u64>) -> Knob {
+        Knob {
+            paths: vec!["x".into()],
+            kind: KnobKind::Integer,
+            current,
+            more_is_load,
+        }
+    }
+
+    fn settings(range: Option<(u64, u64)>) -> PlanSettings {
+        PlanSettings {
+            until: Condition::parse("drop>0").unwrap(),
+            range,
+            resolution_ppm: 10_000,
+            max_expansions: 6,
+            seeds: vec![1],
+        }
+    }
+
+    /// Drives a search against a threshold function and returns its answer and runs.
+    fn drive(k: &Knob, s: &PlanSettings, holds: impl Fn(u64) -> bool) -> (Answer, usize) {
+        let mut search = Search {
+            state: State::Start,
+            probes: Vec::new(),
+        };
+        let mut runs = 0;
+        loop {
+            let next = search.next(k, s);
+            if next.is_empty() {
+                break;
+            }
+            runs += next.len();
+            let probes = next
+                .into_iter()
+                .map(|v| Probe {
+                    value: v,
+                    text: v.to_string(),
+                    held: holds(v),
+                    observed: 0.0,
+                    onset_s: None,
+                    p50_ms: 0.0,
+                })
+                .collect();
+            search.record(k, s, probes);
+        }
+        match search.state {
+            State::Done(a) => (a, runs),
+            other => panic!("not done: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bisection_brackets_the_threshold_within_the_resolution() {
+        // A load knob: holds at 1093 and above; start at 30000 (holds), go down.
+        let k = knob(true, Some(30_000));
+        let (a, runs) = drive(&k, &settings(None), |v| v >= 1_093);
+        let Answer::Found { last_safe, breaking } = a else {
+            panic!("{a:?}")
+        };
+        assert!(last_safe < 1_093 && breaking >= 1_093, "{last_safe}..{breaking}");
+        assert!(breaking - last_safe <= breaking / 100, "{last_safe}..{breaking}");
+        assert!(runs < 20, "{runs} runs");
+    }
+
+    #[test]
+    fn a_capacity_knob_searches_upwards_when_the_condition_holds() {
+        // nf_conntrack_max: drop holds below 200000; start at 131072 (holds), go up.
+        let k = knob(false, Some(131_072));
+        let (a, _) = drive(&k, &settings(None), |v| v < 200_000);
+        let Answer::Found { last_safe, breaking } = a else {
+            panic!("{a:?}")
+        };
+        assert!(
+            last_safe >= 200_000 && breaking < 200_000,
+            "{last_safe} {breaking}"
+        );
+        assert!(last_safe - breaking <= 2_000);
+    }
+
+    #[test]
+    fn a_range_where_the_condition_never_or_always_holds_says_so() {
+        let k = knob(true, None);
+        let s = settings(Some((10, 100)));
+        assert_eq!(drive(&k, &s, |_| false).0, Answer::NeverHolds { lo: 10, hi: 100 });
+        assert_eq!(drive(&k, &s, |_| true).0, Answer::AlwaysHolds { lo: 10, hi: 100 });
+        // Without a range, expansion stops after max_expansions and names what it tried.
+        let k = knob(true, Some(1_000));
+        let (a, runs) = drive(&k, &settings(None), |_| false);
+        assert_eq!(
+            a,
+            Answer::NeverHolds {
+                lo: 1_000,
+                hi: 1_000 * 4u64.pow(6)
+            }
+        );
+        assert_eq!(runs, 7);
+    }
+
+    #[test]
+    fn integer_bisection_stops_at_adjacent_values() {
+        let k = knob(true, None);
+        let mut s = settings(Some((1, 40)));
+        s.resolution_ppm = 0;
+        let (a, _) = drive(&k, &s, |v| v >= 17);
+        assert_eq!(
+            a,
+            Answer::Found {
+                last_safe: 16,
+                breaking: 17
+            }
+        );
+    }
+
+    #[test]
+    fn spread_is_min_median_max() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        assert!(Spread::of(&[]).is_none());
+    }
+}

@@ -1,0 +1,619 @@
+//! Recommendations computed from runs of the model, each verified by a re-run with the
+//! recommended setting applied.
+//!
+//! - [`conntrack`]: `nf_conntrack_max` and `nf_conntrack_buckets` for the scenario's
+//!   load: a measuring run with an unconstrained table gives the peak entries per node;
+//!   max = peak × (1 + headroom), rounded up to a multiple of 65,536; buckets follow the
+//!   profile's rule (kube-proxy's `max / 4` before 5.15, `max` on 5.15+ where the kernel
+//!   sizes max = buckets; `src/conntrack/sizing.rs`).
+//! - [`pool`]: a keep-alive pool per client pod by Little's law, `L = λ·W`, with λ the
+//!   workload's rate per pod and W the p99 latency measured with a generous pool, times
+//!   (1 + headroom); the idle timeout must exceed the gap between two requests on one
+//!   connection.
+//! - [`snat_ports`]: ports a SNAT source needs per destination, `rate × (TIME_WAIT +
+//!   lifetime) × (1 + headroom)`, against `ip_local_port_range` (analytic; the lifetime is
+//!   measured).
+//! - [`proxy_mode_crossover`]: runs per kube-proxy mode and number of Services; the
+//!   smallest count at which another mode costs less CPU than iptables.
+//!
+//! Not modelled: memory limits other than the table's (256 B per entry), and the time a
+//! change takes to apply (kube-proxy restarts, connection draining).
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+
+use serde::Serialize;
+
+use super::runner::{Job, run_jobs};
+use crate::conntrack as sizing;
+use crate::report::Report;
+use crate::scenario::{Override, Scenario, ScenarioError};
+use crate::sim::SimError;
+
+/// Why a recommendation could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecommendError {
+    /// A derived scenario does not validate.
+    #[error("{what}: {source}")]
+    Scenario {
+        /// Which run.
+        what: String,
+        /// Why.
+        source: ScenarioError,
+    },
+    /// A run could not be simulated.
+    #[error("{what}: {source}")]
+    Sim {
+        /// Which run.
+        what: String,
+        /// Why.
+        source: SimError,
+    },
+    /// The workload index does not exist.
+    #[error("there is no workloads.{0}")]
+    NoWorkload(usize),
+    /// Headroom outside 0..=1000 %.
+    #[error("headroom {0}%: expected 0 to 1000")]
+    Headroom(f64),
+}
+
+/// The re-run with the recommended setting.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// `drop` summed over nodes.
+    pub drop: u64,
+    /// `insert_failed` summed over nodes.
+    pub insert_failed: u64,
+    /// Requests failed.
+    pub failed: u64,
+    /// Highest peak `nf_conntrack_count` / its max.
+    pub peak: String,
+    /// p99 latency, ms.
+    pub p99_ms: f64,
+    /// True when nothing was dropped and no request failed.
+    pub holds: bool,
+}
+
+/// One recommendation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recommendation {
+    /// What it sizes.
+    pub topic: String,
+    /// The settings, as `--set` overrides.
+    pub settings: Vec<String>,
+    /// The numbers behind it, `(name, value)`.
+    pub numbers: Vec<(String, String)>,
+    /// The re-run with `settings` applied (`None` for analytic-only ones).
+    pub verified: Option<Verification>,
+}
+
+impl Recommendation {
+    /// Text: the settings, the numbers, the verification.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{}:", self.topic);
+        for set in &self.settings {
+            let _ = writeln!(s, "  --set {set}");
+        }
+        for (k, v) in &self.numbers {
+            let _ = writeln!(s, "  {k}: {v}");
+        }
+        match &self.verified {
+            Some(v) => {
+                let _ = writeln!(
+                    s,
+                    "  re-run with these settings: drop {}, insert_failed {}, failed {}, peak {}, p99 {:.1} ms: {}",
+                    v.drop,
+                    v.insert_failed,
+                    v.failed,
+                    v.peak,
+                    v.p99_ms,
+                    if v.holds { "holds" } else { "DOES NOT HOLD" }
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  (analytic; not re-run)");
+            }
+        }
+        s
+    }
+}
+
+fn derive(base: &Scenario, what: &str, set: &[String]) -> Result<Job, RecommendError> {
+    let overrides = set
+        .iter()
+        .map(|t| Override::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RecommendError::Sim {
+            what: what.to_owned(),
+            source: SimError::Config(e.to_string()),
+        })?;
+    let scenario = base
+        .with_overrides(&overrides)
+        .map_err(|source| RecommendError::Scenario {
+            what: what.to_owned(),
+            source,
+        })?;
+    Ok(Job {
+        label: what.to_owned(),
+        scenario,
+    })
+}
+
+fn run_all(jobs: &[Job], threads: NonZeroUsize) -> Result<Vec<Report>, RecommendError> {
+    run_jobs(jobs, threads, &|_, _| {})
+        .into_iter()
+        .zip(jobs)
+        .map(|(o, j)| {
+            o.map(|o| o.report).map_err(|source| RecommendError::Sim {
+                what: j.label.clone(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn verification(r: &Report) -> Verification {
+    let drop = r.nodes.iter().map(|n| n.conntrack.stats.drop).sum();
+    let insert_failed = r.nodes.iter().map(|n| n.conntrack.stats.insert_failed).sum();
+    let peak = r
+        .nodes
+        .iter()
+        .max_by_key(|n| n.conntrack.count_peak)
+        .map_or_else(String::new, |n| {
+            format!("{}/{} on {}", n.conntrack.count_peak, n.conntrack.max, n.name)
+        });
+    Verification {
+        drop,
+        insert_failed,
+        failed: r.requests.failed,
+        peak,
+        p99_ms: r.latency_ms.p99,
+        holds: drop == 0 && insert_failed == 0 && r.requests.failed == 0,
+    }
+}
+
+fn check_headroom(pct: f64) -> Result<f64, RecommendError> {
+    if (0.0..=1_000.0).contains(&pct) {
+        Ok(pct / 100.0)
+    } else {
+        Err(RecommendError::Headroom(pct))
+    }
+}
+
+/// A table large enough that a measuring run never fills it.
+const UNCONSTRAINED_MAX: u32 = 16 * 1_048_576;
+
+/// `nf_conntrack_max` and `nf_conntrack_buckets` for every node, for the scenario's load
+/// with `headroom_pct` percent of headroom over the measured peak.
+///
+/// # Errors
+/// [`RecommendError`] when a derived run does not validate or cannot be simulated.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub fn conntrack(
+    base: &Scenario,
+    headroom_pct: f64,
+    threads: NonZeroUsize,
+) -> Result<Recommendation, RecommendError> {
+    let headroom = check_headroom(headroom_pct)?;
+    let sysctl = |i: usize, name: &str, v: u64| format!("nodes.{i}.sysctl.net.netfilter.{name}={v}");
+    let measure: Vec<String> = (0..base.nodes.len())
+        .flat_map(|i| {
+            let m = u64::from(UNCONSTRAINED_MAX);
+            [
+                sysctl(i, "nf_conntrack_max", m),
+                sysctl(i, "nf_conntrack_buckets", m / 4),
+            ]
+        })
+        .collect();
+    let measured = run_all(
+        &[derive(base, "measuring run (unconstrained table)", &measure)?],
+        threads,
+    )?;
+    let r = &measured[0];
+    let peak = r.nodes.iter().map(|n| n.conntrack.count_peak).max().unwrap_or(0);
+    let want = (peak as f64 * (1.0 + headroom)).ceil() as u64;
+    let max = want.max(1).div_ceil(65_536) * 65_536;
+    let buckets = if base.kernel.max_equals_buckets {
+        u64::from(sizing::round_buckets(u32::try_from(max).unwrap_or(u32::MAX)))
+    } else {
+        max / 4
+    };
+    let settings: Vec<String> = (0..base.nodes.len())
+        .flat_map(|i| {
+            [
+                sysctl(i, "nf_conntrack_max", max),
+                sysctl(i, "nf_conntrack_buckets", buckets),
+            ]
+        })
+        .collect();
+    let check = run_all(
+        &[derive(base, "re-run with the recommended table", &settings)?],
+        threads,
+    )?;
+    let mut numbers = vec![
+        (
+            "measured peak nf_conntrack_count (unconstrained)".to_owned(),
+            peak.to_string(),
+        ),
+        ("headroom".to_owned(), format!("{headroom_pct}%")),
+        (
+            "nf_conntrack_max".to_owned(),
+            format!("{max} = peak x {:.2}, rounded up to 65536", 1.0 + headroom),
+        ),
+        (
+            "nf_conntrack_buckets".to_owned(),
+            if base.kernel.max_equals_buckets {
+                format!("{buckets} (= max, as the kernel sizes it since 5.15)")
+            } else {
+                format!("{buckets} (= max / 4, kube-proxy's hashsize rule on pre-5.15 kernels)")
+            },
+        ),
+        (
+            "kernel memory per node".to_owned(),
+            format!(
+                "{:.0} MiB",
+                sizing::kernel_memory_bytes(
+                    u32::try_from(max).unwrap_or(u32::MAX),
+                    u32::try_from(buckets).unwrap_or(u32::MAX)
+                ) as f64
+                    / 1_048_576.0
+            ),
+        ),
+    ];
+    for n in &r.nodes {
+        numbers.push((
+            format!("{}: peak / current max", n.name),
+            format!(
+                "{} / {}",
+                n.conntrack.count_peak,
+                base.node_by_name(&n.name)
+                    .map_or(0, |c| c.sysctls.values.nf_conntrack_max)
+            ),
+        ));
+    }
+    Ok(Recommendation {
+        topic: "conntrack table size".to_owned(),
+        settings,
+        numbers,
+        verified: Some(verification(&check[0])),
+    })
+}
+
+/// A keep-alive pool for workload `workload`: pool size per pod and idle timeout.
+///
+/// # Errors
+/// [`RecommendError`].
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub fn pool(
+    base: &Scenario,
+    workload: usize,
+    headroom_pct: f64,
+    threads: NonZeroUsize,
+) -> Result<Recommendation, RecommendError> {
+    let headroom = check_headroom(headroom_pct)?;
+    let w = base
+        .workloads
+        .get(workload)
+        .ok_or(RecommendError::NoWorkload(workload))?;
+    let p = |k: &str, v: &str| format!("workloads.{workload}.connection.{k}={v}");
+    let generous = 256;
+    let measure = [p("mode", "pool"), p("poolSize", &generous.to_string())];
+    let r = &run_all(
+        &[derive(base, "measuring run (generous pool)", &measure)?],
+        threads,
+    )?[0];
+    let pods = w.pods.len().max(1) as f64;
+    let rate_per_pod = w.rate.as_per_sec_f64() / pods;
+    let w_s = r.latency_ms.p99 / 1_000.0;
+    let in_flight = rate_per_pod * w_s;
+    let size = ((in_flight * (1.0 + headroom)).ceil() as u64).max(1);
+    let gap_s = size as f64 / rate_per_pod.max(f64::MIN_POSITIVE);
+    let idle_s = (gap_s * 4.0).ceil().max(30.0) as u64;
+    let settings = vec![
+        p("mode", "pool"),
+        p("poolSize", &size.to_string()),
+        p("idleTimeout", &format!("{idle_s}s")),
+    ];
+    let check = run_all(
+        &[derive(base, "re-run with the recommended pool", &settings)?],
+        threads,
+    )?;
+    Ok(Recommendation {
+        topic: format!("keep-alive pool for {}", w.name),
+        settings,
+        numbers: vec![
+            (
+                "rate per pod".to_owned(),
+                format!("{rate_per_pod:.1}/s ({} pods)", w.pods.len()),
+            ),
+            (
+                "p99 latency with a generous pool (W)".to_owned(),
+                format!("{:.1} ms", r.latency_ms.p99),
+            ),
+            (
+                "in flight per pod, L = rate x W".to_owned(),
+                format!("{in_flight:.2}"),
+            ),
+            (
+                "pool size".to_owned(),
+                format!("{size} = ceil(L x {:.2})", 1.0 + headroom),
+            ),
+            (
+                "idle timeout".to_owned(),
+                format!(
+                    "{idle_s}s (at least 4 x the {gap_s:.3} s between requests on one connection, at least 30 s)"
+                ),
+            ),
+            (
+                "new connections: short vs pooled".to_owned(),
+                format!(
+                    "{} with short connections' rate; {} in the pooled run",
+                    w.rate, r.requests.new_connections
+                ),
+            ),
+        ],
+        verified: Some(verification(&check[0])),
+    })
+}
+
+/// Ports one SNAT source address needs towards one destination (`ip:port`), and whether
+/// `ip_local_port_range` covers it: concurrent flows including those in TIME_WAIT.
+///
+/// # Errors
+/// [`RecommendError`].
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub fn snat_ports(
+    base: &Scenario,
+    workload: usize,
+    headroom_pct: f64,
+    threads: NonZeroUsize,
+) -> Result<Recommendation, RecommendError> {
+    let headroom = check_headroom(headroom_pct)?;
+    let w = base
+        .workloads
+        .get(workload)
+        .ok_or(RecommendError::NoWorkload(workload))?;
+    let r = &run_all(&[derive(base, "measuring run", &[])?], threads)?[0];
+    let node = base.node(w.node);
+    let tw = node.sysctls.values.ct_timeouts.tcp_time_wait.as_nanos() as f64 / 1e9;
+    let lifetime = r.latency_ms.mean / 1_000.0;
+    let rate = w.rate.as_per_sec_f64();
+    let flows = rate * (tw + lifetime);
+    let need = (flows * (1.0 + headroom)).ceil() as u64;
+    let (lo, hi) = node.sysctls.values.ip_local_port_range;
+    let have = u64::from(hi.saturating_sub(lo)) + 1;
+    let sources = need.div_ceil(have.max(1));
+    let new_lo = 65_535u64.saturating_sub(need.min(64_511)).max(1_024);
+    Ok(Recommendation {
+        topic: format!("SNAT source ports for {} to one destination", w.name),
+        settings: if need <= have {
+            Vec::new()
+        } else {
+            vec![format!(
+                "nodes.{}.sysctl.net.ipv4.ip_local_port_range={new_lo} 65535",
+                w.node.0
+            )]
+        },
+        numbers: vec![
+            (
+                "connection rate to the destination".to_owned(),
+                format!("{rate:.0}/s"),
+            ),
+            (
+                "flows holding a port (incl. TIME_WAIT)".to_owned(),
+                format!(
+                    "{flows:.0} = rate x (TIME_WAIT {tw:.0} s + lifetime {:.1} ms)",
+                    lifetime * 1_000.0
+                ),
+            ),
+            ("ports needed with headroom".to_owned(), format!("{need}")),
+            (
+                "ip_local_port_range".to_owned(),
+                format!(
+                    "{lo}-{hi} ({have} ports): {}",
+                    if need <= have { "enough" } else { "too small" }
+                ),
+            ),
+            (
+                "SNAT source addresses needed at the full range".to_owned(),
+                format!("{sources} (or spread over more destinations / pods, or use keep-alive)"),
+            ),
+        ],
+        verified: None,
+    })
+}
+
+/// One cell of the proxy-mode crossover.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeCell {
+    /// kube-proxy mode.
+    pub mode: String,
+    /// Number of background Services.
+    pub services: u64,
+    /// Packet-processing busy time, core-seconds summed over nodes; `None` when this
+    /// build does not simulate the mode.
+    pub busy_core_s: Option<f64>,
+    /// Mean rules evaluated per new connection on the client node.
+    pub rules_per_new_connection: Option<f64>,
+    /// p99 latency, ms.
+    pub p99_ms: Option<f64>,
+    /// Why it was not simulated.
+    pub not_simulated: Option<String>,
+}
+
+/// The proxy modes compared against iptables at each number of Services, and the
+/// smallest count at which each costs less CPU than iptables.
+#[derive(Clone, Debug, Serialize)]
+pub struct Crossover {
+    /// Every run.
+    pub cells: Vec<ModeCell>,
+    /// `(mode, smallest Service count where it beats iptables)`, `None` when it never
+    /// does in the range or was not simulated.
+    pub crossover: Vec<(String, Option<u64>)>,
+}
+
+impl Crossover {
+    /// Text table.
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut s =
+            String::from("proxy mode crossover (CPU busy core-seconds, rules per new connection, p99):\n");
+        for c in &self.cells {
+            match (c.busy_core_s, &c.not_simulated) {
+                (Some(b), _) => {
+                    let _ = writeln!(
+                        s,
+                        "  {:9} {:>6} Services: {b:.3} core-s, {:.0} rules/conn, p99 {:.1} ms",
+                        c.mode,
+                        c.services,
+                        c.rules_per_new_connection.unwrap_or(0.0),
+                        c.p99_ms.unwrap_or(0.0)
+                    );
+                }
+                (None, reason) => {
+                    let _ = writeln!(
+                        s,
+                        "  {:9} {:>6} Services: not simulated on this build ({})",
+                        c.mode,
+                        c.services,
+                        reason.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        for (mode, at) in &self.crossover {
+            let _ = writeln!(
+                s,
+                "  {mode}: {}",
+                at.map_or_else(
+                    || "never cheaper than iptables in this range (or not simulated)".to_owned(),
+                    |n| format!("cheaper than iptables from {n} Services")
+                )
+            );
+        }
+        s
+    }
+}
+
+/// Runs `modes` (plus `iptables`) at each Service count and finds where each mode's CPU
+/// cost drops below iptables'. Modes this build does not simulate are reported as such.
+///
+/// # Errors
+/// [`RecommendError`] for runs that fail other than with [`SimError::Unsupported`].
+pub fn proxy_mode_crossover(
+    base: &Scenario,
+    modes: &[&str],
+    service_counts: &[u64],
+    threads: NonZeroUsize,
+) -> Result<Crossover, RecommendError> {
+    let mut all: Vec<&str> = vec!["iptables"];
+    all.extend(modes.iter().filter(|m| **m != "iptables"));
+    let mut jobs = Vec::new();
+    for &m in &all {
+        for &n in service_counts {
+            jobs.push(derive(
+                base,
+                &format!("{m} with {n} Services"),
+                &[
+                    format!("kubeProxy.mode={m}"),
+                    format!("backgroundServices.count={n}"),
+                ],
+            )?);
+        }
+    }
+    let outs = run_jobs(&jobs, threads, &|_, _| {});
+    let mut cells = Vec::new();
+    for ((job, out), (m, n)) in jobs.iter().zip(outs).zip(
+        all.iter()
+            .flat_map(|m| service_counts.iter().map(move |n| (*m, *n))),
+    ) {
+        cells.push(match out {
+            Ok(o) => ModeCell {
+                mode: m.to_owned(),
+                services: n,
+                busy_core_s: Some(o.report.nodes.iter().map(|x| x.cpu.busy_core_s).sum()),
+                rules_per_new_connection: o.report.nodes.first().map(|x| x.rules.mean_per_new_connection),
+                p99_ms: Some(o.report.latency_ms.p99),
+                not_simulated: None,
+            },
+            Err(SimError::Unsupported { what }) => ModeCell {
+                mode: m.to_owned(),
+                services: n,
+                busy_core_s: None,
+                rules_per_new_connection: None,
+                p99_ms: None,
+                not_simulated: Some(what),
+            },
+            Err(source) => {
+                return Err(RecommendError::Sim {
+                    what: job.label.clone(),
+                    source,
+                });
+            }
+        });
+    }
+    let busy = |m: &str, n: u64| {
+        cells
+            .iter()
+            .find(|c| c.mode == m && c.services == n)
+            .and_then(|c| c.busy_core_s)
+    };
+    let crossover = all
+        .iter()
+        .skip(1)
+        .map(|&m| {
+            let at = service_counts
+                .iter()
+                .copied()
+                .find(|&n| matches!((busy(m, n), busy("iptables", n)), (Some(a), Some(b)) if a < b));
+            (m.to_owned(), at)
+        })
+        .collect();
+    Ok(Crossover { cells, crossover })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Scenario {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.yaml");
+        Scenario::load(path, &[Override::parse("duration=2s").unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn headroom_outside_the_range_is_refused() {
+        let t = NonZeroUsize::MIN;
+        assert!(matches!(
+            conntrack(&small(), -1.0, t),
+            Err(RecommendError::Headroom(_))
+        ));
+        assert!(matches!(
+            pool(&small(), 7, 10.0, t),
+            Err(RecommendError::NoWorkload(7))
+        ));
+    }
+
+    #[test]
+    fn unsupported_proxy_modes_are_reported_not_failed() {
+        let c = proxy_mode_crossover(&small(), &["ipvs"], &[10], NonZeroUsize::MIN).unwrap();
+        assert_eq!(c.cells.len(), 2);
+        assert!(c.cells[0].busy_core_s.is_some(), "iptables runs");
+        let text = c.render_text();
+        assert!(text.contains("iptables"), "{text}");
+    }
+}

@@ -1,0 +1,732 @@
+//! `sweep`: a grid of runs over one or more numeric fields, every point with every seed,
+//! in parallel; output as rows (CSV, JSON) and charts (a line chart for one parameter, a
+//! heatmap for two).
+//!
+//! Rows are numbered in grid order (the last parameter varies fastest, then the seed),
+//! and row `i` belongs to shard `i mod N`, so `--shard K/N` slices can run anywhere (a
+//! Kubernetes Indexed Job) and [`merge`] puts them back into exactly what one unsharded
+//! run writes. Shards carry the scenario's [`Scenario::fingerprint`], the grid and the
+//! seeds, and `merge` refuses slices of different sweeps, duplicates and gaps.
+
+use std::fmt::Write as _;
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Serialize};
+
+use super::knob::{Knob, KnobError};
+use super::runner::{Job, run_jobs};
+use crate::report::svg::{Heatmap, LineChart, Series};
+use crate::scenario::{Override, Scenario, ScenarioError};
+use crate::sim::SimError;
+
+/// Schema version of [`Sweep`]'s JSON.
+pub const SWEEP_SCHEMA_VERSION: u32 = 1;
+
+/// Largest grid (points × seeds) a sweep accepts.
+pub const MAX_ROWS: usize = 100_000;
+
+/// Why a sweep's arguments, run or shards are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// `--param` is not `PATH=FROM..TO[:STEPS][:log]`.
+    #[error("--param {text}: {message}")]
+    BadParam {
+        /// The argument.
+        text: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `--shard` is not `K/N` with K < N.
+    #[error("--shard {0}: expected K/N with 0 <= K < N (K is JOB_COMPLETION_INDEX, 0-based)")]
+    BadShard(String),
+    /// The grid is empty or too large.
+    #[error("the grid has {0} runs; a sweep runs 1 to {MAX_ROWS}")]
+    GridSize(usize),
+    /// A grid point does not make a valid scenario.
+    #[error("{point}: {source}")]
+    Point {
+        /// The point's overrides.
+        point: String,
+        /// Why.
+        source: ScenarioError,
+    },
+    /// A run failed other than with an unsupported feature.
+    #[error("{point}: {source}")]
+    Sim {
+        /// The point's overrides.
+        point: String,
+        /// Why.
+        source: SimError,
+    },
+    /// Shards that cannot be merged.
+    #[error("merge: {0}")]
+    Merge(String),
+}
+
+/// One swept field: its knob and its values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    /// The argument as given.
+    pub text: String,
+    /// Override paths set to each value.
+    pub paths: Vec<String>,
+    /// The values, as override text.
+    pub values: Vec<String>,
+    /// The values in report units (requests/s for rates), for charts.
+    pub numeric: Vec<f64>,
+}
+
+/// Parses `PATH[,PATH...]=FROM..TO[:STEPS][:log]` against `base` (the field's kind comes
+/// from the scenario, or from `FROM`). `STEPS` (default 10) counts points, ends
+/// included; `log` spaces them geometrically.
+///
+/// # Errors
+/// [`SweepError::BadParam`] naming the argument.
+///
+/// ```
+/// use k8s_netsim::scenario::Scenario;
+/// use k8s_netsim::study::sweep::parse_param;
+/// let s = Scenario::load("scenarios/flash-sale.yaml", &[]).unwrap();
+/// let p = parse_param(&s, "workloads.0.rate=1k/s..2k/s:5").unwrap();
+/// assert_eq!(p.values, ["1k/s", "1250/s", "1500/s", "1750/s", "2k/s"]);
+/// ```
+pub fn parse_param(base: &Scenario, text: &str) -> Result<Param, SweepError> {
+    let bad = |message: String| SweepError::BadParam {
+        text: text.to_owned(),
+        message,
+    };
+    let (paths, spec) = text.split_once('=').ok_or_else(|| {
+        bad("expected PATH=FROM..TO[:STEPS][:log] (e.g. workloads.0.rate=1k/s..30k/s:20)".into())
+    })?;
+    let paths: Vec<String> = paths
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut parts = spec.split(':');
+    let range = parts.next().unwrap_or_default();
+    let mut steps = 10usize;
+    let mut log = false;
+    for p in parts {
+        match p.trim() {
+            "log" => log = true,
+            n => {
+                steps = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|s| *s >= 2)
+                    .ok_or_else(|| bad(format!("`{n}` is not a number of steps (2 or more) or `log`")))?;
+            }
+        }
+    }
+    let hint = range.split_once("..").map(|(lo, _)| lo.trim());
+    let knob = Knob::resolve(base, &paths, hint).map_err(|e: KnobError| bad(e.to_string()))?;
+    let (lo, hi) = knob.parse_range(range).map_err(|e| bad(e.to_string()))?;
+    knob.overrides(lo).map_err(bad)?;
+    let mut values: Vec<u64> = (0..steps)
+        .map(|i| grid_value(lo, hi, i, steps, log, knob.quantum(hi - lo)))
+        .collect();
+    values.dedup();
+    Ok(Param {
+        text: text.to_owned(),
+        paths: knob.paths.clone(),
+        values: values.iter().map(|v| knob.format(*v)).collect(),
+        numeric: values.iter().map(|v| knob.as_f64(*v)).collect(),
+    })
+}
+
+/// Point `i` of `steps` from `lo` to `hi`, on multiples of `quantum` (ends exact).
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn grid_value(lo: u64, hi: u64, i: usize, steps: usize, log: bool, quantum: u64) -> u64 {
+    if i == 0 {
+        return lo;
+    }
+    if i + 1 == steps {
+        return hi;
+    }
+    let v = if log && lo > 0 {
+        let f = i as f64 / (steps - 1) as f64;
+        ((lo as f64).ln() + f * ((hi as f64).ln() - (lo as f64).ln()))
+            .exp()
+            .round() as u64
+    } else {
+        let span = u128::from(hi - lo) * i as u128 / (steps - 1) as u128;
+        lo + u64::try_from(span).unwrap_or(0)
+    };
+    let q = quantum.max(1);
+    ((v + q / 2) / q * q).clamp(lo, hi)
+}
+
+/// `K/N`: this process runs rows `i` with `i mod N == K`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, 0-based.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `K/N`.
+    ///
+    /// # Errors
+    /// [`SweepError::BadShard`].
+    pub fn parse(text: &str) -> Result<Shard, SweepError> {
+        let bad = || SweepError::BadShard(text.to_owned());
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (k, n) = (
+            k.trim().parse::<u32>().map_err(|_| bad())?,
+            n.trim().parse::<u32>().map_err(|_| bad())?,
+        );
+        if n == 0 || k >= n {
+            return Err(bad());
+        }
+        Ok(Shard { index: k, count: n })
+    }
+
+    fn owns(self, row: usize) -> bool {
+        row % self.count as usize == self.index as usize
+    }
+}
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Position in the grid (points in order, seeds fastest).
+    pub index: usize,
+    /// The parameters' values, as override text.
+    pub values: Vec<String>,
+    /// The seed.
+    pub seed: u64,
+    /// First counter to rise (`drop`, `insert_failed`, `early_drop`, `none`), or
+    /// `not simulated` when this build cannot run the point.
+    pub verdict: String,
+    /// When, seconds.
+    pub verdict_at_s: Option<f64>,
+    /// Highest `nf_conntrack_count` over nodes.
+    pub count_peak: u64,
+    /// `nf_conntrack_max` of the node with that peak.
+    pub max: u64,
+    /// `drop`, summed over nodes.
+    pub drop: u64,
+    /// `insert_failed`, summed over nodes.
+    pub insert_failed: u64,
+    /// `early_drop`, summed over nodes.
+    pub early_drop: u64,
+    /// Median latency of successful requests, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+    /// Requests failed after all retries.
+    pub failed: u64,
+    /// Highest CPU use over nodes, percent.
+    pub cpu_peak_pct: f64,
+}
+
+/// A sweep, or one shard of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// [`SWEEP_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Scenario file.
+    pub scenario: String,
+    /// [`Scenario::fingerprint`] of the scenario after `--set`.
+    pub fingerprint: String,
+    /// The swept fields.
+    pub params: Vec<Param>,
+    /// Seeds run at every point.
+    pub seeds: Vec<u64>,
+    /// The shard this document holds; `None` for a whole sweep.
+    pub shard: Option<Shard>,
+    /// Rows, by index.
+    pub rows: Vec<Row>,
+}
+
+/// Every grid point as one value index per parameter, in row order.
+fn points(params: &[Param]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new()];
+    for p in params {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                (0..p.values.len()).map(move |i| {
+                    let mut v = prefix.clone();
+                    v.push(i);
+                    v
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+impl Sweep {
+    /// Runs the grid (or the rows of `shard`) on `threads`; `on_done(done, total)` is
+    /// called per finished run (progress only).
+    ///
+    /// # Errors
+    /// [`SweepError`] for an empty or oversized grid, a point that does not validate, or
+    /// a run that fails other than with [`SimError::Unsupported`] (recorded as a
+    /// `not simulated` row).
+    pub fn run(
+        base: &Scenario,
+        params: Vec<Param>,
+        seeds: Vec<u64>,
+        shard: Option<Shard>,
+        threads: NonZeroUsize,
+        on_done: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Sweep, SweepError> {
+        let grid = points(&params);
+        let total = grid.len() * seeds.len();
+        if total == 0 || total > MAX_ROWS {
+            return Err(SweepError::GridSize(total));
+        }
+        let mut jobs = Vec::new();
+        let mut meta: Vec<(usize, Vec<String>, u64)> = Vec::new();
+        for (p, point) in grid.iter().enumerate() {
+            for (k, &seed) in seeds.iter().enumerate() {
+                let index = p * seeds.len() + k;
+                if shard.is_some_and(|s| !s.owns(index)) {
+                    continue;
+                }
+                let values: Vec<String> = params
+                    .iter()
+                    .zip(point)
+                    .map(|(param, &i)| param.values[i].clone())
+                    .collect();
+                let mut set = Vec::new();
+                for (param, v) in params.iter().zip(&values) {
+                    for path in &param.paths {
+                        set.push(format!("{path}={v}"));
+                    }
+                }
+                set.push(format!("seed={seed}"));
+                let label = set.join(" ");
+                let overrides = set
+                    .iter()
+                    .map(|t| Override::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| SweepError::BadParam {
+                        text: label.clone(),
+                        message: e.to_string(),
+                    })?;
+                let scenario = base
+                    .with_overrides(&overrides)
+                    .map_err(|source| SweepError::Point {
+                        point: label.clone(),
+                        source,
+                    })?;
+                jobs.push(Job { label, scenario });
+                meta.push((index, values, seed));
+            }
+        }
+        let outcomes = run_jobs(&jobs, threads, on_done);
+        let mut rows = Vec::with_capacity(jobs.len());
+        for ((job, (index, values, seed)), out) in jobs.iter().zip(meta).zip(outcomes) {
+            let row = match out {
+                Ok(o) => row_of(index, values, seed, &o.report),
+                Err(SimError::Unsupported { what }) => Row {
+                    verdict: format!("not simulated ({what})"),
+                    ..row_of(index, values, seed, &empty_report())
+                },
+                Err(source) => {
+                    return Err(SweepError::Sim {
+                        point: job.label.clone(),
+                        source,
+                    });
+                }
+            };
+            rows.push(row);
+        }
+        Ok(Sweep {
+            schema_version: SWEEP_SCHEMA_VERSION,
+            scenario: base.file.clone(),
+            fingerprint: base.fingerprint(),
+            params,
+            seeds,
+            shard,
+            rows,
+        })
+    }
+
+    /// Rows as CSV: `index`, one column per parameter, `seed`, then the metrics.
+    #[must_use]
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("index");
+        for p in &self.params {
+            let _ = write!(s, ",{}", p.paths.join("+"));
+        }
+        s.push_str(",seed,verdict,verdict_at_s,count_peak,max,drop,insert_failed,early_drop,p50_ms,p99_ms,sent,timeouts,failed,cpu_peak_pct\n");
+        for r in &self.rows {
+            let _ = write!(s, "{}", r.index);
+            for v in &r.values {
+                let _ = write!(s, ",{v}");
+            }
+            let _ = writeln!(
+                s,
+                ",{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{:.2}",
+                r.seed,
+                r.verdict.replace(',', ";"),
+                r.verdict_at_s.map_or_else(String::new, |t| format!("{t:.3}")),
+                r.count_peak,
+                r.max,
+                r.drop,
+                r.insert_failed,
+                r.early_drop,
+                r.p50_ms,
+                r.p99_ms,
+                r.sent,
+                r.timeouts,
+                r.failed,
+                r.cpu_peak_pct
+            );
+        }
+        s
+    }
+
+    /// The rows' mean over seeds of `f` at every grid point, in point order.
+    #[allow(clippy::cast_precision_loss)]
+    fn means(&self, f: fn(&Row) -> f64) -> Vec<Option<f64>> {
+        let n = self.seeds.len().max(1);
+        let points = self.rows.last().map_or(0, |r| r.index / n + 1);
+        let mut sum = vec![(0.0, 0usize); points];
+        for r in &self.rows {
+            let slot = &mut sum[r.index / n];
+            slot.0 += f(r);
+            slot.1 += 1;
+        }
+        sum.into_iter()
+            .map(|(s, c)| (c > 0).then(|| s / c as f64))
+            .collect()
+    }
+
+    /// Charts of the metrics against the parameters (mean over seeds): line charts for
+    /// one parameter, heatmaps for two, none for more.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn charts(&self) -> Vec<(String, String)> {
+        let metrics: [(&str, &str, RowMetric); 4] = [
+            ("drops", "drop + insert_failed", |r| {
+                (r.drop + r.insert_failed) as f64
+            }),
+            ("p99", "p99 latency (ms)", |r| r.p99_ms),
+            ("peak-count", "peak nf_conntrack_count", |r| r.count_peak as f64),
+            ("timeouts", "timeouts", |r| r.timeouts as f64),
+        ];
+        let mut out = Vec::new();
+        match self.params.as_slice() {
+            [p] => {
+                for (file, label, f) in metrics {
+                    let points = p
+                        .numeric
+                        .iter()
+                        .zip(self.means(f))
+                        .filter_map(|(x, y)| y.map(|y| (*x, y)))
+                        .collect();
+                    out.push((
+                        format!("sweep-{file}.svg"),
+                        LineChart {
+                            title: format!("{label} vs {}", p.paths.join(",")),
+                            x_label: p.paths.join(","),
+                            y_label: label.to_owned(),
+                            series: vec![Series {
+                                name: format!("mean of {} seeds", self.seeds.len()),
+                                points,
+                                dashed: false,
+                            }],
+                            log_y: false,
+                        }
+                        .render(),
+                    ));
+                }
+            }
+            [px, py] => {
+                for (file, label, f) in metrics {
+                    let m = self.means(f);
+                    let nx = px.values.len();
+                    // Points run y-major (the last parameter fastest): index = ix * ny + iy.
+                    let cells = (0..py.values.len())
+                        .map(|iy| {
+                            (0..nx)
+                                .map(|ix| m.get(ix * py.values.len() + iy).copied().flatten())
+                                .collect()
+                        })
+                        .collect();
+                    out.push((
+                        format!("sweep-{file}-heatmap.svg"),
+                        Heatmap {
+                            title: format!("{label} (mean of {} seeds)", self.seeds.len()),
+                            x_label: px.paths.join(","),
+                            y_label: py.paths.join(","),
+                            x_values: px.values.clone(),
+                            y_values: py.values.clone(),
+                            cells,
+                        }
+                        .render(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// A short text summary: one line per grid point (first seed's verdict, worst p99).
+    #[must_use]
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: sweep of {} ({} runs{})",
+            self.scenario,
+            self.params
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" x "),
+            self.rows.len(),
+            self.shard
+                .map_or_else(String::new, |sh| format!(", shard {}/{}", sh.index, sh.count))
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{:>5}  {}  seed {}  {}{}  peak {}/{}  drop {}  insert_failed {}  p99 {:.1} ms  timeouts {}",
+                r.index,
+                r.values.join(" "),
+                r.seed,
+                r.verdict,
+                r.verdict_at_s
+                    .map_or_else(String::new, |t| format!(" at {t:.3}s")),
+                r.count_peak,
+                r.max,
+                r.drop,
+                r.insert_failed,
+                r.p99_ms,
+                r.timeouts
+            );
+        }
+        s
+    }
+}
+
+/// Reads one number off a row (charts).
+type RowMetric = fn(&Row) -> f64;
+
+/// Joins the shards of one sweep into the document an unsharded run writes.
+///
+/// # Errors
+/// [`SweepError::Merge`] when the shards differ in scenario, grid, seeds or shard count,
+/// repeat a shard, miss one, or hold rows that are not theirs.
+pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
+    let err = |m: String| Err(SweepError::Merge(m));
+    let Some(first) = shards.first().cloned() else {
+        return err("no shards given".into());
+    };
+    let Some(count) = first.shard.map(|s| s.count) else {
+        return err("the first file is a whole sweep, not a shard".into());
+    };
+    shards.sort_by_key(|s| s.shard.map(|x| x.index));
+    let mut seen = vec![false; count as usize];
+    for s in &shards {
+        if s.fingerprint != first.fingerprint {
+            return err(format!(
+                "shards of different scenarios ({} fingerprint {} vs {} fingerprint {})",
+                first.scenario, first.fingerprint, s.scenario, s.fingerprint
+            ));
+        }
+        if s.params != first.params || s.seeds != first.seeds || s.schema_version != first.schema_version {
+            return err("shards of different grids or seeds".into());
+        }
+        let Some(sh) = s.shard.filter(|x| x.count == count) else {
+            return err(format!("a file is not one of {count} shards"));
+        };
+        if std::mem::replace(&mut seen[sh.index as usize], true) {
+            return err(format!("shard {}/{count} given twice", sh.index));
+        }
+        if let Some(r) = s.rows.iter().find(|r| !sh.owns(r.index)) {
+            return err(format!(
+                "shard {}/{count} holds row {}, not its own",
+                sh.index, r.index
+            ));
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return err(format!("shard {missing}/{count} is missing"));
+    }
+    let mut rows: Vec<Row> = shards.into_iter().flat_map(|s| s.rows).collect();
+    rows.sort_by_key(|r| r.index);
+    let total = points(&first.params).len() * first.seeds.len();
+    if rows.len() != total || rows.iter().enumerate().any(|(i, r)| r.index != i) {
+        return err(format!(
+            "the shards hold {} rows of a {total}-run grid",
+            rows.len()
+        ));
+    }
+    Ok(Sweep {
+        shard: None,
+        rows,
+        ..first
+    })
+}
+
+fn row_of(index: usize, values: Vec<String>, seed: u64, r: &crate::report::Report) -> Row {
+    let sum = |f: fn(&crate::report::NodeReport) -> u64| r.nodes.iter().map(f).sum();
+    let peak = r.nodes.iter().max_by_key(|n| n.conntrack.count_peak);
+    Row {
+        index,
+        values,
+        seed,
+        verdict: r.verdict.kind.clone(),
+        verdict_at_s: r.verdict.at_s,
+        count_peak: peak.map_or(0, |n| n.conntrack.count_peak),
+        max: peak.map_or(0, |n| n.conntrack.max),
+        drop: sum(|n| n.conntrack.stats.drop),
+        insert_failed: sum(|n| n.conntrack.stats.insert_failed),
+        early_drop: sum(|n| n.conntrack.stats.early_drop),
+        p50_ms: r.latency_ms.p50,
+        p99_ms: r.latency_ms.p99,
+        sent: r.requests.sent,
+        timeouts: r.requests.timeouts,
+        failed: r.requests.failed,
+        cpu_peak_pct: r.nodes.iter().map(|n| n.cpu.peak_pct).fold(0.0, f64::max),
+    }
+}
+
+fn empty_report() -> crate::report::Report {
+    crate::report::Report {
+        schema_version: crate::report::SCHEMA_VERSION,
+        scenario: String::new(),
+        seed: 0,
+        kernel: String::new(),
+        proxy_mode: String::new(),
+        duration_s: 0.0,
+        verdict: crate::report::Verdict {
+            kind: String::new(),
+            node: None,
+            at_s: None,
+            text: String::new(),
+            cause: String::new(),
+        },
+        nodes: Vec::new(),
+        latency_ms: crate::report::LatencyReport::default(),
+        requests: crate::report::RequestReport::default(),
+        dns: crate::report::DnsReport::default(),
+        workloads: Vec::new(),
+        engine: crate::report::EngineReport::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Scenario {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.yaml");
+        Scenario::load(path, &[Override::parse("duration=1s").unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn params_parse_linear_and_log_grids_with_exact_ends() {
+        let s = small();
+        let p = parse_param(&s, "workloads.0.rate=100/s..1k/s:4").unwrap();
+        assert_eq!(p.values, ["100/s", "400/s", "700/s", "1k/s"]);
+        assert_eq!(p.numeric, [100.0, 400.0, 700.0, 1_000.0]);
+        let p = parse_param(&s, "workloads.0.rate=100/s..10k/s:3:log").unwrap();
+        assert_eq!(p.values, ["100/s", "1k/s", "10k/s"]);
+        let p = parse_param(&s, "nodes.0.sysctl.net.netfilter.nf_conntrack_max=1000..1003:10").unwrap();
+        assert_eq!(
+            p.values,
+            ["1000", "1001", "1002", "1003"],
+            "integers stay whole, no repeats"
+        );
+    }
+
+    #[test]
+    fn malformed_params_and_shards_are_named_errors() {
+        let s = small();
+        for bad in [
+            "workloads.0.rate",
+            "workloads.0.rate=1k/s",
+            "workloads.0.rate=2k/s..1k/s",
+            "workloads.0.rate=1k/s..2k/s:1",
+            "workloads.0.rate=1k/s..2k/s:x",
+            "workloads.0.rate=1000..2000",
+        ] {
+            let e = parse_param(&s, bad).unwrap_err();
+            assert!(matches!(e, SweepError::BadParam { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+        assert_eq!(Shard::parse("2/4").unwrap(), Shard { index: 2, count: 4 });
+        for bad in ["4/4", "1", "a/2", "0/0"] {
+            assert!(matches!(Shard::parse(bad), Err(SweepError::BadShard(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_or_two_threads_and_merged_shards_give_the_same_bytes() {
+        let s = small();
+        let params = vec![
+            parse_param(&s, "workloads.0.rate=100/s..300/s:3").unwrap(),
+            parse_param(&s, "nodes.0.sysctl.net.netfilter.nf_conntrack_max=200..400:2").unwrap(),
+        ];
+        let seeds = vec![1, 2];
+        let run = |threads: usize, shard| {
+            Sweep::run(
+                &s,
+                params.clone(),
+                seeds.clone(),
+                shard,
+                NonZeroUsize::new(threads).unwrap(),
+                &|_, _| {},
+            )
+            .unwrap()
+        };
+        let one = run(1, None);
+        let two = run(2, None);
+        assert_eq!(one.rows.len(), 12);
+        let json = |s: &Sweep| serde_json::to_string_pretty(s).unwrap();
+        assert_eq!(json(&one), json(&two));
+        assert_eq!(one.to_csv(), two.to_csv());
+        assert_eq!(one.charts(), two.charts());
+        assert_eq!(one.charts().len(), 4, "heatmaps for two parameters");
+        // The rows differ across the grid (a sweep that varies nothing would pass above).
+        assert!(one.rows[0].sent < one.rows[11].sent);
+        // Shards, serialised and read back as merge does, in any order.
+        let shards: Vec<Sweep> = [2, 0, 1]
+            .into_iter()
+            .map(|k| {
+                let sh = run(1, Some(Shard { index: k, count: 3 }));
+                serde_json::from_str(&json(&sh)).unwrap()
+            })
+            .collect();
+        let merged = merge(shards.clone()).unwrap();
+        assert_eq!(json(&merged), json(&one));
+        assert_eq!(merged.to_csv(), one.to_csv());
+        // Missing, repeated and foreign shards are refused.
+        assert!(
+            merge(shards[..2].to_vec())
+                .unwrap_err()
+                .to_string()
+                .contains("missing")
+        );
+        let twice = vec![shards[0].clone(), shards[0].clone(), shards[1].clone()];
+        assert!(merge(twice).unwrap_err().to_string().contains("twice"));
+        let mut foreign = shards.clone();
+        foreign[1].fingerprint = "other".into();
+        assert!(
+            merge(foreign)
+                .unwrap_err()
+                .to_string()
+                .contains("different scenarios")
+        );
+    }
+}
