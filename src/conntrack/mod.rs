@@ -22,7 +22,7 @@
 //! - observables: per-CPU counters per namespace, counts, `conntrack -S`/`-L` text, the
 //!   rate-limited "table full" log line.
 //!
-//! What is not modelled (see `docs/model/conntrack.md` for the full list): TCP window
+//! What is not modelled (see `docs/model.md` for the full list): TCP window
 //! and sequence tracking (`tcp_in_window`), hence the RETRANS/UNACK timeout caps and
 //! out-of-window `invalid`; zones, expectations, helpers, ctnetlink inserts (`insert`
 //! stays 0), ICMP error tracking (`error` stays 0), RCU restarts (`search_restart` stays

@@ -555,10 +555,10 @@ impl NetnsPath {
                     nat = DstNat::To { addr, port };
                 }
             }
-            // nftables (its nat-prerouting chain at priority dstnat, -100) or IPVS decide
-            // the first packet of a flow received from a pod or the wire.
+            // nftables (its nat-prerouting / nat-output chains at priority dstnat, -100) or
+            // IPVS (ip_vs_in at PREROUTING/LOCAL_IN, ip_vs_local_request4 at LOCAL_OUT)
+            // decide the first packet of a flow, received or locally generated.
             if nat == DstNat::Null
-                && first_hook == Hook::Prerouting
                 && let Some(np) = &mut self.proxy
             {
                 let fp = match &mut np.imp {

@@ -20,7 +20,7 @@
 //! timeout, one attempt), EDNS, the server side (CoreDNS capacity belongs to the
 //! simulation; [`AnswerSource`] separates cluster from upstream answers for its cost
 //! model), negative-caching TTL policy (the caller picks TTLs). See
-//! `docs/model/dns.md`.
+//! `docs/model.md`.
 
 mod cache;
 mod lookup;

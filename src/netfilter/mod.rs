@@ -13,7 +13,7 @@
 //! Not modelled: IPv6, rule counters, matches and targets outside the list above (an import
 //! names them as errors), hook restrictions of targets (DNAT outside PREROUTING/OUTPUT is
 //! accepted), and the hidden chain-tail entries of the kernel blob (not counted in
-//! `rules_evaluated`). See `docs/model/netfilter.md`.
+//! `rules_evaluated`). See `docs/model.md`.
 
 pub mod eval;
 pub mod export;

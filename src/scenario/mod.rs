@@ -12,7 +12,7 @@
 //! `--set` [`Override`]s are applied to the value tree before stage 1.
 //!
 //! Not modelled here: anything about running the simulation. The format reference is
-//! `docs/scenario-format.md`; simplifications are listed in `docs/model/scenario.md`.
+//! `docs/scenario-format.md`; simplifications are listed in `docs/model.md`.
 
 pub mod file;
 

@@ -17,7 +17,7 @@
 //! touch, so an LRU insert never fails), the BPF NAT map, DSR and hybrid modes, session
 //! affinity, topology-aware hints, policy, Cilium's separate ingress/egress CT entries (one
 //! entry per flow here), the GC's expected-vs-actual interval correction. See
-//! `docs/model/modes.md`.
+//! `docs/model.md`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};

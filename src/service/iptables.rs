@@ -18,7 +18,6 @@ use crate::netfilter::{
     Rule, Ruleset, TableKind, Target,
 };
 use crate::packet::{Cidr, Proto};
-use crate::rng::SimRng;
 
 /// The order of Services in the generated chains.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +46,19 @@ const NFACCT_INVALID: &str = "ct_state_invalid_dropped_pkts";
 const NFACCT_LOCALHOST_NP: &str = "localhost_nps_accepted_pkts";
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// A seeded 64-bit key for `name` (FNV-1a folded into splitmix64's finaliser).
+fn order_key(seed: u64, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// The first 16 characters of `base32(sha256(text))` (kube-proxy's `portProtoHash`).
 #[must_use]
@@ -260,13 +272,14 @@ pub fn generate_with(services: &[ServicePort], cfg: &ProxyConfig, order: Service
     match order {
         ServiceOrder::ByName => ordered.sort_by_cached_key(|s| s.name_string()),
         ServiceOrder::Shuffled { seed } => {
-            ordered.sort_by_cached_key(|s| s.name_string());
-            let mut rng = SimRng::stream(seed, "kube-proxy/service-order");
-            for i in (1..ordered.len()).rev() {
-                #[allow(clippy::cast_possible_truncation)]
-                let j = rng.below(i as u64 + 1) as usize;
-                ordered.swap(i, j);
-            }
+            // Each Service port gets a seeded random key from its own name, like a Go
+            // map's per-key hash: adding or removing a Service does not move the others
+            // relative to each other (a variant that adds kube-dns's TCP port must not
+            // reshuffle every other Service).
+            ordered.sort_by_cached_key(|s| {
+                let name = s.name_string();
+                (order_key(seed, &name), name)
+            });
         }
     }
     let plans: Vec<Plan<'_>> = ordered.iter().filter_map(|s| plan(s, cfg)).collect();

@@ -17,7 +17,7 @@
 //! modelled: persistence (ClientIP affinity templates), weights other than 1, the `wrr`,
 //! `wlc`, `dh`, `sed`, `nq`, `mh` schedulers, LoadBalancer source ranges (their
 //! `hash:ip,port,net` set), SCTP, IPv6, `strictARP`, graceful termination timers. See
-//! `docs/model/modes.md`.
+//! `docs/model.md`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};

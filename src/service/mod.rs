@@ -29,7 +29,7 @@
 //! [`ipvs::IpvsProxy::packet`] (IPVS connection table) and [`ebpf::EbpfProxy::packet`] (BPF
 //! CT map). Where each mode sits in the hook order (IPVS at LOCAL_IN with the virtual IPs on
 //! `kube-ipvs0`, nftables as base chains at the iptables priorities, eBPF at `connect()`
-//! before any packet exists) is described in `docs/model/modes.md`.
+//! before any packet exists) is described in `docs/model.md`.
 
 pub mod ebpf;
 pub mod iptables;

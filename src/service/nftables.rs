@@ -18,7 +18,7 @@
 //! via the `no-endpoint-*` maps), unallocated ClusterIPs (`cluster-ips-check`),
 //! `--masquerade-all`. Not modelled: IPv6 (`ip6 kube-proxy`), `internalTrafficPolicy`,
 //! terminating endpoints, partial syncs and stale-chain flushing, the 127.0.0.1 NodePort
-//! (nftables mode never accepts it), SCTP. See `docs/model/modes.md`.
+//! (nftables mode never accepts it), SCTP. See `docs/model.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1214,6 +1214,18 @@ impl NodeSim {
     fn socket_lb(&mut self, pod: u32, target: SocketAddrV4) -> Option<SocketAddrV4> {
         let p = &self.world.pods[pod as usize];
         let (ip, node) = (p.ip, usize::from(p.node));
+        self.socket_lb_on(node, ip, target, Proto::Tcp)
+    }
+
+    /// [`Self::socket_lb`] for a socket of `proto` bound to `ip` on `node` (a pod or the
+    /// host namespace: Cilium's cgroup hooks cover both by default).
+    fn socket_lb_on(
+        &mut self,
+        node: usize,
+        ip: Ipv4Addr,
+        target: SocketAddrV4,
+        proto: Proto,
+    ) -> Option<SocketAddrV4> {
         let c = self.sc.cost;
         let nd = &mut self.world.nodes[node];
         let Some(np) = nd.host.proxy.as_mut() else {
@@ -1222,10 +1234,7 @@ impl NodeSim {
         let ProxyImpl::Ebpf(e) = &mut np.imp else {
             return Some(target);
         };
-        let fp = e.socket_connect(
-            Tuple::new(Proto::Tcp, ip, 0, *target.ip(), target.port()),
-            &mut np.rng,
-        );
+        let fp = e.socket_connect(Tuple::new(proto, ip, 0, *target.ip(), target.port()), &mut np.rng);
         np.connect_cost += fp.cost;
         let ns = c.per_hash_lookup.saturating_mul(u64::from(fp.cost.hash_lookups))
             + c.per_scheduler_op
@@ -2224,10 +2233,21 @@ impl NodeSim {
                 return;
             }
         }
-        let kube_dns = self.world.kube_dns;
+        // In eBPF mode the cache's own connect() to the kube-dns ClusterIP goes through
+        // Cilium's socket LB like a pod's (host namespace included by default).
+        let (node_ip, force_tcp) = (self.nodelocal[node].node_ip, self.nodelocal[node].force_tcp);
+        let proto = if force_tcp { Proto::Tcp } else { Proto::Udp };
+        let Some(upstream) =
+            self.socket_lb_on(node, node_ip, SocketAddrV4::new(self.world.kube_dns, 53), proto)
+        else {
+            self.nodelocal[node].stats.upstream_timeouts += 1;
+            self.fwds.remove(fwd);
+            return;
+        };
+        let (kube_dns, dns_port) = (*upstream.ip(), upstream.port());
         let nl = &mut self.nodelocal[node];
         let (tuple, isn) = if nl.force_tcp {
-            match nl.sockets.connect(nl.node_ip, kube_dns, 53, now) {
+            match nl.sockets.connect(nl.node_ip, kube_dns, dns_port, now) {
                 Ok(c) => (c.tuple, c.isn),
                 Err(_) => {
                     // No local port: the forward fails; the pod's resolver retries.
@@ -2240,7 +2260,7 @@ impl NodeSim {
             let (lo, hi) = self.sc.nodes[node].sysctls.values.ip_local_port_range;
             let span = u64::from(hi.saturating_sub(lo)) + 1;
             let port = lo.saturating_add(u16::try_from(self.rng_client.below(span)).unwrap_or(0));
-            (Tuple::new(Proto::Udp, nl.node_ip, port, kube_dns, 53), 0)
+            (Tuple::new(Proto::Udp, nl.node_ip, port, kube_dns, dns_port), 0)
         };
         nl.stats.upstream_connections += 1;
         let host = nl.host;

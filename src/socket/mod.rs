@@ -19,7 +19,7 @@
 //! Not modelled: data transfer, FIN_WAIT_2 and its `tcp_fin_timeout`, the TIME_WAIT
 //! socket's own handling of a new SYN (`tcp_timewait_state_process`), SO_REUSEADDR /
 //! SO_REUSEPORT, `ip_local_reserved_ports`, `bind(0)`, IPv6, and the real siphash keys
-//! (a keyed 64-bit mix stands in). See `docs/model/socket.md`.
+//! (a keyed 64-bit mix stands in). See `docs/model.md`.
 
 mod listener;
 mod ports;

@@ -24,7 +24,7 @@
 //! address", policy routing (`ip rule`), multipath and route metrics, IPv6, reverse
 //! path filtering, ICMP errors (an unreachable destination is a [`RouteDecision`],
 //! not a packet), hairpin mode, and the outer (encapsulated) packet's own hooks,
-//! which [`PathLink::encap`] flags for the caller. See `docs/model/topology.md`.
+//! which [`PathLink::encap`] flags for the caller. See `docs/model.md`.
 //!
 //! The graph is a petgraph `StableGraph` (namespaces and one underlay "fabric" vertex
 //! as nodes, veth pairs and underlay attachments as edges) behind typed ids; no

@@ -20,7 +20,7 @@
 //! connections are taken from the recording, the rest are fresh), packet loss other
 //! than conntrack's, and any tuning of the model to the recordings: every constant a
 //! replay needs (race window, ports of failed connections, seeds) is documented in
-//! `docs/model/validation.md`. Disagreements are rows marked as such, with the reason in
+//! `docs/model.md`. Disagreements are rows marked as such, with the reason in
 //! the notes of `docs/validation.md`.
 
 mod check;

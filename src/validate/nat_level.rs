@@ -18,7 +18,7 @@ use std::path::Path;
 /// running" mode of the recorded gap distribution (4-30 µs; the next mode starts above
 /// 1 ms, when one thread had been descheduled). Any value between 30 µs and 1 ms
 /// changes the number of racing pairs by less than 2.5 %. See
-/// `docs/model/validation.md`.
+/// `docs/model.md`.
 pub(crate) const RACE_WINDOW_NS: i64 = 30_000;
 
 /// Experiment d: parallel UDP datagrams from one socket to a DNAT'd VIP.

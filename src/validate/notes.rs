@@ -158,9 +158,9 @@ pub(crate) const GROUP_NOTES: &[(&str, &str)] = &[
          connection) and `kubeProxy.mode=ipvs`. CPU is the client node's packet-processing time from the \
          cost model, as a share of one core. The scenario carries its own `cost:` section calibrated to \
          Tigera's testbed (three figures fit three constants: keep-alive -> perPacket 8 µs, IPVS -> \
-         perConntrackInsert 20 µs, iptables -> perRule 86 ns = (350 - 80) µs / 3,131 extra rules, the \
-         rules this Service's first packet tests in our kube-proxy layout; Tigera's older layout \
-         evaluated ~20,000, hence the 13 ns default): the rows check the fit and the mode ordering, the \
+         perConntrackInsert 20 µs, iptables -> perRule 54 ns = (350 - 80) µs / 5,009 extra rules, the \
+         rules this Service's first packet tests in our kube-proxy layout at the median KUBE-SERVICES \
+         position (seed 80); Tigera's older layout evaluated ~20,000, hence the 13 ns default): the rows check the fit and the mode ordering, the \
          keep-alive ratio is the independent check. The crossover near 1,000 Services is not checked.",
     ),
     (

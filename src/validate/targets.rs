@@ -338,7 +338,7 @@ pub(crate) fn v01() -> Result<Rows, ValidateError> {
 }
 
 /// The XING setup as a conntrack-level replay (every constant documented in
-/// `docs/model/validation.md`): `k` containers (own source address each) open
+/// `docs/model.md`): `k` containers (own source address each) open
 /// connections to one `ip:port` through MASQUERADE to the node address, each every
 /// 200 ms at a random phase, for 10 s; SYNs less than 2 µs apart race (both allocated
 /// and NATed before either confirms, on two CPUs). Returns insert_failed / SYNs.

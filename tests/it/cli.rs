@@ -249,3 +249,48 @@ fn compare_rejects_bad_variants_with_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn rules_format_nft_prints_kube_proxys_nftables_table_and_refuses_a_mismatch() {
+    let out = bin()
+        .args(["rules", "--format", "nft", "--services", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("table ip kube-proxy"), "{text}");
+    assert!(text.contains("vmap"), "{text}");
+    let out = bin()
+        .args([
+            "rules",
+            &root("scenarios/small.yaml"),
+            "--node",
+            "node-a",
+            "--format",
+            "nft",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubeProxy.mode"));
+    let out = bin()
+        .args([
+            "rules",
+            &root("scenarios/small.yaml"),
+            "--node",
+            "node-a",
+            "--format",
+            "nft",
+            "--set",
+            "kubeProxy.mode=nftables",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("table ip kube-proxy"));
+    let out = bin()
+        .args(["rules", "--mode", "iptables", "--format", "nft"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -37,10 +37,24 @@ fn flash_sale_drop_onset_is_the_analytic_fill_time() {
 }
 
 #[test]
-fn flash_sale_p99_shows_the_syn_retransmit_signature() {
+fn flash_sale_shows_the_syn_retransmit_signature() {
+    // Once the table is full, the requests that still succeed waited for a SYN
+    // retransmission (1 s on the 5.4 profile) or a retry.
     let r = run(&scenario("scenarios/flash-sale.yaml", &["duration=12s"]));
+    assert!(r.latency_ms.max >= 1000.0, "max {} ms", r.latency_ms.max);
+    assert!(r.nodes[0].sockets.syn_retransmits > 0);
+    assert!(r.requests.retries > 0);
+}
+
+#[test]
+fn the_bundled_flash_sale_storm_has_a_p99_above_one_second() {
+    // The whole 120 s storm as `cargo run -- run scenarios/flash-sale.yaml` replays it
+    // (the incident: P99 1.2 s): about 2 minutes in release.
+    let sc = scenario("scenarios/flash-sale.yaml", &[]);
+    assert_eq!(sc.duration.as_nanos(), 120_000_000_000);
+    let r = run(&sc);
     assert!(r.latency_ms.p99 >= 1000.0, "p99 {} ms", r.latency_ms.p99);
-    assert!(r.nodes[0].sockets.syn_retransmits > 0 || r.requests.retries > 0);
+    assert_eq!(r.verdict.kind, "drop");
 }
 
 #[test]

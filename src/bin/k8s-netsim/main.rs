@@ -79,6 +79,13 @@ enum Mode {
     Ipvs,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RulesFormat {
+    Auto,
+    Nft,
+    IptablesSave,
+}
+
 #[derive(clap::Args, Debug)]
 struct RulesArgs {
     /// Scenario file: print the ruleset of one of its nodes (with --node).
@@ -86,9 +93,13 @@ struct RulesArgs {
     /// Node of the scenario.
     #[arg(long)]
     node: Option<String>,
-    /// kube-proxy mode (synthetic cluster).
-    #[arg(long, value_enum, default_value = "iptables")]
-    mode: Mode,
+    /// kube-proxy mode (synthetic cluster; default iptables, or nftables with `--format nft`).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Output format: `auto` follows the mode (iptables-save for iptables and IPVS, `nft
+    /// list ruleset` text for nftables); `nft` and `iptables-save` insist on one.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: RulesFormat,
     /// Number of synthetic ClusterIP Services.
     #[arg(long, default_value_t = 10)]
     services: usize,
@@ -213,7 +224,29 @@ pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 fn rules(a: RulesArgs) -> anyhow::Result<()> {
     let text = match (&a.scenario, &a.node) {
         (Some(path), Some(node)) => {
+            if a.mode.is_some() {
+                return Err(BadInput(format!(
+                    "{}: --mode is for the synthetic cluster; a scenario's mode is kubeProxy.mode (--set kubeProxy.mode=...)",
+                    path.display()
+                ))
+                .into());
+            }
             let scenario = load(path, &parse_overrides(&a.set, None)?)?;
+            let mode = k8s_netsim::sim::proxy_mode_name(scenario.kube_proxy.mode);
+            let fits = match a.format {
+                RulesFormat::Auto => true,
+                RulesFormat::Nft => mode == "nftables",
+                RulesFormat::IptablesSave => mode != "nftables",
+            };
+            if !fits {
+                return Err(BadInput(format!(
+                    "{}: --format {} does not fit kubeProxy.mode `{mode}` (its rules are {}); use --set kubeProxy.mode=... or --format auto",
+                    path.display(),
+                    if a.format == RulesFormat::Nft { "nft" } else { "iptables-save" },
+                    if mode == "nftables" { "nft text" } else { "iptables-save" }
+                ))
+                .into());
+            }
             k8s_netsim::sim::node_rules(&scenario, node)
                 .map_err(|e| BadInput(format!("{}: {e}", path.display())))?
         }
@@ -225,11 +258,29 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
             .into());
         }
         (None, Some(_)) => return Err(BadInput("--node needs a scenario file".into()).into()),
-        (None, None) => match a.mode {
-            Mode::Iptables => cmd_rules::synthetic(a.services, a.endpoints, a.nodeport),
-            Mode::Nftables => cmd_rules::synthetic_nftables(a.services, a.endpoints, a.nodeport),
-            Mode::Ipvs => cmd_rules::synthetic_ipvs(a.services, a.endpoints, a.nodeport),
-        },
+        (None, None) => {
+            let mode = match (a.mode, a.format) {
+                (Some(m), _) => m,
+                (None, RulesFormat::Nft) => Mode::Nftables,
+                (None, _) => Mode::Iptables,
+            };
+            match (mode, a.format) {
+                (Mode::Nftables, RulesFormat::IptablesSave)
+                | (Mode::Iptables | Mode::Ipvs, RulesFormat::Nft) => {
+                    return Err(BadInput(format!(
+                        "--format {:?} does not fit --mode {mode:?} (nft text is nftables mode's; iptables-save is iptables and IPVS mode's)",
+                        a.format
+                    ))
+                    .into());
+                }
+                _ => {}
+            }
+            match mode {
+                Mode::Iptables => cmd_rules::synthetic(a.services, a.endpoints, a.nodeport),
+                Mode::Nftables => cmd_rules::synthetic_nftables(a.services, a.endpoints, a.nodeport),
+                Mode::Ipvs => cmd_rules::synthetic_ipvs(a.services, a.endpoints, a.nodeport),
+            }
+        }
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

@@ -193,7 +193,7 @@ fn rule_counts_match_kube_proxy_number_test() {
         (10, 0, true, 43, 5),
         // LoadBalancer with endpoints: kube-proxy's table has 16 / 19 / 43 / 115 / 145 / 385
         // (5 + 8S + 3E); the current proxier.go writes 9 nat rules per such Service (see
-        // docs/model/netfilter.md), so these rows are 5 + 9S + 3E.
+        // docs/model.md), so these rows are 5 + 9S + 3E.
         (1, 1, true, 4, 17),
         (1, 2, true, 4, 20),
         (1, 10, true, 4, 44),
