@@ -209,3 +209,20 @@ fn proxy_mode_crossover_finds_where_ipvs_and_nftables_beat_iptables() {
         );
     }
 }
+
+#[test]
+fn isolating_the_ingress_node_keeps_the_business_node_below_its_table() {
+    let base = scenario("scenarios/node-isolation.yaml", &[]);
+    let vs: Vec<_> = base.variants.clone();
+    let jobs = compare::jobs(&base, &vs).unwrap();
+    let outs = run_jobs(&jobs, NonZeroUsize::new(2).unwrap(), &|_, _| {});
+    let c = Comparison::new(&base, &vs, &jobs, outs).unwrap();
+    let (shared, isolated) = (report(&c, "baseline"), report(&c, "isolated"));
+    assert_eq!(shared.verdict.kind, "drop");
+    assert_eq!(shared.verdict.node.as_deref(), Some("node-a"));
+    assert_eq!(isolated.verdict.kind, "none");
+    let a = &isolated.nodes[0];
+    assert!(a.conntrack.count_peak < a.conntrack.max);
+    assert!(isolated.nodes[2].conntrack.count_peak > 0, "node-c now tracks the ingress flows");
+    assert!(isolated.latency_ms.p99 < 100.0 && shared.latency_ms.p99 >= 1000.0);
+}
