@@ -223,6 +223,9 @@ fn isolating_the_ingress_node_keeps_the_business_node_below_its_table() {
     assert_eq!(isolated.verdict.kind, "none");
     let a = &isolated.nodes[0];
     assert!(a.conntrack.count_peak < a.conntrack.max);
-    assert!(isolated.nodes[2].conntrack.count_peak > 0, "node-c now tracks the ingress flows");
+    assert!(
+        isolated.nodes[2].conntrack.count_peak > 0,
+        "node-c now tracks the ingress flows"
+    );
     assert!(isolated.latency_ms.p99 < 100.0 && shared.latency_ms.p99 >= 1000.0);
 }
