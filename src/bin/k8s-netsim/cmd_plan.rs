@@ -139,7 +139,7 @@ pub(crate) enum Topic {
     Conntrack,
     /// A keep-alive pool size and idle timeout for a workload.
     Pool,
-    /// SNAT source ports per destination (analytic).
+    /// SNAT source ports per destination (masqueradeAll): endpoints needed, verified by a re-run.
     Snat,
     /// Where IPVS / nftables start to cost less CPU than iptables.
     ProxyMode,
