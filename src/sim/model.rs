@@ -148,6 +148,9 @@ struct Flow {
     /// The request using it now.
     req: Option<u32>,
     server_pod: Option<u32>,
+    /// The client's address and port as the server saw them in the SYN (after any SNAT
+    /// on the way): where the server's own segments (FIN, ACK) go.
+    peer: Option<SocketAddrV4>,
     requests: u32,
     idle_since: SimTime,
 }
@@ -1188,6 +1191,7 @@ impl NodeSim {
             syn_timer: Some(timer),
             req: Some(req),
             server_pod: None,
+            peer: None,
             requests: 0,
             idle_since: now,
         });
@@ -1487,7 +1491,10 @@ impl NodeSim {
         let sp = f.server_pod?;
         let pod = &self.world.pods[sp as usize];
         let port = pod.listener.as_ref().map(|l| l.local().port())?;
-        Some(Tuple::new(Proto::Tcp, pod.ip, port, f.tuple.src, f.tuple.sport))
+        let (ip, cport) = f
+            .peer
+            .map_or((f.tuple.src, f.tuple.sport), |p| (*p.ip(), p.port()));
+        Some(Tuple::new(Proto::Tcp, pod.ip, port, ip, cport))
     }
 
     fn send_from_server(&mut self, cx: &mut Context<'_, Event>, f: &Flow, flags: TcpFlags, at: SimTime) {
@@ -1523,6 +1530,7 @@ impl NodeSim {
                     SynOutcome::SynAck | SynOutcome::SynAckRetransmit | SynOutcome::SynCookie => {
                         if let Some(fm) = self.flows.get_mut(flow) {
                             fm.server_pod = Some(sp);
+                            fm.peer = Some(client);
                         }
                         let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
                         let netns = self.world.pods[sp as usize].netns;

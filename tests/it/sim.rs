@@ -177,3 +177,23 @@ fn trace_shows_dnat_and_the_reply_un_nat() {
     assert!(k8s_netsim::sim::trace(&sc, "nobody", "echo:80").is_err());
     assert!(k8s_netsim::sim::trace(&sc, "client-0", "nosuch:80").is_err());
 }
+
+#[test]
+fn a_masqueraded_connection_is_one_entry_per_node_through_its_close() {
+    // The server answers (SYN-ACK, FIN, ACK) to the address it saw, the SNAT address:
+    // with masqueradeAll the count must equal the count without SNAT, and the entries
+    // must reach TIME_WAIT, not linger as stray reverse-direction flows.
+    let mut counts = Vec::new();
+    for masq in ["false", "true"] {
+        let r = run(&scenario(
+            "scenarios/snat-exhaustion.yaml",
+            &["duration=5s", &format!("kubeProxy.masqueradeAll={masq}")],
+        ));
+        counts.push((r.nodes[0].conntrack.count_end, r.nodes[1].conntrack.count_end));
+        assert_eq!(
+            r.nodes[0].conntrack.count_end, r.nodes[0].conntrack.entries_created,
+            "masqueradeAll={masq}"
+        );
+    }
+    assert_eq!(counts[0], counts[1]);
+}
