@@ -1,14 +1,12 @@
 //! `k8s-netsim compare`: one scenario, several variants, same seed, side by side.
 
-use std::io::Write as _;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use k8s_netsim::scenario::Variant;
 use k8s_netsim::study::{self, compare};
 
-use crate::{BadInput, RunsProgress, load, parse_overrides, write};
+use crate::{BadInput, RunsProgress, StudyOpts, emit};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct CompareArgs {
@@ -23,15 +21,10 @@ pub(crate) struct CompareArgs {
     /// Ignore the scenario file's `variants:` (run the baseline and --variant ones).
     #[arg(long)]
     no_file_variants: bool,
-    /// Override the scenario's seed (every variant runs with it).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Override a scenario field for every variant, baseline included; repeatable.
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    set: Vec<String>,
-    /// Worker threads (default: all cores). The output does not depend on it.
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// `--seed` (every variant runs with it), `--set` (every variant, baseline included),
+    /// `--threads`.
+    #[command(flatten)]
+    opts: StudyOpts,
     /// Print the comparison as JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -41,8 +34,7 @@ pub(crate) struct CompareArgs {
 }
 
 pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
-    let overrides = parse_overrides(&a.set, a.seed)?;
-    let base = load(&a.scenario, &overrides)?;
+    let base = a.opts.load(&a.scenario)?;
     let variants = collect_variants(&a.scenario, &base, !a.no_file_variants, &a.only, &a.variants)?;
     if variants.is_empty() {
         return Err(BadInput(format!(
@@ -53,7 +45,7 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
     }
     let jobs =
         compare::jobs(&base, &variants).map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
-    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let threads = a.opts.threads();
     let progress = RunsProgress::new("variants");
     let outcomes = study::run_jobs(&jobs, threads, &|done, total| progress.update(done, total));
     progress.finish();
@@ -61,27 +53,12 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
         .map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
     let json = serde_json::to_string_pretty(&cmp).context("serialising the comparison")?;
     let text = cmp.render_text();
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write(&dir.join("compare.json"), &format!("{json}\n"))?;
-        write(&dir.join("compare.txt"), &text)?;
-        for (name, svg) in cmp.charts() {
-            write(&dir.join(name), &svg)?;
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{text}")?;
-        if let Some(dir) = &a.out {
-            writeln!(
-                out,
-                "\nwrote compare.json, compare.txt and charts to {}",
-                dir.display()
-            )?;
-        }
-    }
+    let mut files = vec![
+        ("compare.json".to_owned(), format!("{json}\n")),
+        ("compare.txt".to_owned(), text.clone()),
+    ];
+    files.extend(cmp.charts());
+    emit(a.out.as_deref(), a.json, &json, &text, &files)?;
     Ok(())
 }
 

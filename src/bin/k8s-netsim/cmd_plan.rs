@@ -1,15 +1,14 @@
 //! `k8s-netsim plan`: the breaking point of a numeric field, per variant, over seeds.
 
-use std::io::Write as _;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use k8s_netsim::study::knob::{Condition, Knob};
-use k8s_netsim::study::{self, plan};
+use k8s_netsim::study::plan;
 
 use crate::cmd_compare::collect_variants;
-use crate::{BadInput, load, parse_overrides, write};
+use crate::{BadInput, StudyOpts, emit};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct PlanArgs {
@@ -33,9 +32,6 @@ pub(crate) struct PlanArgs {
     /// Seeds per variant (the scenario's seed, +1, +2, ...): the answer's spread.
     #[arg(long, default_value_t = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN))]
     seeds: NonZeroU32,
-    /// Override the scenario's first seed.
-    #[arg(long)]
-    seed: Option<u64>,
     /// A variant: `NAME:PATH=VALUE[,PATH=VALUE...]`; repeatable.
     #[arg(long = "variant", value_name = "NAME:PATH=VALUE,...")]
     variants: Vec<String>,
@@ -45,12 +41,9 @@ pub(crate) struct PlanArgs {
     /// Also search every variant of the scenario file.
     #[arg(long)]
     file_variants: bool,
-    /// Override a scenario field for every run; repeatable.
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    set: Vec<String>,
-    /// Worker threads (default: all cores). The output does not depend on it.
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// `--seed` (the first seed), `--set`, `--threads`.
+    #[command(flatten)]
+    opts: StudyOpts,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -60,8 +53,7 @@ pub(crate) struct PlanArgs {
 }
 
 pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
-    let overrides = parse_overrides(&a.set, a.seed)?;
-    let base = load(&a.scenario, &overrides)?;
+    let base = a.opts.load(&a.scenario)?;
     let until = Condition::parse(&a.until).map_err(|e| BadInput(e.to_string()))?;
     let paths: Vec<String> = a
         .find
@@ -106,7 +98,7 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
             .map(|i| base.seed.wrapping_add(i))
             .collect(),
     };
-    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let threads = a.opts.threads();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let result = plan::plan(&base, &variants, &knob, &settings, threads, &|round, runs| {
         if tty {
@@ -119,18 +111,11 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
     let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
     let json = serde_json::to_string_pretty(&result).context("serialising the plan")?;
     let text = result.render_text();
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write(&dir.join("plan.json"), &format!("{json}\n"))?;
-        write(&dir.join("plan.txt"), &text)?;
-    }
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{text}")?;
-    }
-    Ok(())
+    let files = [
+        ("plan.json".to_owned(), format!("{json}\n")),
+        ("plan.txt".to_owned(), text.clone()),
+    ];
+    emit(a.out.as_deref(), a.json, &json, &text, &files)
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -164,12 +149,9 @@ pub(crate) struct RecommendArgs {
     /// Numbers of Services (proxy-mode).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,5000,10000")]
     services: Vec<u64>,
-    /// Override a scenario field; repeatable.
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    set: Vec<String>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// `--seed`, `--set`, `--threads`.
+    #[command(flatten)]
+    opts: StudyOpts,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -177,8 +159,8 @@ pub(crate) struct RecommendArgs {
 
 pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     use k8s_netsim::study::recommend;
-    let base = load(&a.scenario, &parse_overrides(&a.set, None)?)?;
-    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let base = a.opts.load(&a.scenario)?;
+    let threads = a.opts.threads();
     let bad = |e: recommend::RecommendError| BadInput(format!("{}: {e}", a.scenario.display()));
     let (json, text) = match a.topic {
         Topic::ProxyMode => {
@@ -196,11 +178,5 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
             (serde_json::to_string_pretty(&r)?, r.render_text())
         }
     };
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{text}")?;
-    }
-    Ok(())
+    emit(None, a.json, &json, &text, &[])
 }

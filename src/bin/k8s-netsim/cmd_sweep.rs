@@ -1,13 +1,12 @@
 //! `k8s-netsim sweep` (a grid of runs, or one shard of it) and `k8s-netsim merge`.
 
-use std::io::Write as _;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use k8s_netsim::study::{self, sweep};
+use k8s_netsim::study::sweep;
 
-use crate::{BadInput, RunsProgress, load, parse_overrides, write};
+use crate::{BadInput, RunsProgress, StudyOpts, emit};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct SweepArgs {
@@ -20,18 +19,12 @@ pub(crate) struct SweepArgs {
     /// Seeds per point (the scenario's seed, +1, ...).
     #[arg(long, default_value_t = NonZeroU32::MIN)]
     seeds: NonZeroU32,
-    /// Override the scenario's first seed.
-    #[arg(long)]
-    seed: Option<u64>,
     /// Run only rows i with i mod N == K (K = JOB_COMPLETION_INDEX); join with `merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
-    /// Override a scenario field for every run; repeatable.
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    set: Vec<String>,
-    /// Worker threads (default: all cores). The output does not depend on it.
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// `--seed` (the first seed), `--set`, `--threads`.
+    #[command(flatten)]
+    opts: StudyOpts,
     /// Print the sweep as JSON.
     #[arg(long)]
     json: bool,
@@ -54,8 +47,7 @@ pub(crate) struct MergeArgs {
 }
 
 pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
-    let overrides = parse_overrides(&a.set, a.seed)?;
-    let base = load(&a.scenario, &overrides)?;
+    let base = a.opts.load(&a.scenario)?;
     let params = a
         .params
         .iter()
@@ -71,14 +63,14 @@ pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
     let seeds = (0..u64::from(a.seeds.get()))
         .map(|i| base.seed.wrapping_add(i))
         .collect();
-    let threads = a.threads.unwrap_or_else(study::runner::default_threads);
+    let threads = a.opts.threads();
     let progress = RunsProgress::new("grid points");
     let result = sweep::Sweep::run(&base, params, seeds, shard, threads, &|d, t| {
         progress.update(d, t)
     });
     progress.finish();
     let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
-    emit(&result, a.out.as_deref(), a.json)
+    emit_sweep(&result, a.out.as_deref(), a.json)
 }
 
 pub(crate) fn merge(a: MergeArgs) -> anyhow::Result<()> {
@@ -90,35 +82,24 @@ pub(crate) fn merge(a: MergeArgs) -> anyhow::Result<()> {
         shards.push(s);
     }
     let merged = sweep::merge(shards).map_err(|e| BadInput(e.to_string()))?;
-    emit(&merged, a.out.as_deref(), a.json)
+    emit_sweep(&merged, a.out.as_deref(), a.json)
 }
 
-fn emit(s: &sweep::Sweep, out_dir: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
+fn emit_sweep(s: &sweep::Sweep, out_dir: Option<&Path>, as_json: bool) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(s).context("serialising the sweep")?;
-    let mut wrote = String::new();
-    if let Some(dir) = out_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        if let Some(sh) = s.shard {
-            let name = format!("shard-{}-of-{}.json", sh.index, sh.count);
-            write(&dir.join(&name), &format!("{json}\n"))?;
-            wrote = name;
-        } else {
-            write(&dir.join("sweep.json"), &format!("{json}\n"))?;
-            write(&dir.join("sweep.csv"), &s.to_csv())?;
-            for (name, svg) in s.charts() {
-                write(&dir.join(name), &svg)?;
-            }
-            wrote = "sweep.json, sweep.csv and charts".to_owned();
+    let files = match s.shard {
+        Some(sh) => vec![(
+            format!("shard-{}-of-{}.json", sh.index, sh.count),
+            format!("{json}\n"),
+        )],
+        None => {
+            let mut f = vec![
+                ("sweep.json".to_owned(), format!("{json}\n")),
+                ("sweep.csv".to_owned(), s.to_csv()),
+            ];
+            f.extend(s.charts());
+            f
         }
-    }
-    let mut out = std::io::stdout().lock();
-    if as_json {
-        writeln!(out, "{json}")?;
-    } else {
-        write!(out, "{}", s.render_text())?;
-        if let Some(dir) = out_dir {
-            writeln!(out, "\nwrote {wrote} to {}", dir.display())?;
-        }
-    }
-    Ok(())
+    };
+    emit(out_dir, as_json, &json, &s.render_text(), &files)
 }

@@ -372,3 +372,58 @@ impl RunsProgress {
         }
     }
 }
+
+/// Options every multi-run command shares (`compare`, `plan`, `sweep`, `recommend`).
+#[derive(clap::Args, Debug)]
+pub(crate) struct StudyOpts {
+    /// Override the scenario's seed (the first seed where a command runs several).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override a scenario field for every run: `PATH=VALUE`; repeatable.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Worker threads (default: all cores). The output does not depend on it.
+    #[arg(long)]
+    threads: Option<std::num::NonZeroUsize>,
+}
+
+impl StudyOpts {
+    /// Loads the scenario with `--seed` and `--set` applied.
+    pub(crate) fn load(&self, path: &Path) -> anyhow::Result<Scenario> {
+        load(path, &parse_overrides(&self.set, self.seed)?)
+    }
+
+    /// `--threads`, or every core.
+    pub(crate) fn threads(&self) -> std::num::NonZeroUsize {
+        self.threads
+            .unwrap_or_else(k8s_netsim::study::runner::default_threads)
+    }
+}
+
+/// A study's output: `files` (name, contents) into `--out DIR` when given, then the
+/// JSON (`--json`) or the text on stdout.
+pub(crate) fn emit(
+    out_dir: Option<&Path>,
+    as_json: bool,
+    json: &str,
+    text: &str,
+    files: &[(String, String)],
+) -> anyhow::Result<()> {
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, contents) in files {
+            write(&dir.join(name), contents)?;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{json}")?;
+    } else {
+        write!(out, "{text}")?;
+        if let Some(dir) = out_dir {
+            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+            writeln!(out, "\nwrote {} to {}", names.join(", "), dir.display())?;
+        }
+    }
+    Ok(())
+}
