@@ -190,7 +190,9 @@ pub trait PathObserver {
     /// A table ran.
     fn table(&mut self, hook: Hook, table: TableKind, ev: &Evaluation, trace: Option<&Trace>);
     /// Conntrack or routing did something worth saying.
-    fn note(&mut self, hook: Hook, text: String);
+    /// `text` is only formatted by observers that keep it: the simulation's [`Quiet`]
+    /// observer costs nothing per packet.
+    fn note(&mut self, hook: Hook, text: std::fmt::Arguments<'_>);
 }
 
 /// An observer that records nothing (the simulation's hot path).
@@ -200,7 +202,7 @@ pub struct Quiet;
 impl PathObserver for Quiet {
     const TRACING: bool = false;
     fn table(&mut self, _: Hook, _: TableKind, _: &Evaluation, _: Option<&Trace>) {}
-    fn note(&mut self, _: Hook, _: String) {}
+    fn note(&mut self, _: Hook, _: std::fmt::Arguments<'_>) {}
 }
 
 /// A proxy data plane that is not kube-proxy's iptables rules (those live in the
@@ -419,7 +421,7 @@ impl NetnsPath {
                     (ProxyVerdict::Translate, Some(b)) => {
                         obs.note(
                             first_hook,
-                            format!(
+                            format_args!(
                                 "bpf: service {}:{} -> backend {b} (no nf_conntrack NAT)",
                                 pkt.tuple.dst, pkt.tuple.dport
                             ),
@@ -439,7 +441,7 @@ impl NetnsPath {
             if c.insert_failed {
                 obs.note(
                     first_hook,
-                    "bpf: CT: Map insertion failed (drop reason 155)".into(),
+                    format_args!("bpf: CT: Map insertion failed (drop reason 155)"),
                 );
                 return dropped(
                     pkt,
@@ -477,7 +479,7 @@ impl NetnsPath {
         let mut ctinfo = None;
         let (mut dnat, mut snat) = (false, false);
         if notrack {
-            obs.note(first_hook, "raw NOTRACK: packet is untracked".into());
+            obs.note(first_hook, format_args!("raw NOTRACK: packet is untracked"));
         } else {
             match ct.lookup_or_alloc(self.ct_ns, cpu, &pkt, now) {
                 Ok(CtLookup::Existing {
@@ -490,7 +492,10 @@ impl NetnsPath {
                         .unwrap_or(TrackVerdict::Invalid);
                     if verdict == TrackVerdict::Invalid {
                         step = CtStep::Invalid;
-                        obs.note(first_hook, format!("conntrack: {id} judged the packet INVALID"));
+                        obs.note(
+                            first_hook,
+                            format_args!("conntrack: {id} judged the packet INVALID"),
+                        );
                     } else {
                         step = CtStep::Existing { id, dir };
                         ctinfo = Some(info);
@@ -514,7 +519,7 @@ impl NetnsPath {
                             pkt.tuple.dport = t.dport;
                             obs.note(
                                 first_hook,
-                                format!(
+                                format_args!(
                                     "conntrack: existing entry {id} ({dir:?}, {}); stored NAT applied, nat table skipped",
                                     c.tcp_state.map_or("udp", |s| s.as_str())
                                 ),
@@ -526,11 +531,11 @@ impl NetnsPath {
                     step = CtStep::New { id };
                     obs.note(
                         first_hook,
-                        format!("conntrack: new unconfirmed entry {id} (counted from now)"),
+                        format_args!("conntrack: new unconfirmed entry {id} (counted from now)"),
                     );
                 }
                 Ok(CtLookup::Dropped(d)) => {
-                    obs.note(first_hook, format!("conntrack: packet dropped ({d:?})"));
+                    obs.note(first_hook, format_args!("conntrack: packet dropped ({d:?})"));
                     return dropped(pkt, CtStep::Untracked, rules, ct_drop_reason(d), pcost);
                 }
                 Ok(CtLookup::Invalid) => step = CtStep::Invalid,
@@ -585,7 +590,7 @@ impl NetnsPath {
                         ProxyVerdict::Drop(d) => Some(DropReason::Proxy(d)),
                     };
                     if let Some(r) = drop {
-                        obs.note(first_hook, format!("proxy: {}", r.describe()));
+                        obs.note(first_hook, format_args!("proxy: {}", r.describe()));
                         self.abort_step(ct, step);
                         return dropped(pkt, step, rules, r, pcost);
                     }
@@ -596,7 +601,7 @@ impl NetnsPath {
                     dnat = true;
                     obs.note(
                         first_hook,
-                        format!(
+                        format_args!(
                             "nat: DNAT {}:{} -> {}:{}",
                             pkt.tuple.dst, pkt.tuple.dport, t.dst, t.dport
                         ),
@@ -616,14 +621,14 @@ impl NetnsPath {
             RouteDecision::Unreachable(u) => {
                 obs.note(
                     first_hook,
-                    format!("routing: {} unreachable ({u:?})", pkt.tuple.dst),
+                    format_args!("routing: {} unreachable ({u:?})", pkt.tuple.dst),
                 );
                 self.abort_step(ct, step);
                 return dropped(pkt, step, rules, DropReason::NoRoute, pcost);
             }
         };
         if let Some(name) = out_name {
-            obs.note(first_hook, format!("routing: {} via {name}", pkt.tuple.dst));
+            obs.note(first_hook, format_args!("routing: {} via {name}", pkt.tuple.dst));
         }
 
         if local_in {
@@ -716,7 +721,7 @@ impl NetnsPath {
                     if t.src != pkt.tuple.src || t.sport != pkt.tuple.sport {
                         obs.note(
                             Hook::Postrouting,
-                            format!(
+                            format_args!(
                                 "nat: SNAT {}:{} -> {}:{}",
                                 pkt.tuple.src, pkt.tuple.sport, t.src, t.sport
                             ),
@@ -774,7 +779,7 @@ impl NetnsPath {
                 Ok(ConfirmOutcome::Inserted(id)) => {
                     obs.note(
                         hook,
-                        format!("conntrack: confirmed {id} (inserted under ORIGINAL and REPLY tuples)"),
+                        format_args!("conntrack: confirmed {id} (inserted under ORIGINAL and REPLY tuples)"),
                     );
                     Confirmed::Pass {
                         id: Some(id),
@@ -784,7 +789,7 @@ impl NetnsPath {
                 Ok(ConfirmOutcome::ClashMerged { winner }) => {
                     obs.note(
                         hook,
-                        format!("conntrack: clash resolved by merging into {winner}"),
+                        format_args!("conntrack: clash resolved by merging into {winner}"),
                     );
                     Confirmed::Pass {
                         id: Some(winner),
@@ -794,7 +799,7 @@ impl NetnsPath {
                 Ok(ConfirmOutcome::ClashReplyOnly(id)) => {
                     obs.note(
                         hook,
-                        format!("conntrack: clash resolved, {id} inserted reply-only (1 s)"),
+                        format_args!("conntrack: clash resolved, {id} inserted reply-only (1 s)"),
                     );
                     Confirmed::Pass {
                         id: Some(id),
@@ -802,7 +807,10 @@ impl NetnsPath {
                     }
                 }
                 Ok(ConfirmOutcome::Dropped(d)) => {
-                    obs.note(hook, format!("conntrack: confirm failed ({d:?}), packet dropped"));
+                    obs.note(
+                        hook,
+                        format_args!("conntrack: confirm failed ({d:?}), packet dropped"),
+                    );
                     Confirmed::Dropped(ct_drop_reason(d))
                 }
                 Err(_) => Confirmed::Pass {

@@ -70,8 +70,11 @@ impl PathObserver for Recorder {
         });
     }
 
-    fn note(&mut self, hook: Hook, text: String) {
-        self.steps.push(Step::Note { hook, text });
+    fn note(&mut self, hook: Hook, text: std::fmt::Arguments<'_>) {
+        self.steps.push(Step::Note {
+            hook,
+            text: text.to_string(),
+        });
     }
 }
 
