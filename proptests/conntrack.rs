@@ -87,8 +87,17 @@ fn check_counts(ct: &ConntrackTable, max: u32) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `PROPTEST_CASES` if set (CI: 1000), else 256.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     #[test]
     fn counters_and_counts_balance(max in 4u32..40, ops in prop::collection::vec(op(), 1..300)) {

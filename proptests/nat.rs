@@ -67,8 +67,17 @@ fn src_nat(kind: u8) -> SrcNat {
     }
 }
 
+/// `PROPTEST_CASES` if set (CI: 1000), else 256.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(config())]
 
     #[test]
     fn replies_unnat_to_the_original_and_reply_tuples_are_unique(
