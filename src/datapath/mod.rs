@@ -35,7 +35,7 @@ use crate::rng::SimRng;
 use crate::service::ebpf::EbpfProxy;
 use crate::service::ipvs::IpvsProxy;
 use crate::service::nftables::NftablesProxy;
-use crate::service::proxy::{DataPlane, LookupCost, ProxyDrop, ProxyVerdict, ServiceProxy};
+use crate::service::proxy::{DataPlane, FlowOrigin, LookupCost, ProxyDrop, ProxyVerdict, ServiceProxy};
 use crate::time::SimTime;
 use crate::topology::{NetnsId, RouteDecision, Topology};
 use std::net::Ipv4Addr;
@@ -568,7 +568,15 @@ impl NetnsPath {
             {
                 let fp = match &mut np.imp {
                     ProxyImpl::Nftables(p) => Some(p.first_packet(pkt.tuple, &mut np.rng, now)),
-                    ProxyImpl::Ipvs(p) => Some(p.first_packet(pkt.tuple, &mut np.rng, now)),
+                    ProxyImpl::Ipvs(p) => {
+                        // ip_vs_local_request4 (LOCAL_OUT) for the host's own flows.
+                        let origin = if first_hook == Hook::Output {
+                            FlowOrigin::Host
+                        } else {
+                            FlowOrigin::Pod
+                        };
+                        Some(p.first_packet_with(origin, pkt.tuple, true, &mut np.rng, now))
+                    }
                     ProxyImpl::Ebpf(_) => None,
                 };
                 if let Some(fp) = fp {

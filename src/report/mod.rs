@@ -138,6 +138,15 @@ pub struct LookupTotals {
     pub scheduler_ops: u64,
 }
 
+impl std::ops::AddAssign<crate::service::LookupCost> for LookupTotals {
+    /// Adds one packet's work (64-bit totals: a long storm overflows 32 bits).
+    fn add_assign(&mut self, c: crate::service::LookupCost) {
+        self.rules_evaluated += u64::from(c.rules_evaluated);
+        self.hash_lookups += u64::from(c.hash_lookups);
+        self.scheduler_ops += u64::from(c.scheduler_ops);
+    }
+}
+
 /// IPVS connection table and counters.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct IpvsReport {

@@ -449,6 +449,22 @@ pub(crate) fn validate(
             .as_deref()
             .and_then(|a| c.ip(a, fp!("dns", "nodeLocalDNSCache", "address")))
             .unwrap_or(Ipv4Addr::new(169, 254, 20, 10));
+        // The agent listens on its own local address; the iptables-mode deployment that
+        // also binds the kube-dns ClusterIP is not modelled (docs/model.md), and a pod,
+        // Service or unspecified address would silently bypass or shadow the cache.
+        if n.enabled
+            && (address.is_unspecified()
+                || address.is_broadcast()
+                || cluster_cidr.contains(address)
+                || service_cidr.contains(address))
+        {
+            c.value(
+                fp!("dns", "nodeLocalDNSCache", "address"),
+                format!(
+                    "address {address} must be a node-local address outside clusterCIDR {cluster_cidr} and serviceCIDR {service_cidr} (node-local-dns uses 169.254.20.10; listening on the kube-dns ClusterIP is not modelled)"
+                ),
+            );
+        }
         let ttl = n.ttl.unwrap_or(SimDuration::from_secs(30));
         if ttl == SimDuration::ZERO {
             c.value(fp!("dns", "nodeLocalDNSCache", "ttl"), "ttl must be above 0s");

@@ -867,9 +867,10 @@ fn setup(t: &mut NftTable, cfg: &NftablesConfig) -> Base {
     t.rule(
         masquerading,
         vec![],
-        A::Masquerade {
-            fully_random: cfg.proxy.random_fully,
-        },
+        // kube-proxy's nftables proxier always writes `masquerade fully-random`
+        // (pkg/proxy/nftables/proxier.go); `--random-fully` is an iptables-mode knob
+        // that depends on the iptables binary.
+        A::Masquerade { fully_random: true },
         None,
     );
     t.rule(nat_output, vec![], A::Verdict(NftVerdict::Jump(services)), None);

@@ -183,11 +183,11 @@ fn totals(c: LookupCost) -> LookupTotals {
 #[allow(clippy::cast_precision_loss)]
 fn proxy_report(n: &world::Node) -> Option<ProxyReport> {
     let np = n.host.proxy.as_ref()?;
-    let per = |x: u32| {
+    let per = |x: u64| {
         if n.new_packets == 0 {
             0.0
         } else {
-            round3(f64::from(x) / n.new_packets as f64)
+            round3(x as f64 / n.new_packets as f64)
         }
     };
     let mut r = ProxyReport {
@@ -203,7 +203,7 @@ fn proxy_report(n: &world::Node) -> Option<ProxyReport> {
             hash_lookups: per(n.proxy_new.hash_lookups),
             scheduler_ops: per(n.proxy_new.scheduler_ops),
         },
-        total: totals(n.proxy_all),
+        total: n.proxy_all,
         at_connect: totals(np.connect_cost),
         ipvs: None,
         nftables: None,

@@ -198,8 +198,9 @@ struct UpConn {
     syn_timer: Option<crate::socket::SynTimer>,
     /// The forward it carries (connecting or busy).
     fwd: Option<u32>,
-    /// The CoreDNS pod and port that answered the SYN.
-    server: Option<(u32, u16)>,
+    /// The CoreDNS pod and port that answered the SYN, and the agent's address and port
+    /// as that pod saw them (after the MASQUERADE kube-proxy marks host traffic for).
+    server: Option<(u32, u16, SocketAddrV4)>,
 }
 
 /// A query NodeLocal DNSCache forwards upstream for a pod.
@@ -1634,7 +1635,11 @@ impl NodeSim {
                 if c.epoch != epoch || c.state != UpState::Connecting {
                     return;
                 }
-                c.server = Some((dp, pkt.tuple.dport));
+                c.server = Some((
+                    dp,
+                    pkt.tuple.dport,
+                    SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport),
+                ));
                 let netns = self.world.pods[dp as usize].netns;
                 let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
                 self.send(
@@ -2465,13 +2470,13 @@ impl NodeSim {
             false,
             None,
         );
-        if let Some((sp, port)) = c.server {
+        if let Some((sp, port, peer)) = c.server {
             let st = Tuple::new(
                 Proto::Tcp,
                 self.world.pods[sp as usize].ip,
                 port,
-                c.tuple.src,
-                c.tuple.sport,
+                *peer.ip(),
+                peer.port(),
             );
             let netns = self.world.pods[sp as usize].netns;
             let at = now + SimDuration::from_micros(100);

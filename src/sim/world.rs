@@ -39,8 +39,8 @@ pub(super) struct Node {
     pub(super) rules_new: u64,
     pub(super) new_packets: u64,
     /// Proxy data-plane work of packets that created an entry, and of all packets.
-    pub(super) proxy_new: LookupCost,
-    pub(super) proxy_all: LookupCost,
+    pub(super) proxy_new: crate::report::LookupTotals,
+    pub(super) proxy_all: crate::report::LookupTotals,
     /// Highest proxy connection-table size seen (IPVS connections, BPF CT entries).
     pub(super) proxy_peak: u64,
     /// When Cilium's next CT GC pass runs (`conntrack-gc-interval`, dynamic).
@@ -454,9 +454,11 @@ pub(super) fn node_proxy(sc: &Scenario, node: usize) -> Result<Option<NodeProxy>
             ProxyImpl::Ebpf(Box::new(EbpfProxy::new(&services, &cfg)))
         }
     };
+    // nftables mode always masquerades fully-random (see `service::nftables`).
+    let random_fully = sc.kube_proxy.random_fully || matches!(imp, ProxyImpl::Nftables(_));
     Ok(Some(NodeProxy {
         imp,
-        random_fully: sc.kube_proxy.random_fully,
+        random_fully,
         rng: SimRng::stream(sc.seed, &format!("proxy/{}", n.name)),
         connect_cost: LookupCost::default(),
     }))
@@ -557,8 +559,8 @@ impl World {
                 rules_ns: 0,
                 rules_new: 0,
                 new_packets: 0,
-                proxy_new: LookupCost::default(),
-                proxy_all: LookupCost::default(),
+                proxy_new: crate::report::LookupTotals::default(),
+                proxy_all: crate::report::LookupTotals::default(),
                 proxy_peak: 0,
                 bpf_gc_next: SimTime::ZERO + crate::service::ebpf::GcSchedule::default().interval,
                 cpus: u32::from(cpus),

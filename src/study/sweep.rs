@@ -116,12 +116,18 @@ pub fn parse_param(base: &Scenario, text: &str) -> Result<Param, SweepError> {
                     .ok()
                     .filter(|s| *s >= 2)
                     .ok_or_else(|| bad(format!("`{n}` is not a number of steps (2 or more) or `log`")))?;
+                if steps > MAX_ROWS {
+                    return Err(bad(format!("{steps} steps: a sweep runs at most {MAX_ROWS}")));
+                }
             }
         }
     }
     let hint = range.split_once("..").map(|(lo, _)| lo.trim());
     let knob = Knob::resolve(base, &paths, hint).map_err(|e: KnobError| bad(e.to_string()))?;
     let (lo, hi) = knob.parse_range(range).map_err(|e| bad(e.to_string()))?;
+    if log && lo == 0 {
+        return Err(bad("a `log` grid needs FROM above 0".into()));
+    }
     knob.overrides(lo).map_err(bad)?;
     let mut values: Vec<u64> = (0..steps)
         .map(|i| grid_value(lo, hi, i, steps, log, knob.quantum(hi - lo)))
@@ -284,6 +290,17 @@ impl Sweep {
         threads: NonZeroUsize,
         on_done: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Sweep, SweepError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &params {
+            for path in &p.paths {
+                if !seen.insert(path.as_str()) {
+                    return Err(SweepError::BadParam {
+                        text: p.text.clone(),
+                        message: format!("`{path}` is already swept by another --param"),
+                    });
+                }
+            }
+        }
         let grid = points(&params);
         let total = grid.len() * seeds.len();
         if total == 0 || total > MAX_ROWS {
@@ -659,6 +676,8 @@ mod tests {
             "workloads.0.rate=2k/s..1k/s",
             "workloads.0.rate=1k/s..2k/s:1",
             "workloads.0.rate=1k/s..2k/s:x",
+            "workloads.0.rate=0/s..2k/s:3:log",
+            "workloads.0.rate=1k/s..2k/s:100000000000",
             "workloads.0.rate=1000..2000",
         ] {
             let e = parse_param(&s, bad).unwrap_err();
@@ -669,6 +688,17 @@ mod tests {
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(matches!(Shard::parse(bad), Err(SweepError::BadShard(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_path_swept_twice_is_refused() {
+        let s = small();
+        let params = vec![
+            parse_param(&s, "workloads.0.rate=100/s..200/s:2").unwrap(),
+            parse_param(&s, "workloads.0.rate=300/s..400/s:2").unwrap(),
+        ];
+        let e = Sweep::run(&s, params, vec![1], None, NonZeroUsize::MIN, &|_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("already swept"), "{e}");
     }
 
     #[test]

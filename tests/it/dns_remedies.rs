@@ -225,3 +225,30 @@ fn same_seed_gives_identical_json_with_the_remedies_on() {
     assert_eq!(a, b);
     assert!(a.contains("\"node_local\""));
 }
+
+#[test]
+fn closing_an_idle_upstream_connection_is_tracked_through_the_masquerade() {
+    // The cache's connection to kube-dns is MASQUERADEd (host traffic to a ClusterIP):
+    // CoreDNS's FIN must go to the address it saw, or the CoreDNS node counts INVALID.
+    let sc = k8s_netsim::scenario::Scenario::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/small.yaml"),
+        &[
+            "duration=8s",
+            "dns.nodeLocalDNSCache.enabled=true",
+            "dns.nodeLocalDNSCache.upstreamExpire=1s",
+            "workloads.0.dns.ttl=2s",
+        ]
+        .map(|s| k8s_netsim::scenario::Override::parse(s).unwrap()),
+    )
+    .unwrap();
+    let r = k8s_netsim::sim::run(&sc, &mut |_, _| {}).unwrap().report;
+    let nl = r.dns.node_local.as_ref().unwrap();
+    assert!(
+        nl.upstream_connections >= 3,
+        "connections closed and reopened: {}",
+        nl.upstream_connections
+    );
+    for n in &r.nodes {
+        assert_eq!(n.conntrack.stats.invalid, 0, "{}", n.name);
+    }
+}

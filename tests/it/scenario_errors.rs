@@ -300,3 +300,22 @@ fn json_scenarios_load_like_yaml() {
     assert_eq!(e.problems()[0].kind, ProblemKind::Syntax, "{e}");
     assert!(e.problems()[0].line().is_some(), "{e}");
 }
+
+#[test]
+fn a_node_local_cache_on_a_cluster_or_service_address_is_refused() {
+    for addr in ["10.96.0.10", "10.244.1.5", "0.0.0.0"] {
+        let set = [
+            Override::parse("dns.nodeLocalDNSCache.enabled=true").unwrap(),
+            Override::parse(&format!("dns.nodeLocalDNSCache.address={addr}")).unwrap(),
+        ];
+        let e = Scenario::load(scenario_path("small.yaml"), &set).expect_err(addr);
+        let text = e.to_string();
+        assert!(text.contains("dns.nodeLocalDNSCache.address"), "{text}");
+        assert!(text.contains("node-local address"), "{text}");
+    }
+    let ok = [
+        Override::parse("dns.nodeLocalDNSCache.enabled=true").unwrap(),
+        Override::parse("dns.nodeLocalDNSCache.address=169.254.20.11").unwrap(),
+    ];
+    assert!(Scenario::load(scenario_path("small.yaml"), &ok).is_ok());
+}

@@ -377,3 +377,12 @@ fn client_ip_affinity_sticks_until_the_timeout() {
         .collect();
     assert!(seen.len() > 1);
 }
+
+#[test]
+fn masquerade_is_fully_random_whatever_the_iptables_flag() {
+    // kube-proxy's nftables proxier hard-codes `masquerade fully-random`.
+    let mut cfg = NftablesConfig::default();
+    cfg.proxy.random_fully = false;
+    let text = generate(&synthetic_cluster_ip(2, 2, false), &cfg).to_nft_text();
+    assert!(text.contains("masquerade fully-random"), "{text}");
+}
