@@ -74,10 +74,6 @@ pub(crate) fn over_time(
 }
 
 /// First time a series column becomes positive.
-fn first_positive(rows: &[(f64, f64)]) -> Option<f64> {
-    rows.iter().find(|(_, v)| *v > 0.0).map(|(t, _)| *t)
-}
-
 fn real_rows(series: &[SeriesRow], f: impl Fn(&SeriesRow) -> f64) -> Vec<(f64, f64)> {
     series.iter().map(|r| (r.t_s, f(r))).collect()
 }
@@ -168,15 +164,19 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
             end.stats.insert_failed as f64,
             T::Count,
         );
-        let real_onset = first_positive(&real_rows(&series, |r| r.drop)).unwrap_or(f64::NAN);
-        let sim_onset = run
-            .samples
+        // The onset is read from the connection logs, not the 250 ms samples: the drop
+        // happens within milliseconds of a sample instant (max / rate), so whether that
+        // sample already shows it is a coin toss between recordings of the same kernel.
+        // Both sides name the same scheduled connection: the first one that failed.
+        let real_onset = log.iter().find(|c| !c.ok).map_or(f64::NAN, |c| c.start_s);
+        let sim_onset = log
             .iter()
-            .find(|s| s.stats.drop > 0)
-            .map_or(f64::NAN, |s| s.t);
+            .zip(&run.results)
+            .find(|(_, r)| !r.ok)
+            .map_or(f64::NAN, |(c, _)| c.start_s);
         rows.cmp(
             &format!("{p}/drop-onset"),
-            "first sample with drop > 0",
+            "start of the first connection whose SYN was dropped",
             U::Seconds,
             real_onset,
             sim_onset,
