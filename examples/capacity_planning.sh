@@ -16,7 +16,7 @@ $N recommend $S --for pool --set duration=20s $FAST
 
 echo "== Does nftables or IPVS help my 10k-Service cluster?"
 $N recommend $S --for proxy-mode --modes ipvs,nftables --services 100,1000,10000 \
-  --set duration=10s --set workloads.0.rate=5k/s
+  --set duration=10s --set workloads.0.rate=5k/s --set clusterCIDR=10.0.0.0/12
 
 echo "== Rate x table size heatmap"
 $N sweep $S --set duration=130s $FAST --param workloads.0.rate=500/s..2k/s:8 \
