@@ -1,4 +1,4 @@
-//! Engine throughput on the canonical storm (`research/perf-peers.md`): T = 60 s of
+//! Engine throughput on the canonical storm (docs/performance.md §Canonical storm): T = 60 s of
 //! simulated time, about 2.06 M events per iteration, expiries on a FIFO lane or on the
 //! heap. Divide 2,063,025 events by the reported time for events/s.
 

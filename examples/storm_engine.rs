@@ -1,4 +1,5 @@
-//! The canonical conntrack "storm" (`research/perf-peers.md`) on the k8s-netsim engine.
+//! The canonical conntrack "storm" (docs/performance.md §Canonical storm) on the k8s-netsim
+//! engine.
 //!
 //! ```text
 //!   Poisson 30k/s ──▶ table (C = 262,144) ──▶ ESTABLISHED ~ lognormal(20 ms, σ 1)

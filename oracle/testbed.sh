@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # oracle/testbed.sh up|down|status
 #
-# The three-namespace topology of kernel-semantics.md §8.1, with every name
-# prefixed `nso-` and every address inside 10.10.x.x / 10.96.x.x:
+# The three-namespace topology of docs/kernel-semantics.md §Measurements on 6.18 (see also
+# docs/oracle.md, "Topology"), with every name prefixed `nso-` and every address inside
+# 10.10.x.x / 10.96.x.x:
 #
 #   nso-cli (10.10.1.2) --veth-- nso-rtr (10.10.1.1 | 10.10.2.1) --veth-- nso-srv (10.10.2.2)
 #

@@ -4,7 +4,7 @@
 //! [`KernelProfile`] is a set of behaviour switches keyed to the kernel release in
 //! which the behaviour changed (see `docs/model.md`, "Kernel profiles", for the list and
 //! sources). [`Sysctls`] carries the tunables under their Linux names, with the
-//! defaults measured on a fresh 6.18 VM (`research/kernel-semantics.md` §8).
+//! defaults measured on a fresh 6.18 VM (docs/kernel-semantics.md §Measurements on 6.18).
 
 use crate::time::SimDuration;
 use std::fmt;
@@ -42,7 +42,7 @@ pub struct KernelProfile {
 }
 
 impl KernelProfile {
-    /// Linux 6.18: the verified spec (`research/kernel-semantics.md`).
+    /// Linux 6.18: the kernel the rules of docs/kernel-semantics.md were verified on.
     pub const LINUX_6_18: KernelProfile = KernelProfile {
         name: "6.18",
         syn_linear_timeouts: 4,
@@ -129,7 +129,8 @@ impl fmt::Display for KernelProfile {
 }
 
 /// Per-namespace and global sysctls that shape the data path, under their Linux names.
-/// `Default` is a fresh 6.18 VM with 24 GiB RAM (kernel-semantics.md §8 baseline).
+/// `Default` is a fresh 6.18 VM with 24 GiB RAM (the baseline of docs/kernel-semantics.md
+/// §Measurements on 6.18).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Sysctls {
     /// `net.netfilter.nf_conntrack_max` (global; compared with each namespace's count).
@@ -247,7 +248,7 @@ mod tests {
         v.iter().map(|d| d.as_secs()).collect()
     }
 
-    /// kernel-semantics.md §9 item 15 / §6: 6.5+ linear SYN backoff.
+    /// docs/kernel-semantics.md §SYN retransmission: 6.5+ linear SYN backoff.
     #[test]
     fn syn_schedule_6_18_is_linear_then_exponential() {
         let (sends, fail) = KernelProfile::LINUX_6_18.syn_schedule(6);
@@ -255,7 +256,7 @@ mod tests {
         assert_eq!(fail.as_secs(), 131);
     }
 
-    /// kernel-semantics.md §9 item 15: pre-6.5 exponential SYN backoff.
+    /// docs/kernel-semantics.md §SYN retransmission: pre-6.5 exponential SYN backoff.
     #[test]
     fn syn_schedule_old_kernels_is_exponential() {
         let (sends, fail) = KernelProfile::LINUX_5_4.syn_schedule(6);

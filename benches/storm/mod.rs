@@ -1,4 +1,4 @@
-//! The canonical "storm" model of `research/perf-peers.md` (peers README), written as a
+//! The canonical "storm" model (docs/performance.md §Canonical storm), written as a
 //! [`Model`] on our engine: Poisson arrivals at 30,000/s of random 5-tuples into a
 //! table of capacity 262,144; an inserted connection lives a lognormal time (median
 //! 20 ms, sigma 1), then enters TIME_WAIT and expires 120 s later.

@@ -3,12 +3,13 @@
 //! `nf_nat_core.c`) closely enough that a replayed storm shows the kernel's
 //! `conntrack -S` counters, `nf_conntrack_count` and `conntrack -L` output.
 //!
-//! What is modelled (spec: `research/kernel-semantics.md` §1-§5, §9, §10):
+//! What is modelled (the kernel's rules are stated in docs/kernel-semantics.md; its
+//! §Checklist maps each to the code and its test):
 //!
 //! - one global hash table (`nf_conntrack_hash`) shared by every network namespace, a
 //!   bucket array whose chains link each entry twice (ORIGINAL and REPLY tuple); lookups
-//!   walk those chains like `____nf_conntrack_find`, so lazy expiry (§4.3) and the
-//!   early-drop window (§1.2) fall out of the structure;
+//!   walk those chains like `____nf_conntrack_find`, so lazy expiry (§Lazy expiry) and
+//!   the early-drop window (§early_drop) fall out of the structure;
 //! - per-namespace counts against one global `nf_conntrack_max`, counted from allocation
 //!   (unconfirmed entries included) until the entry is freed;
 //! - two-phase insertion: [`ConntrackTable::lookup_or_alloc`] at the first hook, NAT

@@ -3,7 +3,7 @@
 
 use crate::kernel::KernelProfile;
 
-/// Slab object size of `struct nf_conn` on x86_64 6.18 (kernel-semantics.md §5, §8.11).
+/// Slab object size of `struct nf_conn` on x86_64 6.18 (docs/kernel-semantics.md §Sizing).
 pub const KERNEL_BYTES_PER_ENTRY: u64 = 256;
 /// One `hlist_nulls_head` per bucket.
 pub const KERNEL_BYTES_PER_BUCKET: u64 = 8;
@@ -77,7 +77,7 @@ pub fn kernel_memory_bytes(max: u32, buckets: u32) -> u64 {
 mod tests {
     use super::*;
 
-    /// kernel-semantics.md §9 item 17: kube-proxy max = max(32768 × CPUs, 131072).
+    /// docs/kernel-semantics.md §Sizing: kube-proxy max = max(32768 × CPUs, 131072).
     #[test]
     fn kube_proxy_max_matches_published_sizes() {
         let rows = [
@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(kube_proxy_buckets(1_048_576, 65_536), 262_144);
     }
 
-    /// kernel-semantics.md §9 item 17 / §5: buckets = max = 262,144 on a 24 GiB 6.18
+    /// docs/kernel-semantics.md §Sizing: buckets = max = 262,144 on a 24 GiB 6.18
     /// host; 8 × hashsize when given; 4 × buckets on older kernels.
     #[test]
     fn kernel_defaults_by_profile_and_ram() {

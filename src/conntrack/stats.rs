@@ -5,7 +5,7 @@ use crate::time::{SimDuration, SimTime};
 use std::fmt::Write as _;
 
 /// The per-CPU counters `conntrack -S` prints, with exactly the kernel's meaning
-/// (kernel-semantics.md §1.5).
+/// (docs/kernel-semantics.md §Counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CtStats {
     /// NAT tuple probes (`nf_conntrack_tuple_taken`) that found the candidate taken.
@@ -51,7 +51,8 @@ impl CtStats {
         ]
     }
 
-    /// The sum over CPUs (what the `awk` one-liner of kernel-semantics.md §8.1 prints).
+    /// The sum over CPUs (what adding up the per-CPU lines of `conntrack -S` gives,
+    /// docs/kernel-semantics.md §Observables).
     #[must_use]
     pub fn sum(cpus: &[CtCpuStats]) -> CtStats {
         cpus.iter().fold(CtStats::default(), |mut a, c| {
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(CtStats::sum(&cpus).found, 3);
     }
 
-    /// kernel-semantics.md §1.3 / §9 item 2: about 10 lines per 5 s; the experiment saw
+    /// docs/kernel-semantics.md §Table-full log: about 10 lines per 5 s; the experiment saw
     /// 30 lines for 50 drops spread over 15 s.
     #[test]
     fn ratelimit_prints_ten_per_five_seconds() {

@@ -1,5 +1,5 @@
-//! Unit tests of the conntrack table: the §8 experiments of kernel-semantics.md in
-//! miniature and one test per §9 item covered.
+//! Unit tests of the conntrack table: the experiments of docs/kernel-semantics.md
+//! §Measurements on 6.18 in miniature, and one test per rule of its §Checklist.
 
 use super::*;
 use crate::kernel::{KernelProfile, Sysctls};
@@ -99,9 +99,9 @@ fn entry_fits_the_memory_budget() {
     assert!(per_entry <= 96.0, "{per_entry} B/entry");
 }
 
-/// kernel-semantics.md §9 item 2 and §8.2 (a): a table of ASSURED TIME_WAIT entries
-/// at max drops every new flow: `drop` per SYN, no `early_drop`, no `insert_failed`,
-/// `insert` stays 0 (§9 item 11), rate-limited log.
+/// docs/kernel-semantics.md §early_drop and §Measurements on 6.18 (a): a table of ASSURED
+/// TIME_WAIT entries at max drops every new flow: `drop` per SYN, no `early_drop`, no
+/// `insert_failed`, `insert` stays 0 (§Counters), rate-limited log.
 #[test]
 fn full_table_of_assured_time_wait_drops_every_new_flow() {
     let mut ct = table(100, 512);
@@ -136,8 +136,9 @@ fn full_table_of_assured_time_wait_drops_every_new_flow() {
     assert!(ct.gc_early_drop_armed());
 }
 
-/// kernel-semantics.md §9 item 5 and §8.2: the armed gc trims closing TCP entries of a
-/// namespace at >= 95 % of max down to 94 (max 100), touching no counter, and disarms.
+/// docs/kernel-semantics.md §gc worker and §Measurements on 6.18 (a): the armed gc trims
+/// closing TCP entries of a namespace at >= 95 % of max down to 94 (max 100), touching no
+/// counter, and disarms.
 #[test]
 fn gc_trim_kills_closing_entries_down_to_95_percent_without_counters() {
     let mut ct = table(100, 512);
@@ -156,7 +157,7 @@ fn gc_trim_kills_closing_entries_down_to_95_percent_without_counters() {
     assert_eq!(ct.count(0), 94);
 }
 
-/// kernel-semantics.md §9 item 5: the trim spares ASSURED ESTABLISHED entries.
+/// docs/kernel-semantics.md §gc worker: the trim spares ASSURED ESTABLISHED entries.
 #[test]
 fn gc_trim_spares_assured_established_entries() {
     let mut ct = table(100, 512);
@@ -173,7 +174,7 @@ fn gc_trim_spares_assured_established_entries() {
     assert_eq!(ct.count(0), 100);
 }
 
-/// kernel-semantics.md §9 item 2: early drop deletes the non-ASSURED entries of the
+/// docs/kernel-semantics.md §early_drop: early drop deletes the non-ASSURED entries of the
 /// first bucket (of 8 from the new tuple's bucket) that has any, and counts them.
 #[test]
 fn early_drop_evicts_unassured_entries_inside_the_window_only() {
@@ -212,7 +213,7 @@ fn early_drop_evicts_unassured_entries_inside_the_window_only() {
     ));
 }
 
-/// kernel-semantics.md §9 item 3 and §1.2: an expired entry reaped inside the window
+/// docs/kernel-semantics.md §early_drop: an expired entry reaped inside the window
 /// frees a slot but does not count as early drop, so the packet still fails.
 #[test]
 fn early_drop_reaps_expired_entries_without_success() {
@@ -244,8 +245,9 @@ fn early_drop_reaps_expired_entries_without_success() {
     ));
 }
 
-/// kernel-semantics.md §1.2 / §8.3 (b): early-drop success against density follows
-/// `1 - exp(-16 N f / B)`: sparse 2,000 of 262,144 buckets ~ 11.5 %, dense ~ 98 %.
+/// docs/kernel-semantics.md §early_drop and §Measurements on 6.18 (b): early-drop success
+/// against density follows `1 - exp(-16 N f / B)`: sparse 2,000 of 262,144 buckets ~ 11.5 %,
+/// dense ~ 98 %.
 #[test]
 fn early_drop_success_follows_density_law() {
     for (m, buckets) in [(2_000u32, 262_144u32), (4_096, 65_536), (16_384, 65_536)] {
@@ -272,8 +274,9 @@ fn early_drop_success_follows_density_law() {
     }
 }
 
-/// kernel-semantics.md §10.2: the retransmitted SYN scans the same 8 buckets, so a
-/// SYN that found nothing evictable keeps failing while the table is unchanged.
+/// docs/kernel-semantics.md §Retransmitted SYNs scan the same buckets: the retransmitted SYN
+/// scans the same 8 buckets, so a SYN that found nothing evictable keeps failing while the
+/// table is unchanged.
 #[test]
 fn retransmitted_syn_fails_in_the_same_window() {
     let mut ct = table(2_000, 262_144);
@@ -301,8 +304,8 @@ fn retransmitted_syn_fails_in_the_same_window() {
     }
 }
 
-/// kernel-semantics.md §9 item 6 and §8.4 (c): expired TIME_WAIT entries stay counted
-/// until a gc pass or a listing reaches them; `conntrack -L` reaps.
+/// docs/kernel-semantics.md §Lazy expiry and §Measurements on 6.18 (c): expired TIME_WAIT
+/// entries stay counted until a gc pass or a listing reaches them; `conntrack -L` reaps.
 #[test]
 fn expired_entries_stay_counted_until_listing_reaps_them() {
     let mut sysctls = Sysctls::default();
@@ -319,7 +322,7 @@ fn expired_entries_stay_counted_until_listing_reaps_them() {
     assert_eq!(ct.count(0), 0);
 }
 
-/// kernel-semantics.md §9 item 6: a gc pass removes expired entries at once.
+/// docs/kernel-semantics.md §Lazy expiry: a gc pass removes expired entries at once.
 #[test]
 fn gc_pass_reaps_expired_entries() {
     let mut sysctls = Sysctls::default();
@@ -335,7 +338,7 @@ fn gc_pass_reaps_expired_entries() {
     assert_eq!(ct.count(0), 0);
 }
 
-/// kernel-semantics.md §9 item 5 / §1.4: an idle table is scanned every ~60 s; a table
+/// docs/kernel-semantics.md §gc worker: an idle table is scanned every ~60 s; a table
 /// of 30 s UDP entries sooner; more than 64000/HZ reaps make the run yield 1 jiffy.
 #[test]
 fn gc_interval_adapts_and_yields_after_reap_limit() {
@@ -364,8 +367,8 @@ fn gc_interval_adapts_and_yields_after_reap_limit() {
     assert_eq!(last, t + SimDuration::from_millis(12));
 }
 
-/// kernel-semantics.md §9 item 6 and §8.5 (g): new DNAT'd flows reap the expired
-/// entries on the two buckets they walk; survival ~ exp(-4 N / B).
+/// docs/kernel-semantics.md §Lazy expiry and §Measurements on 6.18 (g): new DNAT'd flows reap
+/// the expired entries on the two buckets they walk; survival ~ exp(-4 N / B).
 #[test]
 fn lookups_reap_expired_entries_with_exponential_survival() {
     let mut sysctls = Sysctls::default();
@@ -398,8 +401,8 @@ fn lookups_reap_expired_entries_with_exponential_survival() {
     assert!((frac - model).abs() < 0.05, "survival {frac} model {model}");
 }
 
-/// kernel-semantics.md §9 items 1 and 13 / §8.9 (h): every namespace may hold
-/// `nf_conntrack_max` entries; a namespace without conntrack tracks nothing.
+/// docs/kernel-semantics.md §Table and limit and §Measurements on 6.18 (h): every namespace may
+/// hold `nf_conntrack_max` entries; a namespace without conntrack tracks nothing.
 #[test]
 fn each_namespace_reaches_max_independently() {
     let sysctls = Sysctls::default();
@@ -435,8 +438,8 @@ fn each_namespace_reaches_max_independently() {
     assert_eq!(out, CtLookup::Untracked);
 }
 
-/// kernel-semantics.md §9 item 1: unconfirmed entries count from allocation and are
-/// invisible to lookups until confirmed; abort frees them.
+/// docs/kernel-semantics.md §Allocation and confirm: unconfirmed entries count from allocation
+/// and are invisible to lookups until confirmed; abort frees them.
 #[test]
 fn unconfirmed_entries_count_but_are_invisible() {
     let mut ct = table(10, 512);
@@ -453,7 +456,7 @@ fn unconfirmed_entries_count_but_are_invisible() {
     assert!(ct.list(0, secs(0)).is_empty());
 }
 
-/// kernel-semantics.md §9 item 4: TCP ASSURED only when the handshake completes.
+/// docs/kernel-semantics.md §TCP tracking: TCP ASSURED only when the handshake completes.
 #[test]
 fn tcp_assured_after_handshake_ack_only() {
     let mut ct = table(10, 512);
@@ -472,7 +475,7 @@ fn tcp_assured_after_handshake_ack_only() {
     assert_eq!(c.expires, Some(secs(1 + 432_000)));
 }
 
-/// kernel-semantics.md §9 item 7: a retransmitted SYN in SYN_SENT does not refresh.
+/// docs/kernel-semantics.md §TCP tracking: a retransmitted SYN in SYN_SENT does not refresh.
 #[test]
 fn syn_retransmit_does_not_refresh_timeout() {
     let mut ct = table(10, 512);
@@ -489,7 +492,7 @@ fn syn_retransmit_does_not_refresh_timeout() {
     assert_eq!(ct.conn(id).unwrap().expires, Some(secs(120)));
 }
 
-/// kernel-semantics.md §9 item 7: an RST answering an unreplied SYN deletes at once.
+/// docs/kernel-semantics.md §TCP tracking: an RST answering an unreplied SYN deletes at once.
 #[test]
 fn rst_answer_to_unreplied_syn_deletes_entry() {
     let mut ct = table(10, 512);
@@ -502,8 +505,9 @@ fn rst_answer_to_unreplied_syn_deletes_entry() {
     assert!(ct.conn(id).is_none());
 }
 
-/// kernel-semantics.md §9 item 7 and §10.1: a new SYN over a TIME_WAIT entry of its
-/// own tuple kills and recreates it, even while the table is full.
+/// docs/kernel-semantics.md §TCP tracking and §Port reuse over a TIME_WAIT entry: a new SYN
+/// over a TIME_WAIT entry of its own tuple kills and recreates it, even while the table is
+/// full.
 #[test]
 fn syn_over_time_wait_kills_and_recreates_even_when_full() {
     let mut ct = table(100, 512);
@@ -524,7 +528,7 @@ fn syn_over_time_wait_kills_and_recreates_even_when_full() {
     assert_eq!((s.drop, s.early_drop, s.invalid), (0, 0, 0));
 }
 
-/// kernel-semantics.md §4.1: ignored and invalid packets.
+/// docs/kernel-semantics.md §TCP tracking and §Counters: ignored and invalid packets.
 #[test]
 fn invalid_tcp_packets_count_invalid_and_pass_untracked() {
     let mut ct = table(10, 512);
@@ -551,7 +555,7 @@ fn invalid_tcp_packets_count_invalid_and_pass_untracked() {
     assert_eq!(c.expires, Some(secs(300)));
 }
 
-/// kernel-semantics.md §9 item 7: kube-proxy's timeout overrides apply per namespace.
+/// docs/kernel-semantics.md §TCP tracking: kube-proxy's timeout overrides apply per namespace.
 #[test]
 fn namespace_timeouts_override_defaults() {
     let mut sysctls = Sysctls::default();
@@ -565,7 +569,7 @@ fn namespace_timeouts_override_defaults() {
     assert_eq!(ct.conn(id).unwrap().expires, Some(secs(86_400)));
 }
 
-/// kernel-semantics.md §9 items 4 and 8: UDP 30 s unreplied and for one exchange
+/// docs/kernel-semantics.md §UDP tracking: UDP 30 s unreplied and for one exchange
 /// within 2 s; 120 s and ASSURED once traffic continues after 2 s; reuse within the
 /// timeout refreshes the same entry.
 #[test]
@@ -611,7 +615,7 @@ fn icmp_echo_times_out_after_thirty_seconds() {
     );
 }
 
-/// kernel-semantics.md §9 item 18: `conntrack -L` text.
+/// docs/kernel-semantics.md §Observables: `conntrack -L` text.
 #[test]
 fn listing_prints_conntrack_l_format() {
     let mut ct = table(10, 512);
@@ -642,7 +646,7 @@ fn listing_prints_conntrack_l_format() {
     assert!(line.starts_with("tcp      6 431999 ESTABLISHED "), "{line}");
 }
 
-/// kernel-semantics.md §9 item 18: `conntrack -S` prints per CPU.
+/// docs/kernel-semantics.md §Observables: `conntrack -S` prints per CPU.
 #[test]
 fn format_stats_prints_each_cpu() {
     let mut ct = table(1, 512);
@@ -658,7 +662,7 @@ fn format_stats_prints_each_cpu() {
     assert!(lines[1].ends_with("clash_resolve=0 chaintoolong=0 "));
 }
 
-// ----- confirm-time clashes (§8.6 (d), §9 item 10) -----
+// ----- confirm-time clashes (docs/kernel-semantics.md §Clash resolution, experiment d) -----
 
 fn dns_race(profile: KernelProfile, same_backend: bool) -> (ConntrackTable, ConfirmOutcome) {
     let mut ct = table_with(100, 512, profile, &Sysctls::default());
@@ -689,7 +693,7 @@ fn dns_race(profile: KernelProfile, same_backend: bool) -> (ConntrackTable, Conf
     (ct, out)
 }
 
-/// kernel-semantics.md §9 item 10 / §8.6: same backend -> merged, `clash_resolve`.
+/// docs/kernel-semantics.md §Clash resolution: same backend -> merged, `clash_resolve`.
 #[test]
 fn udp_race_same_backend_merges() {
     let (ct, out) = dns_race(KernelProfile::LINUX_6_18, true);
@@ -699,7 +703,7 @@ fn udp_race_same_backend_merges() {
     assert_eq!(ct.count(0), 1);
 }
 
-/// kernel-semantics.md §9 item 10 / §8.6: different backends -> reply-only entry with a
+/// docs/kernel-semantics.md §Clash resolution: different backends -> reply-only entry with a
 /// fixed 1 s timeout, hidden from the listing but counted; answers un-NAT through it.
 #[test]
 fn udp_race_different_backends_inserts_reply_only_on_6_18() {
@@ -732,7 +736,8 @@ fn udp_race_different_backends_inserts_reply_only_on_6_18() {
     assert_eq!(ct.count(0), 1);
 }
 
-/// kernel-semantics.md §9 item 10 / V05: on 5.4 the different-backend race is an
+/// docs/kernel-semantics.md §Before 5.6: the A/AAAA races (docs/validation-targets.md §V05):
+/// on 5.4 the different-backend race is an
 /// `insert_failed` + `drop`; a same-backend merge still counts `insert_failed`.
 #[test]
 fn udp_race_different_backends_fails_on_5_4() {
@@ -747,7 +752,7 @@ fn udp_race_different_backends_fails_on_5_4() {
     assert_eq!((s.insert_failed, s.drop), (1, 0));
 }
 
-/// kernel-semantics.md §9 item 10: TCP does not allow clashes.
+/// docs/kernel-semantics.md §Clash resolution: TCP does not allow clashes.
 #[test]
 fn tcp_race_same_tuple_is_insert_failed_and_drop() {
     let mut ct = table(100, 512);
@@ -764,8 +769,8 @@ fn tcp_race_same_tuple_is_insert_failed_and_drop() {
     assert_eq!(ct.count(0), 1);
 }
 
-/// kernel-semantics.md §9 item 10: a chain over the 50..79 limit -> `chaintoolong` +
-/// `insert_failed`, no `drop`.
+/// docs/kernel-semantics.md §Clash resolution: a chain over the 50..79 limit -> `chaintoolong`
+/// + `insert_failed`, no `drop`.
 #[test]
 fn chain_too_long_counts_chaintoolong_and_insert_failed_only() {
     let mut ct = table(10_000, 512);
@@ -794,7 +799,7 @@ fn chain_too_long_counts_chaintoolong_and_insert_failed_only() {
     assert_eq!(s.drop, 0);
 }
 
-// ----- NAT (§3, §8.7 (e), §9 item 12) -----
+// ----- NAT (docs/kernel-semantics.md §NAT port search, experiment e) -----
 
 fn snat_to(port_lo: u16, port_hi: u16) -> SrcNat {
     SrcNat::Snat(NatRange::single(Ipv4Addr::new(10, 10, 2, 1)).with_ports(port_lo, port_hi))
@@ -822,8 +827,9 @@ fn snat_syn(
     ct.confirm(id, CPU, now).unwrap()
 }
 
-/// kernel-semantics.md §9 item 12 / §8.7: with the only SNAT port held by an
-/// ESTABLISHED flow each SYN fails with `insert_failed` + `drop`; `found` unchanged.
+/// docs/kernel-semantics.md §NAT port search and §Measurements on 6.18 (e): with the only SNAT
+/// port held by an ESTABLISHED flow each SYN fails with `insert_failed` + `drop`; `found`
+/// unchanged.
 #[test]
 fn snat_single_port_held_by_established_flow_fails_each_syn() {
     let mut ct = table(1_000, 512);
@@ -846,8 +852,8 @@ fn snat_single_port_held_by_established_flow_fails_each_syn() {
     assert_eq!((s.insert_failed, s.drop, s.found), (3, 3, 0));
 }
 
-/// kernel-semantics.md §9 item 12 / §8.7: once the holder is in TIME_WAIT, a new SYN
-/// whose sequence is ahead evicts it; one behind fails.
+/// docs/kernel-semantics.md §NAT port search and §Measurements on 6.18 (e): once the holder is
+/// in TIME_WAIT, a new SYN whose sequence is ahead evicts it; one behind fails.
 #[test]
 fn snat_time_wait_eviction_depends_on_sequence_order() {
     let mut ct = table(1_000, 512);
@@ -897,8 +903,9 @@ fn snat_time_wait_eviction_depends_on_sequence_order() {
     assert_eq!(out, ConfirmOutcome::Dropped(CtDrop::InsertFailed));
 }
 
-/// kernel-semantics.md §9 items 11-12 / §8.7: 195 concurrent connections through a
-/// 200-port SNAT range all succeed while `found` counts the taken probes.
+/// docs/kernel-semantics.md §Counters, §NAT port search and §Measurements on 6.18 (e): 195
+/// concurrent connections through a 200-port SNAT range all succeed while `found` counts the taken
+/// probes.
 #[test]
 fn snat_port_search_counts_found_without_insert_failed() {
     let mut ct = table(1_000, 512);
@@ -913,7 +920,7 @@ fn snat_port_search_counts_found_without_insert_failed() {
     assert!(s.found > 195, "found {}", s.found);
 }
 
-/// kernel-semantics.md §9 item 12: the null SRC binding keeps the source port unless
+/// docs/kernel-semantics.md §NAT port search: the null SRC binding keeps the source port unless
 /// the reply tuple is taken, then remaps it within its class (`found` += 1).
 #[test]
 fn null_binding_remaps_source_port_on_reply_collision() {
@@ -957,8 +964,8 @@ fn null_binding_remaps_source_port_on_reply_collision() {
     assert!(ct.stats_sum(0).found >= 1);
 }
 
-/// kernel-semantics.md §3: MASQUERADE keeps the source port when free; `--random-fully`
-/// never prefers it.
+/// docs/kernel-semantics.md §NAT port search: MASQUERADE keeps the source port when free;
+/// `--random-fully` never prefers it.
 #[test]
 fn masquerade_keeps_port_unless_random_fully() {
     let mut ct = table(1_000, 512);

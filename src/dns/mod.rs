@@ -12,7 +12,7 @@
 //! timeout and 2 attempts, glibc's automatic fallback to single-request and then
 //! reopen when one of the pair is lost (the 5/10/15 s steps of V05 and V07), a new
 //! socket per name, SERVFAIL and NXDOMAIN handling. Query counts follow
-//! validation-targets §2.4 and §3 item 5: `2 × (suffixes tried + 1)`.
+//! docs/validation-targets.md §DNS query amplification: `2 × (suffixes tried + 1)`.
 //!
 //! What is not: musl's resolver (parallel queries to all nameservers, retry every
 //! `timeout / attempts`, no fallback), more than one nameserver and `rotate`, TCP

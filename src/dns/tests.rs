@@ -66,7 +66,8 @@ fn start(conf: &ResolvConf, name: &str) -> Lookup {
 
 #[test]
 fn external_name_costs_ten_queries_with_three_cluster_and_one_cloud_suffix() {
-    // validation-targets §2.4 and V13: 2 × (4 suffixes + 1) = 10, exact.
+    // docs/validation-targets.md §DNS query amplification and §V13: 2 × (4 suffixes + 1) = 10,
+    // exact.
     let (o, log) = drive(start(&conf(), "api.example.com"), &zone(), ms(1), |_, _| false);
     assert_eq!(o.queries_sent, 10);
     assert_eq!(log.len(), 10);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// Who produces an answer, which is what a DNS server's cost per query depends on.
-/// KEP-1024's benchmark (validation-targets V12) measured CoreDNS under a 50m CPU
+/// KEP-1024's benchmark (docs/validation-targets.md §V12) measured CoreDNS under a 50m CPU
 /// limit at about 850 QPS for cluster names (found or NXDOMAIN) and about 200 QPS for
 /// external names; use the source to pick the per-query cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

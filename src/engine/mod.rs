@@ -19,8 +19,8 @@
 //! scheduled, so pushing and popping is O(1) whatever the number pending. The engine
 //! delivers the least `(time, seq)` across the heap top and the lane heads (at most
 //! [`MAX_LANES`] lanes). An event whose lane would fall out of order goes to the heap
-//! instead, so lanes only ever change speed, never order
-//! (`research/perf-peers.md`, conclusion 3).
+//! instead, so lanes only ever change speed, never order. Why lanes: docs/performance.md
+//! §Lessons from the peers (the event-queue structure matters more than the framework).
 //!
 //! # Cancelling
 //!

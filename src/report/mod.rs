@@ -17,7 +17,7 @@ use serde::Serialize;
 /// Version of the JSON report schema (`docs/report-format.md`).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The ten `conntrack -S` counters, summed over CPUs (kernel-semantics.md §1.5): the
+/// The ten `conntrack -S` counters, summed over CPUs (docs/kernel-semantics.md §Counters): the
 /// conntrack module's own counter type.
 pub type ConntrackCounters = crate::conntrack::CtStats;
 

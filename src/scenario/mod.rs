@@ -131,7 +131,7 @@ pub struct EbpfSettings {
 pub struct CostModel {
     /// Fixed cost per packet through the stack.
     pub per_packet: SimDuration,
-    /// Cost per iptables rule traversed (validation-targets.md V23).
+    /// Cost per iptables rule traversed (docs/validation-targets.md §Per-rule cost, from §V23).
     pub per_rule: SimDuration,
     /// Cost per conntrack hash lookup.
     pub per_conntrack_lookup: SimDuration,

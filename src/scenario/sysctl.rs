@@ -510,7 +510,7 @@ mod tests {
         KubeProxyConntrack::from_spec(&KubeProxyConntrackSpec::default())
     }
 
-    /// kernel-semantics.md §9 item 17 and validation-targets.md V21: 1-4 vCPU →
+    /// docs/kernel-semantics.md §Sizing and docs/validation-targets.md §V21: 1-4 vCPU →
     /// 131,072; 8 → 262,144; 16 → 524,288.
     #[test]
     fn kube_proxy_sizes_conntrack_max_from_cpus_with_a_floor() {
@@ -538,8 +538,8 @@ mod tests {
         }
     }
 
-    /// kernel-semantics.md §9 item 17 (hashsize >= max/4) and item 7 (kube-proxy's
-    /// timeout overrides): kube-proxy raises hashsize to max/4 only when smaller.
+    /// docs/kernel-semantics.md §Sizing (hashsize >= max/4) and docs/kube-proxy.md §Conntrack
+    /// settings (timeout overrides): kube-proxy raises hashsize to max/4 only when smaller.
     #[test]
     fn kube_proxy_raises_buckets_to_a_quarter_of_max_only_when_smaller() {
         let (n, _) = effective_sysctls(
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(n.values.ct_timeouts.udp, SimDuration::from_secs(30));
     }
 
-    /// kernel-semantics.md §9 item 17 / validation-targets.md V20: defaults by kernel
+    /// docs/kernel-semantics.md §Sizing and docs/validation-targets.md §V20: defaults by kernel
     /// and RAM (buckets = max = 262,144 on >4 GiB 6.18 hosts).
     #[test]
     fn kernel_defaults_follow_nf_conntrack_init_start() {

@@ -481,7 +481,7 @@ fn addr_key(a: SocketAddrV4) -> u64 {
     (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port())
 }
 
-/// Maglev table population (Eisenbud et al., NSDI 2016, "Maglev", §3.4): each backend walks
+/// Maglev table population (Eisenbud et al., NSDI 2016, "Maglev", section 3.4): each backend walks
 /// its own permutation `offset + j * skip (mod M)` and claims the first free slot, in turn.
 fn maglev_table(backends: &[SocketAddrV4], m: u32) -> Vec<u16> {
     let m = m.max(1) as usize;

@@ -184,7 +184,8 @@ mod tests {
         )
     }
 
-    /// kernel-semantics.md §9 item 16 and §8.10: `listen(2)` never accepting, 10
+    /// docs/kernel-semantics.md §Listen queues and §Measurements on 6.18 (socket
+    /// experiments): `listen(2)` never accepting, 10
     /// clients whose handshakes complete at once, 5 SYNs each in 4.5 s: 3 connections
     /// complete, 7 x 5 = 35 ListenOverflows and ListenDrops, no cookies.
     #[test]
@@ -238,7 +239,7 @@ mod tests {
         assert_eq!(l.accept(), None, "handshake not complete yet");
     }
 
-    /// kernel-semantics.md §9 item 16: SYN-queue overflow is answered with cookies when
+    /// docs/kernel-semantics.md §Listen queues: SYN-queue overflow is answered with cookies when
     /// `tcp_syncookies = 1`, dropped when 0.
     #[test]
     fn syn_queue_overflow_sends_cookies_or_drops() {

@@ -4,7 +4,7 @@
 //! and `tcp_tw_reuse`, the SYN retransmission timer, and a listener's SYN and accept
 //! queues, with the nstat counters these produce.
 //!
-//! Modelled (kernel-semantics.md §6, §9 items 14-16):
+//! Modelled (docs/kernel-semantics.md §Sockets):
 //! - [`SocketTable::connect`] follows `__inet_hash_connect` (net/ipv4/inet_hashtables.c):
 //!   keyed per-destination offset re-keyed every 10 s, the `table_perturb` entry advanced
 //!   on each success, even-then-odd scan with step 2, ports of `bind()`/`listen()`

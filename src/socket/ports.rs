@@ -605,7 +605,8 @@ mod tests {
             .collect()
     }
 
-    /// kernel-semantics.md §9 item 14 and §8.10: range 40000-40009, client closes
+    /// docs/kernel-semantics.md §Ephemeral ports and §Measurements on 6.18 (socket
+    /// experiments): range 40000-40009, client closes
     /// first: five even ports, then the five odd ones, then EADDRNOTAVAIL.
     #[test]
     fn small_range_uses_even_then_odd_ports_then_eaddrnotavail() {
@@ -630,7 +631,8 @@ mod tests {
         assert_ne!(run(7), run(8));
     }
 
-    /// kernel-semantics.md §6: with the default range the first pass only yields even ports.
+    /// docs/kernel-semantics.md §Ephemeral ports: with the default range the first pass only
+    /// yields even ports.
     #[test]
     fn default_range_hands_out_even_ports_first() {
         let mut t = table(SocketConfig::default(), 3);
@@ -638,7 +640,7 @@ mod tests {
         assert!(ports.iter().all(|p| p.as_ref().is_ok_and(|p| p % 2 == 0)));
     }
 
-    /// kernel-semantics.md §9 item 14 and §8.10: with `tcp_tw_reuse = 1` the TIME_WAIT
+    /// docs/kernel-semantics.md §TIME_WAIT and tw_reuse: with `tcp_tw_reuse = 1` the TIME_WAIT
     /// ports become usable once `tcp_tw_reuse_delay` (1 s) has passed, strictly after.
     #[test]
     fn tw_reuse_one_reuses_time_wait_ports_after_the_delay() {
@@ -680,7 +682,7 @@ mod tests {
         assert_eq!(again.isn, 0xFFFF_0000u32.wrapping_add(65_537));
     }
 
-    /// kernel-semantics.md §9 item 14: `tcp_tw_reuse = 2` reuses only loopback
+    /// docs/kernel-semantics.md §TIME_WAIT and tw_reuse: `tcp_tw_reuse = 2` reuses only loopback
     /// TIME_WAIT sockets; without timestamps nothing is reused.
     #[test]
     fn tw_reuse_two_is_loopback_only_and_needs_timestamps() {
@@ -710,7 +712,8 @@ mod tests {
         }
     }
 
-    /// kernel-semantics.md §9 item 14: TIME_WAIT lasts exactly TCP_TIMEWAIT_LEN (60 s).
+    /// docs/kernel-semantics.md §TIME_WAIT and tw_reuse: TIME_WAIT lasts exactly
+    /// TCP_TIMEWAIT_LEN (60 s).
     #[test]
     fn time_wait_expires_after_sixty_seconds() {
         let config = SocketConfig {
@@ -744,7 +747,7 @@ mod tests {
         assert_eq!(t.time_wait_count(SimTime::from_secs(61)), 0);
     }
 
-    /// kernel-semantics.md §9 item 14: beyond `tcp_max_tw_buckets` a closing socket
+    /// docs/kernel-semantics.md §TIME_WAIT and tw_reuse: beyond `tcp_max_tw_buckets` a closing socket
     /// skips TIME_WAIT and TCPTimeWaitOverflow counts it; a passive closer never waits.
     #[test]
     fn max_tw_buckets_overflow_skips_time_wait() {

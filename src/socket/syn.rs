@@ -150,7 +150,7 @@ mod tests {
 
     /// The timer wheel's rounding (calc_wheel_index at HZ 250): 1 s RTOs fire 4-32 ms
     /// late, as the 6.18 recording shows (0, 1.03, 2.05, 3.08, 4.10, 5.13, 7.14 s, …,
-    /// ETIMEDOUT 133.4 s; kernel-semantics.md §8.8).
+    /// ETIMEDOUT 133.4 s; docs/kernel-semantics.md §Measurements on 6.18 (f)).
     #[test]
     fn syn_retransmissions_drift_late_like_the_timer_wheel() {
         let (sends, fail) = walk_ns(&KernelProfile::LINUX_6_18, 6);
@@ -181,7 +181,8 @@ mod tests {
         assert_eq!(at(4000), 4096);
     }
 
-    /// kernel-semantics.md §9 item 15: 6.5+ SYNs at 0,1,2,3,4,5,7,11,19,35,67 s, ETIMEDOUT at 131 s.
+    /// docs/kernel-semantics.md §SYN retransmission: 6.5+ SYNs at 0,1,2,3,4,5,7,11,19,35,67 s,
+    /// ETIMEDOUT at 131 s.
     #[test]
     fn linear_then_exponential_syn_schedule_on_6_18() {
         let (sends, fail) = walk(&KernelProfile::LINUX_6_18, 6);
@@ -190,7 +191,8 @@ mod tests {
         assert!((131..=131 + 2).contains(&fail), "{fail}");
     }
 
-    /// kernel-semantics.md §9 item 15: older kernels SYNs at 0,1,3,7,15,31,63 s, ETIMEDOUT at 127 s.
+    /// docs/kernel-semantics.md §SYN retransmission: older kernels SYNs at 0,1,3,7,15,31,63 s,
+    /// ETIMEDOUT at 127 s.
     #[test]
     fn exponential_syn_schedule_on_5_4() {
         let (sends, fail) = walk(&KernelProfile::LINUX_5_4, 6);

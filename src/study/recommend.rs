@@ -375,13 +375,13 @@ pub fn pool(
 
 /// Share of a SNAT port range that can be held before the port search starts failing.
 ///
-/// `nf_nat_l4proto_unique_tuple` scans consecutive ports from a random offset in rounds of
-/// 128, 64, 32, 16 and 8 probes (248 in all, kernel-semantics.md §3), so taken ports
-/// cluster as in linear probing and a search can give up while the range still has free
-/// ports. Filling 64,512 ports from empty, the first failure came at 78-88 % in the
-/// model (`scenarios/snat-exhaustion.yaml`: ~87 %); with ports released in FIFO order at a
-/// constant occupancy, failures appeared from ~85 % (none in 300,000 searches at 80 %).
-/// Sizing stops at 80 %; the headroom is on top of that.
+/// `nf_nat_l4proto_unique_tuple` scans consecutive ports from a random offset in rounds of 128,
+/// 64, 32, 16 and 8 probes (248 in all, docs/kernel-semantics.md §NAT port search), so taken
+/// ports cluster as in linear probing and a search can give up while the range still has free
+/// ports. Filling 64,512 ports from empty, the first failure came at 78-88 % in the model
+/// (`scenarios/snat-exhaustion.yaml`: ~87 %); with ports released in FIFO order at a constant
+/// occupancy, failures appeared from ~85 % (none in 300,000 searches at 80 %). Sizing stops at
+/// 80 %; the headroom is on top of that.
 pub const SNAT_USABLE_SHARE: f64 = 0.8;
 
 /// Endpoint multiplier of the measuring run, so that it does not run out of SNAT ports.
@@ -403,20 +403,19 @@ pub fn snat_port_class(sport: u16) -> (u16, u16) {
 /// SNAT source ports towards each destination for workload `workload`, and the fix when
 /// they run out, verified by a re-run.
 ///
-/// With `kubeProxy.masqueradeAll`, a connection to a ClusterIP is DNATed to one endpoint
-/// and MASQUERADEd to the client node's address; nf_nat then needs a free source port per
-/// (node address, endpoint ip:port, TCP) from the class of the pod's port (1024-65535 for
-/// ephemeral ports: 64,512) and the port stays held for the life of the conntrack entry,
-/// i.e. `nf_conntrack_tcp_timeout_time_wait` (120 s) after the close
-/// (kernel-semantics.md §3). Flows per destination are `rate / endpoints × (TIME_WAIT +
-/// lifetime)` (kube-proxy picks endpoints uniformly), with the new-connection rate and
-/// the lifetime measured in a run whose endpoints are multiplied by 8 (so it does not run
-/// out itself). The recommendation is the number of endpoints that keeps each
-/// destination under [`SNAT_USABLE_SHARE`] of the range with `headroom_pct` on top,
-/// verified by a re-run at least `TIME_WAIT + lifetime + 10 s` long (the steady state).
-/// `masqueradeAll: false` and a keep-alive pool are listed as alternatives with their
-/// numbers; the client pods' own ephemeral ports (`ip_local_port_range`, towards the
-/// ClusterIP) are checked separately.
+/// With `kubeProxy.masqueradeAll`, a connection to a ClusterIP is DNATed to one endpoint and
+/// MASQUERADEd to the client node's address; nf_nat then needs a free source port per (node
+/// address, endpoint ip:port, TCP) from the class of the pod's port (1024-65535 for ephemeral
+/// ports: 64,512) and the port stays held for the life of the conntrack entry, i.e.
+/// `nf_conntrack_tcp_timeout_time_wait` (120 s) after the close (docs/kernel-semantics.md §NAT
+/// port search). Flows per destination are `rate / endpoints × (TIME_WAIT + lifetime)`
+/// (kube-proxy picks endpoints uniformly), with the new-connection rate and the lifetime
+/// measured in a run whose endpoints are multiplied by 8 (so it does not run out itself). The
+/// recommendation is the number of endpoints that keeps each destination under
+/// [`SNAT_USABLE_SHARE`] of the range with `headroom_pct` on top, verified by a re-run at least
+/// `TIME_WAIT + lifetime + 10 s` long (the steady state). `masqueradeAll: false` and a
+/// keep-alive pool are listed as alternatives with their numbers; the client pods' own
+/// ephemeral ports (`ip_local_port_range`, towards the ClusterIP) are checked separately.
 ///
 /// # Errors
 /// [`RecommendError`]; [`RecommendError::NotAService`] when the workload targets an
@@ -791,7 +790,8 @@ mod tests {
         ));
     }
 
-    /// kernel-semantics.md §3: without `--to-ports` the search keeps the port's class.
+    /// docs/kernel-semantics.md §NAT port search: without `--to-ports` the search keeps the
+    /// port's class.
     #[test]
     fn snat_without_to_ports_searches_the_class_of_the_original_port() {
         assert_eq!(snat_port_class(32_768), (1_024, 65_535));

@@ -31,8 +31,8 @@ pub enum Tolerance {
     /// ± this fraction of the real value.
     Rel(f64),
     /// Both the real and the simulated value inside `[lo, hi]`: used for quantities that
-    /// depend on the phase of the gc worker (kernel-semantics.md §10.3), whose
-    /// phase-independent statement is a window, and for published ranges.
+    /// depend on the phase of the gc worker (docs/kernel-semantics.md §Expired entries leave
+    /// in steps), whose phase-independent statement is a window, and for published ranges.
     Within {
         /// Lower bound.
         lo: f64,

@@ -2,7 +2,7 @@
 //! the real kernel. It replays every experiment recorded by the oracle
 //! (`validation/traces/`, `docs/oracle.md`) through the library at the level that
 //! matches the experiment, compares the model's numbers with the recorded ones, checks
-//! the published targets of `research/validation-targets.md`, and renders the result
+//! the published targets of `docs/validation-targets.md`, and renders the result
 //! as the table of `docs/validation.md`.
 //!
 //! Levels (each replay uses the recorded parameters and the recorded load schedule):

@@ -40,9 +40,10 @@ pub(crate) const KNOWN_FAILURES: &[(&str, &str)] = &[
         "i/r200/scenario-ok",
         "the conntrack side is exact (the replay with the recorded client ports gives 1,299 ok, 8,103 \
          drops); the difference is in the simulated client's port choice. Once the table is full only \
-         connections that reuse a port whose conntrack entry is still in TIME_WAIT succeed (§10.1, \
-         kill-and-recreate). The recording got 299 such reuses in 4,000 connections at 200/s, the \
-         simulator ~185 (scaled): its `__inet_hash_connect` port sequence (`src/socket/ports.rs`, \
+         connections that reuse a port whose conntrack entry is still in TIME_WAIT succeed \
+         (docs/kernel-semantics.md §Port reuse over a TIME_WAIT entry: kill-and-recreate). The \
+         recording got 299 such reuses in 4,000 connections at 200/s, the simulator ~185 (scaled): \
+         its `__inet_hash_connect` port sequence (`src/socket/ports.rs`, \
          `SocketTable::connect`: per-destination offset, `table_perturb` advance per connect, 10 s \
          re-key) revisits recent ports less often than 6.18 does at this rate (at 100/s it agrees, \
          -2 %). Arrivals are Poisson in the scenario, constant-rate in the recording. What it would take: \
@@ -83,8 +84,8 @@ pub(crate) const GROUP_NOTES: &[(&str, &str)] = &[
          ports from 61000 up). A SYN that passes conntrack is answered; the whole exchange (handshake, \
          16-byte request and answer, server-first close) follows 40 µs apart; a dropped SYN is \
          retransmitted on the 6.18 schedule until the 0.3 s connect timeout. The gc worker runs from \
-         t = 0 at the times it asks for; the trim time depends on its phase (§10.3) and is checked as a \
-         window, the trimmed count is phase-free.",
+         t = 0 at the times it asks for; the trim time depends on its phase (docs/kernel-semantics.md \
+         §Expired entries leave in steps) and is checked as a window, the trimmed count is phase-free.",
     ),
     (
         "b-early-drop",

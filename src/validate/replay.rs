@@ -1,5 +1,5 @@
 //! The replay drivers: a node's conntrack table driven packet by packet at recorded
-//! times (the oracle's `nso-rtr`, kernel-semantics.md §8.1), with the gc worker run at
+//! times (the oracle's `nso-rtr`, docs/oracle.md "Topology"), with the gc worker run at
 //! the times it asks for, and a TCP client model for the `tcp-storm` experiments.
 
 use super::ValidateError;
@@ -67,7 +67,8 @@ pub(crate) struct Node {
 
 impl Node {
     /// A table with the recorded max and buckets, 2 CPUs, `hz`, the given profile. The
-    /// gc worker's first run is at t = 0 (the kernel's phase is unknown; §10.3).
+    /// gc worker's first run is at t = 0 (the kernel's phase is unknown;
+    /// docs/kernel-semantics.md §Expired entries leave in steps).
     pub(crate) fn new(
         max: u32,
         buckets: u32,

@@ -137,7 +137,7 @@ pub(crate) fn v04() -> Rows {
     const RTT: f64 = 0.000_2;
     let mut rows = Rows::new(
         "V04",
-        "XING post; kubernetes PR #71114; validation-targets.md §3.6",
+        "XING post; kubernetes PR #71114; docs/validation-targets.md §Latency-mode masses",
     );
     let cases: [(&str, KernelProfile, [f64; 2]); 2] = [
         ("5.4", KernelProfile::LINUX_5_4, [1.0, 3.0]),

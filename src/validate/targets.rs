@@ -260,8 +260,8 @@ pub(crate) fn v23(scenarios: &Path) -> Result<Rows, ValidateError> {
     Ok(rows)
 }
 
-/// V11: NodeLocal DNSCache removes pod DNS from conntrack (KEP-1024; kernel-semantics.md
-/// §7, §9 item 13): the client node's entries to port 53 with the cache on and off,
+/// V11: NodeLocal DNSCache removes pod DNS from conntrack (KEP-1024; docs/kernel-semantics.md
+/// §Kubernetes nodes): the client node's entries to port 53 with the cache on and off,
 /// per flow (`dns_udp_entries_end`, `dns_tcp_entries_end`).
 pub(crate) fn v11(scenarios: &Path) -> Result<Rows, ValidateError> {
     let mut rows = Rows::new("V11", "KEP-1024 NodeLocal DNSCache");

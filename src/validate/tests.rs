@@ -23,8 +23,8 @@ fn flood_tuples_follow_the_udp_flood_index() {
     assert_eq!(t.proto, Proto::Udp);
 }
 
-/// kernel-semantics.md §9 items 2 and 15: a table full of ASSURED TIME_WAIT entries
-/// drops every SYN; a connect timeout below 1 s allows one SYN, so one drop.
+/// docs/kernel-semantics.md §early_drop and §SYN retransmission: a table full of ASSURED
+/// TIME_WAIT entries drops every SYN; a connect timeout below 1 s allows one SYN, so one drop.
 #[test]
 fn storm_into_a_full_assured_table_drops_one_syn_per_short_connect() {
     let mut n = node(2);
@@ -49,8 +49,8 @@ fn storm_into_a_full_assured_table_drops_one_syn_per_short_connect() {
     assert_eq!(n.count(0), 2.0);
 }
 
-/// kernel-semantics.md §9 item 10: two datagrams of one socket racing through a DNAT
-/// to different backends: the loser is inserted reply-only, nothing is dropped.
+/// docs/kernel-semantics.md §Clash resolution: two datagrams of one socket racing through a
+/// DNAT to different backends: the loser is inserted reply-only, nothing is dropped.
 #[test]
 fn racing_pair_to_two_backends_is_resolved_reply_only() {
     let mut n = node(100);
@@ -77,8 +77,8 @@ fn racing_pair_to_two_backends_is_resolved_reply_only() {
     assert_eq!(n.ct.list(0, at(1.1)).len(), 1, "the reply-only entry is hidden");
 }
 
-/// kernel-semantics.md §9 items 5 and 6: an expired entry stays counted until the gc
-/// pass the worker scheduled, which the driver runs at the time it asked for.
+/// docs/kernel-semantics.md §gc worker and §Lazy expiry: an expired entry stays counted until
+/// the gc pass the worker scheduled, which the driver runs at the time it asked for.
 #[test]
 fn expired_entries_stay_counted_until_the_scheduled_gc_pass() {
     let mut n = node(100);
@@ -109,6 +109,23 @@ fn syn_times_follow_the_profile() {
         assert!(*a >= *b && *a <= *b * 1.13 + 0.1, "{w:?}");
     }
     assert!((127.0..=127.0 * 1.13).contains(&wfail), "{wfail}");
+}
+
+/// Each published target's section points to where its source is named in full; the
+/// recordings' sections do not.
+#[test]
+fn markdown_points_published_targets_to_their_source() {
+    use super::check::{Check, Tolerance, Unit};
+    let check = |group: &str| Check {
+        group: group.into(),
+        ..Check::new(format!("{group}/x"), "q", Unit::Count, 1.0, 1.0, Tolerance::Count)
+    };
+    let md = super::markdown(&[check("V23"), check("a-full-assured"), check("Vx")]);
+    assert!(md.contains(
+        "## V23\n\nPublished target: source, conditions and tolerance in \
+                         [docs/validation-targets.md §V23](validation-targets.md#v23)."
+    ));
+    assert_eq!(md.matches("Published target:").count(), 1, "{md}");
 }
 
 #[test]

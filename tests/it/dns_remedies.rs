@@ -1,5 +1,5 @@
 //! The DNS remedies end to end: NodeLocal DNSCache (KEP-1024), headless Services and
-//! CoreDNS replicas (kernel-semantics.md §7, §9 item 13).
+//! CoreDNS replicas (docs/kernel-semantics.md §Kubernetes nodes).
 
 use k8s_netsim::report::Report;
 use k8s_netsim::scenario::{Override, Scenario};
@@ -19,7 +19,7 @@ const V11: &str = "scenarios/validation/v11-nodelocal-dns.yaml";
 
 #[test]
 fn nodelocal_cache_leaves_no_pod_dns_entry_on_the_client_node() {
-    // kernel-semantics.md §9 item 13: raw-table NOTRACK flows create no entries.
+    // docs/kernel-semantics.md §Kubernetes nodes: raw-table NOTRACK flows create no entries.
     let on = run(V11, &[]);
     let off = run(V11, &["dns.nodeLocalDNSCache.enabled=false"]);
     let (a_on, a_off) = (&on.nodes[0].conntrack, &off.nodes[0].conntrack);
@@ -155,7 +155,7 @@ fn node_rules_carry_node_local_dns_notrack() {
 
 #[test]
 fn headless_targets_connect_to_pods_without_dnat_but_are_tracked() {
-    // kernel-semantics.md §9 item 13: headless Services still create entries.
+    // docs/kernel-semantics.md §Kubernetes nodes: headless Services still create entries.
     // Cached DNS: new entries are (almost) all SYNs, so rules per new entry are the SYN's.
     let base = [
         "duration=3s",

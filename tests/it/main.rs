@@ -2,6 +2,7 @@
 
 mod cli;
 mod dns_remedies;
+mod doc_refs;
 mod layering;
 mod modes;
 mod oracle_traces;

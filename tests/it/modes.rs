@@ -25,7 +25,7 @@ fn within(a: u64, b: u64, rel: f64) -> bool {
 }
 
 /// `net.ipv4.vs.conntrack=1` and nftables NAT: nf_conntrack tracks every flow exactly as in
-/// iptables mode (kube-proxy.md §2, kernel-semantics.md §7).
+/// iptables mode (docs/kube-proxy.md §IPVS, docs/kernel-semantics.md §Kubernetes nodes).
 #[test]
 fn nftables_and_ipvs_keep_as_many_conntrack_entries_as_iptables() {
     let base = small("iptables", &[]);
@@ -184,8 +184,8 @@ fn every_mode_is_deterministic() {
     }
 }
 
-/// validation-targets.md V23 (Tigera), shortened: client-node CPU with iptables ~35 %, IPVS
-/// ~8 %, iptables with keep-alive ~2 % of a core, each within 30 %.
+/// docs/validation-targets.md §V23 (Tigera), shortened: client-node CPU with iptables ~35 %,
+/// IPVS ~8 %, iptables with keep-alive ~2 % of a core, each within 30 %.
 #[test]
 fn v23_cpu_per_mode_matches_tigera() {
     let f = "scenarios/validation/v23-iptables-10k.yaml";

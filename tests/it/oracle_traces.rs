@@ -84,12 +84,12 @@ fn check_series(text: &str, max: Option<u64>) -> Result<Vec<Vec<f64>>, String> {
             }
         }
         // `insert` only counts ctnetlink insertions, never the packet path
-        // (kernel-semantics.md §9 item 11).
+        // (docs/kernel-semantics.md §Counters).
         if row[4] != 0.0 {
             return Err(format!("row {n}: insert = {} on a packet-driven run", row[4]));
         }
-        // The count may exceed max by one for an instant: `__nf_conntrack_alloc`
-        // increments before it checks and undoes (kernel-semantics.md §9 item 1).
+        // The count may exceed max by one for an instant: `__nf_conntrack_alloc` increments
+        // before it checks and undoes (docs/kernel-semantics.md §Allocation and confirm).
         if let Some(m) = max
             && row[1] > (m + 1) as f64
         {
@@ -176,8 +176,8 @@ fn every_recorded_trace_parses_and_keeps_the_counter_invariants() {
 
 #[test]
 fn a_full_table_of_assured_entries_drops_without_insert_failed_or_early_drop() {
-    // kernel-semantics.md §9 items 2 and 11: a table full of ASSURED entries cannot be
-    // relieved by early drop, and table-full drops never count as insert_failed.
+    // docs/kernel-semantics.md §early_drop and §Counters: a table full of ASSURED entries
+    // cannot be relieved by early drop, and table-full drops never count as insert_failed.
     let dir = traces_dir().join("a-full-assured");
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     for (param, run) in meta["runs"].as_object().unwrap() {

@@ -13,9 +13,10 @@ fn snat_exhaustion(sets: &[&str]) -> Scenario {
     Scenario::load(path, &o).unwrap()
 }
 
-/// kernel-semantics.md §2 (SNAT port search exhausted -> insert_failed + drop at confirm)
-/// and §3 (MASQUERADE without --to-ports: 64,512 ports per destination, no TIME_WAIT
-/// eviction before 6.5). 70 s instead of the file's 90 s: the ports run out at ~62 s.
+/// docs/kernel-semantics.md §Clash resolution (SNAT port search exhausted -> insert_failed +
+/// drop at confirm) and §NAT port search (MASQUERADE without --to-ports: 64,512 ports per
+/// destination, no TIME_WAIT eviction before 6.5). 70 s instead of the file's 90 s: the ports
+/// run out at ~62 s.
 #[test]
 fn masquerade_all_to_one_endpoint_runs_out_of_snat_ports_before_the_table_fills() {
     let r = k8s_netsim::sim::run(&snat_exhaustion(&["duration=70s"]), &mut |_, _| {})

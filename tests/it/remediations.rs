@@ -201,7 +201,7 @@ fn proxy_mode_crossover_finds_where_ipvs_and_nftables_beat_iptables() {
             "{}",
             c.render_text()
         );
-        // Constant in the number of Services (kube-proxy.md table 2).
+        // Constant in the number of Services (docs/kube-proxy.md §First-packet cost per mode).
         assert!(
             (busy(m, 10) - busy(m, 10_000)).abs() < 0.05 * busy(m, 10),
             "{}",

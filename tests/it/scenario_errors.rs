@@ -267,7 +267,7 @@ fn bundled_scenarios_load_and_flash_sale_max_is_kube_proxys_131072() {
     assert_eq!(s.workloads[0].pods.len(), 20);
     assert_eq!(s.background_services.len(), 5_000);
     for n in &s.nodes {
-        // validation-targets.md V21: kube-proxy on a 4-CPU node.
+        // docs/validation-targets.md §V21: kube-proxy on a 4-CPU node.
         assert_eq!(n.sysctls.values.nf_conntrack_max, 131_072, "{}", n.name);
         assert_eq!(
             n.sysctls.provenance("net.netfilter.nf_conntrack_max"),

@@ -29,7 +29,8 @@ fn flash_sale_drop_onset_is_the_analytic_fill_time() {
     assert!(r.verdict.text.starts_with(&format!(
         "drop starts at t={onset:.3}s on node-a (nf_conntrack_count "
     )));
-    // A full table of ASSURED TIME_WAIT entries: drop, never insert_failed (kernel-semantics.md §1.5, §9 item 11).
+    // A full table of ASSURED TIME_WAIT entries: drop, never insert_failed
+    // (docs/kernel-semantics.md §Counters).
     assert!(r.nodes[0].conntrack.stats.drop > 0);
     assert_eq!(r.nodes[0].conntrack.stats.insert_failed, 0);
     assert_eq!(r.nodes[0].conntrack.stats.insert, 0);
@@ -94,9 +95,10 @@ fn same_scenario_and_seed_give_byte_identical_json() {
     assert_ne!(a, c, "a different seed must change something");
 }
 
-/// kernel-semantics.md §2 / validation-targets.md V05: parallel A/AAAA from two threads
-/// through a DNATed kube-dns with two endpoints clash at confirm. 5.4 cannot insert the
-/// loser reply-only: insert_failed + drop and a 5 s resolver timeout; 6.18 resolves it.
+/// docs/kernel-semantics.md §Clash resolution and docs/validation-targets.md §V05: parallel
+/// A/AAAA from two threads through a DNATed kube-dns with two endpoints clash at confirm. 5.4
+/// cannot insert the loser reply-only: insert_failed + drop and a 5 s resolver timeout; 6.18
+/// resolves it.
 #[test]
 fn dns_race_fails_on_5_4_and_resolves_on_6_18() {
     let base = [
@@ -131,7 +133,8 @@ fn dns_race_fails_on_5_4_and_resolves_on_6_18() {
 
 #[test]
 fn one_thread_resolvers_never_race() {
-    // glibc sends the pair back to back from one thread: one CPU, sequential (§10 item 5).
+    // glibc sends the pair back to back from one thread: one CPU, sequential
+    // (docs/kernel-semantics.md §The A/AAAA race depends on the send gap).
     let r = run(&scenario(
         "scenarios/small.yaml",
         &[

@@ -46,23 +46,26 @@ fn ids_are_unique() {
 
 #[test]
 fn recorded_mechanisms_agree() {
-    // kernel-semantics.md §9 items 1-2: a table full of ASSURED entries drops, never early-drops.
+    // docs/kernel-semantics.md §early_drop: a table full of ASSURED entries drops, never
+    // early-drops.
     assert_eq!(row("a/max100/drop-fill").status, Status::Pass);
     assert_eq!(row("a/max100/early-drop-fill").status, Status::Pass);
-    // §9 item 5: the gc 95 % trim.
+    // §gc worker: the gc 95 % trim.
     assert_eq!(row("a/max200/count-idle").status, Status::Pass);
-    // §9 items 2-3: early-drop success follows bucket density.
+    // §early_drop: early-drop success follows bucket density.
     assert_eq!(row("b/max2000/probe-early-drop").status, Status::Pass);
-    // §9 item 6: lazy expiry and reaping by lookups and dumps.
+    // §Lazy expiry: reaping by lookups and dumps.
     assert_eq!(row("g/n50000/survivors").status, Status::Pass);
     assert_eq!(row("c/tw10-list/count-after-list").status, Status::Pass);
-    // §9 item 10: UDP clash resolution, no insert_failed.
+    // §Clash resolution: UDP clash resolution, no insert_failed.
     assert_eq!(row("d/backends2/clash-resolve").status, Status::Pass);
     assert_eq!(row("d/backends2/insert-failed").status, Status::Pass);
-    // §9 item 12 / §10.4: SNAT port search cost and TIME_WAIT eviction.
+    // §NAT port search and §Port-search cost shows in found: SNAT port search cost and TIME_WAIT
+    // eviction.
     assert_eq!(row("j/ports64-r20/found").status, Status::Pass);
     assert_eq!(row("e/ports1/try1-insert-failed").status, Status::Pass);
-    // §10.1 and §10.6: storm outcomes with the recorded client ports.
+    // §Port reuse over a TIME_WAIT entry and §drop counts packets: storm outcomes with the recorded
+    // client ports.
     assert_eq!(row("i/r200/replay-ok").status, Status::Pass);
     assert_eq!(row("i/r200/replay-drop").status, Status::Pass);
 }

@@ -170,8 +170,9 @@ fn number_test_services(services: usize, eps: usize, lb: bool) -> Vec<ServicePor
 
 #[test]
 fn rule_counts_match_kube_proxy_number_test() {
-    // kube-proxy.md §1.3 (TestNumberIptablesRules): nat = 5 + 2S + 3E for ClusterIP. That
-    // test's proxier has no localhost NodePorts (no KUBE-FIREWALL rule, no 127/8 variants).
+    // docs/kube-proxy.md §Rule counts (TestNumberIptablesRules): nat = 5 + 2S + 3E for
+    // ClusterIP. That test's proxier has no localhost NodePorts (no KUBE-FIREWALL rule, no
+    // 127/8 variants).
     let cfg = ProxyConfig {
         localhost_nodeports: false,
         cluster_cidr: "10.0.0.0/8".parse().unwrap(),

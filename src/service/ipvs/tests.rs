@@ -23,7 +23,7 @@ fn run_to_time_wait(p: &mut IpvsProxy, t: Tuple, now: SimTime) {
     }
 }
 
-/// kube-proxy.md, "What the simulator must model" table 1, IPVS row.
+/// docs/kube-proxy.md §Objects per mode, IPVS row.
 #[test]
 fn iptables_rules_are_constant_and_ipsets_grow_with_services() {
     let cfg = ProxyConfig::default();

@@ -128,7 +128,7 @@ fn overall_rules_match_kube_proxy_test_structure() {
     assert!(listed.contains("type filter hook prerouting priority dstnat - 10;"));
 }
 
-/// kube-proxy.md, "What the simulator must model" table 1, nftables row.
+/// docs/kube-proxy.md §Objects per mode, nftables row.
 #[test]
 fn object_counts_follow_the_kube_proxy_table() {
     let cfg = NftablesConfig::default();
