@@ -377,12 +377,6 @@ impl ConntrackTable {
         &self.cfg
     }
 
-    /// Writes `net.netfilter.nf_conntrack_max` (initial namespace only in Linux; the
-    /// caller enforces that). Existing entries are kept.
-    pub fn set_max(&mut self, max: u32) {
-        self.cfg.max = max;
-    }
-
     /// Registers or reconfigures namespace `ns`. Namespaces never registered behave
     /// as disabled.
     pub fn set_netns(&mut self, ns: u16, cfg: NetnsConfig) {

@@ -582,12 +582,6 @@ impl EbpfProxy {
         &self.any
     }
 
-    /// The GC cadence.
-    #[must_use]
-    pub fn gc_schedule(&self) -> GcSchedule {
-        self.gc
-    }
-
     fn map_for(&mut self, proto: Proto) -> &mut BpfCtMap {
         match proto {
             Proto::Tcp => &mut self.tcp,
