@@ -5,9 +5,47 @@
 //! from `(scenario seed, component name)`. Adding a component or a workload therefore
 //! does not perturb the streams of the others. The generator is ChaCha8, whose output
 //! is specified and stable across `rand` versions (unlike `StdRng`).
+//!
+//! For keys and hashes that must be fixed functions of their input rather than draws
+//! from a stream (a Maglev permutation, a veth name, a seeded ordering key), the module
+//! also offers splitmix64's mixer: [`splitmix64`] and its output function [`mix64`].
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// splitmix64's state increment: 2^64 divided by the golden ratio, rounded to odd.
+pub const SPLITMIX64_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// splitmix64's output function (Stafford's "Mix13"): a bijection on `u64` in which each
+/// input bit flips about half of the output bits. Use it to finalise a hash (FNV-1a
+/// sums, packed address words) so that similar inputs give unrelated outputs.
+///
+/// Its results feed names, orderings and hash buckets that reach reports, so it is fixed:
+/// changing it changes every report.
+#[must_use]
+#[inline]
+pub const fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The splitmix64 output for state `x` (Steele, Lea and Flood, "Fast splittable
+/// pseudorandom number generators", OOPSLA 2014): [`mix64`] of `x + SPLITMIX64_GAMMA`.
+/// A generator seeded with `s` yields `splitmix64(s)`, `splitmix64(s + GAMMA)`, ...;
+/// used alone, it turns a key into 64 well-mixed bits (also for keys 0, 1, 2, ...).
+///
+/// ```
+/// use k8s_netsim::rng::{SPLITMIX64_GAMMA, splitmix64};
+/// // The first two outputs of the reference generator seeded with 0.
+/// assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+/// assert_eq!(splitmix64(SPLITMIX64_GAMMA), 0x6e78_9e6a_a1b9_65f4);
+/// ```
+#[must_use]
+#[inline]
+pub const fn splitmix64(x: u64) -> u64 {
+    mix64(x.wrapping_add(SPLITMIX64_GAMMA))
+}
 
 /// A deterministic random stream.
 #[derive(Clone, Debug)]

@@ -121,12 +121,6 @@ impl SimDuration {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / NANOS_PER_SEC as f64
     }
-    /// The span in milliseconds, for reports only.
-    #[must_use]
-    #[allow(clippy::cast_precision_loss)]
-    pub fn as_millis_f64(self) -> f64 {
-        self.0 as f64 / NANOS_PER_MILLI as f64
-    }
     /// `self * k`, saturating.
     #[must_use]
     pub const fn saturating_mul(self, k: u64) -> SimDuration {

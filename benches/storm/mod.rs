@@ -10,6 +10,7 @@
 //! `examples/storm_engine.rs`.
 
 use k8s_netsim::engine::{Context, Engine, LaneId, Model};
+use k8s_netsim::rng::{SPLITMIX64_GAMMA, splitmix64};
 use k8s_netsim::time::{SimDuration, SimTime};
 
 /// Connection arrival rate (per simulated second).
@@ -63,11 +64,8 @@ impl Xoshiro {
         let mut x = seed;
         let mut s = [0u64; 4];
         for w in &mut s {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            *w = z ^ (z >> 31);
+            *w = splitmix64(x);
+            x = x.wrapping_add(SPLITMIX64_GAMMA);
         }
         Xoshiro { s }
     }

@@ -5,6 +5,7 @@
 //! from the table's [`SimRng`](crate::rng::SimRng) stream, so runs are deterministic.
 
 use crate::packet::Tuple;
+use crate::rng::mix64;
 
 /// SipHash key (two 64-bit halves).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,15 +61,6 @@ fn siphash13(k0: u64, k1: u64, m: [u64; 2]) -> u64 {
     sipround(&mut v);
     sipround(&mut v);
     v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-/// A fixed 64-bit mixer (splitmix64 finaliser), used for the namespace mix and
-/// `find_best_ips_proto`'s address hash.
-#[inline]
-pub(crate) const fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// `hash_conntrack_raw`: the 32-bit hash of `tuple` in namespace `ns`.

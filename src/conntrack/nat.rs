@@ -2,12 +2,12 @@
 //! `nf_nat_setup_info`, `get_unique_tuple`, `nf_nat_l4proto_unique_tuple`,
 //! `nf_nat_used_tuple{,_new,_harder}`, `find_appropriate_src`, `find_best_ips_proto`).
 
-use super::hash::{mix64, reciprocal_scale};
+use super::hash::reciprocal_scale;
 use super::table::{ConntrackTable, node_idx, src_key, status};
 use super::tcp::CtState;
 use super::{CtError, DstNat, NatRange, SrcNat};
 use crate::packet::{Direction, Proto, Tuple};
-use crate::rng::SimRng;
+use crate::rng::{SimRng, mix64};
 use crate::time::SimTime;
 use std::net::Ipv4Addr;
 

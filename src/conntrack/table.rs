@@ -1,7 +1,7 @@
 //! The global conntrack hash table: slab of entries, bucket chains, allocation with
 //! early drop, confirmation with clash resolution, per-packet tracking, listing.
 
-use super::hash::{HashKey, mix64, reciprocal_scale, tuple_hash};
+use super::hash::{HashKey, reciprocal_scale, tuple_hash};
 use super::stats::{RateLimit, TableFullLog, format_stats, table_full_message};
 use super::tcp::{self, CtState, Next, TcpBits};
 use super::{
@@ -9,7 +9,7 @@ use super::{
 };
 use crate::kernel::CtTimeouts;
 use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
-use crate::rng::SimRng;
+use crate::rng::{SimRng, mix64};
 use crate::time::{NANOS_PER_SEC, SimDuration, SimTime};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -375,12 +375,6 @@ impl ConntrackTable {
     #[must_use]
     pub fn config(&self) -> &CtConfig {
         &self.cfg
-    }
-
-    /// Writes `net.netfilter.nf_conntrack_max` (initial namespace only in Linux; the
-    /// caller enforces that). Existing entries are kept.
-    pub fn set_max(&mut self, max: u32) {
-        self.cfg.max = max;
     }
 
     /// Registers or reconfigures namespace `ns`. Namespaces never registered behave

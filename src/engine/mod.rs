@@ -259,11 +259,6 @@ impl<M: Model> Engine<M> {
         self.context().schedule_after(delay, ev)
     }
 
-    /// Schedules `ev` `delay` after [`Engine::now`] on `lane`.
-    pub fn schedule_lane(&mut self, lane: LaneId, delay: SimDuration, ev: M::Event) -> EventId {
-        self.context().schedule_lane(lane, delay, ev)
-    }
-
     /// Cancels a pending event. Returns false if it was already delivered or cancelled.
     pub fn cancel(&mut self, id: EventId) -> bool {
         self.queue.cancel(id.key())
@@ -294,11 +289,6 @@ impl<M: Model> Engine<M> {
     #[must_use]
     pub fn lane_spills(&self) -> u64 {
         self.queue.spills()
-    }
-
-    /// Due time of the next pending event.
-    pub fn next_event_time(&mut self) -> Option<SimTime> {
-        self.queue.peek_time().map(SimTime::from_nanos)
     }
 
     /// Delivers the next event, whatever its time; returns that time, or `None` if

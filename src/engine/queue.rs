@@ -256,20 +256,6 @@ impl<E> EventQueue<E> {
         }
     }
 
-    /// Due time of the next live event, dropping cancelled entries found at the front.
-    #[inline]
-    pub(crate) fn peek_time(&mut self) -> Option<u64> {
-        loop {
-            let (key, src) = self.front()?;
-            if self.cancelled.is_empty() || !self.cancelled.contains(&key) {
-                return Some(key.0);
-            }
-            self.cancelled.remove(&key);
-            self.last_popped = Some(key);
-            self.pop_from(src);
-        }
-    }
-
     /// Removes and returns the next live event.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<Entry<E>> {
@@ -357,7 +343,6 @@ mod tests {
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop().map(|e| e.ev), Some('a'));
         assert!(!q.cancel(a), "already delivered");
-        assert_eq!(q.peek_time(), Some(3));
         assert_eq!(q.pop().map(|e| e.ev), Some('c'));
         assert!(!q.cancel(c));
         assert!(!q.cancel((9, 99)), "never scheduled");

@@ -89,20 +89,6 @@ impl<'a> EvalContext<'a> {
             now,
         }
     }
-
-    /// Sets the input interface.
-    #[must_use]
-    pub fn with_in_iface(mut self, name: &'a str) -> EvalContext<'a> {
-        self.in_iface = Some(name);
-        self
-    }
-
-    /// Sets the output interface.
-    #[must_use]
-    pub fn with_out_iface(mut self, name: &'a str) -> EvalContext<'a> {
-        self.out_iface = Some(name);
-        self
-    }
 }
 
 /// An nfacct counter's value.
@@ -163,12 +149,6 @@ impl EvalState {
             .get(id.0 as usize)
             .and_then(|l| l.entries.get(&addr))
             .map(|(t, _)| *t)
-    }
-
-    /// Number of addresses in a `recent` list.
-    #[must_use]
-    pub fn recent_len(&self, id: super::rule::RecentId) -> usize {
-        self.recent.get(id.0 as usize).map_or(0, |l| l.entries.len())
     }
 
     fn recent_mut(&mut self, i: usize) -> &mut RecentList {

@@ -15,7 +15,7 @@ pub(crate) const MIN_INDEXED_RUN: usize = 8;
 /// "No next rule with this key".
 const NONE: u32 = u32::MAX;
 
-/// A fixed, seedless hasher for lookup-only indexes: a splitmix64 finaliser over the
+/// A fixed, seedless hasher for lookup-only indexes: [`crate::rng::splitmix64`] over the
 /// written words (FNV-1a for byte slices). Same layout on every run and platform.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FixedHasher {
@@ -24,10 +24,7 @@ pub struct FixedHasher {
 
 impl Hasher for FixedHasher {
     fn finish(&self) -> u64 {
-        let mut z = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::rng::splitmix64(self.state)
     }
 
     fn write(&mut self, bytes: &[u8]) {

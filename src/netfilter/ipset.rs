@@ -148,11 +148,6 @@ impl IpSet {
         Ok(self.entries.insert(entry))
     }
 
-    /// Removes a member (`ipset del`); true if it was present.
-    pub fn remove(&mut self, entry: &IpSetEntry) -> bool {
-        self.entries.remove(entry)
-    }
-
     /// Whether `entry` is a member.
     #[must_use]
     pub fn contains(&self, entry: &IpSetEntry) -> bool {

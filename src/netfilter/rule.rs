@@ -137,12 +137,6 @@ impl CtStateMatch {
         self.0 == 0
     }
 
-    /// The raw bits.
-    #[must_use]
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-
     /// From raw bits (unknown bits are dropped).
     #[must_use]
     pub const fn from_bits(bits: u8) -> CtStateMatch {
@@ -410,19 +404,6 @@ impl Match {
         let probability = text.parse().unwrap_or(probability);
         Match::Statistic { probability, text }
     }
-
-    /// Whether this test is part of the IP header check (`ip_packet_match`).
-    #[must_use]
-    pub fn is_ip_header(&self) -> bool {
-        matches!(
-            self,
-            Match::Source { .. }
-                | Match::Destination { .. }
-                | Match::Protocol { .. }
-                | Match::InInterface { .. }
-                | Match::OutInterface { .. }
-        )
-    }
 }
 
 /// How a `MARK` target changes `skb->mark` (`xt_MARK`: `mark = (mark & ~mask) ^ value`).
@@ -487,21 +468,6 @@ pub struct NatRange {
     pub random_fully: bool,
     /// `--persistent` (`NF_NAT_RANGE_PERSISTENT`).
     pub persistent: bool,
-}
-
-impl NatRange {
-    /// One address, no port range, no flags.
-    #[must_use]
-    pub fn addr(addr: Ipv4Addr) -> NatRange {
-        NatRange {
-            min_addr: addr,
-            max_addr: addr,
-            ports: None,
-            random: false,
-            random_fully: false,
-            persistent: false,
-        }
-    }
 }
 
 /// What a rule does when it matches.

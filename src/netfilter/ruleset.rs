@@ -419,18 +419,6 @@ impl Ruleset {
         Ok(id)
     }
 
-    /// Marks a chain as declared so it is printed (built-in chains print only when
-    /// declared, given a rule, or given a policy).
-    ///
-    /// # Errors
-    /// Unknown chain id.
-    pub fn declare_chain(&mut self, table: TableKind, chain: ChainId) -> Result<(), RulesetError> {
-        let t = self.table_mut(table);
-        t.check_id(chain)?;
-        t.declare(chain);
-        Ok(())
-    }
-
     /// Sets a chain's counters (kept for printing only).
     ///
     /// # Errors
@@ -503,43 +491,6 @@ impl Ruleset {
         Ok(())
     }
 
-    /// Deletes the rule at `index` (`iptables -D CHAIN index+1`) and returns it.
-    ///
-    /// # Errors
-    /// Unknown chain or position.
-    pub fn delete_rule(
-        &mut self,
-        table: TableKind,
-        chain: ChainId,
-        index: usize,
-    ) -> Result<Rule, RulesetError> {
-        let t = self.table_mut(table);
-        t.check_id(chain)?;
-        let c = &mut t.chains[chain.index()];
-        if index >= c.rules.len() {
-            return Err(RulesetError::NoSuchRule {
-                chain: c.name.clone(),
-                index,
-            });
-        }
-        let r = c.rules.remove(index);
-        c.index = ChainIndex::build(&c.rules);
-        Ok(r)
-    }
-
-    /// Removes every rule of a chain (`iptables -F CHAIN`).
-    ///
-    /// # Errors
-    /// Unknown chain.
-    pub fn flush_chain(&mut self, table: TableKind, chain: ChainId) -> Result<(), RulesetError> {
-        let t = self.table_mut(table);
-        t.check_id(chain)?;
-        let c = &mut t.chains[chain.index()];
-        c.rules.clear();
-        c.index = ChainIndex::default();
-        Ok(())
-    }
-
     /// Checks that no chain of `table` can reach itself (the kernel's `mark_source_chains`
     /// refuses such a table). Evaluation of a looping table stops after a step budget.
     ///
@@ -587,11 +538,6 @@ impl Ruleset {
         self.ipsets.get(id.0 as usize)
     }
 
-    /// A set by id, for adding and removing members.
-    pub fn ipset_mut(&mut self, id: IpSetId) -> Option<&mut IpSet> {
-        self.ipsets.get_mut(id.0 as usize)
-    }
-
     /// Every set.
     #[must_use]
     pub fn ipsets(&self) -> &[IpSet] {
@@ -632,18 +578,6 @@ impl Ruleset {
     #[must_use]
     pub fn nfacct_name(&self, id: NfacctId) -> Option<&str> {
         self.nfacct_names.get(id.0 as usize).map(String::as_str)
-    }
-
-    /// Number of `recent` lists.
-    #[must_use]
-    pub fn recent_count(&self) -> usize {
-        self.recent_names.len()
-    }
-
-    /// Number of nfacct counters.
-    #[must_use]
-    pub fn nfacct_count(&self) -> usize {
-        self.nfacct_names.len()
     }
 }
 

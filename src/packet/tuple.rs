@@ -118,17 +118,6 @@ pub enum Direction {
     Reply,
 }
 
-impl Direction {
-    /// The other direction.
-    #[must_use]
-    pub fn flip(self) -> Direction {
-        match self {
-            Direction::Original => Direction::Reply,
-            Direction::Reply => Direction::Original,
-        }
-    }
-}
-
 /// TCP header flags, as a bit set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpFlags(u8);

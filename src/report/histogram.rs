@@ -67,16 +67,6 @@ impl Histogram {
         self.sum += u128::from(nanos);
     }
 
-    /// Adds every value of `other`.
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
-        self.max = self.max.max(other.max);
-        self.sum += other.sum;
-    }
-
     /// Number of recorded values.
     #[must_use]
     pub fn count(&self) -> u64 {

@@ -184,6 +184,26 @@ impl fmt::Display for Problem {
     }
 }
 
+/// A problem not yet located: kind, field path, whether it concerns the key (unknown
+/// fields) rather than the value, message. The loader turns it into a [`Problem`].
+pub(crate) struct Pending {
+    pub(crate) kind: ProblemKind,
+    pub(crate) field: FieldPath,
+    pub(crate) at_key: bool,
+    pub(crate) message: String,
+}
+
+impl Pending {
+    pub(crate) fn new(kind: ProblemKind, field: FieldPath, message: impl Into<String>) -> Pending {
+        Pending {
+            kind,
+            field,
+            at_key: false,
+            message: message.into(),
+        }
+    }
+}
+
 /// Why a scenario did not load: every problem found, in document order where known.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -1,7 +1,7 @@
 //! The loading pipeline: guards → syntax and positions → value tree → overrides →
 //! stage 1 (serde) → stage 2 (validation) → problems located by line.
 
-use super::error::{FieldPath, Origin, Problem, ProblemKind, ScenarioError};
+use super::error::{FieldPath, Origin, Pending, Problem, ProblemKind, ScenarioError};
 use super::file::ScenarioFile;
 use super::overrides::Override;
 use super::source::{self, MAX_FILE_BYTES, Mark, SourceMap};
@@ -9,26 +9,6 @@ use super::{Scenario, validate};
 use serde_norway::Value;
 use std::io::Read;
 use std::path::Path;
-
-/// A problem not yet located: kind, field path, whether it concerns the key (unknown
-/// fields) rather than the value, message.
-pub(crate) struct Pending {
-    pub(crate) kind: ProblemKind,
-    pub(crate) field: FieldPath,
-    pub(crate) at_key: bool,
-    pub(crate) message: String,
-}
-
-impl Pending {
-    pub(crate) fn new(kind: ProblemKind, field: FieldPath, message: impl Into<String>) -> Pending {
-        Pending {
-            kind,
-            field,
-            at_key: false,
-            message: message.into(),
-        }
-    }
-}
 
 /// What locates problems: the file name, its source map and the overrides applied.
 struct Locator<'a> {
@@ -269,7 +249,53 @@ fn from_value(
             message,
         }])
     })?;
-    validate::validate(file, parsed, raw, map.clone()).map_err(|pending| loc.error(pending))
+    let checked = validate::validate(file, parsed, raw, map.clone());
+    let (base, mut pending) = match checked.base {
+        Ok(s) => (Some(s), Vec::new()),
+        Err(problems) => (None, problems),
+    };
+    for (i, check) in checked.variants.into_iter().enumerate() {
+        pending.extend(check.problems);
+        // A variant is checked only on a valid base: otherwise it repeats the base's problems.
+        if check.parsed
+            && let Some(base) = &base
+            && let Some(variant) = base.variants.get(i)
+            && let Err(e) = check_variant(base, &variant.overrides)
+        {
+            pending.extend(e.problems().iter().map(|p| variant_problem(i, &variant.name, p)));
+        }
+    }
+    match base {
+        Some(s) if pending.is_empty() => Ok(s),
+        _ => Err(loc.error(pending)),
+    }
+}
+
+/// Validates a variant: the base's value tree with `overrides` and without `variants`.
+fn check_variant(base: &Scenario, overrides: &[Override]) -> Result<(), ScenarioError> {
+    let mut v = base.raw.clone();
+    if let Some(m) = v.as_mapping_mut() {
+        m.remove("variants");
+    }
+    from_value(&base.file, v, &base.map, overrides).map(|_| ())
+}
+
+/// A problem of variant `i` (named `name`), reported at its `set` list.
+fn variant_problem(i: usize, name: &str, p: &Problem) -> Pending {
+    let via = match &p.origin {
+        Origin::Override(o) => format!("--set {o}: "),
+        Origin::File { .. } => String::new(),
+    };
+    let field = if p.field.is_root() {
+        String::new()
+    } else {
+        format!("{}: ", p.field)
+    };
+    Pending::new(
+        ProblemKind::BadOverride,
+        FieldPath::root().with("variants").with(i).with("set"),
+        format!("variant `{name}` does not validate: {via}{field}{}", p.message),
+    )
 }
 
 /// The field named in serde's "unknown field `x`, expected ..." message.
@@ -297,18 +323,4 @@ pub(crate) fn with_variant(base: &Scenario, name: &str) -> Result<Scenario, Scen
 
 pub(crate) fn with_overrides(base: &Scenario, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
     from_value(&base.file, base.raw.clone(), &base.map, overrides)
-}
-
-/// Validates a variant: the base value tree with `overrides` and without `variants`.
-pub(crate) fn check_variant(
-    file: &str,
-    raw: &Value,
-    map: &SourceMap,
-    overrides: &[Override],
-) -> Result<(), ScenarioError> {
-    let mut v = raw.clone();
-    if let Some(m) = v.as_mapping_mut() {
-        m.remove("variants");
-    }
-    from_value(file, v, map, overrides).map(|_| ())
 }

@@ -548,12 +548,4 @@ impl Scenario {
     pub fn node_by_name(&self, name: &str) -> Option<&NodeConfig> {
         self.nodes.iter().find(|n| n.name == name)
     }
-
-    /// The Service `name` in `namespace`.
-    #[must_use]
-    pub fn service_by_name(&self, namespace: &str, name: &str) -> Option<&ServiceConfig> {
-        self.services
-            .iter()
-            .find(|s| s.name == name && s.namespace == namespace)
-    }
 }

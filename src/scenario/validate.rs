@@ -1,11 +1,16 @@
 //! Stage 2: checks a parsed [`ScenarioFile`] and builds the [`Scenario`], collecting
-//! every problem instead of stopping at the first. Addresses are allocated in
-//! declaration order (nodes, then Service endpoints, then workload pods, then
-//! background Services), so the same file always gives the same addresses.
+//! every problem instead of stopping at the first.
+//!
+//! One function per part of the file, called in this order: the top level
+//! ([`check_top_level`]), `kubeProxy`, `cost`, `nodes`, `services`, `dns`, `workloads`,
+//! `backgroundServices`, `variants`. Addresses are allocated in declaration order (nodes,
+//! then Service endpoints, then workload pods, then background Services) from one
+//! [`Addresses`] state, so the same file always gives the same addresses. A variant is
+//! checked here for its own declaration only; checking it against the base (the whole
+//! pipeline again, with its overrides) is the loader's job.
 
-use super::error::{FieldPath, PathSegment, ProblemKind};
+use super::error::{FieldPath, PathSegment, Pending, ProblemKind};
 use super::file::{self, ProtocolSpec, ScenarioFile, ServiceTimeSpec};
-use super::load::{Pending, check_variant};
 use super::overrides::Override;
 use super::source::SourceMap;
 use super::sysctl::{KubeProxyConntrack, effective_sysctls};
@@ -15,7 +20,7 @@ use super::{
     ServiceId, ServicePort, ServiceTime, ServiceType, Variant, WorkloadConfig, WorkloadDns, WorkloadId,
     WorkloadTarget,
 };
-use super::{ConnectionMode, DnsMode, Origin};
+use super::{ConnectionMode, DnsMode};
 use crate::kernel::KernelProfile;
 use crate::packet::{Cidr, Proto};
 use crate::time::SimDuration;
@@ -94,15 +99,227 @@ impl PodPool {
     }
 }
 
-pub(crate) fn validate(
-    file: &str,
-    f: ScenarioFile,
-    raw: Value,
-    map: SourceMap,
-) -> Result<Scenario, Vec<Pending>> {
-    let mut c = Checker::default();
+/// The address state shared by the parts of the file that place things in the
+/// cluster (Services, workloads, background Services), handed out in declaration
+/// order: pod addresses per node, ClusterIPs from `serviceCIDR`, node ports from 30000.
+struct Addresses<'a> {
+    nodes: &'a [NodeConfig],
+    pods: PodPool,
+    service_cidr: Cidr,
+    used_service_ips: BTreeSet<Ipv4Addr>,
+    next_service_ip: u64,
+    used_node_ports: BTreeSet<u16>,
+    next_node_port: u16,
+}
 
-    // --- top level -------------------------------------------------------------------
+impl<'a> Addresses<'a> {
+    fn new(nodes: &'a [NodeConfig], service_cidr: Cidr) -> Addresses<'a> {
+        Addresses {
+            nodes,
+            pods: PodPool {
+                next: vec![2; nodes.len()],
+                exhausted: BTreeSet::new(),
+            },
+            service_cidr,
+            used_service_ips: BTreeSet::new(),
+            next_service_ip: 2,
+            used_node_ports: BTreeSet::new(),
+            next_node_port: 30_000,
+        }
+    }
+
+    /// Claims the explicit ClusterIPs and node ports first, so allocation skips them,
+    /// and reports the ones used twice.
+    fn reserve_explicit(&mut self, c: &mut Checker, services: &[file::ServiceSpec]) {
+        for (i, s) in services.iter().enumerate() {
+            if let Some(t) = s.cluster_ip.as_deref()
+                && s.service_type != ServiceType::Headless
+                && let Ok(ip) = t.parse::<Ipv4Addr>()
+                && !self.used_service_ips.insert(ip)
+            {
+                c.bad(
+                    ProblemKind::Duplicate,
+                    fp!("services", i, "clusterIP"),
+                    format!("clusterIP {ip} is used twice"),
+                );
+            }
+            for (j, p) in s.ports.iter().enumerate() {
+                if let Some(np) = p.node_port
+                    && !self.used_node_ports.insert(np)
+                {
+                    c.bad(
+                        ProblemKind::Duplicate,
+                        fp!("services", i, "ports", j, "nodePort"),
+                        format!("nodePort {np} is used twice"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The next pod address on `node`. A full podCIDR is reported once per node (at
+    /// `field`); then `0.0.0.0` stands in so checking goes on.
+    fn pod(&mut self, c: &mut Checker, node: usize, field: FieldPath) -> Ipv4Addr {
+        let cidr = self.nodes[node].pod_cidr;
+        self.pods.take(node, cidr).unwrap_or_else(|| {
+            if self.pods.exhausted.insert(node) {
+                c.bad(
+                    ProblemKind::Exhausted,
+                    field,
+                    format!(
+                        "node `{}` has no pod address left in its podCIDR {}/{} ({} pods fit)",
+                        self.nodes[node].name,
+                        cidr.addr(),
+                        cidr.len(),
+                        size_of(cidr).saturating_sub(3)
+                    ),
+                );
+            }
+            Ipv4Addr::UNSPECIFIED
+        })
+    }
+
+    /// The next free ClusterIP (from `.2` of `serviceCIDR`), or `None` when it is full.
+    fn service_ip(&mut self) -> Option<Ipv4Addr> {
+        while self.next_service_ip + 1 < size_of(self.service_cidr) {
+            let ip = self.service_cidr.nth(u32::try_from(self.next_service_ip).ok()?)?;
+            self.next_service_ip += 1;
+            if self.used_service_ips.insert(ip) {
+                return Some(ip);
+            }
+        }
+        None
+    }
+
+    /// The next free node port from 30000 (32767 once the range is used up).
+    fn node_port(&mut self) -> u16 {
+        while self.used_node_ports.contains(&self.next_node_port) && self.next_node_port < 32_767 {
+            self.next_node_port += 1;
+        }
+        self.used_node_ports.insert(self.next_node_port);
+        self.next_node_port
+    }
+}
+
+/// Nodes by name, for the references of endpoints and workloads.
+struct NodeLookup<'a> {
+    nodes: &'a [NodeConfig],
+    index: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> NodeLookup<'a> {
+    fn new(nodes: &'a [NodeConfig]) -> NodeLookup<'a> {
+        // Reversed, so the first of two nodes with one name wins.
+        let index = nodes
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        NodeLookup { nodes, index }
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// Every node name, for messages.
+    fn names(&self) -> String {
+        let v: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        v.join(", ")
+    }
+}
+
+/// What stage 2 found.
+pub(crate) struct Checked {
+    /// The scenario, or the problems of every part of the file but `variants`.
+    pub(crate) base: Result<Scenario, Vec<Pending>>,
+    /// One entry per variant, in file order (the scenario's `variants` in the same order).
+    pub(crate) variants: Vec<VariantCheck>,
+}
+
+/// A variant's own problems: a duplicate name, `set` lines that do not parse.
+pub(crate) struct VariantCheck {
+    pub(crate) problems: Vec<Pending>,
+    /// Every `set` line parsed, so the variant can be checked against the base.
+    pub(crate) parsed: bool,
+}
+
+pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) -> Checked {
+    let mut c = Checker::default();
+    let top = check_top_level(&mut c, &f);
+    let kube_proxy = check_kube_proxy(&mut c, &f.kube_proxy);
+    let cost = cost_model(&f.cost);
+    let nodes = check_nodes(
+        &mut c,
+        &f.nodes,
+        top.kernel,
+        &kube_proxy,
+        top.cluster_cidr,
+        top.node_cidr,
+    );
+    let lookup = NodeLookup::new(&nodes);
+    let mut addresses = Addresses::new(&nodes, top.service_cidr);
+    let services = check_services(&mut c, &f.services, &lookup, &mut addresses);
+    let dns = check_dns(&mut c, &f.dns, &services, top.cluster_cidr, top.service_cidr);
+    let workloads = check_workloads(
+        &mut c,
+        &f.workloads,
+        &lookup,
+        &services,
+        dns.service,
+        &mut addresses,
+    );
+    let background_services = check_background_services(
+        &mut c,
+        f.background_services.as_ref(),
+        top.cluster_cidr,
+        &mut addresses,
+    );
+    let (variants, variant_checks) = check_variants(&f.variants);
+    let base = if c.problems.is_empty() {
+        Ok(Scenario {
+            file: file.to_string(),
+            name: f.name,
+            description: f.description,
+            seed: f.seed,
+            duration: f.duration,
+            sample_interval: top.sample_interval,
+            kernel: top.kernel,
+            cni: f.cni,
+            cluster_cidr: top.cluster_cidr,
+            service_cidr: top.service_cidr,
+            kube_proxy,
+            cost,
+            nodes,
+            services,
+            background_services,
+            dns,
+            workloads,
+            variants,
+            raw,
+            map,
+        })
+    } else {
+        Err(c.problems)
+    };
+    Checked {
+        base,
+        variants: variant_checks,
+    }
+}
+
+/// The top-level settings the other parts depend on.
+struct TopLevel {
+    sample_interval: SimDuration,
+    kernel: KernelProfile,
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
+    node_cidr: Cidr,
+}
+
+/// `name`, `duration`, `sampleInterval`, `kernel` and the three CIDRs.
+fn check_top_level(c: &mut Checker, f: &ScenarioFile) -> TopLevel {
     if f.name.trim().is_empty() {
         c.value(fp!("name"), "name is empty");
     }
@@ -142,8 +359,17 @@ pub(crate) fn validate(
             format!("serviceCIDR {service_cidr} overlaps clusterCIDR {cluster_cidr}"),
         );
     }
+    TopLevel {
+        sample_interval,
+        kernel,
+        cluster_cidr,
+        service_cidr,
+        node_cidr,
+    }
+}
 
-    let kp = &f.kube_proxy;
+/// `kubeProxy`.
+fn check_kube_proxy(c: &mut Checker, kp: &file::KubeProxySpec) -> KubeProxyConfig {
     let masquerade_bit = kp.masquerade_bit.unwrap_or(14);
     if masquerade_bit > 31 {
         c.value(
@@ -181,628 +407,42 @@ pub(crate) fn validate(
             c.value(fp!("kubeProxy", "ebpf", name), format!("{name} must be above 0"));
         }
     }
-    let d = CostModel::default();
-    let cost = CostModel {
-        per_packet: f.cost.per_packet.unwrap_or(d.per_packet),
-        per_rule: f.cost.per_rule.unwrap_or(d.per_rule),
-        per_conntrack_lookup: f.cost.per_conntrack_lookup.unwrap_or(d.per_conntrack_lookup),
-        per_conntrack_insert: f.cost.per_conntrack_insert.unwrap_or(d.per_conntrack_insert),
-        per_hash_lookup: f.cost.per_hash_lookup.unwrap_or(d.per_hash_lookup),
-        per_scheduler_op: f.cost.per_scheduler_op.unwrap_or(d.per_scheduler_op),
-    };
-
-    // --- nodes -----------------------------------------------------------------------
-    let nodes = check_nodes(&mut c, &f, kernel, &kube_proxy, cluster_cidr, node_cidr);
-    let node_index: BTreeMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
-    let node_names = || {
-        let v: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        v.join(", ")
-    };
-    let mut pods = PodPool {
-        next: vec![2; nodes.len()],
-        exhausted: BTreeSet::new(),
-    };
-    let mut take_pod = |c: &mut Checker, node: usize, field: FieldPath| -> Ipv4Addr {
-        let cidr = nodes[node].pod_cidr;
-        pods.take(node, cidr).unwrap_or_else(|| {
-            if pods.exhausted.insert(node) {
-                c.bad(
-                    ProblemKind::Exhausted,
-                    field,
-                    format!(
-                        "node `{}` has no pod address left in its podCIDR {}/{} ({} pods fit)",
-                        nodes[node].name,
-                        cidr.addr(),
-                        cidr.len(),
-                        size_of(cidr).saturating_sub(3)
-                    ),
-                );
-            }
-            Ipv4Addr::UNSPECIFIED
-        })
-    };
-
-    // --- services --------------------------------------------------------------------
-    let mut services: Vec<ServiceConfig> = Vec::new();
-    let mut seen_services: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut used_service_ips: BTreeSet<Ipv4Addr> = BTreeSet::new();
-    let mut used_node_ports: BTreeSet<u16> = BTreeSet::new();
-    // Explicit cluster IPs and node ports first, so allocation skips them.
-    for (i, s) in f.services.iter().enumerate() {
-        if let Some(t) = s.cluster_ip.as_deref()
-            && s.service_type != ServiceType::Headless
-            && let Ok(ip) = t.parse::<Ipv4Addr>()
-            && !used_service_ips.insert(ip)
-        {
-            c.bad(
-                ProblemKind::Duplicate,
-                fp!("services", i, "clusterIP"),
-                format!("clusterIP {ip} is used twice"),
-            );
-        }
-        for (j, p) in s.ports.iter().enumerate() {
-            if let Some(np) = p.node_port
-                && !used_node_ports.insert(np)
-            {
-                c.bad(
-                    ProblemKind::Duplicate,
-                    fp!("services", i, "ports", j, "nodePort"),
-                    format!("nodePort {np} is used twice"),
-                );
-            }
-        }
-    }
-    let mut next_service_ip = 2u64;
-    let mut alloc_service_ip = |used: &mut BTreeSet<Ipv4Addr>| -> Option<Ipv4Addr> {
-        while next_service_ip + 1 < size_of(service_cidr) {
-            let ip = service_cidr.nth(u32::try_from(next_service_ip).ok()?)?;
-            next_service_ip += 1;
-            if used.insert(ip) {
-                return Some(ip);
-            }
-        }
-        None
-    };
-    let mut next_node_port = 30_000u16;
-    for (i, s) in f.services.iter().enumerate() {
-        let at = |k: &str| fp!("services", i, k);
-        let namespace = s.namespace.clone().unwrap_or_else(|| "default".into());
-        if s.name.trim().is_empty() {
-            c.value(at("name"), "name is empty");
-        }
-        if !seen_services.insert((namespace.clone(), s.name.clone())) {
-            c.bad(
-                ProblemKind::Duplicate,
-                at("name"),
-                format!(
-                    "Service `{}` is declared twice in namespace `{namespace}`",
-                    s.name
-                ),
-            );
-        }
-        let cluster_ip = match (s.service_type, s.cluster_ip.as_deref()) {
-            (ServiceType::Headless, None | Some("None")) => None,
-            (ServiceType::Headless, Some(t)) => {
-                c.value(
-                    at("clusterIP"),
-                    format!("a Headless Service has no clusterIP (got `{t}`)"),
-                );
-                None
-            }
-            (_, Some(t)) => c.ip(t, at("clusterIP")).inspect(|&ip| {
-                if !service_cidr.contains(ip) {
-                    c.value(
-                        at("clusterIP"),
-                        format!(
-                            "clusterIP {ip} is outside serviceCIDR {}/{}",
-                            service_cidr.addr(),
-                            service_cidr.len()
-                        ),
-                    );
-                }
-            }),
-            (_, None) => {
-                let ip = alloc_service_ip(&mut used_service_ips);
-                if ip.is_none() {
-                    c.bad(
-                        ProblemKind::Exhausted,
-                        at("clusterIP"),
-                        "serviceCIDR has no address left",
-                    );
-                }
-                ip
-            }
-        };
-        if s.ports.is_empty() {
-            c.value(at("ports"), "a Service needs at least one port");
-        }
-        let mut ports = Vec::new();
-        let mut seen_ports = BTreeSet::new();
-        for (j, p) in s.ports.iter().enumerate() {
-            let pat = |k: &str| fp!("services", i, "ports", j, k);
-            if p.port == 0 {
-                c.value(pat("port"), "port 0 is not a port (1..65535)");
-            }
-            let target_port = p.target_port.unwrap_or(p.port);
-            if target_port == 0 {
-                c.value(pat("targetPort"), "targetPort 0 is not a port (1..65535)");
-            }
-            let protocol = match p.protocol {
-                ProtocolSpec::Tcp => Proto::Tcp,
-                ProtocolSpec::Udp => Proto::Udp,
-            };
-            if !seen_ports.insert((p.port, p.protocol == ProtocolSpec::Udp)) {
-                c.bad(
-                    ProblemKind::Duplicate,
-                    pat("port"),
-                    format!("port {} is declared twice", p.port),
-                );
-            }
-            if s.ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
-                c.value(pat("name"), "ports need names when a Service has more than one");
-            }
-            let node_port = match (s.service_type, p.node_port) {
-                (ServiceType::NodePort, Some(np)) => {
-                    if !(30_000..=32_767).contains(&np) {
-                        c.value(pat("nodePort"), format!("nodePort {np} is outside 30000-32767"));
-                    }
-                    Some(np)
-                }
-                (ServiceType::NodePort, None) => {
-                    while used_node_ports.contains(&next_node_port) && next_node_port < 32_767 {
-                        next_node_port += 1;
-                    }
-                    used_node_ports.insert(next_node_port);
-                    Some(next_node_port)
-                }
-                (_, Some(np)) => {
-                    c.value(
-                        pat("nodePort"),
-                        format!("nodePort {np} is set but the Service type is not NodePort"),
-                    );
-                    None
-                }
-                (_, None) => None,
-            };
-            ports.push(ServicePort {
-                name: p.name.clone(),
-                port: p.port,
-                target_port,
-                protocol,
-                node_port,
-            });
-        }
-        let mut endpoints = Vec::new();
-        for (j, e) in s.endpoints.iter().enumerate() {
-            let Some(&node) = node_index.get(e.node.as_str()) else {
-                c.bad(
-                    ProblemKind::UnknownReference,
-                    fp!("services", i, "endpoints", j, "node"),
-                    format!("unknown node `{}` (nodes: {})", e.node, node_names()),
-                );
-                continue;
-            };
-            for _ in 0..e.count {
-                let ip = take_pod(&mut c, node, fp!("services", i, "endpoints", j, "count"));
-                endpoints.push(Endpoint {
-                    node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
-                    ip,
-                });
-            }
-        }
-        let server = check_server(&mut c, s.server.as_ref(), i);
-        services.push(ServiceConfig {
-            id: ServiceId(u32::try_from(i).unwrap_or(u32::MAX)),
-            name: s.name.clone(),
-            namespace,
-            service_type: s.service_type,
-            cluster_ip,
-            ports,
-            endpoints,
-            server,
-        });
-    }
-
-    // --- DNS -------------------------------------------------------------------------
-    let cluster_domain = f
-        .dns
-        .cluster_domain
-        .clone()
-        .unwrap_or_else(|| "cluster.local".into());
-    if cluster_domain.is_empty() || cluster_domain.starts_with('.') || cluster_domain.ends_with('.') {
-        c.value(
-            fp!("dns", "clusterDomain"),
-            format!("`{cluster_domain}` is not a domain (e.g. cluster.local)"),
-        );
-    }
-    let ndots = f.dns.ndots.unwrap_or(5);
-    if ndots > 15 {
-        c.value(
-            fp!("dns", "ndots"),
-            format!("ndots {ndots} is above 15 (glibc caps it at 15)"),
-        );
-    }
-    let dns_service = {
-        let wanted = f.dns.service.as_deref().unwrap_or("kube-dns");
-        let (name, ns) = wanted.split_once('.').unwrap_or((wanted, "kube-system"));
-        let found = services
-            .iter()
-            .find(|s| s.name == name && s.namespace == ns)
-            .map(|s| s.id);
-        if found.is_none() && f.dns.service.is_some() {
-            c.bad(
-                ProblemKind::UnknownReference,
-                fp!("dns", "service"),
-                format!("unknown Service `{name}` in namespace `{ns}`"),
-            );
-        }
-        found
-    };
-    let node_local_cache = f.dns.node_local_dns_cache.as_ref().and_then(|n| {
-        let address = n
-            .address
-            .as_deref()
-            .and_then(|a| c.ip(a, fp!("dns", "nodeLocalDNSCache", "address")))
-            .unwrap_or(Ipv4Addr::new(169, 254, 20, 10));
-        // The agent listens on its own local address; the iptables-mode deployment that
-        // also binds the kube-dns ClusterIP is not modelled (docs/model.md), and a pod,
-        // Service or unspecified address would silently bypass or shadow the cache.
-        if n.enabled
-            && (address.is_unspecified()
-                || address.is_broadcast()
-                || cluster_cidr.contains(address)
-                || service_cidr.contains(address))
-        {
-            c.value(
-                fp!("dns", "nodeLocalDNSCache", "address"),
-                format!(
-                    "address {address} must be a node-local address outside clusterCIDR {cluster_cidr} and serviceCIDR {service_cidr} (node-local-dns uses 169.254.20.10; listening on the kube-dns ClusterIP is not modelled)"
-                ),
-            );
-        }
-        let ttl = n.ttl.unwrap_or(SimDuration::from_secs(30));
-        if ttl == SimDuration::ZERO {
-            c.value(fp!("dns", "nodeLocalDNSCache", "ttl"), "ttl must be above 0s");
-        }
-        let capacity = n.capacity.unwrap_or(9_984);
-        if capacity == 0 {
-            c.value(
-                fp!("dns", "nodeLocalDNSCache", "capacity"),
-                "capacity must be above 0",
-            );
-        }
-        let upstream_expire = n.upstream_expire.unwrap_or(SimDuration::from_secs(10));
-        if upstream_expire == SimDuration::ZERO {
-            c.value(
-                fp!("dns", "nodeLocalDNSCache", "upstreamExpire"),
-                "upstreamExpire must be above 0s",
-            );
-        }
-        n.enabled.then_some(NodeLocalDnsCache {
-            address,
-            ttl,
-            capacity,
-            force_tcp: n.force_tcp.unwrap_or(true),
-            upstream_expire,
-        })
-    });
-
-    // --- workloads -------------------------------------------------------------------
-    let mut workloads = Vec::new();
-    let mut seen_workloads = BTreeSet::new();
-    for (i, w) in f.workloads.iter().enumerate() {
-        let at = |k: &str| fp!("workloads", i, k);
-        let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
-        if w.name.trim().is_empty() {
-            c.value(at("name"), "name is empty");
-        }
-        if !seen_workloads.insert(w.name.clone()) {
-            c.bad(
-                ProblemKind::Duplicate,
-                at("name"),
-                format!("workload `{}` is declared twice", w.name),
-            );
-        }
-        let node = node_index.get(w.node.as_str()).copied();
-        if node.is_none() {
-            c.bad(
-                ProblemKind::UnknownReference,
-                at("node"),
-                format!("unknown node `{}` (nodes: {})", w.node, node_names()),
-            );
-        }
-        if w.pods == 0 {
-            c.value(at("pods"), "pods must be at least 1");
-        }
-        let pod_ips: Vec<Ipv4Addr> = match node {
-            Some(n) => (0..w.pods).map(|_| take_pod(&mut c, n, at("pods"))).collect(),
-            None => Vec::new(),
-        };
-        let target = check_target(&mut c, &w.target, &namespace, &services, at("target"));
-        let mut rate_profile = Vec::new();
-        let mut prev: Option<(SimDuration, SimDuration)> = None;
-        for (j, s) in w.rate_profile.iter().enumerate() {
-            let ramp = s.ramp.unwrap_or(SimDuration::ZERO);
-            if let Some((prev_at, prev_ramp)) = prev {
-                if s.at <= prev_at {
-                    c.value(
-                        fp!("workloads", i, "rateProfile", j, "at"),
-                        format!("steps must be in time order: {} is not after {prev_at}", s.at),
-                    );
-                } else if prev_at + prev_ramp > s.at {
-                    c.value(
-                        fp!("workloads", i, "rateProfile", j, "at"),
-                        format!(
-                            "step at {} starts before the previous ramp ends at {}",
-                            s.at,
-                            prev_at + prev_ramp
-                        ),
-                    );
-                }
-            }
-            prev = Some((s.at, ramp));
-            rate_profile.push(RateStep {
-                at: s.at,
-                rate: s.rate,
-                ramp,
-            });
-        }
-        let cn = &w.connection;
-        let pool_size = cn.pool_size.unwrap_or(10);
-        if cn.mode == ConnectionMode::Pool && pool_size == 0 {
-            c.value(
-                fp!("workloads", i, "connection", "poolSize"),
-                "poolSize must be at least 1",
-            );
-        }
-        let connection = ConnectionConfig {
-            mode: cn.mode,
-            pool_size,
-            max_requests_per_connection: cn.max_requests_per_connection.filter(|&m| m > 0),
-            idle_timeout: cn.idle_timeout.unwrap_or(SimDuration::from_secs(90)),
-            closer: cn.closer,
-        };
-        let timeout = w.timeout.unwrap_or(SimDuration::from_secs(1));
-        if timeout == SimDuration::ZERO {
-            c.value(at("timeout"), "timeout must be above 0s");
-        }
-        let dns = check_workload_dns(&mut c, w, i, target, &services, dns_service);
-        workloads.push(WorkloadConfig {
-            id: WorkloadId(u32::try_from(i).unwrap_or(u32::MAX)),
-            name: w.name.clone(),
-            namespace,
-            node: NodeId(u32::try_from(node.unwrap_or(0)).unwrap_or(0)),
-            pods: pod_ips,
-            target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(
-                Ipv4Addr::UNSPECIFIED,
-                0,
-            ))),
-            rate: w.rate,
-            rate_profile,
-            connection,
-            timeout,
-            retries: RetryPolicy {
-                max: w.retries.max,
-                backoff: w.retries.backoff.unwrap_or(SimDuration::ZERO),
-            },
-            dns,
-        });
-    }
-
-    // --- background Services -----------------------------------------------------------
-    let mut background_services = Vec::new();
-    if let Some(b) = &f.background_services {
-        let mut blocks = free_pod_blocks(cluster_cidr, &nodes);
-        let mut block: Option<(Cidr, u32)> = None;
-        let mut out_of_pods = false;
-        for k in 0..b.count {
-            let Some(cluster_ip) = alloc_service_ip(&mut used_service_ips) else {
-                c.bad(
-                    ProblemKind::Exhausted,
-                    fp!("backgroundServices", "count"),
-                    format!(
-                        "serviceCIDR has room for only {k} background Services, not {}",
-                        b.count
-                    ),
-                );
-                break;
-            };
-            let mut endpoints = Vec::with_capacity(b.endpoints_each as usize);
-            for _ in 0..b.endpoints_each {
-                // .2 ..= .254 of each free /24.
-                let ip = loop {
-                    match block {
-                        Some((cidr, n)) if n < 255 => {
-                            block = Some((cidr, n + 1));
-                            break cidr.nth(n);
-                        }
-                        _ => match blocks.next() {
-                            Some(cidr) => block = Some((cidr, 2)),
-                            None => break None,
-                        },
-                    }
-                };
-                match ip {
-                    Some(ip) => endpoints.push(ip),
-                    None => out_of_pods = true,
-                }
-            }
-            if out_of_pods {
-                c.bad(
-                    ProblemKind::Exhausted,
-                    fp!("backgroundServices", "endpointsEach"),
-                    format!(
-                        "clusterCIDR has no room left for {} × {} background endpoints beside the nodes' podCIDRs",
-                        b.count, b.endpoints_each
-                    ),
-                );
-                break;
-            }
-            background_services.push(BackgroundService {
-                cluster_ip,
-                port: 80,
-                endpoints,
-            });
-        }
-    }
-
-    // --- variants --------------------------------------------------------------------
-    let base_ok = c.problems.is_empty();
-    let mut variants = Vec::new();
-    let mut seen_variants = BTreeSet::new();
-    for (i, v) in f.variants.iter().enumerate() {
-        if !seen_variants.insert(v.name.clone()) {
-            c.bad(
-                ProblemKind::Duplicate,
-                fp!("variants", i, "name"),
-                format!("variant `{}` is declared twice", v.name),
-            );
-        }
-        let mut overrides = Vec::new();
-        for (j, text) in v.set.iter().enumerate() {
-            match Override::parse(text) {
-                Ok(o) => overrides.push(o),
-                Err(e) => c.bad(
-                    ProblemKind::BadOverride,
-                    fp!("variants", i, "set", j),
-                    e.to_string(),
-                ),
-            }
-        }
-        // A variant is checked only on a valid base: otherwise it repeats the base's problems.
-        if base_ok
-            && overrides.len() == v.set.len()
-            && let Err(e) = check_variant(file, &raw, &map, &overrides)
-        {
-            for p in e.problems() {
-                let via = match &p.origin {
-                    Origin::Override(o) => format!("--set {o}: "),
-                    Origin::File { .. } => String::new(),
-                };
-                let field = if p.field.is_root() {
-                    String::new()
-                } else {
-                    format!("{}: ", p.field)
-                };
-                c.bad(
-                    ProblemKind::BadOverride,
-                    fp!("variants", i, "set"),
-                    format!(
-                        "variant `{}` does not validate: {via}{field}{}",
-                        v.name, p.message
-                    ),
-                );
-            }
-        }
-        variants.push(Variant {
-            name: v.name.clone(),
-            overrides,
-        });
-    }
-
-    if !c.problems.is_empty() {
-        return Err(c.problems);
-    }
-    Ok(Scenario {
-        file: file.to_string(),
-        name: f.name,
-        description: f.description,
-        seed: f.seed,
-        duration: f.duration,
-        sample_interval,
-        kernel,
-        cni: f.cni,
-        cluster_cidr,
-        service_cidr,
-        kube_proxy,
-        cost,
-        nodes,
-        services,
-        background_services,
-        dns: DnsConfig {
-            cluster_domain,
-            ndots,
-            service: dns_service,
-            node_local_cache,
-        },
-        workloads,
-        variants,
-        raw,
-        map,
-    })
+    kube_proxy
 }
 
+/// `cost`: every constant has a default; none is checked.
+fn cost_model(spec: &file::CostSpec) -> CostModel {
+    let d = CostModel::default();
+    CostModel {
+        per_packet: spec.per_packet.unwrap_or(d.per_packet),
+        per_rule: spec.per_rule.unwrap_or(d.per_rule),
+        per_conntrack_lookup: spec.per_conntrack_lookup.unwrap_or(d.per_conntrack_lookup),
+        per_conntrack_insert: spec.per_conntrack_insert.unwrap_or(d.per_conntrack_insert),
+        per_hash_lookup: spec.per_hash_lookup.unwrap_or(d.per_hash_lookup),
+        per_scheduler_op: spec.per_scheduler_op.unwrap_or(d.per_scheduler_op),
+    }
+}
+
+/// `nodes`: names, sizes, addresses (explicit ones first, so allocation skips them),
+/// podCIDRs and effective sysctls.
 fn check_nodes(
     c: &mut Checker,
-    f: &ScenarioFile,
+    specs: &[file::NodeSpec],
     kernel: KernelProfile,
     kube_proxy: &KubeProxyConfig,
     cluster_cidr: Cidr,
     node_cidr: Cidr,
 ) -> Vec<NodeConfig> {
-    if f.nodes.is_empty() {
+    if specs.is_empty() {
         c.value(fp!("nodes"), "at least one node is required");
     }
     let mut names = BTreeSet::new();
-    let mut used_ips = BTreeSet::new();
-    let mut pod_cidrs: Vec<(usize, Cidr)> = Vec::new();
-    // Explicit addresses first, so allocation skips them.
-    let explicit_ip: Vec<Option<Ipv4Addr>> = f
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let ip = n.ip.as_deref().and_then(|t| c.ip(t, fp!("nodes", i, "ip")))?;
-            if !used_ips.insert(ip) {
-                c.bad(
-                    ProblemKind::Duplicate,
-                    fp!("nodes", i, "ip"),
-                    format!("node address {ip} is used twice"),
-                );
-            }
-            Some(ip)
-        })
-        .collect();
-    for (i, n) in f.nodes.iter().enumerate() {
-        let Some(t) = n.pod_cidr.as_deref() else { continue };
-        let Ok(p) = t.parse::<Cidr>() else {
-            c.value(fp!("nodes", i, "podCIDR"), format!("invalid CIDR `{t}`"));
-            continue;
-        };
-        if !cluster_cidr.contains(p.addr()) || p.len() < cluster_cidr.len() {
-            c.value(
-                fp!("nodes", i, "podCIDR"),
-                format!(
-                    "podCIDR {t} is outside clusterCIDR {}/{}",
-                    cluster_cidr.addr(),
-                    cluster_cidr.len()
-                ),
-            );
-        }
-        if p.len() > 30 {
-            c.value(
-                fp!("nodes", i, "podCIDR"),
-                format!("podCIDR {t} is too small for pods (at most /30)"),
-            );
-        }
-        if let Some((j, _)) = pod_cidrs.iter().find(|(_, q)| overlaps(p, *q)) {
-            c.bad(
-                ProblemKind::Duplicate,
-                fp!("nodes", i, "podCIDR"),
-                format!("podCIDR {t} overlaps nodes[{j}].podCIDR"),
-            );
-        }
-        pod_cidrs.push((i, p));
-    }
+    let (explicit_ip, mut used_ips) = explicit_node_ips(c, specs);
+    let mut pod_cidrs = explicit_pod_cidrs(c, specs, cluster_cidr);
     let mut next_ip = 10u64;
     let mut next_block = 0u32;
     let mut out = Vec::new();
-    for (i, n) in f.nodes.iter().enumerate() {
+    for (i, n) in specs.iter().enumerate() {
         if n.name.trim().is_empty() {
             c.value(fp!("nodes", i, "name"), "name is empty");
         }
@@ -845,19 +485,7 @@ fn check_nodes(
         let pod_cidr = match pod_cidrs.iter().find(|(j, _)| *j == i) {
             Some((_, p)) => *p,
             None => {
-                // The next /24 of clusterCIDR not taken by an explicit podCIDR
-                // (kube-controller-manager's `--node-cidr-mask-size` default 24).
-                let mut found = None;
-                while cluster_cidr.len() <= 24 && u64::from(next_block) < (size_of(cluster_cidr) >> 8) {
-                    let base = cluster_cidr.nth(next_block << 8).unwrap_or(Ipv4Addr::UNSPECIFIED);
-                    next_block += 1;
-                    let cand = Cidr::new(base, 24).unwrap_or(Cidr::ANY);
-                    if !pod_cidrs.iter().any(|(_, q)| overlaps(cand, *q)) {
-                        found = Some(cand);
-                        break;
-                    }
-                }
-                let p = found.unwrap_or_else(|| {
+                let p = next_free_pod_block(cluster_cidr, &pod_cidrs, &mut next_block).unwrap_or_else(|| {
                     c.bad(
                         ProblemKind::Exhausted,
                         fp!("nodes", i, "podCIDR"),
@@ -901,6 +529,593 @@ fn check_nodes(
         });
     }
     out
+}
+
+/// The nodes' explicit addresses (by node), and the set of addresses taken; reports
+/// unparsable and duplicate ones.
+fn explicit_node_ips(
+    c: &mut Checker,
+    specs: &[file::NodeSpec],
+) -> (Vec<Option<Ipv4Addr>>, BTreeSet<Ipv4Addr>) {
+    let mut used_ips = BTreeSet::new();
+    let explicit_ip = specs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ip = n.ip.as_deref().and_then(|t| c.ip(t, fp!("nodes", i, "ip")))?;
+            if !used_ips.insert(ip) {
+                c.bad(
+                    ProblemKind::Duplicate,
+                    fp!("nodes", i, "ip"),
+                    format!("node address {ip} is used twice"),
+                );
+            }
+            Some(ip)
+        })
+        .collect();
+    (explicit_ip, used_ips)
+}
+
+/// The nodes' explicit podCIDRs as (node, CIDR); reports unparsable ones, ones
+/// outside `cluster`, too small or overlapping an earlier one.
+fn explicit_pod_cidrs(c: &mut Checker, specs: &[file::NodeSpec], cluster: Cidr) -> Vec<(usize, Cidr)> {
+    let mut pod_cidrs: Vec<(usize, Cidr)> = Vec::new();
+    for (i, n) in specs.iter().enumerate() {
+        let Some(t) = n.pod_cidr.as_deref() else { continue };
+        let Ok(p) = t.parse::<Cidr>() else {
+            c.value(fp!("nodes", i, "podCIDR"), format!("invalid CIDR `{t}`"));
+            continue;
+        };
+        if !cluster.contains(p.addr()) || p.len() < cluster.len() {
+            c.value(
+                fp!("nodes", i, "podCIDR"),
+                format!(
+                    "podCIDR {t} is outside clusterCIDR {}/{}",
+                    cluster.addr(),
+                    cluster.len()
+                ),
+            );
+        }
+        if p.len() > 30 {
+            c.value(
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} is too small for pods (at most /30)"),
+            );
+        }
+        if let Some((j, _)) = pod_cidrs.iter().find(|(_, q)| overlaps(p, *q)) {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("nodes", i, "podCIDR"),
+                format!("podCIDR {t} overlaps nodes[{j}].podCIDR"),
+            );
+        }
+        pod_cidrs.push((i, p));
+    }
+    pod_cidrs
+}
+
+/// The next /24 of `cluster` from block `*next_block` on that no podCIDR in `taken`
+/// touches (kube-controller-manager's `--node-cidr-mask-size` default 24).
+fn next_free_pod_block(cluster: Cidr, taken: &[(usize, Cidr)], next_block: &mut u32) -> Option<Cidr> {
+    while cluster.len() <= 24 && u64::from(*next_block) < (size_of(cluster) >> 8) {
+        let base = cluster.nth(*next_block << 8).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        *next_block += 1;
+        let cand = Cidr::new(base, 24).unwrap_or(Cidr::ANY);
+        if !taken.iter().any(|(_, q)| overlaps(cand, *q)) {
+            return Some(cand);
+        }
+    }
+    None
+}
+
+/// `services`: explicit addresses first, then each Service in order.
+fn check_services(
+    c: &mut Checker,
+    specs: &[file::ServiceSpec],
+    nodes: &NodeLookup<'_>,
+    addresses: &mut Addresses<'_>,
+) -> Vec<ServiceConfig> {
+    addresses.reserve_explicit(c, specs);
+    let mut seen = BTreeSet::new();
+    let mut services = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        services.push(check_service(c, i, s, &mut seen, nodes, addresses));
+    }
+    services
+}
+
+/// `services[i]`; `seen` holds the (namespace, name) pairs declared before it.
+fn check_service(
+    c: &mut Checker,
+    i: usize,
+    s: &file::ServiceSpec,
+    seen: &mut BTreeSet<(String, String)>,
+    nodes: &NodeLookup<'_>,
+    addresses: &mut Addresses<'_>,
+) -> ServiceConfig {
+    let at = |k: &str| fp!("services", i, k);
+    let namespace = s.namespace.clone().unwrap_or_else(|| "default".into());
+    if s.name.trim().is_empty() {
+        c.value(at("name"), "name is empty");
+    }
+    if !seen.insert((namespace.clone(), s.name.clone())) {
+        c.bad(
+            ProblemKind::Duplicate,
+            at("name"),
+            format!(
+                "Service `{}` is declared twice in namespace `{namespace}`",
+                s.name
+            ),
+        );
+    }
+    let cluster_ip = check_cluster_ip(c, i, s, addresses);
+    if s.ports.is_empty() {
+        c.value(at("ports"), "a Service needs at least one port");
+    }
+    let ports = check_service_ports(c, i, s, addresses);
+    let mut endpoints = Vec::new();
+    for (j, e) in s.endpoints.iter().enumerate() {
+        let Some(node) = nodes.find(&e.node) else {
+            c.bad(
+                ProblemKind::UnknownReference,
+                fp!("services", i, "endpoints", j, "node"),
+                format!("unknown node `{}` (nodes: {})", e.node, nodes.names()),
+            );
+            continue;
+        };
+        for _ in 0..e.count {
+            let ip = addresses.pod(c, node, fp!("services", i, "endpoints", j, "count"));
+            endpoints.push(Endpoint {
+                node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
+                ip,
+            });
+        }
+    }
+    let server = check_server(c, s.server.as_ref(), i);
+    ServiceConfig {
+        id: ServiceId(u32::try_from(i).unwrap_or(u32::MAX)),
+        name: s.name.clone(),
+        namespace,
+        service_type: s.service_type,
+        cluster_ip,
+        ports,
+        endpoints,
+        server,
+    }
+}
+
+/// `services[i].clusterIP`: none for a Headless Service, the explicit one (inside
+/// `serviceCIDR`), or the next free one.
+fn check_cluster_ip(
+    c: &mut Checker,
+    i: usize,
+    s: &file::ServiceSpec,
+    addresses: &mut Addresses<'_>,
+) -> Option<Ipv4Addr> {
+    let at = || fp!("services", i, "clusterIP");
+    match (s.service_type, s.cluster_ip.as_deref()) {
+        (ServiceType::Headless, None | Some("None")) => None,
+        (ServiceType::Headless, Some(t)) => {
+            c.value(at(), format!("a Headless Service has no clusterIP (got `{t}`)"));
+            None
+        }
+        (_, Some(t)) => c.ip(t, at()).inspect(|&ip| {
+            let cidr = addresses.service_cidr;
+            if !cidr.contains(ip) {
+                c.value(
+                    at(),
+                    format!(
+                        "clusterIP {ip} is outside serviceCIDR {}/{}",
+                        cidr.addr(),
+                        cidr.len()
+                    ),
+                );
+            }
+        }),
+        (_, None) => {
+            let ip = addresses.service_ip();
+            if ip.is_none() {
+                c.bad(ProblemKind::Exhausted, at(), "serviceCIDR has no address left");
+            }
+            ip
+        }
+    }
+}
+
+/// `services[i].ports`: numbers, protocols, names and node ports.
+fn check_service_ports(
+    c: &mut Checker,
+    i: usize,
+    s: &file::ServiceSpec,
+    addresses: &mut Addresses<'_>,
+) -> Vec<ServicePort> {
+    let mut ports = Vec::new();
+    let mut seen_ports = BTreeSet::new();
+    for (j, p) in s.ports.iter().enumerate() {
+        let pat = |k: &str| fp!("services", i, "ports", j, k);
+        if p.port == 0 {
+            c.value(pat("port"), "port 0 is not a port (1..65535)");
+        }
+        let target_port = p.target_port.unwrap_or(p.port);
+        if target_port == 0 {
+            c.value(pat("targetPort"), "targetPort 0 is not a port (1..65535)");
+        }
+        let protocol = match p.protocol {
+            ProtocolSpec::Tcp => Proto::Tcp,
+            ProtocolSpec::Udp => Proto::Udp,
+        };
+        if !seen_ports.insert((p.port, p.protocol == ProtocolSpec::Udp)) {
+            c.bad(
+                ProblemKind::Duplicate,
+                pat("port"),
+                format!("port {} is declared twice", p.port),
+            );
+        }
+        if s.ports.len() > 1 && p.name.as_deref().is_none_or(str::is_empty) {
+            c.value(pat("name"), "ports need names when a Service has more than one");
+        }
+        let node_port = match (s.service_type, p.node_port) {
+            (ServiceType::NodePort, Some(np)) => {
+                if !(30_000..=32_767).contains(&np) {
+                    c.value(pat("nodePort"), format!("nodePort {np} is outside 30000-32767"));
+                }
+                Some(np)
+            }
+            (ServiceType::NodePort, None) => Some(addresses.node_port()),
+            (_, Some(np)) => {
+                c.value(
+                    pat("nodePort"),
+                    format!("nodePort {np} is set but the Service type is not NodePort"),
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        ports.push(ServicePort {
+            name: p.name.clone(),
+            port: p.port,
+            target_port,
+            protocol,
+            node_port,
+        });
+    }
+    ports
+}
+
+/// `dns`: the cluster domain, `ndots`, the cluster DNS Service and NodeLocal DNSCache.
+fn check_dns(
+    c: &mut Checker,
+    spec: &file::DnsSpec,
+    services: &[ServiceConfig],
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
+) -> DnsConfig {
+    let cluster_domain = spec
+        .cluster_domain
+        .clone()
+        .unwrap_or_else(|| "cluster.local".into());
+    if cluster_domain.is_empty() || cluster_domain.starts_with('.') || cluster_domain.ends_with('.') {
+        c.value(
+            fp!("dns", "clusterDomain"),
+            format!("`{cluster_domain}` is not a domain (e.g. cluster.local)"),
+        );
+    }
+    let ndots = spec.ndots.unwrap_or(5);
+    if ndots > 15 {
+        c.value(
+            fp!("dns", "ndots"),
+            format!("ndots {ndots} is above 15 (glibc caps it at 15)"),
+        );
+    }
+    let service = {
+        let wanted = spec.service.as_deref().unwrap_or("kube-dns");
+        let (name, ns) = wanted.split_once('.').unwrap_or((wanted, "kube-system"));
+        let found = services
+            .iter()
+            .find(|s| s.name == name && s.namespace == ns)
+            .map(|s| s.id);
+        if found.is_none() && spec.service.is_some() {
+            c.bad(
+                ProblemKind::UnknownReference,
+                fp!("dns", "service"),
+                format!("unknown Service `{name}` in namespace `{ns}`"),
+            );
+        }
+        found
+    };
+    let node_local_cache = spec
+        .node_local_dns_cache
+        .as_ref()
+        .and_then(|n| check_node_local_cache(c, n, cluster_cidr, service_cidr));
+    DnsConfig {
+        cluster_domain,
+        ndots,
+        service,
+        node_local_cache,
+    }
+}
+
+/// `dns.nodeLocalDNSCache`; `None` when it is not enabled (its fields are checked anyway).
+fn check_node_local_cache(
+    c: &mut Checker,
+    n: &file::NodeLocalDnsSpec,
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
+) -> Option<NodeLocalDnsCache> {
+    let address = n
+        .address
+        .as_deref()
+        .and_then(|a| c.ip(a, fp!("dns", "nodeLocalDNSCache", "address")))
+        .unwrap_or(Ipv4Addr::new(169, 254, 20, 10));
+    // The agent listens on its own local address; the iptables-mode deployment that
+    // also binds the kube-dns ClusterIP is not modelled (docs/model.md), and a pod,
+    // Service or unspecified address would silently bypass or shadow the cache.
+    if n.enabled
+        && (address.is_unspecified()
+            || address.is_broadcast()
+            || cluster_cidr.contains(address)
+            || service_cidr.contains(address))
+    {
+        c.value(
+            fp!("dns", "nodeLocalDNSCache", "address"),
+            format!(
+                "address {address} must be a node-local address outside clusterCIDR {cluster_cidr} and serviceCIDR {service_cidr} (node-local-dns uses 169.254.20.10; listening on the kube-dns ClusterIP is not modelled)"
+            ),
+        );
+    }
+    let ttl = n.ttl.unwrap_or(SimDuration::from_secs(30));
+    if ttl == SimDuration::ZERO {
+        c.value(fp!("dns", "nodeLocalDNSCache", "ttl"), "ttl must be above 0s");
+    }
+    let capacity = n.capacity.unwrap_or(9_984);
+    if capacity == 0 {
+        c.value(
+            fp!("dns", "nodeLocalDNSCache", "capacity"),
+            "capacity must be above 0",
+        );
+    }
+    let upstream_expire = n.upstream_expire.unwrap_or(SimDuration::from_secs(10));
+    if upstream_expire == SimDuration::ZERO {
+        c.value(
+            fp!("dns", "nodeLocalDNSCache", "upstreamExpire"),
+            "upstreamExpire must be above 0s",
+        );
+    }
+    n.enabled.then_some(NodeLocalDnsCache {
+        address,
+        ttl,
+        capacity,
+        force_tcp: n.force_tcp.unwrap_or(true),
+        upstream_expire,
+    })
+}
+
+/// `workloads`, each in order.
+fn check_workloads(
+    c: &mut Checker,
+    specs: &[file::WorkloadSpec],
+    nodes: &NodeLookup<'_>,
+    services: &[ServiceConfig],
+    dns_service: Option<ServiceId>,
+    addresses: &mut Addresses<'_>,
+) -> Vec<WorkloadConfig> {
+    let mut seen = BTreeSet::new();
+    let mut workloads = Vec::new();
+    for (i, w) in specs.iter().enumerate() {
+        let at = |k: &str| fp!("workloads", i, k);
+        let namespace = w.namespace.clone().unwrap_or_else(|| "default".into());
+        if w.name.trim().is_empty() {
+            c.value(at("name"), "name is empty");
+        }
+        if !seen.insert(w.name.clone()) {
+            c.bad(
+                ProblemKind::Duplicate,
+                at("name"),
+                format!("workload `{}` is declared twice", w.name),
+            );
+        }
+        let node = nodes.find(&w.node);
+        if node.is_none() {
+            c.bad(
+                ProblemKind::UnknownReference,
+                at("node"),
+                format!("unknown node `{}` (nodes: {})", w.node, nodes.names()),
+            );
+        }
+        if w.pods == 0 {
+            c.value(at("pods"), "pods must be at least 1");
+        }
+        let pod_ips: Vec<Ipv4Addr> = match node {
+            Some(n) => (0..w.pods).map(|_| addresses.pod(c, n, at("pods"))).collect(),
+            None => Vec::new(),
+        };
+        let target = check_target(c, &w.target, &namespace, services, at("target"));
+        let rate_profile = check_rate_profile(c, i, &w.rate_profile);
+        let connection = check_connection(c, i, &w.connection);
+        let timeout = w.timeout.unwrap_or(SimDuration::from_secs(1));
+        if timeout == SimDuration::ZERO {
+            c.value(at("timeout"), "timeout must be above 0s");
+        }
+        let dns = check_workload_dns(c, w, i, target, services, dns_service);
+        workloads.push(WorkloadConfig {
+            id: WorkloadId(u32::try_from(i).unwrap_or(u32::MAX)),
+            name: w.name.clone(),
+            namespace,
+            node: NodeId(u32::try_from(node.unwrap_or(0)).unwrap_or(0)),
+            pods: pod_ips,
+            target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(
+                Ipv4Addr::UNSPECIFIED,
+                0,
+            ))),
+            rate: w.rate,
+            rate_profile,
+            connection,
+            timeout,
+            retries: RetryPolicy {
+                max: w.retries.max,
+                backoff: w.retries.backoff.unwrap_or(SimDuration::ZERO),
+            },
+            dns,
+        });
+    }
+    workloads
+}
+
+/// `workloads[i].rateProfile`: steps in time order, none starting inside the
+/// previous step's ramp.
+fn check_rate_profile(c: &mut Checker, i: usize, steps: &[file::RateStepSpec]) -> Vec<RateStep> {
+    let mut rate_profile = Vec::new();
+    let mut prev: Option<(SimDuration, SimDuration)> = None;
+    for (j, s) in steps.iter().enumerate() {
+        let ramp = s.ramp.unwrap_or(SimDuration::ZERO);
+        if let Some((prev_at, prev_ramp)) = prev {
+            if s.at <= prev_at {
+                c.value(
+                    fp!("workloads", i, "rateProfile", j, "at"),
+                    format!("steps must be in time order: {} is not after {prev_at}", s.at),
+                );
+            } else if prev_at + prev_ramp > s.at {
+                c.value(
+                    fp!("workloads", i, "rateProfile", j, "at"),
+                    format!(
+                        "step at {} starts before the previous ramp ends at {}",
+                        s.at,
+                        prev_at + prev_ramp
+                    ),
+                );
+            }
+        }
+        prev = Some((s.at, ramp));
+        rate_profile.push(RateStep {
+            at: s.at,
+            rate: s.rate,
+            ramp,
+        });
+    }
+    rate_profile
+}
+
+/// `workloads[i].connection`.
+fn check_connection(c: &mut Checker, i: usize, cn: &file::ConnectionSpec) -> ConnectionConfig {
+    let pool_size = cn.pool_size.unwrap_or(10);
+    if cn.mode == ConnectionMode::Pool && pool_size == 0 {
+        c.value(
+            fp!("workloads", i, "connection", "poolSize"),
+            "poolSize must be at least 1",
+        );
+    }
+    ConnectionConfig {
+        mode: cn.mode,
+        pool_size,
+        max_requests_per_connection: cn.max_requests_per_connection.filter(|&m| m > 0),
+        idle_timeout: cn.idle_timeout.unwrap_or(SimDuration::from_secs(90)),
+        closer: cn.closer,
+    }
+}
+
+/// `backgroundServices`: `count` ClusterIPs after every other Service's, and
+/// `endpointsEach` endpoints each from the /24 blocks of `clusterCIDR` no node uses.
+fn check_background_services(
+    c: &mut Checker,
+    spec: Option<&file::BackgroundServicesSpec>,
+    cluster_cidr: Cidr,
+    addresses: &mut Addresses<'_>,
+) -> Vec<BackgroundService> {
+    let mut background_services = Vec::new();
+    let Some(b) = spec else {
+        return background_services;
+    };
+    let mut blocks = free_pod_blocks(cluster_cidr, addresses.nodes);
+    let mut block: Option<(Cidr, u32)> = None;
+    let mut out_of_pods = false;
+    for k in 0..b.count {
+        let Some(cluster_ip) = addresses.service_ip() else {
+            c.bad(
+                ProblemKind::Exhausted,
+                fp!("backgroundServices", "count"),
+                format!(
+                    "serviceCIDR has room for only {k} background Services, not {}",
+                    b.count
+                ),
+            );
+            break;
+        };
+        let mut endpoints = Vec::with_capacity(b.endpoints_each as usize);
+        for _ in 0..b.endpoints_each {
+            // .2 ..= .254 of each free /24.
+            let ip = loop {
+                match block {
+                    Some((cidr, n)) if n < 255 => {
+                        block = Some((cidr, n + 1));
+                        break cidr.nth(n);
+                    }
+                    _ => match blocks.next() {
+                        Some(cidr) => block = Some((cidr, 2)),
+                        None => break None,
+                    },
+                }
+            };
+            match ip {
+                Some(ip) => endpoints.push(ip),
+                None => out_of_pods = true,
+            }
+        }
+        if out_of_pods {
+            c.bad(
+                ProblemKind::Exhausted,
+                fp!("backgroundServices", "endpointsEach"),
+                format!(
+                    "clusterCIDR has no room left for {} × {} background endpoints beside the nodes' podCIDRs",
+                    b.count, b.endpoints_each
+                ),
+            );
+            break;
+        }
+        background_services.push(BackgroundService {
+            cluster_ip,
+            port: 80,
+            endpoints,
+        });
+    }
+    background_services
+}
+
+/// `variants`: names and `set` lines; each variant's problems kept apart, for the
+/// loader to report with the result of checking it against the base.
+fn check_variants(specs: &[file::VariantSpec]) -> (Vec<Variant>, Vec<VariantCheck>) {
+    let mut variants = Vec::new();
+    let mut checks = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, v) in specs.iter().enumerate() {
+        let mut c = Checker::default();
+        if !seen.insert(v.name.clone()) {
+            c.bad(
+                ProblemKind::Duplicate,
+                fp!("variants", i, "name"),
+                format!("variant `{}` is declared twice", v.name),
+            );
+        }
+        let mut overrides = Vec::new();
+        for (j, text) in v.set.iter().enumerate() {
+            match Override::parse(text) {
+                Ok(o) => overrides.push(o),
+                Err(e) => c.bad(
+                    ProblemKind::BadOverride,
+                    fp!("variants", i, "set", j),
+                    e.to_string(),
+                ),
+            }
+        }
+        checks.push(VariantCheck {
+            problems: c.problems,
+            parsed: overrides.len() == v.set.len(),
+        });
+        variants.push(Variant {
+            name: v.name.clone(),
+            overrides,
+        });
+    }
+    (variants, checks)
 }
 
 /// /24 blocks of `cluster` that no node's podCIDR touches (for background endpoints,
@@ -1265,7 +1480,7 @@ mod tests {
         );
     }
 
-    /// kernel-semantics.md §9 item 16: the accept queue is bounded by min(backlog, somaxconn).
+    /// docs/kernel-semantics.md (accept queue): the queue is bounded by min(backlog, somaxconn).
     #[test]
     fn listen_backlog_is_capped_by_somaxconn() {
         let s = load("services: [{name: x, ports: [{port: 80}], server: {backlog: 511}}, {name: y, ports: [{port: 80}]}]\n")

@@ -29,7 +29,7 @@ use super::proxy::{
 use super::{ServicePort, TrafficPolicy, external_backends, ready_backends};
 use crate::netfilter::FixedState;
 use crate::packet::{Direction, Proto, TcpFlags, Tuple};
-use crate::rng::SimRng;
+use crate::rng::{SimRng, splitmix64};
 use crate::time::{SimDuration, SimTime};
 
 /// `bpf-ct-global-tcp-max` default (`2 << 18`).
@@ -470,13 +470,6 @@ pub struct EbpfProxy {
     gc: GcSchedule,
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 fn addr_key(a: SocketAddrV4) -> u64 {
     (u64::from(u32::from(*a.ip())) << 16) | u64::from(a.port())
 }
@@ -495,9 +488,9 @@ fn maglev_table(backends: &[SocketAddrV4], m: u32) -> Vec<u16> {
         .map(|b| {
             let k = addr_key(*b);
             #[allow(clippy::cast_possible_truncation)]
-            let offset = (splitmix(k ^ 0x6d61_676c) % m as u64) as usize;
+            let offset = (splitmix64(k ^ 0x6d61_676c) % m as u64) as usize;
             #[allow(clippy::cast_possible_truncation)]
-            let skip = (splitmix(k ^ 0x7365_6564) % (m.max(2) as u64 - 1)) as usize + 1;
+            let skip = (splitmix64(k ^ 0x7365_6564) % (m.max(2) as u64 - 1)) as usize + 1;
             (offset, skip)
         })
         .collect();
@@ -525,7 +518,7 @@ fn maglev_table(backends: &[SocketAddrV4], m: u32) -> Vec<u16> {
 fn tuple_hash(t: &Tuple) -> u64 {
     let a = (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst));
     let b = (u64::from(t.sport) << 24) | (u64::from(t.dport) << 8) | u64::from(t.proto.number());
-    splitmix(a ^ splitmix(b))
+    splitmix64(a ^ splitmix64(b))
 }
 
 impl EbpfProxy {
@@ -587,12 +580,6 @@ impl EbpfProxy {
     #[must_use]
     pub fn ct_any(&self) -> &BpfCtMap {
         &self.any
-    }
-
-    /// The GC cadence.
-    #[must_use]
-    pub fn gc_schedule(&self) -> GcSchedule {
-        self.gc
     }
 
     fn map_for(&mut self, proto: Proto) -> &mut BpfCtMap {

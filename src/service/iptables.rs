@@ -47,17 +47,14 @@ const NFACCT_LOCALHOST_NP: &str = "localhost_nps_accepted_pkts";
 
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
-/// A seeded 64-bit key for `name` (FNV-1a folded into splitmix64's finaliser).
+/// A seeded 64-bit key for `name` (FNV-1a folded into [`crate::rng::splitmix64`]).
 fn order_key(seed: u64, name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    crate::rng::splitmix64(h)
 }
 
 /// The first 16 characters of `base32(sha256(text))` (kube-proxy's `portProtoHash`).

@@ -403,24 +403,6 @@ impl NftTable {
         &self.maps
     }
 
-    /// The chain called `name`.
-    #[must_use]
-    pub fn chain_by_name(&self, name: &str) -> Option<&NftChain> {
-        self.chains.iter().find(|c| c.name == name)
-    }
-
-    /// The map called `name`.
-    #[must_use]
-    pub fn map_by_name(&self, name: &str) -> Option<&NftMap> {
-        self.maps.iter().find(|m| m.name == name)
-    }
-
-    /// The set called `name`.
-    #[must_use]
-    pub fn set_by_name(&self, name: &str) -> Option<&NftSet> {
-        self.sets.iter().find(|s| s.name == name)
-    }
-
     /// Object counts.
     #[must_use]
     pub fn counts(&self) -> NftCounts {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use super::{ConnectError, SocketConfig, SocketError, SocketStats, TCP_TIMEWAIT_LEN, TwReuse};
 use crate::packet::{Proto, Tuple};
-use crate::rng::SimRng;
+use crate::rng::{SPLITMIX64_GAMMA, SimRng, mix64};
 use crate::time::{NANOS_PER_MILLI, NANOS_PER_SEC, SimTime};
 
 /// `INET_TABLE_PERTURB_SIZE` (`1 << CONFIG_INET_TABLE_PERTURB_ORDER`, default order 16).
@@ -121,17 +121,15 @@ pub struct SocketTable {
     stats: SocketStats,
 }
 
-/// A keyed 64-bit mix standing in for the kernel's siphash (splitmix64 finaliser).
+/// A keyed 64-bit mix standing in for the kernel's siphash (splitmix64's [`mix64`]).
 fn keyed(key: u64, words: &[u64]) -> u64 {
     let mut h = key;
     for &w in words {
         h ^= w
-            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(SPLITMIX64_GAMMA)
             .wrapping_add(h << 6)
             .wrapping_add(h >> 2);
-        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        h ^= h >> 31;
+        h = mix64(h);
     }
     h
 }

@@ -602,10 +602,8 @@ fn veth_name(cni: CniFlavour, pod: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // splitmix64 finaliser, so names of similar pods differ in every digit
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
+    // splitmix64's output function, so names of similar pods differ in every digit
+    h = crate::rng::mix64(h);
     let hex = format!("{h:016x}");
     match cni {
         CniFlavour::FlannelVxlan => format!("veth{}", &hex[..8]),

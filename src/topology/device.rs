@@ -52,12 +52,6 @@ impl CniFlavour {
             CniFlavour::CiliumNative => "cilium-native",
         }
     }
-
-    /// Whether pods hang off a Linux bridge (`cni0`).
-    #[must_use]
-    pub fn uses_bridge(self) -> bool {
-        matches!(self, CniFlavour::FlannelVxlan)
-    }
 }
 
 impl fmt::Display for CniFlavour {
