@@ -1,0 +1,179 @@
+//! Servers: backend pods accepting connections and serving requests with their
+//! workers.
+
+use super::event::{Event, Purpose};
+use super::model::NodeSim;
+use super::world::PodRole;
+use crate::engine::Context;
+use crate::packet::{Packet, Proto, TcpFlags, Tuple};
+use crate::rng::SimRng;
+use crate::scenario::ServiceTime;
+use crate::socket::{AckOutcome, SynOutcome};
+use crate::time::{SimDuration, SimTime};
+use std::collections::VecDeque;
+use std::net::SocketAddrV4;
+
+/// Per server pod dynamic state.
+#[derive(Debug, Default)]
+pub(super) struct ServerState {
+    pub(super) busy: u32,
+    pub(super) queue: VecDeque<u32>,
+    /// CoreDNS: when the pod is next free.
+    pub(super) dns_free: SimTime,
+    /// CoreDNS: queries received.
+    pub(super) dns_queries: u64,
+}
+
+pub(super) fn service_time(st: ServiceTime, rng: &mut SimRng) -> SimDuration {
+    match st {
+        ServiceTime::Constant(d) => d,
+        ServiceTime::Exponential { mean } => SimDuration::from_nanos(rng.exp_nanos(mean.as_nanos().max(1))),
+        ServiceTime::Lognormal { median, sigma } => {
+            SimDuration::from_nanos(rng.lognormal_nanos(median.as_nanos().max(1), sigma))
+        }
+    }
+}
+
+impl NodeSim {
+    pub(super) fn server_enqueue(&mut self, cx: &mut Context<'_, Event>, sp: u32, flow: u32) {
+        let svc = match self.world.pods[sp as usize].role {
+            PodRole::Server { svc } => usize::from(svc),
+            PodRole::Client { .. } => return,
+        };
+        let conc = self.sc.services[svc].server.concurrency.max(1);
+        let s = &mut self.servers[sp as usize];
+        if s.busy < conc {
+            s.busy += 1;
+            let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
+            let epoch = self.flows.get(flow).map_or(0, |f| f.epoch);
+            let _ = cx.schedule_at(
+                cx.now() + d,
+                Event::ServerDone {
+                    flow,
+                    epoch,
+                    server: sp,
+                },
+            );
+        } else {
+            s.queue.push_back(flow);
+        }
+    }
+
+    pub(super) fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, sp: u32) {
+        let now = cx.now();
+        if let Some(f) = self.flows.get(flow).copied()
+            && f.epoch == epoch
+            && let Some(t) = self.server_tuple(&f)
+        {
+            let netns = self.world.pods[sp as usize].netns;
+            let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
+            self.send(
+                cx,
+                netns,
+                pkt,
+                now,
+                Purpose::Response { flow, epoch },
+                false,
+                None,
+            );
+        }
+        // The worker takes the next queued request of this pod, if any.
+        let svc = match self.world.pods[sp as usize].role {
+            PodRole::Server { svc } => usize::from(svc),
+            PodRole::Client { .. } => return,
+        };
+        let s = &mut self.servers[sp as usize];
+        s.busy = s.busy.saturating_sub(1);
+        while let Some(next) = self.servers[sp as usize].queue.pop_front() {
+            if let Some(nf) = self.flows.get(next).copied() {
+                self.servers[sp as usize].busy += 1;
+                let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
+                let _ = cx.schedule_at(
+                    now + d,
+                    Event::ServerDone {
+                        flow: next,
+                        epoch: nf.epoch,
+                        server: sp,
+                    },
+                );
+                break;
+            }
+        }
+    }
+
+    /// A connection's SYN reached the backend pod: its listener answers or drops it.
+    pub(super) fn server_syn(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, pkt: Packet) {
+        let now = cx.now();
+        let Some(f) = self.flows.get(flow).copied() else {
+            return;
+        };
+        if f.epoch != epoch {
+            return;
+        }
+        let Some(sp) = self.pod_at(pkt.tuple.dst) else {
+            return;
+        };
+        let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
+        let pod = &mut self.world.pods[sp as usize];
+        let Some(listener) = pod.listener.as_mut() else {
+            return;
+        };
+        let outcome = listener.on_syn(client, pod.sockets.stats_mut());
+        match outcome {
+            SynOutcome::SynAck | SynOutcome::SynAckRetransmit | SynOutcome::SynCookie => {
+                if let Some(fm) = self.flows.get_mut(flow) {
+                    fm.server_pod = Some(sp);
+                    fm.peer = Some(client);
+                }
+                let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
+                let netns = self.world.pods[sp as usize].netns;
+                self.send(
+                    cx,
+                    netns,
+                    reply,
+                    now,
+                    Purpose::SynAck { flow, epoch },
+                    false,
+                    None,
+                );
+            }
+            SynOutcome::Dropped => {}
+        }
+    }
+
+    /// A request reached the backend pod (the first one completes the handshake).
+    pub(super) fn server_request(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, pkt: Packet) {
+        let now = cx.now();
+        let Some(f) = self.flows.get(flow).copied() else {
+            return;
+        };
+        if f.epoch != epoch {
+            return;
+        }
+        let Some(sp) = f.server_pod.or_else(|| self.pod_at(pkt.tuple.dst)) else {
+            return;
+        };
+        if f.requests == 0 {
+            // The handshake's ACK completes the connection on the server.
+            let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
+            let pod = &mut self.world.pods[sp as usize];
+            if let Some(l) = pod.listener.as_mut() {
+                match l.on_ack(client, pod.sockets.stats_mut()) {
+                    AckOutcome::Queued => {
+                        let _ = l.accept();
+                        let st = Tuple::new(
+                            Proto::Tcp,
+                            pkt.tuple.dst,
+                            pkt.tuple.dport,
+                            pkt.tuple.src,
+                            pkt.tuple.sport,
+                        );
+                        let _ = pod.sockets.insert_established(st, now);
+                    }
+                    AckOutcome::Overflow | AckOutcome::Reset => return,
+                }
+            }
+        }
+        self.server_enqueue(cx, sp, flow);
+    }
+}
