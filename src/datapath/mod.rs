@@ -67,6 +67,11 @@ pub enum DropReason {
     },
     /// No route to the destination.
     NoRoute,
+    /// The packet crossed more namespaces than any real path does: a routing loop.
+    RoutingLoop,
+    /// Routed out of the modelled cluster (the default route): nothing modelled receives
+    /// it.
+    LeftCluster,
     /// The node's proxy data plane (nftables, IPVS, eBPF) dropped the packet.
     Proxy(ProxyDrop),
     /// The node's proxy data plane rejected the packet (a Service without endpoints).
@@ -84,6 +89,8 @@ impl DropReason {
             DropReason::Filtered { table, hook } => format!("{table} {hook} DROP"),
             DropReason::Rejected { table, hook } => format!("{table} {hook} REJECT"),
             DropReason::NoRoute => "no route".into(),
+            DropReason::RoutingLoop => "routing loop".into(),
+            DropReason::LeftCluster => "left the modelled cluster".into(),
             DropReason::Proxy(d) => d.describe().into(),
             DropReason::ProxyRejected => "proxy: Service without endpoints (reject)".into(),
         }

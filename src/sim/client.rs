@@ -1,8 +1,9 @@
 //! Clients: requests arriving per workload, their attempts, deadlines and retries,
 //! connections (short or pooled), and closing them.
 
-use super::event::{Event, Purpose};
+use super::event::{Attempt, Event, Purpose};
 use super::model::NodeSim;
+use super::slab::{FlowId, LookupId, ReqId};
 use super::world::PodRole;
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
@@ -21,14 +22,13 @@ pub(super) enum FlowState {
 /// One TCP connection from a client pod.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Flow {
-    pub(super) epoch: u32,
     pub(super) pod: u32,
     pub(super) tuple: Tuple,
     pub(super) isn: u32,
     pub(super) state: FlowState,
     pub(super) syn_timer: Option<crate::socket::SynTimer>,
     /// The request using it now.
-    pub(super) req: Option<u32>,
+    pub(super) req: Option<ReqId>,
     pub(super) server_pod: Option<u32>,
     /// The client's address and port as the server saw them in the SYN (after any SNAT
     /// on the way): where the server's own segments (FIN, ACK) go.
@@ -52,10 +52,13 @@ pub(super) struct Request {
     pub(super) wl: u16,
     pub(super) pod: u32,
     pub(super) started: SimTime,
+    /// Attempts started so far (the first is 1).
     pub(super) attempt: u32,
-    pub(super) epoch: u32,
+    /// The attempt (or the backoff after it) the request is in: timers of an earlier
+    /// stage are stale.
+    pub(super) stage: Attempt,
     pub(super) state: ReqState,
-    pub(super) flow: Option<u32>,
+    pub(super) flow: Option<FlowId>,
     /// Address resolved for this request (per-request DNS, headless targets).
     pub(super) addr: Option<Ipv4Addr>,
 }
@@ -66,11 +69,11 @@ pub(super) struct ClientState {
     pub(super) dns_valid_until: Option<SimTime>,
     /// First address of the pod's cached answer (headless targets).
     pub(super) dns_addr: Option<Ipv4Addr>,
-    pub(super) lookup: Option<u32>,
-    pub(super) dns_waiters: Vec<u32>,
-    pub(super) idle: Vec<u32>,
+    pub(super) lookup: Option<LookupId>,
+    pub(super) dns_waiters: Vec<ReqId>,
+    pub(super) idle: Vec<FlowId>,
     pub(super) open: u32,
-    pub(super) conn_waiters: VecDeque<u32>,
+    pub(super) conn_waiters: VecDeque<ReqId>,
 }
 
 impl NodeSim {
@@ -87,13 +90,13 @@ impl NodeSim {
         let pod = pods[self.wl_next_pod[w] % pods.len()];
         self.wl_next_pod[w] = self.wl_next_pod[w].wrapping_add(1);
         self.tally.sent += 1;
-        self.wl_tally[w].0 += 1;
+        self.wl_tally[w].sent += 1;
         let req = self.reqs.insert(Request {
             wl,
             pod,
             started: now,
             attempt: 0,
-            epoch: 0,
+            stage: Attempt(0),
             state: ReqState::WaitDns,
             flow: None,
             addr: None,
@@ -101,19 +104,15 @@ impl NodeSim {
         self.start_attempt(cx, req);
     }
 
-    pub(super) fn start_attempt(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+    pub(super) fn start_attempt(&mut self, cx: &mut Context<'_, Event>, req: ReqId) {
         let now = cx.now();
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        let epoch = self.next_epoch;
         let Some(r) = self.reqs.get_mut(req) else { return };
-        // Epochs are globally unique so a stale timer of a freed request slot can never
-        // match the request that reuses the slot.
-        r.epoch = epoch;
+        r.stage = Attempt(r.stage.0.wrapping_add(1));
         r.attempt += 1;
         r.flow = None;
-        let (epoch, wl, pod) = (r.epoch, usize::from(r.wl), r.pod);
+        let (attempt, wl, pod) = (r.stage, usize::from(r.wl), r.pod);
         let timeout = self.sc.workloads[wl].timeout;
-        self.schedule_timer(cx, timeout, Event::Deadline { req, epoch });
+        self.schedule_timer(cx, timeout, Event::Deadline { req, attempt });
         // DNS first, if this workload resolves.
         let dns = &self.sc.workloads[wl].dns;
         let need_dns = match dns.mode {
@@ -141,7 +140,7 @@ impl NodeSim {
         }
     }
 
-    pub(super) fn get_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+    pub(super) fn get_connection(&mut self, cx: &mut Context<'_, Event>, req: ReqId) {
         let now = cx.now();
         let Some(r) = self.reqs.get(req).copied() else {
             return;
@@ -173,7 +172,7 @@ impl NodeSim {
         self.open_connection(cx, req);
     }
 
-    pub(super) fn open_connection(&mut self, cx: &mut Context<'_, Event>, req: u32) {
+    pub(super) fn open_connection(&mut self, cx: &mut Context<'_, Event>, req: ReqId) {
         let now = cx.now();
         let Some(r) = self.reqs.get(req).copied() else {
             return;
@@ -205,10 +204,7 @@ impl NodeSim {
         let netns = pod.netns;
         let sys = &self.sc.nodes[node].sysctls.values;
         let timer = crate::socket::SynTimer::start(&self.sc.kernel, sys.tcp_syn_retries, now);
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        let epoch = self.next_epoch;
         let flow = self.flows.insert(Flow {
-            epoch,
             pod: r.pod,
             tuple: connected.tuple,
             isn: connected.isn,
@@ -229,16 +225,16 @@ impl NodeSim {
         self.schedule_timer(
             cx,
             timer.deadline().at().saturating_since(now),
-            Event::SynTimer { flow, epoch },
+            Event::SynTimer { flow },
         );
         let mut pkt = Packet::new(connected.tuple, TcpFlags::SYN);
         pkt.seq = connected.isn;
-        self.send(cx, netns, pkt, now, Purpose::Syn { flow, epoch }, true, None);
+        self.send(cx, netns, pkt, now, Purpose::Syn { flow }, true, None);
     }
 
-    pub(super) fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32) {
+    pub(super) fn on_syn_timer(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
         let Some(f) = self.flows.get_mut(flow) else { return };
-        if f.epoch != epoch || f.state != FlowState::Connecting {
+        if f.state != FlowState::Connecting {
             return;
         }
         let Some(mut timer) = f.syn_timer else { return };
@@ -247,7 +243,7 @@ impl NodeSim {
         let (tuple, isn, pod) = (f.tuple, f.isn, f.pod);
         match next {
             crate::socket::SynDeadline::Retransmit(t) => {
-                self.schedule_timer(cx, t.saturating_since(cx.now()), Event::SynTimer { flow, epoch });
+                self.schedule_timer(cx, t.saturating_since(cx.now()), Event::SynTimer { flow });
             }
             crate::socket::SynDeadline::TimedOut(_) => {
                 // connect() fails with ETIMEDOUT after the last retransmission.
@@ -265,17 +261,17 @@ impl NodeSim {
         let netns = self.world.pods[pod as usize].netns;
         let mut pkt = Packet::new(tuple, TcpFlags::SYN);
         pkt.seq = isn;
-        self.send(cx, netns, pkt, cx.now(), Purpose::Syn { flow, epoch }, true, None);
+        self.send(cx, netns, pkt, cx.now(), Purpose::Syn { flow }, true, None);
     }
 
-    pub(super) fn drop_flow(&mut self, flow: u32) {
+    pub(super) fn drop_flow(&mut self, flow: FlowId) {
         if let Some(f) = self.flows.remove(flow) {
             let cs = &mut self.clients[f.pod as usize];
             cs.open = cs.open.saturating_sub(1);
         }
     }
 
-    pub(super) fn attempt_failed(&mut self, cx: &mut Context<'_, Event>, req: u32, cause: &str) {
+    pub(super) fn attempt_failed(&mut self, cx: &mut Context<'_, Event>, req: ReqId, cause: &str) {
         let Some(r) = self.reqs.get_mut(req) else { return };
         if r.state == ReqState::Done || r.state == ReqState::Backoff {
             return;
@@ -283,39 +279,38 @@ impl NodeSim {
         *self.tally.failures_by_cause.entry(cause.to_string()).or_insert(0) += 1;
         let wl = usize::from(r.wl);
         let retries = self.sc.workloads[wl].retries;
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        r.epoch = self.next_epoch; // invalidates the attempt's deadline
-        let retry_epoch = r.epoch;
+        r.stage = Attempt(r.stage.0.wrapping_add(1)); // invalidates the attempt's deadline
+        let retry_stage = r.stage;
         if r.attempt <= retries.max {
             r.state = ReqState::Backoff;
             self.tally.retries += 1;
-            self.wl_tally[wl].4 += 1;
+            self.wl_tally[wl].retries += 1;
             self.schedule_timer(
                 cx,
                 retries.backoff,
                 Event::Retry {
                     req,
-                    epoch: retry_epoch,
+                    attempt: retry_stage,
                 },
             );
         } else {
             r.state = ReqState::Done;
             self.tally.failed += 1;
-            self.wl_tally[wl].2 += 1;
+            self.wl_tally[wl].failed += 1;
             self.reqs.remove(req);
         }
     }
 
-    pub(super) fn on_deadline(&mut self, cx: &mut Context<'_, Event>, req: u32, epoch: u32) {
+    pub(super) fn on_deadline(&mut self, cx: &mut Context<'_, Event>, req: ReqId, attempt: Attempt) {
         let now = cx.now();
         let Some(r) = self.reqs.get(req).copied() else {
             return;
         };
-        if r.epoch != epoch || r.state == ReqState::Done || r.state == ReqState::Backoff {
+        if r.stage != attempt || r.state == ReqState::Done || r.state == ReqState::Backoff {
             return;
         }
         self.tally.timeouts += 1;
-        self.wl_tally[usize::from(r.wl)].3 += 1;
+        self.wl_tally[usize::from(r.wl)].timeouts += 1;
         let cause = match r.state {
             ReqState::WaitDns => "timeout waiting for DNS",
             ReqState::WaitConn => "timeout waiting for a pooled connection",
@@ -353,21 +348,21 @@ impl NodeSim {
         self.attempt_failed(cx, req, cause);
     }
 
-    pub(super) fn send_request(&mut self, cx: &mut Context<'_, Event>, req: u32, flow: u32) {
+    pub(super) fn send_request(&mut self, cx: &mut Context<'_, Event>, req: ReqId, flow: FlowId) {
         let now = cx.now();
         let Some(f) = self.flows.get_mut(flow) else { return };
         f.req = Some(req);
-        let (epoch, tuple, pod) = (f.epoch, f.tuple, f.pod);
+        let (tuple, pod) = (f.tuple, f.pod);
         if let Some(r) = self.reqs.get_mut(req) {
             r.state = ReqState::Sent;
             r.flow = Some(flow);
         }
         let netns = self.world.pods[pod as usize].netns;
         let pkt = Packet::new(tuple, TcpFlags::ACK.union(TcpFlags::PSH));
-        self.send(cx, netns, pkt, now, Purpose::Request { flow, epoch }, false, None);
+        self.send(cx, netns, pkt, now, Purpose::Request { flow }, false, None);
     }
 
-    pub(super) fn request_done(&mut self, cx: &mut Context<'_, Event>, flow: u32) {
+    pub(super) fn request_done(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
         let now = cx.now();
         let Some(f) = self.flows.get_mut(flow) else { return };
         let Some(req) = f.req.take() else { return };
@@ -381,7 +376,7 @@ impl NodeSim {
             let wl = usize::from(r.wl);
             self.wl_latency[wl].record(lat.as_nanos());
             self.tally.ok += 1;
-            self.wl_tally[wl].1 += 1;
+            self.wl_tally[wl].ok += 1;
             let cfg = self.sc.workloads[wl].connection;
             let keep = cfg.mode == ConnectionMode::Pool
                 && cfg.max_requests_per_connection.is_none_or(|m| requests < m);
@@ -400,7 +395,7 @@ impl NodeSim {
 
     /// Closes a connection: the FIN exchange through the data path, TIME_WAIT on the
     /// active closer, and hands the pool slot to a waiting request.
-    pub(super) fn close_flow(&mut self, cx: &mut Context<'_, Event>, flow: u32, client_first: bool) {
+    pub(super) fn close_flow(&mut self, cx: &mut Context<'_, Event>, flow: FlowId, client_first: bool) {
         let now = cx.now();
         let Some(f) = self.flows.remove(flow) else { return };
         let pod_idx = f.pod as usize;
@@ -495,9 +490,9 @@ impl NodeSim {
     }
 
     /// The SYN-ACK reached the client: the connection is established and the request goes out.
-    pub(super) fn client_syn_ack(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32) {
+    pub(super) fn client_syn_ack(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
         let Some(f) = self.flows.get_mut(flow) else { return };
-        if f.epoch != epoch || f.state != FlowState::Connecting {
+        if f.state != FlowState::Connecting {
             return;
         }
         f.state = FlowState::Established;
@@ -510,13 +505,20 @@ impl NodeSim {
     }
 
     /// The response reached the client.
-    pub(super) fn client_response(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32) {
-        let Some(f) = self.flows.get(flow).copied() else {
-            return;
-        };
-        if f.epoch != epoch {
-            return;
+    pub(super) fn client_response(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
+        if self.flows.get(flow).is_some() {
+            self.request_done(cx, flow);
         }
-        self.request_done(cx, flow);
+    }
+
+    /// A request's backoff ended: its next attempt starts (unless it moved on).
+    pub(super) fn on_retry(&mut self, cx: &mut Context<'_, Event>, req: ReqId, attempt: Attempt) {
+        if self
+            .reqs
+            .get(req)
+            .is_some_and(|r| r.state == ReqState::Backoff && r.stage == attempt)
+        {
+            self.start_attempt(cx, req);
+        }
     }
 }

@@ -192,7 +192,7 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
                 .tally
                 .packet_drops
                 .iter()
-                .filter(|((node, ..), _)| usize::from(*node) == i)
+                .filter(|((node, ..), _)| node.is_some_and(|n| usize::from(n) == i))
                 .map(|((_, what, reason), v)| (format!("{what}: {}", reason.describe()), *v))
                 .collect(),
             proxy: proxy_report(n),
@@ -222,16 +222,16 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let (sent, ok, failed, timeouts, retries) = sim.wl_tally[i];
+            let t = sim.wl_tally[i];
             WorkloadReport {
                 name: w.name.clone(),
                 latency_ms: LatencyReport::from_histogram(&sim.wl_latency[i]),
                 requests: RequestReport {
-                    sent,
-                    ok,
-                    failed,
-                    timeouts,
-                    retries,
+                    sent: t.sent,
+                    ok: t.ok,
+                    failed: t.failed,
+                    timeouts: t.timeouts,
+                    retries: t.retries,
                     ..RequestReport::default()
                 },
             }

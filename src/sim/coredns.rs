@@ -1,7 +1,7 @@
 //! CoreDNS pods: queries served one after another at each pod's capacity, answers
 //! from the cluster zone with `loadbalance` shuffling.
 
-use super::event::{Event, Purpose};
+use super::event::{Answer, Event, Purpose, QueryOf};
 use super::model::NodeSim;
 use super::server::service_time;
 use super::world::PodRole;
@@ -9,26 +9,23 @@ use crate::dns::{QType, Rcode};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::time::SimDuration;
-use std::net::Ipv4Addr;
 
 impl NodeSim {
-    #[allow(clippy::too_many_arguments)]
+    /// A query reached a CoreDNS pod: it is served after the queries before it, at the
+    /// pod's capacity.
     pub(super) fn coredns_receive(
         &mut self,
         cx: &mut Context<'_, Event>,
         pkt: Packet,
-        lookup: u32,
-        query: u32,
-        epoch: u32,
+        query: QueryOf,
         qtype: QType,
-        fwd: u32,
     ) {
         let now = cx.now();
         let Some(dp) = self.pod_at(pkt.tuple.dst) else {
             return;
         };
         self.tally.coredns_queries += 1;
-        if fwd != u32::MAX {
+        if matches!(query, QueryOf::Forward(_)) {
             self.tally.coredns_tcp_queries += u64::from(pkt.tuple.proto == Proto::Tcp);
         }
         let svc = match self.world.pods[dp as usize].role {
@@ -53,43 +50,33 @@ impl NodeSim {
             done,
             Event::DnsAnswer {
                 dns_pod: dp,
-                lookup,
                 query,
-                epoch,
                 qtype,
                 tuple: pkt.tuple.reversed(),
-                fwd,
             },
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A CoreDNS pod answers a query from the cluster zone.
     pub(super) fn on_dns_answer(
         &mut self,
         cx: &mut Context<'_, Event>,
         dns_pod: u32,
-        lookup: u32,
-        query: u32,
-        epoch: u32,
+        query: QueryOf,
         qtype: QType,
         tuple: Tuple,
-        fwd: u32,
     ) {
         let now = cx.now();
-        // The name asked: the forward's, or the lookup's candidate.
-        let name = if fwd == u32::MAX {
-            match self.lookups.get(lookup) {
-                Some(slot) if slot.epoch == epoch => slot
-                    .queries
-                    .iter()
-                    .find(|(id, _)| id.get() == query)
-                    .map(|(_, n)| n.clone()),
-                _ => None,
-            }
-        } else {
-            self.fwds.get(fwd).map(|f| f.name.clone())
+        // The name asked: the lookup's candidate, or the forward's.
+        let name = match query {
+            QueryOf::Lookup { lookup, query } => self
+                .lookups
+                .get(lookup)
+                .and_then(|slot| slot.queries.iter().find(|(id, _)| *id == query))
+                .map(|(_, n)| n.clone()),
+            QueryOf::Forward(fwd) => self.fwds.get(fwd).map(|f| f.name.clone()),
         };
-        let (rcode, records, first) = match name {
+        let answer = match name {
             Some(n) => {
                 let a = self.world.zone.answer(&n, qtype);
                 // CoreDNS `loadbalance` (default Corefile) shuffles the A records of
@@ -97,48 +84,53 @@ impl NodeSim {
                 let first = match (qtype, a.addrs.len()) {
                     (QType::A, k) if k > 0 => {
                         let i = usize::try_from(self.rng_server.below(k as u64)).unwrap_or(0);
-                        a.addrs[i]
+                        Some(a.addrs[i])
                     }
-                    _ => Ipv4Addr::UNSPECIFIED,
+                    _ => None,
                 };
                 let ans = a.to_answer();
-                (ans.rcode, ans.records, first)
+                Answer {
+                    rcode: ans.rcode,
+                    records: ans.records,
+                    first,
+                }
             }
-            None => (Rcode::ServFail, 0, Ipv4Addr::UNSPECIFIED),
+            None => Answer {
+                rcode: Rcode::ServFail,
+                records: 0,
+                first: None,
+            },
         };
         let netns = self.world.pods[dns_pod as usize].netns;
-        let (pkt, purpose) = if fwd == u32::MAX {
-            (
+        let (pkt, purpose) = match query {
+            QueryOf::Lookup { lookup, query } => (
                 Packet::new(tuple, TcpFlags::NONE),
                 Purpose::DnsReply {
                     lookup,
                     query,
-                    epoch,
-                    rcode,
-                    records,
-                    first,
+                    answer,
                 },
-            )
-        } else {
-            let Some(f) = self.fwds.get(fwd) else { return };
-            let conn = f.conn;
-            let Some(c) = self.upconns.get(conn) else { return };
-            let flags = if tuple.proto == Proto::Tcp {
-                TcpFlags::ACK.union(TcpFlags::PSH)
-            } else {
-                TcpFlags::NONE
-            };
-            (
-                Packet::new(tuple, flags),
-                Purpose::UpReply {
-                    conn,
-                    epoch: c.epoch,
-                    fwd,
-                    rcode,
-                    records,
-                    first,
-                },
-            )
+            ),
+            QueryOf::Forward(fwd) => {
+                let Some(conn) = self.fwds.get(fwd).and_then(|f| f.conn) else {
+                    return;
+                };
+                let Some(c) = self.upconns.get(conn) else { return };
+                let flags = if tuple.proto == Proto::Tcp {
+                    TcpFlags::ACK.union(TcpFlags::PSH)
+                } else {
+                    TcpFlags::NONE
+                };
+                (
+                    Packet::new(tuple, flags),
+                    Purpose::UpReply {
+                        conn,
+                        turn: c.turn,
+                        fwd,
+                        answer,
+                    },
+                )
+            }
         };
         self.send(cx, netns, pkt, now, purpose, false, None);
     }

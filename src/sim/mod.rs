@@ -20,7 +20,9 @@
 mod client;
 mod collect;
 mod coredns;
+mod cpu;
 mod event;
+mod hops;
 mod model;
 mod nodelocal;
 mod observe;

@@ -8,15 +8,14 @@
 //! (SYN-ACK, ACK, request, response, FIN exchange) are walked through every namespace
 //! inside one event, each hop at its own computed time, charging CPU time the same way.
 
-use super::client::ReqState;
 use super::client::{ClientState, Flow, Request};
-use super::event::{Event, Purpose};
-use super::nodelocal::{Cached, Fwd, NodeLocal, UpConn};
-use super::observe::{NodeOnsets, Tally};
+use super::event::{Event, Purpose, QueryOf};
+use super::nodelocal::{Fwd, NodeLocal, UpConn};
+use super::observe::{NodeOnsets, SampleBase, Tally, WorkloadTally};
 use super::path::InFlight;
 use super::resolver::LookupSlot;
 use super::server::ServerState;
-use super::slab::Slab;
+use super::slab::{FlightId, FlowId, FwdId, LookupId, ReqId, Slab, UpConnId};
 use super::world::World;
 use crate::engine::{Context, Model};
 use crate::packet::Packet;
@@ -32,12 +31,12 @@ use std::net::Ipv4Addr;
 pub(super) struct NodeSim {
     pub(super) world: World,
     pub(super) sc: Scenario,
-    pub(super) inflight: Slab<InFlight>,
-    pub(super) flows: Slab<Flow>,
-    pub(super) reqs: Slab<Request>,
-    pub(super) lookups: Slab<LookupSlot>,
-    pub(super) upconns: Slab<UpConn>,
-    pub(super) fwds: Slab<Fwd>,
+    pub(super) inflight: Slab<InFlight, FlightId>,
+    pub(super) flows: Slab<Flow, FlowId>,
+    pub(super) reqs: Slab<Request, ReqId>,
+    pub(super) lookups: Slab<LookupSlot, LookupId>,
+    pub(super) upconns: Slab<UpConn, UpConnId>,
+    pub(super) fwds: Slab<Fwd, FwdId>,
     /// Per node: its NodeLocal DNSCache agent (empty when disabled).
     pub(super) nodelocal: Vec<NodeLocal>,
     /// Per workload: whether it targets a headless Service (dials the resolved pod).
@@ -54,16 +53,16 @@ pub(super) struct NodeSim {
     pub(super) tally: Tally,
     pub(super) latency: Histogram,
     pub(super) wl_latency: Vec<Histogram>,
-    pub(super) wl_tally: Vec<(u64, u64, u64, u64, u64)>,
+    pub(super) wl_tally: Vec<WorkloadTally>,
     pub(super) interval_latency: Histogram,
     pub(super) onsets: Vec<NodeOnsets>,
     pub(super) samples: Vec<Sample>,
     pub(super) last_busy: Vec<u128>,
-    pub(super) last_counts: (u64, u64, u64, u64, u64),
+    /// Totals at the previous sample (the next row reports the difference).
+    pub(super) last_counts: SampleBase,
     pub(super) coredns_peak_per_interval: u64,
     /// Engine lanes for constant-delay timers, by delay (nanoseconds).
     pub(super) lanes: Vec<(u64, crate::engine::LaneId)>,
-    pub(super) next_epoch: u32,
 }
 
 impl std::fmt::Debug for NodeSim {
@@ -160,15 +159,14 @@ impl NodeSim {
             },
             latency: Histogram::new(),
             wl_latency: (0..n_wl).map(|_| Histogram::new()).collect(),
-            wl_tally: vec![(0, 0, 0, 0, 0); n_wl],
+            wl_tally: vec![WorkloadTally::default(); n_wl],
             interval_latency: Histogram::new(),
             onsets: vec![NodeOnsets::default(); n_nodes],
             samples: Vec::new(),
             last_busy: vec![0; n_nodes],
-            last_counts: (0, 0, 0, 0, 0),
+            last_counts: SampleBase::default(),
             coredns_peak_per_interval: 0,
             lanes: Vec::new(),
-            next_epoch: 0,
             world,
             sc,
         }
@@ -250,61 +248,31 @@ impl NodeSim {
     /// A packet reached the namespace it was going to: the room that waits for it acts.
     pub(super) fn on_deliver(&mut self, cx: &mut Context<'_, Event>, purpose: Purpose, pkt: Packet) {
         match purpose {
-            Purpose::Syn { flow, epoch } => self.server_syn(cx, flow, epoch, pkt),
-            Purpose::SynAck { flow, epoch } => self.client_syn_ack(cx, flow, epoch),
-            Purpose::Request { flow, epoch } => self.server_request(cx, flow, epoch, pkt),
-            Purpose::Response { flow, epoch } => self.client_response(cx, flow, epoch),
-            Purpose::DnsQuery {
-                lookup,
-                query,
-                epoch,
-                qtype,
-            } => {
+            Purpose::Syn { flow } => self.server_syn(cx, flow, pkt),
+            Purpose::SynAck { flow } => self.client_syn_ack(cx, flow),
+            Purpose::Request { flow } => self.server_request(cx, flow, pkt),
+            Purpose::Response { flow } => self.client_response(cx, flow),
+            Purpose::DnsQuery { lookup, query, qtype } => {
                 if self.pod_at(pkt.tuple.dst).is_some() {
-                    self.coredns_receive(cx, pkt, lookup, query, epoch, qtype, u32::MAX);
+                    self.coredns_receive(cx, pkt, QueryOf::Lookup { lookup, query }, qtype);
                 } else {
-                    self.nodelocal_receive(cx, pkt, lookup, query, epoch, qtype);
+                    self.nodelocal_receive(cx, pkt, lookup, query, qtype);
                 }
             }
             Purpose::DnsReply {
                 lookup,
                 query,
-                epoch,
-                rcode,
-                records,
-                first,
-            } => {
-                self.dns_answer_arrived(cx, lookup, query, epoch, rcode, records, first);
-            }
-            Purpose::UpSyn { conn, epoch } => self.upstream_syn_arrived(cx, conn, epoch, pkt),
-            Purpose::UpSynAck { conn, epoch } => self.upstream_syn_ack_arrived(cx, conn, epoch),
-            Purpose::UpQuery { conn, epoch, fwd } => {
-                let Some(f) = self.fwds.get(fwd) else { return };
-                let (lookup, query, fepoch, qtype) = (f.lookup, f.query, f.epoch, f.qtype);
-                if self.upconns.get(conn).is_some_and(|c| c.epoch == epoch) {
-                    self.coredns_receive(cx, pkt, lookup, query, fepoch, qtype, fwd);
-                }
-            }
+                answer,
+            } => self.dns_answer_arrived(cx, lookup, query, answer),
+            Purpose::UpSyn { conn, turn } => self.upstream_syn_arrived(cx, conn, turn, pkt),
+            Purpose::UpSynAck { conn, turn } => self.upstream_syn_ack_arrived(cx, conn, turn),
+            Purpose::UpQuery { conn, turn, fwd } => self.upstream_query_arrived(cx, conn, turn, fwd, pkt),
             Purpose::UpReply {
                 conn,
-                epoch,
+                turn,
                 fwd,
-                rcode,
-                records,
-                first,
-            } => {
-                self.upstream_answer(
-                    cx,
-                    conn,
-                    epoch,
-                    fwd,
-                    Cached {
-                        rcode,
-                        records,
-                        first,
-                    },
-                );
-            }
+                answer,
+            } => self.upstream_answer(cx, conn, turn, fwd, answer),
             Purpose::Silent => {}
         }
     }
@@ -329,34 +297,21 @@ impl Model for NodeSim {
     fn handle(&mut self, ev: Event, cx: &mut Context<'_, Event>) {
         match ev {
             Event::Arrival { wl } => self.on_arrival(cx, wl),
-            Event::HopStart { inflight, waited } => self.on_hop_start(cx, inflight, waited),
-            Event::Confirm { inflight } => self.on_confirm(cx, inflight),
+            Event::HopStart { flight, waited } => self.on_hop_start(cx, flight, waited),
+            Event::Confirm { flight } => self.on_confirm(cx, flight),
             Event::Deliver { purpose, pkt } => self.on_deliver(cx, purpose, pkt),
-            Event::SynTimer { flow, epoch } => self.on_syn_timer(cx, flow, epoch),
-            Event::Deadline { req, epoch } => self.on_deadline(cx, req, epoch),
-            Event::Retry { req, epoch } => {
-                if self
-                    .reqs
-                    .get(req)
-                    .is_some_and(|r| r.state == ReqState::Backoff && r.epoch == epoch)
-                {
-                    self.start_attempt(cx, req);
-                }
-            }
-            Event::ServerDone { flow, epoch, server } => self.on_server_done(cx, flow, epoch, server),
-            Event::DnsTimer { lookup, epoch } => self.on_dns_timer(cx, lookup, epoch),
+            Event::SynTimer { flow } => self.on_syn_timer(cx, flow),
+            Event::Deadline { req, attempt } => self.on_deadline(cx, req, attempt),
+            Event::Retry { req, attempt } => self.on_retry(cx, req, attempt),
+            Event::ServerDone { flow, server } => self.on_server_done(cx, flow, server),
+            Event::DnsTimer { lookup } => self.on_dns_timer(cx, lookup),
             Event::DnsAnswer {
                 dns_pod,
-                lookup,
                 query,
-                epoch,
                 qtype,
                 tuple,
-                fwd,
-            } => {
-                self.on_dns_answer(cx, dns_pod, lookup, query, epoch, qtype, tuple, fwd);
-            }
-            Event::UpTimer { conn, epoch } => self.on_up_timer(cx, conn, epoch),
+            } => self.on_dns_answer(cx, dns_pod, query, qtype, tuple),
+            Event::UpTimer { conn, turn } => self.on_up_timer(cx, conn, turn),
             Event::Gc { node } => self.on_gc(cx, node),
             Event::Sample => self.on_sample(cx),
         }

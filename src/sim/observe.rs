@@ -29,8 +29,28 @@ pub(super) struct Tally {
     pub(super) syn_retransmits: Vec<u64>,
     /// Causes of conntrack drops at confirm (insert_failed) by kind, per node.
     pub(super) insert_failed_causes: Vec<BTreeMap<&'static str, u64>>,
-    /// Packets lost on the path, by node (`u16::MAX`: in a pod), kind and reason.
-    pub(super) packet_drops: BTreeMap<(u16, &'static str, DropReason), u64>,
+    /// Packets lost on the path, by node (`None`: outside any host namespace), kind and
+    /// reason.
+    pub(super) packet_drops: BTreeMap<(Option<u16>, &'static str, DropReason), u64>,
+}
+
+/// Requests of one workload, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct WorkloadTally {
+    pub(super) sent: u64,
+    pub(super) ok: u64,
+    pub(super) failed: u64,
+    pub(super) timeouts: u64,
+    pub(super) retries: u64,
+}
+
+/// The running totals a time-series row is the difference from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct SampleBase {
+    pub(super) new_connections: u64,
+    pub(super) ok: u64,
+    pub(super) failed: u64,
+    pub(super) coredns_queries: u64,
 }
 
 /// Onset bookkeeping per node.
@@ -168,19 +188,18 @@ impl NodeSim {
                 busy as f64 * 100.0 / cap as f64
             });
         }
-        let (nc, ok, failed, q, _) = self.last_counts;
-        row.new_connections = self.tally.new_connections - nc;
-        row.ok = self.tally.ok - ok;
-        row.failed = self.tally.failed - failed;
-        row.coredns_queries = self.tally.coredns_queries - q;
+        let base = self.last_counts;
+        row.new_connections = self.tally.new_connections - base.new_connections;
+        row.ok = self.tally.ok - base.ok;
+        row.failed = self.tally.failed - base.failed;
+        row.coredns_queries = self.tally.coredns_queries - base.coredns_queries;
         self.coredns_peak_per_interval = self.coredns_peak_per_interval.max(row.coredns_queries);
-        self.last_counts = (
-            self.tally.new_connections,
-            self.tally.ok,
-            self.tally.failed,
-            self.tally.coredns_queries,
-            0,
-        );
+        self.last_counts = SampleBase {
+            new_connections: self.tally.new_connections,
+            ok: self.tally.ok,
+            failed: self.tally.failed,
+            coredns_queries: self.tally.coredns_queries,
+        };
         row.latency_p50_ms = self.interval_latency.quantile_ppm(500_000) as f64 / 1e6;
         row.latency_p99_ms = self.interval_latency.quantile_ppm(990_000) as f64 / 1e6;
         self.interval_latency.clear();

@@ -3,6 +3,7 @@
 
 use super::event::{Event, Purpose};
 use super::model::NodeSim;
+use super::slab::FlowId;
 use super::world::PodRole;
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
@@ -17,7 +18,7 @@ use std::net::SocketAddrV4;
 #[derive(Debug, Default)]
 pub(super) struct ServerState {
     pub(super) busy: u32,
-    pub(super) queue: VecDeque<u32>,
+    pub(super) queue: VecDeque<FlowId>,
     /// CoreDNS: when the pod is next free.
     pub(super) dns_free: SimTime,
     /// CoreDNS: queries received.
@@ -35,7 +36,7 @@ pub(super) fn service_time(st: ServiceTime, rng: &mut SimRng) -> SimDuration {
 }
 
 impl NodeSim {
-    pub(super) fn server_enqueue(&mut self, cx: &mut Context<'_, Event>, sp: u32, flow: u32) {
+    pub(super) fn server_enqueue(&mut self, cx: &mut Context<'_, Event>, sp: u32, flow: FlowId) {
         let svc = match self.world.pods[sp as usize].role {
             PodRole::Server { svc } => usize::from(svc),
             PodRole::Client { .. } => return,
@@ -45,37 +46,20 @@ impl NodeSim {
         if s.busy < conc {
             s.busy += 1;
             let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
-            let epoch = self.flows.get(flow).map_or(0, |f| f.epoch);
-            let _ = cx.schedule_at(
-                cx.now() + d,
-                Event::ServerDone {
-                    flow,
-                    epoch,
-                    server: sp,
-                },
-            );
+            let _ = cx.schedule_at(cx.now() + d, Event::ServerDone { flow, server: sp });
         } else {
             s.queue.push_back(flow);
         }
     }
 
-    pub(super) fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, sp: u32) {
+    pub(super) fn on_server_done(&mut self, cx: &mut Context<'_, Event>, flow: FlowId, sp: u32) {
         let now = cx.now();
         if let Some(f) = self.flows.get(flow).copied()
-            && f.epoch == epoch
             && let Some(t) = self.server_tuple(&f)
         {
             let netns = self.world.pods[sp as usize].netns;
             let pkt = Packet::new(t, TcpFlags::ACK.union(TcpFlags::PSH));
-            self.send(
-                cx,
-                netns,
-                pkt,
-                now,
-                Purpose::Response { flow, epoch },
-                false,
-                None,
-            );
+            self.send(cx, netns, pkt, now, Purpose::Response { flow }, false, None);
         }
         // The worker takes the next queued request of this pod, if any.
         let svc = match self.world.pods[sp as usize].role {
@@ -85,14 +69,13 @@ impl NodeSim {
         let s = &mut self.servers[sp as usize];
         s.busy = s.busy.saturating_sub(1);
         while let Some(next) = self.servers[sp as usize].queue.pop_front() {
-            if let Some(nf) = self.flows.get(next).copied() {
+            if self.flows.get(next).is_some() {
                 self.servers[sp as usize].busy += 1;
                 let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
                 let _ = cx.schedule_at(
                     now + d,
                     Event::ServerDone {
                         flow: next,
-                        epoch: nf.epoch,
                         server: sp,
                     },
                 );
@@ -102,12 +85,9 @@ impl NodeSim {
     }
 
     /// A connection's SYN reached the backend pod: its listener answers or drops it.
-    pub(super) fn server_syn(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, pkt: Packet) {
+    pub(super) fn server_syn(&mut self, cx: &mut Context<'_, Event>, flow: FlowId, pkt: Packet) {
         let now = cx.now();
-        let Some(f) = self.flows.get(flow).copied() else {
-            return;
-        };
-        if f.epoch != epoch {
+        if self.flows.get(flow).is_none() {
             return;
         }
         let Some(sp) = self.pod_at(pkt.tuple.dst) else {
@@ -127,29 +107,18 @@ impl NodeSim {
                 }
                 let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::SYN_ACK);
                 let netns = self.world.pods[sp as usize].netns;
-                self.send(
-                    cx,
-                    netns,
-                    reply,
-                    now,
-                    Purpose::SynAck { flow, epoch },
-                    false,
-                    None,
-                );
+                self.send(cx, netns, reply, now, Purpose::SynAck { flow }, false, None);
             }
             SynOutcome::Dropped => {}
         }
     }
 
     /// A request reached the backend pod (the first one completes the handshake).
-    pub(super) fn server_request(&mut self, cx: &mut Context<'_, Event>, flow: u32, epoch: u32, pkt: Packet) {
+    pub(super) fn server_request(&mut self, cx: &mut Context<'_, Event>, flow: FlowId, pkt: Packet) {
         let now = cx.now();
         let Some(f) = self.flows.get(flow).copied() else {
             return;
         };
-        if f.epoch != epoch {
-            return;
-        }
         let Some(sp) = f.server_pod.or_else(|| self.pod_at(pkt.tuple.dst)) else {
             return;
         };

@@ -2,6 +2,7 @@
 //! and conntrack tables, pods with their sockets, listeners and resolvers.
 
 use super::SimError;
+use super::cpu::NodeCpus;
 use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
 use crate::datapath::{NetnsPath, NodeProxy, ProxyImpl};
 use crate::dns::{ResolvConf, Zone};
@@ -15,7 +16,7 @@ use crate::service::nftables::{NftablesConfig, NftablesProxy};
 use crate::service::proxy::LookupCost;
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
 use crate::socket::{Listener, SocketConfig, SocketTable};
-use crate::time::{SimDuration, SimTime};
+use crate::time::SimTime;
 use crate::topology::{CniFlavour, NetnsId, Topology, TopologyBuilder};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -25,12 +26,8 @@ pub(super) struct Node {
     pub(super) name: String,
     pub(super) ct: ConntrackTable,
     pub(super) host: NetnsPath,
-    /// When each CPU is next free (softirq work is serialised per CPU).
-    pub(super) cpu_free: Vec<SimTime>,
-    /// When each CPU finishes the new-entry packet it is processing.
-    pub(super) new_busy: Vec<SimTime>,
-    /// Running estimate of a new-entry packet's processing time (slot reservations).
-    pub(super) new_cost_estimate: SimDuration,
+    /// Its CPUs' bookings.
+    pub(super) cpu: NodeCpus,
     /// Busy nanoseconds, cumulative.
     pub(super) busy_ns: u128,
     /// Of which evaluating rules.
@@ -475,6 +472,11 @@ pub fn proxy_mode_name(m: ProxyMode) -> &'static str {
 }
 
 impl World {
+    /// The node whose host namespace `netns` is (`None` for a pod namespace).
+    pub(super) fn host_of(&self, netns: NetnsId) -> Option<u16> {
+        self.host_of_netns.get(netns.index()).copied().flatten()
+    }
+
     /// Builds the world.
     pub(super) fn build(sc: &Scenario) -> Result<World, SimError> {
         let mut tb = TopologyBuilder::new(cni_flavour(sc.cni))
@@ -552,9 +554,7 @@ impl World {
                 name: n.name.clone(),
                 ct,
                 host: path,
-                cpu_free: vec![SimTime::ZERO; usize::from(cpus)],
-                new_busy: vec![SimTime::ZERO; usize::from(cpus)],
-                new_cost_estimate: sc.cost.per_packet,
+                cpu: NodeCpus::new(cpus, sc.cost.per_packet),
                 busy_ns: 0,
                 rules_ns: 0,
                 rules_new: 0,

@@ -3,6 +3,8 @@
 //! Corefile (`cache { success 9984 30; denial 9984 5 }`, `forward . <kube-dns> {
 //! force_tcp }`); its traffic moves through the node's data path in `model.rs`.
 
+use super::super::event::Answer;
+use super::super::slab::UpConnId;
 use crate::dns::{CacheLookup, DnsCache, QType, Rcode};
 use crate::scenario::NodeLocalDnsCache;
 use crate::socket::SocketTable;
@@ -25,15 +27,6 @@ pub(in crate::sim) const ANSWER_TIME: SimDuration = SimDuration::from_micros(50)
 /// connection (CoreDNS `plugin/pkg/proxy` read timeout, 2 s).
 pub(in crate::sim) const UPSTREAM_READ_TIMEOUT: SimDuration = SimDuration::from_secs(2);
 
-/// A cached answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::sim) struct Cached {
-    pub(in crate::sim) rcode: Rcode,
-    pub(in crate::sim) records: u16,
-    /// First A record (`0.0.0.0` when none).
-    pub(in crate::sim) first: Ipv4Addr,
-}
-
 /// Counters of one node's agent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(in crate::sim) struct NodeLocalStats {
@@ -54,15 +47,15 @@ pub(in crate::sim) struct NodeLocal {
     /// The node's address (source of upstream connections).
     pub(in crate::sim) node_ip: Ipv4Addr,
     /// Positive answers (`success` cache).
-    success: DnsCache<Cached>,
+    success: DnsCache<Answer>,
     /// NXDOMAIN and NODATA answers (`denial` cache).
-    denial: DnsCache<Cached>,
+    denial: DnsCache<Answer>,
     ttl_cap: SimDuration,
     pub(in crate::sim) force_tcp: bool,
     pub(in crate::sim) expire: SimDuration,
     /// Idle upstream connections, most recently used last (the forward plugin's
     /// connection cache hands out the most recent one).
-    pub(in crate::sim) idle: Vec<u32>,
+    pub(in crate::sim) idle: Vec<UpConnId>,
     /// The agent's sockets (upstream TCP connections: ports, TIME_WAIT).
     pub(in crate::sim) sockets: SocketTable,
     pub(in crate::sim) stats: NodeLocalStats,
@@ -94,7 +87,7 @@ impl NodeLocal {
 
     /// Looks `name`/`qtype` up at `now` (a live entry of either cache), counting the
     /// hit or miss.
-    pub(in crate::sim) fn lookup(&mut self, name: &str, qtype: QType, now: SimTime) -> Option<Cached> {
+    pub(in crate::sim) fn lookup(&mut self, name: &str, qtype: QType, now: SimTime) -> Option<Answer> {
         let hit = match self.success.get(name, qtype, now) {
             CacheLookup::Hit(c) => Some(*c),
             CacheLookup::Miss => match self.denial.get(name, qtype, now) {
@@ -112,7 +105,7 @@ impl NodeLocal {
 
     /// Stores an upstream answer: positive answers for `min(ZONE_TTL, ttl cap)`,
     /// denials for `min(ZONE_TTL, DENIAL_TTL_CAP)`; SERVFAIL is not cached.
-    pub(in crate::sim) fn store(&mut self, name: &str, qtype: QType, ans: Cached, now: SimTime) {
+    pub(in crate::sim) fn store(&mut self, name: &str, qtype: QType, ans: Answer, now: SimTime) {
         match ans.rcode {
             Rcode::NoError if ans.records > 0 => {
                 self.success
@@ -149,11 +142,11 @@ mod tests {
         NodeLocal::new(&cfg, NetnsId(0), Ipv4Addr::new(10, 0, 0, 1), sockets)
     }
 
-    fn ans(rcode: Rcode, records: u16) -> Cached {
-        Cached {
+    fn ans(rcode: Rcode, records: u16) -> Answer {
+        Answer {
             rcode,
             records,
-            first: Ipv4Addr::UNSPECIFIED,
+            first: None,
         }
     }
 

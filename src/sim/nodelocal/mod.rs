@@ -3,11 +3,12 @@
 
 mod cache;
 
-pub(super) use cache::{ANSWER_TIME, Cached, NodeLocal, UPSTREAM_READ_TIMEOUT};
+pub(super) use cache::{ANSWER_TIME, NodeLocal, UPSTREAM_READ_TIMEOUT};
 
-use super::event::{Event, Purpose};
+use super::event::{Answer, Event, Purpose, QueryOf, Turn};
 use super::model::NodeSim;
-use crate::dns::QType;
+use super::slab::{FwdId, LookupId, UpConnId};
+use crate::dns::{QType, QueryId};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::socket::{AbortReason, CloseRole};
@@ -26,14 +27,16 @@ pub(super) enum UpState {
 /// A NodeLocal DNSCache upstream connection (TCP with `force_tcp`, else a UDP socket).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct UpConn {
-    pub(super) epoch: u32,
+    /// Its current turn (connecting, a query out, idle): timers and packets of an earlier
+    /// turn are stale.
+    pub(super) turn: Turn,
     pub(super) node: u16,
     pub(super) tuple: Tuple,
     pub(super) isn: u32,
     pub(super) state: UpState,
     pub(super) syn_timer: Option<crate::socket::SynTimer>,
     /// The forward it carries (connecting or busy).
-    pub(super) fwd: Option<u32>,
+    pub(super) fwd: Option<FwdId>,
     /// The CoreDNS pod and port that answered the SYN, and the agent's address and port
     /// as that pod saw them (after the MASQUERADE kube-proxy marks host traffic for).
     pub(super) server: Option<(u32, u16, SocketAddrV4)>,
@@ -43,28 +46,25 @@ pub(super) struct UpConn {
 #[derive(Clone, Debug)]
 pub(super) struct Fwd {
     pub(super) node: u16,
-    pub(super) lookup: u32,
-    pub(super) query: u32,
-    pub(super) epoch: u32,
+    pub(super) lookup: LookupId,
+    pub(super) query: QueryId,
     pub(super) qtype: QType,
     pub(super) name: std::sync::Arc<str>,
     /// The pod's query tuple, reversed: the answer's tuple.
     pub(super) reply: Tuple,
-    /// The upstream connection carrying it.
-    pub(super) conn: u32,
+    /// The upstream connection carrying it, once there is one.
+    pub(super) conn: Option<UpConnId>,
 }
 
 impl NodeSim {
     /// A pod's query reached its node's cache agent (NOTRACK'ed: no conntrack entry).
     /// A live cached answer goes straight back; a miss is forwarded upstream.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn nodelocal_receive(
         &mut self,
         cx: &mut Context<'_, Event>,
         pkt: Packet,
-        lookup: u32,
-        query: u32,
-        epoch: u32,
+        lookup: LookupId,
+        query: QueryId,
         qtype: QType,
     ) {
         let now = cx.now();
@@ -75,8 +75,7 @@ impl NodeSim {
         let Some(name) = self
             .lookups
             .get(lookup)
-            .filter(|s| s.epoch == epoch)
-            .and_then(|s| s.queries.iter().find(|(id, _)| id.get() == query))
+            .and_then(|s| s.queries.iter().find(|(id, _)| *id == query))
             .map(|(_, n)| n.clone())
         else {
             return;
@@ -93,10 +92,7 @@ impl NodeSim {
                 let purpose = Purpose::DnsReply {
                     lookup,
                     query,
-                    epoch,
-                    rcode: c.rcode,
-                    records: c.records,
-                    first: c.first,
+                    answer: c,
                 };
                 let reply = Packet::new(pkt.tuple.reversed(), TcpFlags::NONE);
                 self.send(cx, host, reply, now + ANSWER_TIME, purpose, false, None);
@@ -106,11 +102,10 @@ impl NodeSim {
                     node,
                     lookup,
                     query,
-                    epoch,
                     qtype,
                     name,
                     reply: pkt.tuple.reversed(),
-                    conn: u32::MAX,
+                    conn: None,
                 });
                 self.forward_upstream(cx, fwd);
             }
@@ -119,7 +114,7 @@ impl NodeSim {
 
     /// Sends a forward on the most recently used idle upstream connection, or dials a
     /// new one (CoreDNS `forward`: one query at a time per cached connection).
-    pub(super) fn forward_upstream(&mut self, cx: &mut Context<'_, Event>, fwd: u32) {
+    pub(super) fn forward_upstream(&mut self, cx: &mut Context<'_, Event>, fwd: FwdId) {
         let now = cx.now();
         let Some(node) = self.fwds.get(fwd).map(|f| usize::from(f.node)) else {
             return;
@@ -162,15 +157,14 @@ impl NodeSim {
         };
         nl.stats.upstream_connections += 1;
         let host = nl.host;
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        let epoch = self.next_epoch;
+        let turn = Turn(0);
         let tcp = tuple.proto == Proto::Tcp;
         let timer = tcp.then(|| {
             let sys = &self.sc.nodes[node].sysctls.values;
             crate::socket::SynTimer::start(&self.sc.kernel, sys.tcp_syn_retries, now)
         });
         let conn = self.upconns.insert(UpConn {
-            epoch,
+            turn,
             node: u16::try_from(node).unwrap_or(u16::MAX),
             tuple,
             isn,
@@ -180,39 +174,38 @@ impl NodeSim {
             server: None,
         });
         if let Some(f) = self.fwds.get_mut(fwd) {
-            f.conn = conn;
+            f.conn = Some(conn);
         }
         match timer {
             Some(t) => {
                 self.schedule_timer(
                     cx,
                     t.deadline().at().saturating_since(now),
-                    Event::UpTimer { conn, epoch },
+                    Event::UpTimer { conn, turn },
                 );
                 let mut pkt = Packet::new(tuple, TcpFlags::SYN);
                 pkt.seq = isn;
-                self.send(cx, host, pkt, now, Purpose::UpSyn { conn, epoch }, true, None);
+                self.send(cx, host, pkt, now, Purpose::UpSyn { conn, turn }, true, None);
             }
             None => self.upstream_send(cx, conn, fwd),
         }
     }
 
     /// Sends a forwarded query on an established upstream connection.
-    pub(super) fn upstream_send(&mut self, cx: &mut Context<'_, Event>, conn: u32, fwd: u32) {
+    pub(super) fn upstream_send(&mut self, cx: &mut Context<'_, Event>, conn: UpConnId, fwd: FwdId) {
         let now = cx.now();
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        let epoch = self.next_epoch;
         let Some(c) = self.upconns.get_mut(conn) else {
             return;
         };
-        c.epoch = epoch;
+        c.turn = Turn(c.turn.0.wrapping_add(1));
+        let turn = c.turn;
         c.state = UpState::Busy;
         c.fwd = Some(fwd);
         let (tuple, node) = (c.tuple, usize::from(c.node));
         if let Some(f) = self.fwds.get_mut(fwd) {
-            f.conn = conn;
+            f.conn = Some(conn);
         }
-        self.schedule_timer(cx, UPSTREAM_READ_TIMEOUT, Event::UpTimer { conn, epoch });
+        self.schedule_timer(cx, UPSTREAM_READ_TIMEOUT, Event::UpTimer { conn, turn });
         let host = self.nodelocal[node].host;
         // UDP: every query may create (or refresh) an entry, so it takes the windowed path.
         let (flags, windowed) = if tuple.proto == Proto::Tcp {
@@ -220,7 +213,7 @@ impl NodeSim {
         } else {
             (TcpFlags::NONE, true)
         };
-        let purpose = Purpose::UpQuery { conn, epoch, fwd };
+        let purpose = Purpose::UpQuery { conn, turn, fwd };
         self.send(cx, host, Packet::new(tuple, flags), now, purpose, windowed, None);
     }
 
@@ -228,16 +221,16 @@ impl NodeSim {
     pub(super) fn upstream_answer(
         &mut self,
         cx: &mut Context<'_, Event>,
-        conn: u32,
-        epoch: u32,
-        fwd: u32,
-        ans: Cached,
+        conn: UpConnId,
+        turn: Turn,
+        fwd: FwdId,
+        ans: Answer,
     ) {
         let now = cx.now();
         if !self
             .upconns
             .get(conn)
-            .is_some_and(|c| c.epoch == epoch && c.state == UpState::Busy)
+            .is_some_and(|c| c.turn == turn && c.state == UpState::Busy)
         {
             return;
         }
@@ -248,10 +241,7 @@ impl NodeSim {
         let purpose = Purpose::DnsReply {
             lookup: f.lookup,
             query: f.query,
-            epoch: f.epoch,
-            rcode: ans.rcode,
-            records: ans.records,
-            first: ans.first,
+            answer: ans,
         };
         let reply = Packet::new(f.reply, TcpFlags::NONE);
         self.send(cx, host, reply, now + ANSWER_TIME, purpose, false, None);
@@ -260,27 +250,26 @@ impl NodeSim {
 
     /// Returns a connection to the agent's connection cache; it expires when idle for
     /// `upstreamExpire`.
-    pub(super) fn upconn_idle(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
-        self.next_epoch = self.next_epoch.wrapping_add(1);
-        let epoch = self.next_epoch;
+    pub(super) fn upconn_idle(&mut self, cx: &mut Context<'_, Event>, conn: UpConnId) {
         let Some(c) = self.upconns.get_mut(conn) else {
             return;
         };
-        c.epoch = epoch;
+        c.turn = Turn(c.turn.0.wrapping_add(1));
+        let turn = c.turn;
         c.state = UpState::Idle;
         c.fwd = None;
         let node = usize::from(c.node);
         self.nodelocal[node].idle.push(conn);
         let expire = self.nodelocal[node].expire;
-        self.schedule_timer(cx, expire, Event::UpTimer { conn, epoch });
+        self.schedule_timer(cx, expire, Event::UpTimer { conn, turn });
     }
 
-    pub(super) fn on_up_timer(&mut self, cx: &mut Context<'_, Event>, conn: u32, epoch: u32) {
+    pub(super) fn on_up_timer(&mut self, cx: &mut Context<'_, Event>, conn: UpConnId, turn: Turn) {
         let now = cx.now();
         let Some(c) = self.upconns.get_mut(conn) else {
             return;
         };
-        if c.epoch != epoch {
+        if c.turn != turn {
             return;
         }
         let node = usize::from(c.node);
@@ -292,12 +281,12 @@ impl NodeSim {
                 let (tuple, isn) = (c.tuple, c.isn);
                 match next {
                     crate::socket::SynDeadline::Retransmit(t) => {
-                        self.schedule_timer(cx, t.saturating_since(now), Event::UpTimer { conn, epoch });
+                        self.schedule_timer(cx, t.saturating_since(now), Event::UpTimer { conn, turn });
                         self.tally.syn_retransmits[node] += 1;
                         let mut pkt = Packet::new(tuple, TcpFlags::SYN);
                         pkt.seq = isn;
                         let host = self.nodelocal[node].host;
-                        self.send(cx, host, pkt, now, Purpose::UpSyn { conn, epoch }, true, None);
+                        self.send(cx, host, pkt, now, Purpose::UpSyn { conn, turn }, true, None);
                     }
                     crate::socket::SynDeadline::TimedOut(_) => {
                         self.nodelocal[node].stats.upstream_timeouts += 1;
@@ -317,7 +306,7 @@ impl NodeSim {
 
     /// Closes an upstream connection: the agent is the active closer (TIME_WAIT on the
     /// node), the FIN exchange goes through conntrack. Its forward, if any, is dropped.
-    pub(super) fn close_upconn(&mut self, cx: &mut Context<'_, Event>, conn: u32) {
+    pub(super) fn close_upconn(&mut self, cx: &mut Context<'_, Event>, conn: UpConnId) {
         let now = cx.now();
         let Some(c) = self.upconns.remove(conn) else {
             return;
@@ -386,8 +375,8 @@ impl NodeSim {
     pub(super) fn upstream_syn_arrived(
         &mut self,
         cx: &mut Context<'_, Event>,
-        conn: u32,
-        epoch: u32,
+        conn: UpConnId,
+        turn: Turn,
         pkt: Packet,
     ) {
         let now = cx.now();
@@ -397,7 +386,7 @@ impl NodeSim {
         let Some(c) = self.upconns.get_mut(conn) else {
             return;
         };
-        if c.epoch != epoch || c.state != UpState::Connecting {
+        if c.turn != turn || c.state != UpState::Connecting {
             return;
         }
         c.server = Some((
@@ -412,24 +401,45 @@ impl NodeSim {
             netns,
             reply,
             now,
-            Purpose::UpSynAck { conn, epoch },
+            Purpose::UpSynAck { conn, turn },
             false,
             None,
         );
     }
 
     /// The SYN-ACK of an upstream connection reached the agent.
-    pub(super) fn upstream_syn_ack_arrived(&mut self, cx: &mut Context<'_, Event>, conn: u32, epoch: u32) {
+    pub(super) fn upstream_syn_ack_arrived(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        conn: UpConnId,
+        turn: Turn,
+    ) {
         let Some(c) = self.upconns.get_mut(conn) else {
             return;
         };
-        if c.epoch != epoch || c.state != UpState::Connecting {
+        if c.turn != turn || c.state != UpState::Connecting {
             return;
         }
         c.syn_timer = None;
         match c.fwd {
             Some(f) => self.upstream_send(cx, conn, f),
             None => self.upconn_idle(cx, conn),
+        }
+    }
+
+    /// A forwarded query reached a CoreDNS pod on its upstream connection.
+    pub(super) fn upstream_query_arrived(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        conn: UpConnId,
+        turn: Turn,
+        fwd: FwdId,
+        pkt: Packet,
+    ) {
+        let Some(f) = self.fwds.get(fwd) else { return };
+        let qtype = f.qtype;
+        if self.upconns.get(conn).is_some_and(|c| c.turn == turn) {
+            self.coredns_receive(cx, pkt, QueryOf::Forward(fwd), qtype);
         }
     }
 }
