@@ -2,13 +2,13 @@
 //! connections (short or pooled), and closing them.
 
 use super::event::{Attempt, Event, Purpose};
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use super::slab::{FlowId, LookupId, ReqId};
 use super::world::PodRole;
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::scenario::{Closer, ConnectionMode, DnsMode};
-use crate::socket::{AbortReason, CloseRole};
+use crate::socket::{AbortReason, CloseRole, SocketError};
 use crate::time::{SimDuration, SimTime};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -81,7 +81,7 @@ impl NodeSim {
         let now = cx.now();
         let w = usize::from(wl);
         if let Some(t) = self.arrivals[w].next_after(now, self.horizon, &mut self.rng_arrival[w]) {
-            let _ = cx.schedule_at(t, Event::Arrival { wl });
+            schedule(cx, t, Event::Arrival { wl });
         }
         let pods = &self.world.wl_pods[w];
         if pods.is_empty() {
@@ -248,8 +248,7 @@ impl NodeSim {
             crate::socket::SynDeadline::TimedOut(_) => {
                 // connect() fails with ETIMEDOUT after the last retransmission.
                 if let Some(req) = f.req {
-                    let p = &mut self.world.pods[pod as usize];
-                    let _ = p.sockets.abort(tuple, AbortReason::TimedOut, cx.now());
+                    self.abort_client_socket(pod, tuple, cx.now());
                     self.drop_flow(flow);
                     self.attempt_failed(cx, req, "ETIMEDOUT (SYN retries exhausted)");
                 }
@@ -332,9 +331,8 @@ impl NodeSim {
                 if let Some(f) = r.flow
                     && let Some(flow) = self.flows.get(f).copied()
                 {
-                    let p = &mut self.world.pods[flow.pod as usize];
                     if flow.state == FlowState::Connecting {
-                        let _ = p.sockets.abort(flow.tuple, AbortReason::TimedOut, now);
+                        self.abort_client_socket(flow.pod, flow.tuple, now);
                         self.drop_flow(f);
                     } else {
                         // The client gives up on the connection: close it (RST-free
@@ -407,9 +405,10 @@ impl NodeSim {
         } else {
             CloseRole::PassiveCloser
         };
-        let _ = self.world.pods[pod_idx]
+        let closed = self.world.pods[pod_idx]
             .sockets
             .close(f.tuple, role, f.isn.wrapping_add(1), now);
+        debug_assert!(closed.is_ok(), "invariant: an open flow owns its client socket");
         if let Some(sp) = f.server_pod {
             // The server's socket for this connection.
             if let Some(server_tuple) = self.server_tuple(&f) {
@@ -418,9 +417,15 @@ impl NodeSim {
                 } else {
                     CloseRole::ActiveCloser
                 };
-                let _ = self.world.pods[sp as usize]
+                // The server holds a socket only if the handshake's ACK reached its
+                // accept queue: closing nothing is no error.
+                match self.world.pods[sp as usize]
                     .sockets
-                    .close(server_tuple, srole, 1, now);
+                    .close(server_tuple, srole, 1, now)
+                {
+                    Ok(_) | Err(SocketError::UnknownSocket { .. }) => {}
+                    Err(e) => debug_assert!(false, "invariant: one close per server socket ({e})"),
+                }
             }
         }
         if f.state == FlowState::Established {
@@ -520,5 +525,16 @@ impl NodeSim {
         {
             self.start_attempt(cx, req);
         }
+    }
+
+    /// Tears down the client socket of a connection whose `connect()` fails (ETIMEDOUT).
+    fn abort_client_socket(&mut self, pod: u32, tuple: Tuple, now: SimTime) {
+        let aborted = self.world.pods[pod as usize]
+            .sockets
+            .abort(tuple, AbortReason::TimedOut, now);
+        debug_assert!(
+            aborted.is_ok(),
+            "invariant: a connecting flow owns its client socket"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! from the cluster zone with `loadbalance` shuffling.
 
 use super::event::{Answer, Event, Purpose, QueryOf};
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use super::server::service_time;
 use super::world::PodRole;
 use crate::dns::{QType, Rcode};
@@ -46,7 +46,8 @@ impl NodeSim {
         let start = now.max(st.dns_free);
         st.dns_free = start + per_query;
         let done = start + per_query.max(base);
-        let _ = cx.schedule_at(
+        schedule(
+            cx,
             done,
             Event::DnsAnswer {
                 dns_pod: dp,

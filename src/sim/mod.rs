@@ -21,6 +21,7 @@ mod client;
 mod collect;
 mod coredns;
 mod cpu;
+mod error;
 mod event;
 mod hops;
 mod model;
@@ -34,6 +35,7 @@ mod trace;
 mod verdict;
 mod world;
 
+pub use error::SimError;
 pub use trace::trace;
 pub use world::proxy_mode_name;
 
@@ -43,24 +45,6 @@ use crate::report::{Report, TimeSeries};
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
-
-/// Why a scenario cannot be simulated (the scenario itself was valid).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SimError {
-    /// A feature the scenario asks for is not modelled yet.
-    #[error("not supported yet: {what}")]
-    Unsupported {
-        /// What.
-        what: String,
-    },
-    /// The topology could not be built.
-    #[error("topology: {0}")]
-    Topology(String),
-    /// A configuration value the model cannot use.
-    #[error("configuration: {0}")]
-    Config(String),
-}
 
 /// The result of a run.
 #[derive(Clone, Debug)]
@@ -113,7 +97,10 @@ pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
         .nodes
         .iter()
         .position(|n| n.name == node)
-        .ok_or_else(|| SimError::Config(format!("no node named `{node}` in {}", scenario.file)))?;
+        .ok_or_else(|| SimError::UnknownName {
+            flag: "--node",
+            message: format!("no node named `{node}` in {}", scenario.file),
+        })?;
     let rs = world::with_node_local_dns_rules(scenario, world::node_ruleset(scenario, idx)?)?;
     let mut out = String::new();
     if rs.table(crate::netfilter::TableKind::Raw).rule_count()

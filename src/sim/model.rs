@@ -27,6 +27,17 @@ use crate::traffic::{Arrivals, RatePoint, RateProfile};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+/// Schedules `ev` at `at`. Every caller computes `at` from the current time forward
+/// (or clamps it with `max(now)`), so the engine's only refusal, a time in the past,
+/// cannot happen.
+pub(super) fn schedule(cx: &mut Context<'_, Event>, at: SimTime, ev: Event) {
+    let scheduled = cx.schedule_at(at, ev);
+    debug_assert!(
+        scheduled.is_ok(),
+        "invariant: events are scheduled at or after now"
+    );
+}
+
 /// The whole simulated system.
 pub(super) struct NodeSim {
     pub(super) world: World,
@@ -286,7 +297,11 @@ impl NodeSim {
         let now = cx.now();
         let next = self.world.nodes[usize::from(node)].ct.gc_step(now);
         if next <= self.horizon {
-            let _ = cx.schedule_at(next.max(now + SimDuration::from_millis(1)), Event::Gc { node });
+            schedule(
+                cx,
+                next.max(now + SimDuration::from_millis(1)),
+                Event::Gc { node },
+            );
         }
     }
 }

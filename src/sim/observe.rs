@@ -2,7 +2,7 @@
 //! first rose on each node (onsets), what filled the table then, and the time series.
 
 use super::event::Event;
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto};
@@ -205,7 +205,7 @@ impl NodeSim {
         self.interval_latency.clear();
         self.samples.push(row);
         if now + interval <= self.horizon {
-            let _ = cx.schedule_at(now + interval, Event::Sample);
+            schedule(cx, now + interval, Event::Sample);
         }
     }
 }

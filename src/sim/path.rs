@@ -11,7 +11,7 @@
 use super::cpu::{Admission, Booking, PacketCost};
 use super::event::{Event, Purpose};
 use super::hops::{self, Hop, Hops, NODE_LINK_LATENCY, Step, Walked};
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use super::slab::FlightId;
 use super::world::World;
 use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict, ProxyImpl, Quiet};
@@ -256,12 +256,13 @@ impl NodeSim {
         };
         match hops::walk(&mut w, hop, pkt, t) {
             Walked::Delivered { pkt, t, .. } => {
-                let _ = cx.schedule_at(t.max(now), Event::Deliver { purpose, pkt });
+                schedule(cx, t.max(now), Event::Deliver { purpose, pkt });
             }
             Walked::Dropped { node, reason } => self.on_dropped(node, reason, purpose),
             Walked::Suspended(Pause::Start { at, flight, reserved }) => {
                 let flight = self.inflight.insert(flight);
-                let _ = cx.schedule_at(
+                schedule(
+                    cx,
                     at.max(now),
                     Event::HopStart {
                         flight,
@@ -271,7 +272,7 @@ impl NodeSim {
             }
             Walked::Suspended(Pause::Confirm { at, flight }) => {
                 let flight = self.inflight.insert(flight);
-                let _ = cx.schedule_at(at.max(now), Event::Confirm { flight });
+                schedule(cx, at.max(now), Event::Confirm { flight });
             }
         }
     }
@@ -330,7 +331,8 @@ impl NodeSim {
         }
         match half.verdict {
             HalfVerdict::Local => {
-                let _ = cx.schedule_at(
+                schedule(
+                    cx,
                     now,
                     Event::Deliver {
                         purpose,

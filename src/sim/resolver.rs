@@ -4,7 +4,7 @@
 use super::client::ReqState;
 use super::event::{Answer, Attempt, Event, Purpose};
 use super::hops::Hop;
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use super::path::InFlight;
 use super::slab::{LookupId, ReqId};
 use super::world::PodRole;
@@ -98,7 +98,7 @@ impl NodeSim {
                 Action::Wait { until } => {
                     if slot.timer_at != Some(until) {
                         slot.timer_at = Some(until);
-                        let _ = cx.schedule_at(until.max(now), Event::DnsTimer { lookup: id });
+                        schedule(cx, until.max(now), Event::DnsTimer { lookup: id });
                     }
                     return;
                 }
@@ -182,7 +182,8 @@ impl NodeSim {
                 purpose,
                 cpu,
             });
-            let _ = cx.schedule_at(
+            schedule(
+                cx,
                 at,
                 Event::HopStart {
                     flight,

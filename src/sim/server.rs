@@ -2,7 +2,7 @@
 //! workers.
 
 use super::event::{Event, Purpose};
-use super::model::NodeSim;
+use super::model::{NodeSim, schedule};
 use super::slab::FlowId;
 use super::world::PodRole;
 use crate::engine::Context;
@@ -46,7 +46,7 @@ impl NodeSim {
         if s.busy < conc {
             s.busy += 1;
             let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
-            let _ = cx.schedule_at(cx.now() + d, Event::ServerDone { flow, server: sp });
+            schedule(cx, cx.now() + d, Event::ServerDone { flow, server: sp });
         } else {
             s.queue.push_back(flow);
         }
@@ -72,7 +72,8 @@ impl NodeSim {
             if self.flows.get(next).is_some() {
                 self.servers[sp as usize].busy += 1;
                 let d = service_time(self.sc.services[svc].server.service_time, &mut self.rng_server);
-                let _ = cx.schedule_at(
+                schedule(
+                    cx,
                     now + d,
                     Event::ServerDone {
                         flow: next,
@@ -129,7 +130,13 @@ impl NodeSim {
             if let Some(l) = pod.listener.as_mut() {
                 match l.on_ack(client, pod.sockets.stats_mut()) {
                     AckOutcome::Queued => {
-                        let _ = l.accept();
+                        // The worker accepts it at once (the accept queue only fills
+                        // when ACKs outrun the workers; see `Listener`).
+                        let accepted = l.accept();
+                        debug_assert!(
+                            accepted.is_some(),
+                            "invariant: a queued connection can be accepted"
+                        );
                         let st = Tuple::new(
                             Proto::Tcp,
                             pkt.tuple.dst,
@@ -137,7 +144,11 @@ impl NodeSim {
                             pkt.tuple.src,
                             pkt.tuple.sport,
                         );
-                        let _ = pod.sockets.insert_established(st, now);
+                        // The server may still hold this 4-tuple (a client that reused
+                        // its port while the old connection's socket lingers): the
+                        // request is served and the old socket is kept until it goes
+                        // (a simplification, docs/model.md).
+                        let _registered = pod.sockets.insert_established(st, now).is_ok();
                     }
                     AckOutcome::Overflow | AckOutcome::Reset => return,
                 }

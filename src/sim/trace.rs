@@ -269,7 +269,7 @@ fn walk(
 /// or `IP:PORT`) and its SYN-ACK back, on a fresh copy of the scenario's world.
 ///
 /// # Errors
-/// [`SimError::Config`] for an unknown pod or destination.
+/// [`SimError::UnknownName`] for an unknown pod or destination.
 pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimError> {
     let mut world = World::build(scenario)?;
     let from_netns = world
@@ -283,10 +283,10 @@ pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimErr
                 .take(3)
                 .filter_map(|p| world.topo.netns(p.netns).map(crate::topology::Netns::name))
                 .collect();
-            SimError::Config(format!(
-                "--from: no pod named `{from}` (pods are named like {})",
-                pods.join(", ")
-            ))
+            SimError::UnknownName {
+                flag: "--from",
+                message: format!("no pod named `{from}` (pods are named like {})", pods.join(", ")),
+            }
         })?;
     let dst = resolve_target(scenario, to)?;
     let pod_ip = world.pods[world.pod_of_netns[from_netns.index()].unwrap_or(0) as usize].ip;
@@ -346,10 +346,10 @@ fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimErro
     }
     let (name, port) = to
         .rsplit_once(':')
-        .ok_or_else(|| SimError::Config(format!("--to `{to}`: expected SERVICE:PORT or IP:PORT")))?;
+        .ok_or_else(|| to_error(to, "expected SERVICE:PORT or IP:PORT".into()))?;
     let port: u16 = port
         .parse()
-        .map_err(|_| SimError::Config(format!("--to `{to}`: `{port}` is not a port")))?;
+        .map_err(|_| to_error(to, format!("`{port}` is not a port")))?;
     let (svc, ns) = match name.split_once('.') {
         Some((s, n)) => (s, Some(n)),
         None => (name, None),
@@ -358,16 +358,24 @@ fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimErro
         .services
         .iter()
         .find(|s| s.name == svc && ns.is_none_or(|n| s.namespace == n))
-        .ok_or_else(|| SimError::Config(format!("--to `{to}`: no Service `{name}` in the scenario")))?;
-    let p =
-        s.ports.iter().find(|p| p.port == port).ok_or_else(|| {
-            SimError::Config(format!("--to `{to}`: Service `{}` has no port {port}", s.name))
-        })?;
+        .ok_or_else(|| to_error(to, format!("no Service `{name}` in the scenario")))?;
+    let p = s
+        .ports
+        .iter()
+        .find(|p| p.port == port)
+        .ok_or_else(|| to_error(to, format!("Service `{}` has no port {port}", s.name)))?;
     match s.cluster_ip {
         Some(ip) => Ok(SocketAddrV4::new(ip, p.port)),
         None => Ok(SocketAddrV4::new(
             s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip),
             p.target_port,
         )),
+    }
+}
+
+fn to_error(to: &str, what: String) -> SimError {
+    SimError::UnknownName {
+        flag: "--to",
+        message: format!("`{to}`: {what}"),
     }
 }

@@ -191,7 +191,7 @@ fn proxy_config(sc: &Scenario, node: usize) -> ProxyConfig {
 /// raw-table NOTRACK rules for pod traffic in eBPF mode with `kubeProxy.ebpf.notrack`.
 ///
 /// # Errors
-/// [`SimError::Config`] if a generated ruleset does not parse (a bug).
+/// [`SimError::GeneratedRules`] if a generated ruleset does not parse (a bug).
 pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
     match sc.kube_proxy.mode {
         ProxyMode::Iptables => {}
@@ -214,8 +214,10 @@ pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
                  -A CILIUM_OUTPUT_raw -d {c} -m comment --comment \"cilium: NOTRACK for pod traffic\" -j CT --notrack\n\
                  COMMIT\n"
             );
-            return crate::netfilter::import::parse(&text)
-                .map_err(|e| SimError::Config(format!("cilium NOTRACK rules: {e}")));
+            return crate::netfilter::import::parse(&text).map_err(|source| SimError::GeneratedRules {
+                what: "cilium NOTRACK",
+                source,
+            });
         }
     }
     let cfg = proxy_config(sc, node);
@@ -270,7 +272,7 @@ fn add_dns_tcp_port(sc: &Scenario, out: &mut Vec<SvcPort>) {
 /// queries to the cache therefore create no conntrack entry (kernel-semantics.md §7).
 ///
 /// # Errors
-/// [`SimError::Config`] if the generated rules do not parse (a bug).
+/// [`SimError::GeneratedRules`] if the generated rules do not parse (a bug).
 pub(super) fn with_node_local_dns_rules(sc: &Scenario, rs: Ruleset) -> Result<Ruleset, SimError> {
     let Some(cache) = sc.dns.node_local_cache else {
         return Ok(rs);
@@ -395,8 +397,10 @@ pub(super) fn with_node_local_dns_rules(sc: &Scenario, rs: Ruleset) -> Result<Ru
         raw.join("\n"),
         filter.join("\n")
     );
-    crate::netfilter::import::parse_into(rs, &text)
-        .map_err(|e| SimError::Config(format!("NodeLocal DNSCache rules: {e}")))
+    crate::netfilter::import::parse_into(rs, &text).map_err(|source| SimError::GeneratedRules {
+        what: "NodeLocal DNSCache",
+        source,
+    })
 }
 
 /// The node's proxy data plane for the scenario's mode (`None` in iptables mode, whose
@@ -516,7 +520,7 @@ impl World {
             .iter()
             .map(|(name, node, ip, _)| tb.add_pod(node_ids[*node], name, *ip))
             .collect();
-        let topo = tb.build().map_err(|e| SimError::Topology(e.to_string()))?;
+        let topo = tb.build().map_err(SimError::Topology)?;
 
         let mut host_of_netns = Vec::new();
         let mut nodes = Vec::with_capacity(sc.nodes.len());
@@ -525,11 +529,14 @@ impl World {
             let ruleset = with_node_local_dns_rules(sc, node_ruleset(sc, i)?)?;
             let host = topo
                 .host_netns(node_ids[i])
-                .ok_or_else(|| SimError::Topology(format!("node {} has no host namespace", n.name)))?;
+                .ok_or_else(|| SimError::Internal(format!("node {} has no host namespace", n.name)))?;
             let cpus = u16::try_from(n.cpus.clamp(1, 1024)).unwrap_or(1);
             let cfg = CtConfig::new(&n.sysctls.values, sc.kernel, cpus);
             let mut ct = ConntrackTable::new(cfg, SimRng::stream(sc.seed, &format!("conntrack/{}", n.name)))
-                .map_err(|e| SimError::Config(format!("node {}: {e}", n.name)))?;
+                .map_err(|source| SimError::Conntrack {
+                    node: n.name.clone(),
+                    source,
+                })?;
             ct.set_netns(0, NetnsConfig::enabled(&n.sysctls.values).as_init());
             let local: Vec<Ipv4Addr> = topo.local_addrs(host).collect();
             let mut path = NetnsPath::new(host, 0, ruleset, local);
@@ -598,8 +605,10 @@ impl World {
         let mut pod_of_netns = Vec::new();
         for (pi, ((name, node, ip, role), netns)) in pod_specs.iter().zip(&pod_netns).enumerate() {
             let sys = &sc.nodes[*node].sysctls.values;
-            let scfg =
-                SocketConfig::from_sysctls(sys).map_err(|e| SimError::Config(format!("pod {name}: {e}")))?;
+            let scfg = SocketConfig::from_sysctls(sys).map_err(|source| SimError::Socket {
+                pod: name.clone(),
+                source,
+            })?;
             let sockets = SocketTable::new(scfg.clone(), SimRng::stream(sc.seed, &format!("socket/{name}")));
             let (listener, resolv) = match role {
                 PodRole::Server { svc } => {

@@ -321,15 +321,23 @@ impl NodeSim {
         }
         let host = self.nodelocal[node].host;
         if c.state == UpState::Connecting {
-            let _ = self.nodelocal[node]
+            let aborted = self.nodelocal[node]
                 .sockets
                 .abort(c.tuple, AbortReason::TimedOut, now);
+            debug_assert!(
+                aborted.is_ok(),
+                "invariant: a connecting upstream owns its socket"
+            );
             return;
         }
-        let _ =
+        let closed =
             self.nodelocal[node]
                 .sockets
                 .close(c.tuple, CloseRole::ActiveCloser, c.isn.wrapping_add(1), now);
+        debug_assert!(
+            closed.is_ok(),
+            "invariant: an established upstream owns its socket"
+        );
         self.send(
             cx,
             host,
