@@ -5,13 +5,13 @@ use super::Outcome;
 use super::model::NodeSim;
 use super::verdict::verdict;
 use super::world::{self, PodRole, proxy_mode_name};
-use crate::datapath::ProxyImpl;
 use crate::report::{
     CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
     NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
     SCHEMA_VERSION, SocketReport, TimeSeries, WorkloadReport,
 };
 use crate::scenario::Provenance;
+use crate::service::node::ProxyImpl;
 use crate::service::proxy::{DataPlane, LookupCost};
 use crate::time::SimTime;
 use std::collections::BTreeMap;

@@ -39,10 +39,10 @@ pub use error::SimError;
 pub use trace::trace;
 pub use world::proxy_mode_name;
 
-use crate::datapath::ProxyImpl;
 use crate::engine::Engine;
 use crate::report::{Report, TimeSeries};
 use crate::scenario::Scenario;
+use crate::service::node::ProxyImpl;
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
 

@@ -4,7 +4,7 @@
 use super::SimError;
 use super::cpu::NodeCpus;
 use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
-use crate::datapath::{NetnsPath, NodeProxy, ProxyImpl};
+use crate::datapath::NetnsPath;
 use crate::dns::{ResolvConf, Zone};
 use crate::netfilter::Ruleset;
 use crate::packet::Proto;
@@ -13,6 +13,7 @@ use crate::scenario::{Cni, IpvsScheduler, ProxyMode, Scenario, ServiceType, Work
 use crate::service::ebpf::{CtMapSizes, DYNAMIC_SIZE_RATIO, EbpfConfig, EbpfProxy};
 use crate::service::ipvs::{IpvsConfig, IpvsProxy, KernelVersion, Scheduler};
 use crate::service::nftables::{NftablesConfig, NftablesProxy};
+use crate::service::node::{NodeProxy, ProxyImpl};
 use crate::service::proxy::LookupCost;
 use crate::service::{self, Endpoint as SvcEndpoint, ProxyConfig, ServicePort as SvcPort};
 use crate::socket::{Listener, SocketConfig, SocketTable};
