@@ -3,8 +3,9 @@
 
 use super::Outcome;
 use super::model::NodeSim;
+use super::node_rules::proxy_mode_name;
 use super::verdict::verdict;
-use super::world::{self, PodRole, proxy_mode_name};
+use super::world::{self, PodRole};
 use crate::report::{
     CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
     NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
@@ -112,92 +113,12 @@ pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-#[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+/// The report and time series of a finished run.
+#[allow(clippy::cast_precision_loss)]
 pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
     let sc = sim.scenario().clone();
     let duration = sc.duration;
-    let mut nodes = Vec::new();
-    for (i, n) in sim.world.nodes.iter().enumerate() {
-        let stats = n.ct.stats_sum(0);
-        let o = &sim.onsets[i];
-        let cfg = n.ct.config();
-        let provenance = sc.nodes[i].sysctls.provenance("net.netfilter.nf_conntrack_max");
-        let cap = u128::from(duration.as_nanos()) * u128::from(n.cpus.max(1));
-        let peak = sim
-            .samples
-            .iter()
-            .filter_map(|s| s.cpu_pct.get(i).copied())
-            .fold(0.0_f64, f64::max);
-        nodes.push(NodeReport {
-            name: n.name.clone(),
-            cpus: n.cpus,
-            conntrack: NodeConntrack {
-                max: u64::from(cfg.max),
-                max_source: match provenance {
-                    Some(Provenance::KubeProxy) => {
-                        "kube-proxy (max(conntrack.maxPerCore x CPUs, conntrack.min))"
-                    }
-                    Some(Provenance::Scenario) => "scenario sysctl",
-                    _ => "kernel default",
-                }
-                .to_string(),
-                buckets: u64::from(cfg.buckets),
-                count_peak: u64::from(o.count_peak),
-                count_end: u64::from(n.ct.count(0)),
-                entries_created: n.new_packets,
-                stats,
-                table_full_log_lines: n.ct.table_full_log().lines,
-                dns_udp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Udp),
-                dns_tcp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Tcp),
-                dnat_entries_end: n
-                    .ct
-                    .conn_ids()
-                    .into_iter()
-                    .filter_map(|id| n.ct.conn(id))
-                    .filter(|c| c.dst_nat)
-                    .count() as u64,
-            },
-            onset_s: Onsets {
-                drop: o.drop.map(|(t, _)| round3(secs(t))),
-                insert_failed: o.insert_failed.map(|(t, _)| round3(secs(t))),
-                early_drop: o.early_drop.map(|(t, _)| round3(secs(t))),
-                clash_resolve: o.clash_resolve.map(|(t, _)| round3(secs(t))),
-            },
-            cpu: CpuReport {
-                mean_pct: if cap == 0 {
-                    0.0
-                } else {
-                    round3(n.busy_ns as f64 * 100.0 / cap as f64)
-                },
-                peak_pct: round3(peak.min(100.0)),
-                peak_demand_pct: round3(peak),
-                busy_core_s: round3(n.busy_ns as f64 / 1e9),
-                rules_share_pct: if n.busy_ns == 0 {
-                    0.0
-                } else {
-                    round3(n.rules_ns as f64 * 100.0 / n.busy_ns as f64)
-                },
-            },
-            rules: RulesReport {
-                nat_rules: sim.world.nat_rules[i].0,
-                filter_rules: sim.world.nat_rules[i].1,
-                mean_per_new_connection: if n.new_packets == 0 {
-                    0.0
-                } else {
-                    round3(n.rules_new as f64 / n.new_packets as f64)
-                },
-            },
-            sockets: socket_report(&sim, i),
-            packet_drops: sim
-                .tally
-                .packet_drops
-                .iter()
-                .filter(|((node, ..), _)| node.is_some_and(|n| usize::from(n) == i))
-                .map(|((_, what, reason), v)| (format!("{what}: {}", reason.describe()), *v))
-                .collect(),
-            proxy: proxy_report(n),
-        });
-    }
+    let nodes: Vec<NodeReport> = (0..sim.world.nodes.len()).map(|i| node_report(&sim, i)).collect();
     let verdict = verdict(&sim, &nodes);
     let t = &sim.tally;
     let mut failures = t.failures_by_cause.clone();
@@ -280,6 +201,90 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
         samples: sim.samples.clone(),
     };
     Outcome { report, timeseries }
+}
+
+/// Node `i`'s section of the report.
+#[allow(clippy::cast_precision_loss)]
+fn node_report(sim: &NodeSim, i: usize) -> NodeReport {
+    let sc = sim.scenario();
+    let n = &sim.world.nodes[i];
+    let stats = n.ct.stats_sum(0);
+    let o = &sim.onsets[i];
+    let cfg = n.ct.config();
+    let provenance = sc.nodes[i].sysctls.provenance("net.netfilter.nf_conntrack_max");
+    let cap = u128::from(sc.duration.as_nanos()) * u128::from(n.cpus.max(1));
+    let peak = sim
+        .samples
+        .iter()
+        .filter_map(|s| s.cpu_pct.get(i).copied())
+        .fold(0.0_f64, f64::max);
+    NodeReport {
+        name: n.name.clone(),
+        cpus: n.cpus,
+        conntrack: NodeConntrack {
+            max: u64::from(cfg.max),
+            max_source: match provenance {
+                Some(Provenance::KubeProxy) => "kube-proxy (max(conntrack.maxPerCore x CPUs, conntrack.min))",
+                Some(Provenance::Scenario) => "scenario sysctl",
+                _ => "kernel default",
+            }
+            .to_string(),
+            buckets: u64::from(cfg.buckets),
+            count_peak: u64::from(o.count_peak),
+            count_end: u64::from(n.ct.count(0)),
+            entries_created: n.new_packets,
+            stats,
+            table_full_log_lines: n.ct.table_full_log().lines,
+            dns_udp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Udp),
+            dns_tcp_entries_end: dns_entries(&n.ct, crate::packet::Proto::Tcp),
+            dnat_entries_end: n
+                .ct
+                .conn_ids()
+                .into_iter()
+                .filter_map(|id| n.ct.conn(id))
+                .filter(|c| c.dst_nat)
+                .count() as u64,
+        },
+        onset_s: Onsets {
+            drop: o.drop.map(|(t, _)| round3(secs(t))),
+            insert_failed: o.insert_failed.map(|(t, _)| round3(secs(t))),
+            early_drop: o.early_drop.map(|(t, _)| round3(secs(t))),
+            clash_resolve: o.clash_resolve.map(|(t, _)| round3(secs(t))),
+        },
+        cpu: CpuReport {
+            mean_pct: if cap == 0 {
+                0.0
+            } else {
+                round3(n.busy_ns as f64 * 100.0 / cap as f64)
+            },
+            peak_pct: round3(peak.min(100.0)),
+            peak_demand_pct: round3(peak),
+            busy_core_s: round3(n.busy_ns as f64 / 1e9),
+            rules_share_pct: if n.busy_ns == 0 {
+                0.0
+            } else {
+                round3(n.rules_ns as f64 * 100.0 / n.busy_ns as f64)
+            },
+        },
+        rules: RulesReport {
+            nat_rules: sim.world.nat_rules[i].0,
+            filter_rules: sim.world.nat_rules[i].1,
+            mean_per_new_connection: if n.new_packets == 0 {
+                0.0
+            } else {
+                round3(n.rules_new as f64 / n.new_packets as f64)
+            },
+        },
+        sockets: socket_report(sim, i),
+        packet_drops: sim
+            .tally
+            .packet_drops
+            .iter()
+            .filter(|((node, ..), _)| node.is_some_and(|n| usize::from(n) == i))
+            .map(|((_, what, reason), v)| (format!("{what}: {}", reason.describe()), *v))
+            .collect(),
+        proxy: proxy_report(n),
+    }
 }
 
 /// Entries of the host namespace whose original tuple goes to port 53 over `proto`.

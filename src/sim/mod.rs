@@ -25,6 +25,7 @@ mod error;
 mod event;
 mod hops;
 mod model;
+mod node_rules;
 mod nodelocal;
 mod observe;
 mod path;
@@ -36,13 +37,12 @@ mod verdict;
 mod world;
 
 pub use error::SimError;
+pub use node_rules::{ipvsadm_list, node_rules, proxy_mode_name};
 pub use trace::trace;
-pub use world::proxy_mode_name;
 
 use crate::engine::Engine;
 use crate::report::{Report, TimeSeries};
 use crate::scenario::Scenario;
-use crate::service::node::ProxyImpl;
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
 
@@ -86,81 +86,4 @@ fn prime(engine: &mut Engine<NodeSim>) {
     for (t, ev) in first {
         let _ = engine.schedule(t, ev);
     }
-}
-
-/// The ruleset of a node of a scenario, in iptables-save format.
-///
-/// # Errors
-/// [`SimError`] for unknown nodes or unsupported modes.
-pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
-    let idx = scenario
-        .nodes
-        .iter()
-        .position(|n| n.name == node)
-        .ok_or_else(|| SimError::UnknownName {
-            flag: "--node",
-            message: format!("no node named `{node}` in {}", scenario.file),
-        })?;
-    let rs = world::with_node_local_dns_rules(scenario, world::node_ruleset(scenario, idx)?)?;
-    let mut out = String::new();
-    if rs.table(crate::netfilter::TableKind::Raw).rule_count()
-        + rs.table(crate::netfilter::TableKind::Nat).rule_count()
-        + rs.table(crate::netfilter::TableKind::Filter).rule_count()
-        > 0
-    {
-        out.push_str(&crate::netfilter::export::to_iptables_save(&rs));
-    }
-    match world::node_proxy(scenario, idx)?.map(|p| p.imp) {
-        None => {}
-        Some(ProxyImpl::Nftables(p)) => out.push_str(&p.table().to_nft_text()),
-        Some(ProxyImpl::Ipvs(p)) => {
-            out.push_str(&crate::netfilter::export::to_iptables_save(p.ruleset()));
-            out.push_str(&ipvsadm_list(&p));
-        }
-        Some(ProxyImpl::Ebpf(p)) => {
-            let o = p.objects();
-            out.push_str(&format!(
-                "# cilium kube-proxy replacement: no per-Service rules\n# lb4 services: {} frontends, {} service-map entries, {} backends, {} rev-NAT entries\n# CT maps: tcp {} entries, any {} entries (LRU)\n",
-                o.frontends,
-                o.service_entries,
-                o.backends,
-                o.rev_nat,
-                p.ct_tcp().capacity(),
-                p.ct_any().capacity()
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// `ipvsadm -Ln`-like listing of the virtual servers.
-#[must_use]
-pub fn ipvsadm_list(p: &crate::service::ipvs::IpvsProxy) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::from(
-        "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
-    );
-    let sched = match p.config().scheduler {
-        crate::service::ipvs::Scheduler::Rr => "rr",
-        crate::service::ipvs::Scheduler::Lc => "lc",
-        crate::service::ipvs::Scheduler::Sh => "sh",
-    };
-    for vs in p.virtual_servers() {
-        let proto = match vs.proto {
-            crate::packet::Proto::Udp => "UDP",
-            _ => "TCP",
-        };
-        let _ = writeln!(s, "{proto}  {}:{} {sched}", vs.addr, vs.port);
-        for rs in vs.real_servers() {
-            let _ = writeln!(
-                s,
-                "  -> {:<28} Masq    {:<6} {:<10} {}",
-                rs.addr.to_string(),
-                rs.weight,
-                rs.active,
-                rs.inactive
-            );
-        }
-    }
-    s
 }
