@@ -22,22 +22,16 @@
 //! `security` table, policy routing, `rp_filter`, ICMP errors generated on the path,
 //! fragmentation, bridge-level (`ebtables`) hooks. See `docs/model.md`.
 
-use crate::conntrack::{
-    ConfirmOutcome, ConnId, ConntrackTable, CtDrop, CtInfo, CtLookup, DstNat, NatRange as CtNatRange, SrcNat,
-    TrackVerdict,
-};
-use crate::netfilter::{
-    CtStateMatch, EvalContext, EvalState, Evaluation, Hook, LocalAddrs, NatAction, Ruleset, TableKind, Trace,
-    Verdict,
-};
-use crate::packet::{Direction, Packet, Proto};
+mod half;
+
+use crate::conntrack::{ConfirmOutcome, ConnId, ConntrackTable};
+use crate::netfilter::{EvalState, Evaluation, Hook, LocalAddrs, Ruleset, TableKind, Trace};
+use crate::packet::{Direction, Packet};
 use crate::rng::SimRng;
-use crate::service::ebpf::EbpfProxy;
-use crate::service::ipvs::IpvsProxy;
-use crate::service::nftables::NftablesProxy;
-use crate::service::proxy::{DataPlane, FlowOrigin, LookupCost, ProxyDrop, ProxyVerdict, ServiceProxy};
+use crate::service::node::NodeProxy;
+use crate::service::proxy::{LookupCost, ProxyDrop};
 use crate::time::SimTime;
-use crate::topology::{NetnsId, RouteDecision, Topology};
+use crate::topology::{NetnsId, Topology};
 use std::net::Ipv4Addr;
 
 /// Why the datapath dropped a packet. Every drop is counted somewhere; this says where.
@@ -67,6 +61,11 @@ pub enum DropReason {
     },
     /// No route to the destination.
     NoRoute,
+    /// The packet crossed more namespaces than any real path does: a routing loop.
+    RoutingLoop,
+    /// Routed out of the modelled cluster (the default route): nothing modelled receives
+    /// it.
+    LeftCluster,
     /// The node's proxy data plane (nftables, IPVS, eBPF) dropped the packet.
     Proxy(ProxyDrop),
     /// The node's proxy data plane rejected the packet (a Service without endpoints).
@@ -84,6 +83,8 @@ impl DropReason {
             DropReason::Filtered { table, hook } => format!("{table} {hook} DROP"),
             DropReason::Rejected { table, hook } => format!("{table} {hook} REJECT"),
             DropReason::NoRoute => "no route".into(),
+            DropReason::RoutingLoop => "routing loop".into(),
+            DropReason::LeftCluster => "left the modelled cluster".into(),
             DropReason::Proxy(d) => d.describe().into(),
             DropReason::ProxyRejected => "proxy: Service without endpoints (reject)".into(),
         }
@@ -205,50 +206,6 @@ impl PathObserver for Quiet {
     fn note(&mut self, _: Hook, _: std::fmt::Arguments<'_>) {}
 }
 
-/// A proxy data plane that is not kube-proxy's iptables rules (those live in the
-/// namespace's [`Ruleset`]).
-#[derive(Debug)]
-pub enum ProxyImpl {
-    /// kube-proxy's nftables table (its base chains sit at the iptables nat/filter
-    /// priorities): consulted for the first packet of every flow at nat PREROUTING.
-    Nftables(Box<NftablesProxy>),
-    /// kube-proxy's IPVS mode: the constant ipset-matched iptables rules and the virtual
-    /// servers with their connection table. Consulted for a flow's first packet and, to
-    /// drive the IPVS connection's state and timer, for every later packet of a flow it
-    /// translated.
-    Ipvs(Box<IpvsProxy>),
-    /// Cilium's kube-proxy replacement: backends are chosen at `connect()` (socket LB, by
-    /// the simulation), the BPF CT map sees every TCP/UDP packet the node handles.
-    Ebpf(Box<EbpfProxy>),
-}
-
-/// The node's Service data plane, for namespaces whose Service translation is not done by
-/// iptables rules.
-#[derive(Debug)]
-pub struct NodeProxy {
-    /// The data plane.
-    pub imp: ProxyImpl,
-    /// MASQUERADE with `--random-fully` when the data plane asks for masquerade.
-    pub random_fully: bool,
-    /// The data plane's own random stream (`numgen`, schedulers, socket LB), so that the
-    /// iptables path's stream is consumed exactly as without a proxy.
-    pub rng: SimRng,
-    /// Work done outside the packet path (socket LB at `connect()`), cumulative.
-    pub connect_cost: LookupCost,
-}
-
-impl NodeProxy {
-    /// Which data plane this is.
-    #[must_use]
-    pub fn data_plane(&self) -> DataPlane {
-        match &self.imp {
-            ProxyImpl::Nftables(_) => DataPlane::Nftables,
-            ProxyImpl::Ipvs(_) => DataPlane::Ipvs,
-            ProxyImpl::Ebpf(_) => DataPlane::Ebpf,
-        }
-    }
-}
-
 /// One network namespace as the datapath sees it: its ruleset, match state, local
 /// addresses and conntrack namespace id.
 #[derive(Debug)]
@@ -267,36 +224,16 @@ pub struct NetnsPath {
     pub proxy: Option<NodeProxy>,
     /// Per (table) whether it has any rule or non-ACCEPT policy; empty tables are
     /// skipped without cost, as the kernel never registers their hooks.
-    active: [bool; 4],
+    pub(crate) active: [bool; 4],
 }
 
-fn table_index(t: TableKind) -> usize {
+pub(crate) fn table_index(t: TableKind) -> usize {
     match t {
         TableKind::Raw => 0,
         TableKind::Mangle => 1,
         TableKind::Nat => 2,
         TableKind::Filter => 3,
     }
-}
-
-fn ctstate_of(step: CtStep, ctinfo: Option<CtInfo>, dnat: bool, snat: bool) -> CtStateMatch {
-    let base = match step {
-        CtStep::Untracked => CtStateMatch::UNTRACKED,
-        CtStep::Invalid => CtStateMatch::INVALID,
-        CtStep::New { .. } => CtStateMatch::NEW,
-        CtStep::Existing { .. } => match ctinfo {
-            Some(CtInfo::New) => CtStateMatch::NEW,
-            _ => CtStateMatch::ESTABLISHED,
-        },
-    };
-    let mut s = base;
-    if dnat {
-        s = s.union(CtStateMatch::DNAT);
-    }
-    if snat {
-        s = s.union(CtStateMatch::SNAT);
-    }
-    s
 }
 
 impl NetnsPath {
@@ -338,433 +275,26 @@ impl NetnsPath {
         self.ruleset.table(table).rule_count()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_table<O: PathObserver>(
-        &mut self,
-        table: TableKind,
-        hook: Hook,
-        pkt: &mut Packet,
-        ct: CtStateMatch,
-        in_dev: Option<&str>,
-        out_dev: Option<&str>,
-        rng: &mut SimRng,
-        now: SimTime,
-        obs: &mut O,
-    ) -> Evaluation {
-        let mut cx = EvalContext::new(ct, &self.local, now);
-        cx.in_iface = in_dev;
-        cx.out_iface = out_dev;
-        let ev = if O::TRACING {
-            let (ev, trace) = self
-                .ruleset
-                .evaluate_traced(table, hook, pkt, &cx, &mut self.eval, rng);
-            obs.table(hook, table, &ev, Some(&trace));
-            ev
-        } else {
-            self.ruleset.evaluate(table, hook, pkt, &cx, &mut self.eval, rng)
-        };
-        pkt.mark = ev.mark;
-        ev
-    }
-
-    /// Everything before the confirm: raw, conntrack, mangle, nat, routing, filter and
-    /// the POSTROUTING nat for a packet entering this namespace.
+    /// Everything before the confirm: tc ingress, raw, conntrack, mangle, nat, routing,
+    /// filter and the POSTROUTING nat for a packet entering this namespace (one step
+    /// per hook, see [`half`]).
     ///
     /// `cpu` attributes conntrack counters; `rng` feeds `-m statistic` and NAT port
     /// offsets. A new entry is left unconfirmed: call [`NetnsPath::confirm`] when the
     /// packet's processing ends.
-    #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+    #[allow(clippy::too_many_arguments)]
     pub fn first_half<O: PathObserver>(
         &mut self,
         ct: &mut ConntrackTable,
         topo: &Topology,
         entry: Entry<'_>,
-        mut pkt: Packet,
+        pkt: Packet,
         cpu: u16,
         rng: &mut SimRng,
         now: SimTime,
         obs: &mut O,
     ) -> FirstHalf {
-        let mut rules = 0u32;
-        let (first_hook, in_dev) = match entry {
-            Entry::Received { in_dev } => (Hook::Prerouting, Some(in_dev)),
-            Entry::LocalOut => (Hook::Output, None),
-        };
-        let mut pcost = LookupCost::default();
-        let dropped = |pkt, ct, rules, reason, proxy| FirstHalf {
-            pkt,
-            ct,
-            verdict: HalfVerdict::Dropped(reason),
-            rules_evaluated: rules,
-            new_entry: false,
-            proxy,
-        };
-
-        // Cilium's bpf_lxc / bpf_host CT (`ct_lookup4`, `ct_create4`) runs at tc, before
-        // netfilter: every TCP/UDP packet the node handles touches the BPF CT map.
-        if let Some(NodeProxy {
-            imp: ProxyImpl::Ebpf(ebpf),
-            ..
-        }) = &mut self.proxy
-            && first_hook == Hook::Prerouting
-            && matches!(pkt.tuple.proto, Proto::Tcp | Proto::Udp)
-        {
-            // Per-packet LB at tc (`lb4_lookup_service` in bpf_lxc) for a packet still
-            // addressed to a frontend: traffic socket LB did not translate (the simulation
-            // translates TCP at connect(); UDP DNS arrives here). The choice is a function
-            // of the tuple, as Cilium keeps it in the flow's CT entry (`backend_id`).
-            if ebpf.is_frontend(&pkt.tuple) {
-                let mut flow_rng = SimRng::from_seed(tuple_seed(&pkt.tuple));
-                let fp = ebpf.socket_connect(pkt.tuple, &mut flow_rng);
-                pcost += fp.cost;
-                match (fp.verdict, fp.backend) {
-                    (ProxyVerdict::Translate, Some(b)) => {
-                        obs.note(
-                            first_hook,
-                            format_args!(
-                                "bpf: service {}:{} -> backend {b} (no nf_conntrack NAT)",
-                                pkt.tuple.dst, pkt.tuple.dport
-                            ),
-                        );
-                        pkt.tuple.dst = *b.ip();
-                        pkt.tuple.dport = b.port();
-                    }
-                    (ProxyVerdict::Reject, _) => {
-                        return dropped(pkt, CtStep::Untracked, 0, DropReason::ProxyRejected, pcost);
-                    }
-                    _ => {}
-                }
-            }
-            let (key, dir) = ebpf.ct_key(pkt.tuple, now);
-            let c = ebpf.packet(key, dir, pkt.flags, now);
-            pcost += c.cost;
-            if c.insert_failed {
-                obs.note(
-                    first_hook,
-                    format_args!("bpf: CT: Map insertion failed (drop reason 155)"),
-                );
-                return dropped(
-                    pkt,
-                    CtStep::Untracked,
-                    0,
-                    DropReason::Proxy(ProxyDrop::CtMapInsertFailed),
-                    pcost,
-                );
-            }
-        }
-
-        let mut step = CtStep::Untracked;
-        // Runs one table, counts its rules and, on a DROP or REJECT verdict, frees the
-        // packet's unconfirmed entry and ends the walk: the same at every hook.
-        macro_rules! table {
-            ($table:expr, $hook:expr, $cts:expr, $in:expr, $out:expr) => {{
-                let ev = self.run_table($table, $hook, &mut pkt, $cts, $in, $out, rng, now, obs);
-                rules += ev.rules_evaluated;
-                if let Some(r) = verdict_drop(ev.verdict, $table, $hook) {
-                    self.abort_step(ct, step);
-                    return dropped(pkt, step, rules, r, pcost);
-                }
-                ev
-            }};
-        }
-
-        // raw: NOTRACK decides whether conntrack sees the packet.
-        let mut notrack = false;
-        if self.active[0] {
-            let ev = table!(TableKind::Raw, first_hook, CtStateMatch::EMPTY, in_dev, None);
-            notrack = ev.notrack;
-        }
-
-        // conntrack in (-200).
-        let mut ctinfo = None;
-        let (mut dnat, mut snat) = (false, false);
-        if notrack {
-            obs.note(first_hook, format_args!("raw NOTRACK: packet is untracked"));
-        } else {
-            match ct.lookup_or_alloc(self.ct_ns, cpu, &pkt, now) {
-                Ok(CtLookup::Existing {
-                    id,
-                    dir,
-                    ctinfo: info,
-                }) => {
-                    let verdict = ct
-                        .packet(id, dir, cpu, &pkt, now)
-                        .unwrap_or(TrackVerdict::Invalid);
-                    if verdict == TrackVerdict::Invalid {
-                        step = CtStep::Invalid;
-                        obs.note(
-                            first_hook,
-                            format_args!("conntrack: {id} judged the packet INVALID"),
-                        );
-                    } else {
-                        step = CtStep::Existing { id, dir };
-                        ctinfo = Some(info);
-                        if let Some(c) = ct.conn(id) {
-                            dnat = c.dst_nat;
-                            snat = c.src_nat;
-                            // IPVS (LOCAL_IN, `ip_vs_in` / `ip_vs_out`): a packet of a
-                            // connection it translated finds it in its table and restarts
-                            // its timer.
-                            if let Some(NodeProxy {
-                                imp: ProxyImpl::Ipvs(ipvs),
-                                ..
-                            }) = &mut self.proxy
-                                && c.dst_nat
-                            {
-                                pcost += ipvs.packet(c.original, dir, pkt.flags, now).cost;
-                            }
-                            // nf_nat_packet: the DST manip of the stored binding applies here.
-                            let t = c.translated(dir);
-                            pkt.tuple.dst = t.dst;
-                            pkt.tuple.dport = t.dport;
-                            obs.note(
-                                first_hook,
-                                format_args!(
-                                    "conntrack: existing entry {id} ({dir:?}, {}); stored NAT applied, nat table skipped",
-                                    c.tcp_state.map_or("udp", |s| s.as_str())
-                                ),
-                            );
-                        }
-                    }
-                }
-                Ok(CtLookup::New { id }) => {
-                    step = CtStep::New { id };
-                    obs.note(
-                        first_hook,
-                        format_args!("conntrack: new unconfirmed entry {id} (counted from now)"),
-                    );
-                }
-                Ok(CtLookup::Dropped(d)) => {
-                    obs.note(first_hook, format_args!("conntrack: packet dropped ({d:?})"));
-                    return dropped(pkt, CtStep::Untracked, rules, ct_drop_reason(d), pcost);
-                }
-                Ok(CtLookup::Invalid) => step = CtStep::Invalid,
-                Ok(CtLookup::Untracked) | Err(_) => {}
-            }
-        }
-        let new_entry = matches!(step, CtStep::New { .. });
-        let mut cts = ctstate_of(step, ctinfo, dnat, snat);
-
-        // mangle at the first hook.
-        if self.active[1] {
-            table!(TableKind::Mangle, first_hook, cts, in_dev, None);
-        }
-
-        // nat (DNAT) at the first hook: only for a packet creating an entry.
-        let mut proxy_masq = false;
-        if let CtStep::New { id } = step {
-            let mut nat = DstNat::Null;
-            if self.active[2] {
-                let ev = table!(TableKind::Nat, first_hook, cts, in_dev, None);
-                if let Some(NatAction::Dnat { addr, port }) = ev.nat {
-                    nat = DstNat::To { addr, port };
-                }
-            }
-            // nftables (its nat-prerouting / nat-output chains at priority dstnat, -100) or
-            // IPVS (ip_vs_in at PREROUTING/LOCAL_IN, ip_vs_local_request4 at LOCAL_OUT)
-            // decide the first packet of a flow, received or locally generated.
-            if nat == DstNat::Null
-                && let Some(np) = &mut self.proxy
-            {
-                let fp = match &mut np.imp {
-                    ProxyImpl::Nftables(p) => Some(p.first_packet(pkt.tuple, &mut np.rng, now)),
-                    ProxyImpl::Ipvs(p) => {
-                        // ip_vs_local_request4 (LOCAL_OUT) for the host's own flows.
-                        let origin = if first_hook == Hook::Output {
-                            FlowOrigin::Host
-                        } else {
-                            FlowOrigin::Pod
-                        };
-                        Some(p.first_packet_with(origin, pkt.tuple, true, &mut np.rng, now))
-                    }
-                    ProxyImpl::Ebpf(_) => None,
-                };
-                if let Some(fp) = fp {
-                    rules += fp.cost.rules_evaluated;
-                    pcost += fp.cost;
-                    let drop = match fp.verdict {
-                        ProxyVerdict::Translate => {
-                            if let Some(b) = fp.backend {
-                                nat = DstNat::To {
-                                    addr: *b.ip(),
-                                    port: Some(b.port()),
-                                };
-                            }
-                            proxy_masq = fp.masquerade;
-                            None
-                        }
-                        ProxyVerdict::NotService => None,
-                        ProxyVerdict::Reject => Some(DropReason::ProxyRejected),
-                        ProxyVerdict::Drop(d) => Some(DropReason::Proxy(d)),
-                    };
-                    if let Some(r) = drop {
-                        obs.note(first_hook, format_args!("proxy: {}", r.describe()));
-                        self.abort_step(ct, step);
-                        return dropped(pkt, step, rules, r, pcost);
-                    }
-                }
-            }
-            if let Ok(t) = ct.apply_dst_nat(id, cpu, nat, now) {
-                if t.dst != pkt.tuple.dst || t.dport != pkt.tuple.dport {
-                    dnat = true;
-                    obs.note(
-                        first_hook,
-                        format_args!(
-                            "nat: DNAT {}:{} -> {}:{}",
-                            pkt.tuple.dst, pkt.tuple.dport, t.dst, t.dport
-                        ),
-                    );
-                }
-                pkt.tuple = t;
-            }
-            cts = ctstate_of(step, ctinfo, dnat, snat);
-        }
-
-        // Routing decision (after DNAT) — for locally generated packets too.
-        let decision = topo.route(self.netns, pkt.tuple.dst);
-        let local_in = matches!(decision, RouteDecision::Local { .. }) && first_hook == Hook::Prerouting;
-        let (out_name, fwd) = match decision {
-            RouteDecision::Local { .. } => (None, None),
-            RouteDecision::Forward(f) => (topo.device(f.out_dev).map(crate::topology::Device::name), Some(f)),
-            RouteDecision::Unreachable(u) => {
-                obs.note(
-                    first_hook,
-                    format_args!("routing: {} unreachable ({u:?})", pkt.tuple.dst),
-                );
-                self.abort_step(ct, step);
-                return dropped(pkt, step, rules, DropReason::NoRoute, pcost);
-            }
-        };
-        if let Some(name) = out_name {
-            obs.note(first_hook, format_args!("routing: {} via {name}", pkt.tuple.dst));
-        }
-
-        if local_in {
-            // INPUT: mangle, filter, nat (SNAT at +100), then confirm at INPUT.
-            for table in [TableKind::Mangle, TableKind::Filter] {
-                if self.active[table_index(table)] {
-                    table!(table, Hook::Input, cts, in_dev, None);
-                }
-            }
-            if let CtStep::New { id } = step {
-                if self.active[2] {
-                    table!(TableKind::Nat, Hook::Input, cts, in_dev, None);
-                }
-                if let Ok(t) = ct.apply_src_nat(id, cpu, SrcNat::Null, rng, now) {
-                    pkt.tuple = t;
-                }
-            }
-            return FirstHalf {
-                pkt,
-                ct: step,
-                verdict: HalfVerdict::Local,
-                rules_evaluated: rules,
-                new_entry,
-                proxy: pcost,
-            };
-        }
-
-        // FORWARD (received) or nothing more at OUTPUT (locally generated).
-        let mid_hook = if first_hook == Hook::Prerouting {
-            Hook::Forward
-        } else {
-            Hook::Output
-        };
-        let mid_tables: &[TableKind] = if first_hook == Hook::Prerouting {
-            &[TableKind::Mangle, TableKind::Filter]
-        } else {
-            &[TableKind::Filter]
-        };
-        for &table in mid_tables {
-            if self.active[table_index(table)] {
-                table!(table, mid_hook, cts, in_dev, out_name);
-            }
-        }
-
-        // POSTROUTING: mangle, nat (SNAT/MASQUERADE for new entries; stored SRC manip
-        // for the rest).
-        if self.active[1] {
-            table!(TableKind::Mangle, Hook::Postrouting, cts, None, out_name);
-        }
-        match step {
-            CtStep::New { id } => {
-                let mut nat = SrcNat::Null;
-                if self.active[2] {
-                    let ev = table!(TableKind::Nat, Hook::Postrouting, cts, None, out_name);
-                    let out_addr = fwd.and_then(|f| f.src).unwrap_or(pkt.tuple.src);
-                    nat = match ev.nat {
-                        Some(NatAction::Masquerade {
-                            ports,
-                            random,
-                            random_fully,
-                        }) => SrcNat::Masquerade {
-                            addr: out_addr,
-                            ports: ports.map(|p| (p.first, p.last)),
-                            random,
-                            random_fully,
-                        },
-                        Some(NatAction::Snat { range }) => SrcNat::Snat(CtNatRange {
-                            min_addr: range.min_addr,
-                            max_addr: range.max_addr,
-                            ports: range.ports.map(|p| (p.first, p.last)),
-                            random: range.random,
-                            random_fully: range.random_fully,
-                            persistent: range.persistent,
-                        }),
-                        _ => SrcNat::Null,
-                    };
-                }
-                if nat == SrcNat::Null && proxy_masq {
-                    // The proxy's masquerade (nftables `masquerading` chain, IPVS
-                    // KUBE-POSTROUTING on the mark): to the output device's address.
-                    let random_fully = self.proxy.as_ref().is_some_and(|p| p.random_fully);
-                    nat = SrcNat::Masquerade {
-                        addr: fwd.and_then(|f| f.src).unwrap_or(pkt.tuple.src),
-                        ports: None,
-                        random: false,
-                        random_fully,
-                    };
-                }
-                if let Ok(t) = ct.apply_src_nat(id, cpu, nat, rng, now) {
-                    if t.src != pkt.tuple.src || t.sport != pkt.tuple.sport {
-                        obs.note(
-                            Hook::Postrouting,
-                            format_args!(
-                                "nat: SNAT {}:{} -> {}:{}",
-                                pkt.tuple.src, pkt.tuple.sport, t.src, t.sport
-                            ),
-                        );
-                    }
-                    pkt.tuple = t;
-                }
-            }
-            CtStep::Existing { id, dir } => {
-                if let Some(c) = ct.conn(id) {
-                    let t = c.translated(dir);
-                    pkt.tuple.src = t.src;
-                    pkt.tuple.sport = t.sport;
-                }
-            }
-            CtStep::Untracked | CtStep::Invalid => {}
-        }
-        match fwd {
-            Some(decision) => FirstHalf {
-                pkt,
-                ct: step,
-                verdict: HalfVerdict::Forward { decision },
-                rules_evaluated: rules,
-                new_entry,
-                proxy: pcost,
-            },
-            None => FirstHalf {
-                pkt,
-                ct: step,
-                verdict: HalfVerdict::Local,
-                rules_evaluated: rules,
-                new_entry,
-                proxy: pcost,
-            },
-        }
+        half::HalfWalk::new(self, ct, topo, entry, pkt, cpu, rng, now, obs).run()
     }
 
     /// Confirms a new entry left by [`NetnsPath::first_half`] (`nf_confirm` at the last
@@ -819,12 +349,15 @@ impl NetnsPath {
                         hook,
                         format_args!("conntrack: confirm failed ({d:?}), packet dropped"),
                     );
-                    Confirmed::Dropped(ct_drop_reason(d))
+                    Confirmed::Dropped(half::ct_drop_reason(d))
                 }
-                Err(_) => Confirmed::Pass {
-                    id: None,
-                    clash_resolved: false,
-                },
+                Err(e) => {
+                    debug_assert!(false, "invariant: the packet's own unconfirmed entry ({e})");
+                    Confirmed::Pass {
+                        id: None,
+                        clash_resolved: false,
+                    }
+                }
             },
             CtStep::Existing { id, .. } => Confirmed::Pass {
                 id: Some(id),
@@ -844,34 +377,9 @@ impl NetnsPath {
 
     fn abort_step(&mut self, ct: &mut ConntrackTable, step: CtStep) {
         if let CtStep::New { id } = step {
-            let _ = ct.abort(id);
+            let aborted = ct.abort(id);
+            debug_assert!(aborted.is_ok(), "invariant: the packet's own unconfirmed entry");
         }
-    }
-}
-
-/// A seed that is a function of the tuple alone (splitmix64 of its fields).
-fn tuple_seed(t: &crate::packet::Tuple) -> u64 {
-    let mut x = (u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst)))
-        ^ (u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(t.proto.number()));
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-fn verdict_drop(v: Verdict, table: TableKind, hook: Hook) -> Option<DropReason> {
-    match v {
-        Verdict::Accept => None,
-        Verdict::Drop => Some(DropReason::Filtered { table, hook }),
-        Verdict::Reject => Some(DropReason::Rejected { table, hook }),
-    }
-}
-
-fn ct_drop_reason(d: CtDrop) -> DropReason {
-    match d {
-        CtDrop::TableFull => DropReason::ConntrackTableFull,
-        CtDrop::InsertFailed => DropReason::ConntrackInsertFailed,
-        CtDrop::ChainTooLong => DropReason::ConntrackChainTooLong,
     }
 }
 

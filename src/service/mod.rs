@@ -35,6 +35,7 @@ pub mod ebpf;
 pub mod iptables;
 pub mod ipvs;
 pub mod nftables;
+pub mod node;
 pub mod proxy;
 
 pub use proxy::{

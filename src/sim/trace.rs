@@ -4,20 +4,21 @@
 //! way back through the stored bindings.
 
 use super::SimError;
+use super::hops::{self, Hop, Hops, Step, Walked};
 use super::world::World;
-use crate::datapath::{Confirmed, Entry, HalfVerdict, PathObserver};
+use crate::datapath::{Confirmed, DropReason, HalfVerdict, PathObserver};
 use crate::netfilter::{Evaluation, Hook, TableKind, Trace};
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
 use crate::time::SimTime;
-use crate::topology::{NetnsId, NextHop, RouteDecision};
+use crate::topology::{Forwarding, NetnsId, RouteDecision};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// What happened in one namespace, recorded while the datapath runs and rendered
 /// afterwards (when the ruleset can be borrowed to print the matched rules).
-enum Step {
+enum Record {
     Table {
         hook: Hook,
         table: TableKind,
@@ -32,7 +33,7 @@ enum Step {
 
 #[derive(Default)]
 struct Recorder {
-    steps: Vec<Step>,
+    steps: Vec<Record>,
 }
 
 impl PathObserver for Recorder {
@@ -62,7 +63,7 @@ impl PathObserver for Recorder {
                 }
             }
         }
-        self.steps.push(Step::Table {
+        self.steps.push(Record::Table {
             hook,
             table,
             summary,
@@ -71,20 +72,20 @@ impl PathObserver for Recorder {
     }
 
     fn note(&mut self, hook: Hook, text: std::fmt::Arguments<'_>) {
-        self.steps.push(Step::Note {
+        self.steps.push(Record::Note {
             hook,
             text: text.to_string(),
         });
     }
 }
 
-fn render(rs: &crate::netfilter::Ruleset, steps: &[Step], out: &mut String) {
+fn render(rs: &crate::netfilter::Ruleset, steps: &[Record], out: &mut String) {
     for s in steps {
         match s {
-            Step::Note { hook, text } => {
+            Record::Note { hook, text } => {
                 let _ = writeln!(out, "    {:<11} {text}", hook.chain_name());
             }
-            Step::Table {
+            Record::Table {
                 hook,
                 table,
                 summary,
@@ -132,87 +133,95 @@ fn netns_label(world: &World, netns: NetnsId) -> String {
     }
 }
 
-/// Walks `pkt` from `from` and writes every step into `out`; returns the namespace where it
-/// was delivered and the packet as delivered.
-fn walk(
-    world: &mut World,
-    from: NetnsId,
-    mut pkt: Packet,
-    rng: &mut SimRng,
-    out: &mut String,
-) -> Option<(NetnsId, Packet)> {
-    let mut at = from;
-    let mut in_dev: Option<crate::topology::DeviceId> = None;
-    let now = SimTime::ZERO;
-    for _ in 0..16 {
-        let label = netns_label(world, at);
-        let dev = in_dev
-            .and_then(|d| world.topo.device(d))
-            .map(|d| d.name().to_string());
-        let _ = writeln!(
-            out,
-            "  {label}{}: {}",
-            dev.as_ref().map(|d| format!(" in {d}")).unwrap_or_default(),
-            pkt.tuple
+/// One packet's walk as `trace` runs it: every namespace and table written to `out`,
+/// each new entry confirmed as soon as its first half ends (no concurrency).
+struct TraceWalk<'a> {
+    world: &'a mut World,
+    rng: &'a mut SimRng,
+    out: &'a mut String,
+}
+
+impl Hops for TraceWalk<'_> {
+    type Suspend = std::convert::Infallible;
+
+    fn world(&self) -> &World {
+        self.world
+    }
+
+    fn entered(&mut self, hop: Hop, pkt: &Packet) {
+        let label = netns_label(self.world, hop.netns);
+        let dev = hop
+            .in_dev
+            .and_then(|d| self.world.topo.device(d))
+            .map(|d| format!(" in {}", d.name()))
+            .unwrap_or_default();
+        let _ = writeln!(self.out, "  {label}{dev}: {}", pkt.tuple);
+    }
+
+    fn host(&mut self, node: u16, hop: Hop, pkt: Packet, t: SimTime) -> Step<Self::Suspend> {
+        let n = usize::from(node);
+        let mut rec = Recorder::default();
+        let world = &mut *self.world;
+        let node_ref = &mut world.nodes[n];
+        let half = node_ref.host.first_half(
+            &mut node_ref.ct,
+            &world.topo,
+            hop.entry(&world.topo),
+            pkt,
+            0,
+            self.rng,
+            t,
+            &mut rec,
         );
-        let host = world.host_of_netns.get(at.index()).copied().flatten();
-        let decision = if let Some(node) = host {
-            let n = usize::from(node);
-            let mut rec = Recorder::default();
-            let (half, confirmed) = {
-                let node_ref = &mut world.nodes[n];
-                let entry = Entry::Received {
-                    in_dev: dev.as_deref().unwrap_or("eth0"),
-                };
-                let half = node_ref.host.first_half(
-                    &mut node_ref.ct,
-                    &world.topo,
-                    entry,
-                    pkt,
-                    0,
-                    rng,
-                    now,
-                    &mut rec,
-                );
-                let c = node_ref.host.confirm(&mut node_ref.ct, &half, 0, now, &mut rec);
-                (half, c)
+        let confirmed = node_ref.host.confirm(&mut node_ref.ct, &half, 0, t, &mut rec);
+        render(&world.nodes[n].host.ruleset, &rec.steps, self.out);
+        let _ = writeln!(
+            self.out,
+            "    total: {} rules evaluated in this namespace",
+            half.rules_evaluated
+        );
+        if let Confirmed::Dropped(reason) = confirmed {
+            let _ = writeln!(self.out, "  DROPPED at confirm: {}", reason.describe());
+            return Step::Dropped {
+                node: Some(node),
+                reason,
             };
-            render(&world.nodes[n].host.ruleset, &rec.steps, out);
-            let _ = writeln!(
-                out,
-                "    total: {} rules evaluated in this namespace",
-                half.rules_evaluated
-            );
-            if let Confirmed::Dropped(r) = confirmed {
-                let _ = writeln!(out, "  DROPPED at confirm: {r:?}");
-                return None;
-            }
-            pkt = half.pkt;
-            match half.verdict {
-                HalfVerdict::Dropped(r) => {
-                    let _ = writeln!(out, "  DROPPED: {r:?}");
-                    return None;
-                }
-                HalfVerdict::Local => return Some((at, pkt)),
-                HalfVerdict::Forward { decision } => decision,
-            }
-        } else {
-            match world.topo.route(at, pkt.tuple.dst) {
-                RouteDecision::Local { .. } => return Some((at, pkt)),
-                RouteDecision::Forward(f) => {
-                    let _ = writeln!(
-                        out,
-                        "    OUTPUT, POSTROUTING: no rules, no conntrack in this namespace"
-                    );
-                    f
-                }
-                RouteDecision::Unreachable(u) => {
-                    let _ = writeln!(out, "  UNREACHABLE: {u:?}");
-                    return None;
+        }
+        match half.verdict {
+            HalfVerdict::Dropped(reason) => {
+                let _ = writeln!(self.out, "  DROPPED: {}", reason.describe());
+                Step::Dropped {
+                    node: Some(node),
+                    reason,
                 }
             }
-        };
-        let out_name = world
+            HalfVerdict::Local => Step::Delivered { pkt: half.pkt, t },
+            HalfVerdict::Forward { decision } => Step::Forward {
+                pkt: half.pkt,
+                t,
+                decision,
+            },
+        }
+    }
+
+    fn routed(&mut self, decision: &RouteDecision) {
+        match decision {
+            RouteDecision::Local { .. } => {}
+            RouteDecision::Forward(_) => {
+                let _ = writeln!(
+                    self.out,
+                    "    OUTPUT, POSTROUTING: no rules, no conntrack in this namespace"
+                );
+            }
+            RouteDecision::Unreachable(u) => {
+                let _ = writeln!(self.out, "  UNREACHABLE: {u:?}");
+            }
+        }
+    }
+
+    fn leaves(&mut self, decision: &Forwarding) {
+        let out_name = self
+            .world
             .topo
             .device(decision.out_dev)
             .map_or("?", crate::topology::Device::name)
@@ -221,26 +230,46 @@ fn walk(
             crate::topology::Encap::None => String::new(),
             e => format!(" ({e:?}, +{} bytes)", e.overhead_bytes()),
         };
-        let _ = writeln!(out, "    -> out {out_name}{encap}");
-        match decision.next {
-            NextHop::Netns { netns, in_dev: d, .. } => {
-                at = netns;
-                in_dev = Some(d);
-            }
-            NextHop::External => {
-                let _ = writeln!(out, "  leaves the cluster");
-                return None;
-            }
-        }
+        let _ = writeln!(self.out, "    -> out {out_name}{encap}");
     }
-    None
+}
+
+/// Walks `pkt` from `from` and writes every step into `out`; returns the namespace where it
+/// was delivered and the packet as delivered.
+fn walk(
+    world: &mut World,
+    from: NetnsId,
+    pkt: Packet,
+    rng: &mut SimRng,
+    out: &mut String,
+) -> Option<(NetnsId, Packet)> {
+    let mut w = TraceWalk { world, rng, out };
+    match hops::walk(&mut w, Hop::origin(from), pkt, SimTime::ZERO) {
+        Walked::Delivered { netns, pkt, .. } => Some((netns, pkt)),
+        Walked::Dropped {
+            reason: DropReason::LeftCluster,
+            ..
+        } => {
+            let _ = writeln!(w.out, "  leaves the cluster");
+            None
+        }
+        Walked::Dropped {
+            reason: DropReason::RoutingLoop,
+            ..
+        } => {
+            let _ = writeln!(w.out, "  DROPPED: routing loop");
+            None
+        }
+        Walked::Dropped { .. } => None,
+        Walked::Suspended(never) => match never {},
+    }
 }
 
 /// Traces a TCP connection's SYN from pod `from` to `to` (`SERVICE:PORT`, `SERVICE.NS:PORT`
 /// or `IP:PORT`) and its SYN-ACK back, on a fresh copy of the scenario's world.
 ///
 /// # Errors
-/// [`SimError::Config`] for an unknown pod or destination.
+/// [`SimError::UnknownName`] for an unknown pod or destination.
 pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimError> {
     let mut world = World::build(scenario)?;
     let from_netns = world
@@ -254,10 +283,10 @@ pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimErr
                 .take(3)
                 .filter_map(|p| world.topo.netns(p.netns).map(crate::topology::Netns::name))
                 .collect();
-            SimError::Config(format!(
-                "--from: no pod named `{from}` (pods are named like {})",
-                pods.join(", ")
-            ))
+            SimError::UnknownName {
+                flag: "--from",
+                message: format!("no pod named `{from}` (pods are named like {})", pods.join(", ")),
+            }
         })?;
     let dst = resolve_target(scenario, to)?;
     let pod_ip = world.pods[world.pod_of_netns[from_netns.index()].unwrap_or(0) as usize].ip;
@@ -317,10 +346,10 @@ fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimErro
     }
     let (name, port) = to
         .rsplit_once(':')
-        .ok_or_else(|| SimError::Config(format!("--to `{to}`: expected SERVICE:PORT or IP:PORT")))?;
+        .ok_or_else(|| to_error(to, "expected SERVICE:PORT or IP:PORT".into()))?;
     let port: u16 = port
         .parse()
-        .map_err(|_| SimError::Config(format!("--to `{to}`: `{port}` is not a port")))?;
+        .map_err(|_| to_error(to, format!("`{port}` is not a port")))?;
     let (svc, ns) = match name.split_once('.') {
         Some((s, n)) => (s, Some(n)),
         None => (name, None),
@@ -329,16 +358,24 @@ fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimErro
         .services
         .iter()
         .find(|s| s.name == svc && ns.is_none_or(|n| s.namespace == n))
-        .ok_or_else(|| SimError::Config(format!("--to `{to}`: no Service `{name}` in the scenario")))?;
-    let p =
-        s.ports.iter().find(|p| p.port == port).ok_or_else(|| {
-            SimError::Config(format!("--to `{to}`: Service `{}` has no port {port}", s.name))
-        })?;
+        .ok_or_else(|| to_error(to, format!("no Service `{name}` in the scenario")))?;
+    let p = s
+        .ports
+        .iter()
+        .find(|p| p.port == port)
+        .ok_or_else(|| to_error(to, format!("Service `{}` has no port {port}", s.name)))?;
     match s.cluster_ip {
         Some(ip) => Ok(SocketAddrV4::new(ip, p.port)),
         None => Ok(SocketAddrV4::new(
             s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip),
             p.target_port,
         )),
+    }
+}
+
+fn to_error(to: &str, what: String) -> SimError {
+    SimError::UnknownName {
+        flag: "--to",
+        message: format!("`{to}`: {what}"),
     }
 }

@@ -76,6 +76,17 @@ pub enum CompareError {
     },
 }
 
+impl CompareError {
+    /// Whether the user's input caused it (see [`SimError::is_user_error`]).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            CompareError::Sim { source, .. } => source.is_user_error(),
+            CompareError::Variant { .. } | CompareError::Duplicate(_) => true,
+        }
+    }
+}
+
 /// The runs of a comparison: the baseline, then `variants` in order. A variant's
 /// overrides apply to the baseline *after* the user's own `--set`s (already in `base`).
 ///

@@ -88,6 +88,22 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// Whether the user's input caused it (see [`SimError::is_user_error`]).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            PlanError::Variant(e) => e.is_user_error(),
+            PlanError::Sim { source, .. } => source.is_user_error(),
+            PlanError::Probe { .. }
+            | PlanError::BadPath(_)
+            | PlanError::NoSeeds
+            | PlanError::NoStart(_)
+            | PlanError::UnknownNode { .. } => true,
+        }
+    }
+}
+
 /// One run of a search.
 #[derive(Clone, Debug, Serialize)]
 pub struct Probe {

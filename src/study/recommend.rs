@@ -64,6 +64,17 @@ pub enum RecommendError {
     Headroom(f64),
 }
 
+impl RecommendError {
+    /// Whether the user's input caused it (see [`SimError::is_user_error`]).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            RecommendError::Sim { source, .. } => source.is_user_error(),
+            _ => true,
+        }
+    }
+}
+
 /// The re-run with the recommended setting.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verification {
@@ -134,7 +145,7 @@ fn derive(base: &Scenario, what: &str, set: &[String]) -> Result<Job, RecommendE
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RecommendError::Sim {
             what: what.to_owned(),
-            source: SimError::Config(e.to_string()),
+            source: SimError::Internal(format!("a derived override does not parse: {e}")),
         })?;
     let scenario = base
         .with_overrides(&overrides)

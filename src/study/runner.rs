@@ -62,7 +62,7 @@ pub fn run_jobs(
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
-                Err(SimError::Config(
+                Err(SimError::Internal(
                     "a worker thread stopped before finishing its run".into(),
                 ))
             })

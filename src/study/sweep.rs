@@ -63,6 +63,17 @@ pub enum SweepError {
     Merge(String),
 }
 
+impl SweepError {
+    /// Whether the user's input caused it (see [`SimError::is_user_error`]).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            SweepError::Sim { source, .. } => source.is_user_error(),
+            _ => true,
+        }
+    }
+}
+
 /// One swept field: its knob and its values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Param {

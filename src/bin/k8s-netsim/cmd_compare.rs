@@ -43,14 +43,18 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let jobs =
-        compare::jobs(&base, &variants).map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let jobs = compare::jobs(&base, &variants).map_err(|e| {
+        let user = e.is_user_error();
+        crate::classify(&a.scenario, e, user)
+    })?;
     let threads = a.opts.threads();
     let progress = RunsProgress::new("variants");
     let outcomes = study::run_jobs(&jobs, threads, &|done, total| progress.update(done, total));
     progress.finish();
-    let cmp = compare::Comparison::new(&base, &variants, &jobs, outcomes)
-        .map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let cmp = compare::Comparison::new(&base, &variants, &jobs, outcomes).map_err(|e| {
+        let user = e.is_user_error();
+        crate::classify(&a.scenario, e, user)
+    })?;
     let json = serde_json::to_string_pretty(&cmp).context("serialising the comparison")?;
     let text = cmp.render_text();
     let mut files = vec![

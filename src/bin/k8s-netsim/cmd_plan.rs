@@ -108,7 +108,10 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
     if tty {
         eprintln!();
     }
-    let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let result = result.map_err(|e| {
+        let user = e.is_user_error();
+        crate::classify(&a.scenario, e, user)
+    })?;
     let json = serde_json::to_string_pretty(&result).context("serialising the plan")?;
     let text = result.render_text();
     let files = [
@@ -161,7 +164,10 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     use k8s_netsim::study::recommend;
     let base = a.opts.load(&a.scenario)?;
     let threads = a.opts.threads();
-    let bad = |e: recommend::RecommendError| BadInput(format!("{}: {e}", a.scenario.display()));
+    let bad = |e: recommend::RecommendError| {
+        let user = e.is_user_error();
+        crate::classify(&a.scenario, e, user)
+    };
     let (json, text) = match a.topic {
         Topic::ProxyMode => {
             let modes: Vec<&str> = a.modes.iter().map(String::as_str).collect();

@@ -69,7 +69,10 @@ pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         progress.update(d, t)
     });
     progress.finish();
-    let result = result.map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let result = result.map_err(|e| {
+        let user = e.is_user_error();
+        crate::classify(&a.scenario, e, user)
+    })?;
     emit_sweep(&result, a.out.as_deref(), a.json)
 }
 

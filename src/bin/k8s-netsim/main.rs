@@ -141,6 +141,19 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// A library error about `path`, as the exit code wants it: the user's input (exit 2)
+/// or ours (exit 1, with the error chain).
+pub(crate) fn classify<E>(path: &Path, e: E, user: bool) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if user {
+        BadInput(format!("{}: {e}", path.display())).into()
+    } else {
+        anyhow::Error::new(e).context(path.display().to_string())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -189,8 +202,10 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     let overrides = parse_overrides(&a.set, a.seed)?;
     let scenario = load(&a.scenario, &overrides)?;
     let mut bar = Progress::new();
-    let outcome = k8s_netsim::sim::run(&scenario, &mut |now, end| bar.update(now, end))
-        .map_err(|e| BadInput(format!("{}: {e}", a.scenario.display())))?;
+    let outcome = k8s_netsim::sim::run(&scenario, &mut |now, end| bar.update(now, end)).map_err(|e| {
+        let user = e.is_user_error();
+        classify(&a.scenario, e, user)
+    })?;
     bar.finish();
     let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
     if let Some(dir) = &a.out {
@@ -247,8 +262,10 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            k8s_netsim::sim::node_rules(&scenario, node)
-                .map_err(|e| BadInput(format!("{}: {e}", path.display())))?
+            k8s_netsim::sim::node_rules(&scenario, node).map_err(|e| {
+                let user = e.is_user_error();
+                classify(path, e, user)
+            })?
         }
         (Some(path), None) => {
             return Err(BadInput(format!(

@@ -3,6 +3,8 @@
 //! Corefile (`cache { success 9984 30; denial 9984 5 }`, `forward . <kube-dns> {
 //! force_tcp }`); its traffic moves through the node's data path in `model.rs`.
 
+use super::super::event::Answer;
+use super::super::slab::UpConnId;
 use crate::dns::{CacheLookup, DnsCache, QType, Rcode};
 use crate::scenario::NodeLocalDnsCache;
 use crate::socket::SocketTable;
@@ -12,65 +14,56 @@ use std::net::Ipv4Addr;
 
 /// TTL of the cluster zone's answers: the `kubernetes` plugin's `ttl 30` of the
 /// kubeadm / CoreDNS-manifest Corefile (NXDOMAIN/NODATA carry the same SOA minimum).
-pub(super) const ZONE_TTL: SimDuration = SimDuration::from_secs(30);
+pub(in crate::sim) const ZONE_TTL: SimDuration = SimDuration::from_secs(30);
 
 /// The denial cache's TTL cap in node-local-dns's Corefile (`denial 9984 5`).
-pub(super) const DENIAL_TTL_CAP: SimDuration = SimDuration::from_secs(5);
+pub(in crate::sim) const DENIAL_TTL_CAP: SimDuration = SimDuration::from_secs(5);
 
 /// Time the agent takes to answer a query from its cache (documented constant; the
 /// agent's CPU is not modelled, so it has no capacity limit).
-pub(super) const ANSWER_TIME: SimDuration = SimDuration::from_micros(50);
+pub(in crate::sim) const ANSWER_TIME: SimDuration = SimDuration::from_micros(50);
 
 /// How long the agent waits for an upstream answer before giving up on the
 /// connection (CoreDNS `plugin/pkg/proxy` read timeout, 2 s).
-pub(super) const UPSTREAM_READ_TIMEOUT: SimDuration = SimDuration::from_secs(2);
-
-/// A cached answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Cached {
-    pub(super) rcode: Rcode,
-    pub(super) records: u16,
-    /// First A record (`0.0.0.0` when none).
-    pub(super) first: Ipv4Addr,
-}
+pub(in crate::sim) const UPSTREAM_READ_TIMEOUT: SimDuration = SimDuration::from_secs(2);
 
 /// Counters of one node's agent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct NodeLocalStats {
-    pub(super) hits: u64,
-    pub(super) misses: u64,
-    pub(super) upstream_queries: u64,
-    pub(super) upstream_connections: u64,
-    pub(super) upstream_timeouts: u64,
+pub(in crate::sim) struct NodeLocalStats {
+    pub(in crate::sim) hits: u64,
+    pub(in crate::sim) misses: u64,
+    pub(in crate::sim) upstream_queries: u64,
+    pub(in crate::sim) upstream_connections: u64,
+    pub(in crate::sim) upstream_timeouts: u64,
 }
 
 /// One node's cache agent.
 #[derive(Debug)]
-pub(super) struct NodeLocal {
+pub(in crate::sim) struct NodeLocal {
     /// Listen address.
-    pub(super) addr: Ipv4Addr,
+    pub(in crate::sim) addr: Ipv4Addr,
     /// The node's host namespace (where the agent runs).
-    pub(super) host: NetnsId,
+    pub(in crate::sim) host: NetnsId,
     /// The node's address (source of upstream connections).
-    pub(super) node_ip: Ipv4Addr,
+    pub(in crate::sim) node_ip: Ipv4Addr,
     /// Positive answers (`success` cache).
-    success: DnsCache<Cached>,
+    success: DnsCache<Answer>,
     /// NXDOMAIN and NODATA answers (`denial` cache).
-    denial: DnsCache<Cached>,
+    denial: DnsCache<Answer>,
     ttl_cap: SimDuration,
-    pub(super) force_tcp: bool,
-    pub(super) expire: SimDuration,
+    pub(in crate::sim) force_tcp: bool,
+    pub(in crate::sim) expire: SimDuration,
     /// Idle upstream connections, most recently used last (the forward plugin's
     /// connection cache hands out the most recent one).
-    pub(super) idle: Vec<u32>,
+    pub(in crate::sim) idle: Vec<UpConnId>,
     /// The agent's sockets (upstream TCP connections: ports, TIME_WAIT).
-    pub(super) sockets: SocketTable,
-    pub(super) stats: NodeLocalStats,
+    pub(in crate::sim) sockets: SocketTable,
+    pub(in crate::sim) stats: NodeLocalStats,
 }
 
 impl NodeLocal {
     /// A cold agent.
-    pub(super) fn new(
+    pub(in crate::sim) fn new(
         cfg: &NodeLocalDnsCache,
         host: NetnsId,
         node_ip: Ipv4Addr,
@@ -94,7 +87,7 @@ impl NodeLocal {
 
     /// Looks `name`/`qtype` up at `now` (a live entry of either cache), counting the
     /// hit or miss.
-    pub(super) fn lookup(&mut self, name: &str, qtype: QType, now: SimTime) -> Option<Cached> {
+    pub(in crate::sim) fn lookup(&mut self, name: &str, qtype: QType, now: SimTime) -> Option<Answer> {
         let hit = match self.success.get(name, qtype, now) {
             CacheLookup::Hit(c) => Some(*c),
             CacheLookup::Miss => match self.denial.get(name, qtype, now) {
@@ -112,7 +105,7 @@ impl NodeLocal {
 
     /// Stores an upstream answer: positive answers for `min(ZONE_TTL, ttl cap)`,
     /// denials for `min(ZONE_TTL, DENIAL_TTL_CAP)`; SERVFAIL is not cached.
-    pub(super) fn store(&mut self, name: &str, qtype: QType, ans: Cached, now: SimTime) {
+    pub(in crate::sim) fn store(&mut self, name: &str, qtype: QType, ans: Answer, now: SimTime) {
         match ans.rcode {
             Rcode::NoError if ans.records > 0 => {
                 self.success
@@ -127,7 +120,7 @@ impl NodeLocal {
     }
 
     /// Evictions of live entries so far (both caches).
-    pub(super) fn evictions(&self) -> u64 {
+    pub(in crate::sim) fn evictions(&self) -> u64 {
         self.success.stats().evictions + self.denial.stats().evictions
     }
 }
@@ -149,11 +142,11 @@ mod tests {
         NodeLocal::new(&cfg, NetnsId(0), Ipv4Addr::new(10, 0, 0, 1), sockets)
     }
 
-    fn ans(rcode: Rcode, records: u16) -> Cached {
-        Cached {
+    fn ans(rcode: Rcode, records: u16) -> Answer {
+        Answer {
             rcode,
             records,
-            first: Ipv4Addr::UNSPECIFIED,
+            first: None,
         }
     }
 
