@@ -89,17 +89,6 @@ impl DropReason {
             DropReason::ProxyRejected => "proxy: Service without endpoints (reject)".into(),
         }
     }
-
-    /// Whether conntrack itself dropped the packet.
-    #[must_use]
-    pub fn is_conntrack(self) -> bool {
-        matches!(
-            self,
-            DropReason::ConntrackTableFull
-                | DropReason::ConntrackInsertFailed
-                | DropReason::ConntrackChainTooLong
-        )
-    }
 }
 
 /// Where a packet enters a namespace.
@@ -369,18 +358,6 @@ impl NetnsPath {
             },
         }
     }
-
-    /// Frees the unconfirmed entry of a packet dropped before its confirm.
-    pub fn abort(&mut self, ct: &mut ConntrackTable, half: &FirstHalf) {
-        self.abort_step(ct, half.ct);
-    }
-
-    fn abort_step(&mut self, ct: &mut ConntrackTable, step: CtStep) {
-        if let CtStep::New { id } = step {
-            let aborted = ct.abort(id);
-            debug_assert!(aborted.is_ok(), "invariant: the packet's own unconfirmed entry");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -447,7 +424,7 @@ mod tests {
         assert_eq!(
             ct.count(0),
             1,
-            "unconfirmed entries count (kernel-semantics.md §9 item 1)"
+            "unconfirmed entries count (docs/kernel-semantics.md §Allocation and confirm)"
         );
     }
 

@@ -147,14 +147,12 @@ impl ProxyHooks for EbpfProxy {
     }
 }
 
-/// A seed that is a function of the tuple alone (splitmix64 of its fields).
+/// A seed that is a function of the tuple alone (splitmix64 of its packed fields).
 fn tuple_seed(t: &Tuple) -> u64 {
-    let mut x = (u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst)))
-        ^ (u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(t.proto.number()));
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    crate::rng::splitmix64(
+        (u64::from(u32::from(t.src)) << 32 | u64::from(u32::from(t.dst)))
+            ^ (u64::from(t.sport) << 48 | u64::from(t.dport) << 32 | u64::from(t.proto.number())),
+    )
 }
 
 /// The Service data plane a node runs when it is not (only) the iptables ruleset.

@@ -160,7 +160,8 @@ fn add_dns_tcp_port(sc: &Scenario, out: &mut Vec<SvcPort>) {
 /// `EnsureRule(Prepend, ...)`): NOTRACK in the raw table for traffic to and from the
 /// listen address on port 53 (PREROUTING and OUTPUT) and for the health (8080) and
 /// ready (8181) probes, plus filter-table ACCEPTs for the untracked traffic. Pod
-/// queries to the cache therefore create no conntrack entry (kernel-semantics.md §7).
+/// queries to the cache therefore create no conntrack entry (docs/kernel-semantics.md
+/// §Kubernetes nodes).
 ///
 /// # Errors
 /// [`SimError::GeneratedRules`] if the generated rules do not parse (a bug).
