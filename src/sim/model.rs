@@ -74,6 +74,8 @@ pub(super) struct NodeSim {
     pub(super) coredns_peak_per_interval: u64,
     /// Engine lanes for constant-delay timers, by delay (nanoseconds).
     pub(super) lanes: Vec<(u64, crate::engine::LaneId)>,
+    /// Events handled, by kind ([`Event::KINDS`]).
+    pub(super) events_by_kind: [u64; Event::KINDS.len()],
 }
 
 impl std::fmt::Debug for NodeSim {
@@ -178,6 +180,7 @@ impl NodeSim {
             last_counts: SampleBase::default(),
             coredns_peak_per_interval: 0,
             lanes: Vec::new(),
+            events_by_kind: [0; Event::KINDS.len()],
             world,
             sc,
         }
@@ -310,6 +313,7 @@ impl Model for NodeSim {
     type Event = Event;
 
     fn handle(&mut self, ev: Event, cx: &mut Context<'_, Event>) {
+        self.events_by_kind[ev.kind()] += 1;
         match ev {
             Event::Arrival { wl } => self.on_arrival(cx, wl),
             Event::HopStart { flight, waited } => self.on_hop_start(cx, flight, waited),
