@@ -5,6 +5,7 @@ mod dns_remedies;
 mod layering;
 mod modes;
 mod oracle_traces;
+mod outputs;
 mod plan;
 mod recommend;
 mod remediations;
