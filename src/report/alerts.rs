@@ -283,10 +283,7 @@ fn holds(expr: AlertExpr, scrapes: &[Scrape], at: u64) -> bool {
             }),
         AlertExpr::DropRateAboveZero { window_s } => {
             let w = to_ns(window_s);
-            let inside: Vec<&Scrape> = scrapes
-                .iter()
-                .filter(|s| s.0 <= at && s.0 + w > at)
-                .collect();
+            let inside: Vec<&Scrape> = scrapes.iter().filter(|s| s.0 <= at && s.0 + w > at).collect();
             match (inside.first(), inside.last()) {
                 (Some(a), Some(b)) if inside.len() >= 2 => b.3 > a.3,
                 _ => false,
@@ -327,7 +324,10 @@ fn warning(alert: Option<f64>, loss: Option<f64>) -> (Option<f64>, Warning) {
         (None, Some(_)) => (None, Warning::NoAlert),
         (Some(a), Some(l)) => {
             let lead = ((l - a) * 1e3).round() / 1e3;
-            (Some(lead), if lead > 0.0 { Warning::Ahead } else { Warning::Late })
+            (
+                Some(lead),
+                if lead > 0.0 { Warning::Ahead } else { Warning::Late },
+            )
         }
     }
 }
@@ -335,17 +335,30 @@ fn warning(alert: Option<f64>, loss: Option<f64>) -> (Option<f64>, Warning) {
 impl AlertReplay {
     /// Replays `rules` on a run.
     #[must_use]
-    pub fn run(report: &Report, ts: &TimeSeries, rules: &[AlertRule], settings: ReplaySettings) -> AlertReplay {
+    pub fn run(
+        report: &Report,
+        ts: &TimeSeries,
+        rules: &[AlertRule],
+        settings: ReplaySettings,
+    ) -> AlertReplay {
         let end_ns = to_ns(report.duration_s);
         let scrape_ns = to_ns(settings.scrape_interval_s);
         let eval_ns = to_ns(settings.evaluation_interval_s);
         let mut nodes = Vec::new();
         for (i, n) in report.nodes.iter().enumerate() {
             let sc = scrapes(ts, i, scrape_ns, end_ns);
-            let outcomes: Vec<RuleOutcome> = rules.iter().map(|r| replay_rule(r, &sc, eval_ns, end_ns)).collect();
+            let outcomes: Vec<RuleOutcome> = rules
+                .iter()
+                .map(|r| replay_rule(r, &sc, eval_ns, end_ns))
+                .collect();
             let first_alert = outcomes
                 .iter()
-                .filter_map(|o| o.firing_at_s.map(|t| FiredAlert { rule: o.rule, at_s: t }))
+                .filter_map(|o| {
+                    o.firing_at_s.map(|t| FiredAlert {
+                        rule: o.rule,
+                        at_s: t,
+                    })
+                })
                 .min_by(|a, b| a.at_s.total_cmp(&b.at_s));
             let (first_loss_s, first_loss_counter) = match (n.onset_s.drop, n.onset_s.insert_failed) {
                 (Some(d), Some(f)) if f < d => (Some(f), Some("insert_failed")),
@@ -374,10 +387,7 @@ impl AlertReplay {
                 })
             })
             .min_by(|a, b| a.at_s.total_cmp(&b.at_s));
-        let first_loss_s = nodes
-            .iter()
-            .filter_map(|n| n.first_loss_s)
-            .min_by(f64::total_cmp);
+        let first_loss_s = nodes.iter().filter_map(|n| n.first_loss_s).min_by(f64::total_cmp);
         let (lead_time_s, warn) = warning(first_alert.as_ref().map(|a| a.at_s), first_loss_s);
         AlertReplay {
             settings,
@@ -418,11 +428,15 @@ impl AlertReport {
                     |a| format!("{} on {} at {:.3} s", a.rule, a.node, a.at_s),
                 );
                 let verdict = match (r.warning, r.lead_time_s, r.first_loss_s) {
-                    (Warning::Ahead, Some(l), Some(t)) => format!("first loss at {t:.3} s: {l:.3} s of warning"),
+                    (Warning::Ahead, Some(l), Some(t)) => {
+                        format!("first loss at {t:.3} s: {l:.3} s of warning")
+                    }
                     (Warning::Late, Some(l), Some(t)) => {
                         format!("first loss at {t:.3} s: the alert came {:.3} s after it", -l)
                     }
-                    (Warning::NoAlert, _, Some(t)) => format!("first loss at {t:.3} s: no warning before the run ended"),
+                    (Warning::NoAlert, _, Some(t)) => {
+                        format!("first loss at {t:.3} s: no warning before the run ended")
+                    }
                     _ => "no drop or insert_failed".to_owned(),
                 };
                 format!("{}: {alert}; {verdict}", r.settings.label)
@@ -450,9 +464,10 @@ mod tests {
                         count: vec![*c],
                         ..Sample::default()
                     };
-                    let mut k = crate::report::ConntrackCounters::default();
-                    k.drop = *d;
-                    s.counters = vec![k];
+                    s.counters = vec![crate::report::ConntrackCounters {
+                        drop: *d,
+                        ..Default::default()
+                    }];
                     s
                 })
                 .collect(),
@@ -474,10 +489,20 @@ mod tests {
     fn entries_rule_fires_at_the_first_evaluation_above_the_threshold() {
         let ts = series(&[10, 50, 76, 80, 100], &[0, 0, 0, 0, 5], 100);
         let sc = scrapes(&ts, 0, to_ns(1.0), to_ns(5.0));
-        let r = replay_rule(&rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 0.0), &sc, to_ns(1.0), to_ns(5.0));
+        let r = replay_rule(
+            &rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 0.0),
+            &sc,
+            to_ns(1.0),
+            to_ns(5.0),
+        );
         assert_eq!(r.firing_at_s, Some(3.0));
         // Evaluated every 2 s: at 2 s (50 %) no, at 4 s (80 %) yes.
-        let r = replay_rule(&rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 0.0), &sc, to_ns(2.0), to_ns(5.0));
+        let r = replay_rule(
+            &rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 0.0),
+            &sc,
+            to_ns(2.0),
+            to_ns(5.0),
+        );
         assert_eq!(r.firing_at_s, Some(4.0));
     }
 
@@ -486,7 +511,12 @@ mod tests {
         // Above 75 % at 2 s, below at 3 s (pending resets), above from 4 s on.
         let ts = series(&[10, 90, 10, 90, 90, 90, 90], &[0; 7], 100);
         let sc = scrapes(&ts, 0, to_ns(1.0), to_ns(7.0));
-        let r = replay_rule(&rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 2.0), &sc, to_ns(1.0), to_ns(7.0));
+        let r = replay_rule(
+            &rule(AlertExpr::EntriesRatioAbove { threshold: 0.75 }, 2.0),
+            &sc,
+            to_ns(1.0),
+            to_ns(7.0),
+        );
         assert_eq!(r.pending_at_s, Some(2.0));
         assert_eq!(r.firing_at_s, Some(6.0), "pending again at 4 s, fires 2 s later");
     }
@@ -509,7 +539,10 @@ mod tests {
     fn scrapes_read_the_newest_sample_at_or_before_them() {
         let ts = series(&[1, 2, 3, 4, 5, 6], &[0; 6], 100);
         let sc = scrapes(&ts, 0, to_ns(2.5), to_ns(6.0));
-        assert_eq!(sc.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), [(to_ns(2.5), 2), (to_ns(5.0), 5)]);
+        assert_eq!(
+            sc.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+            [(to_ns(2.5), 2), (to_ns(5.0), 5)]
+        );
     }
 
     #[test]

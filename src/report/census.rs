@@ -184,10 +184,17 @@ impl NodeCensus {
             ("by_destination", sum(&self.by_destination)),
             ("by_state", sum(&self.by_state)),
             ("assured + not_assured", self.assured + self.not_assured),
-            ("top_classes + other_classes", sum(&self.top_classes) + self.other_classes),
+            (
+                "top_classes + other_classes",
+                sum(&self.top_classes) + self.other_classes,
+            ),
         ] {
             if s != total {
-                return Err(CensusMismatch { breakdown, sum: s, total });
+                return Err(CensusMismatch {
+                    breakdown,
+                    sum: s,
+                    total,
+                });
             }
         }
         Ok(())
@@ -218,7 +225,10 @@ impl NodeCensus {
         }
         let mut classes: Vec<Share<TupleClass>> = by_class
             .into_iter()
-            .map(|(k, entries)| Share { key: k.clone(), entries })
+            .map(|(k, entries)| Share {
+                key: k.clone(),
+                entries,
+            })
             .collect();
         sort(&mut classes);
         let other_classes = classes.iter().skip(TOP_CLASSES).map(|s| s.entries).sum();
@@ -241,7 +251,10 @@ fn sort<K: fmt::Display + Ord>(v: &mut [Share<K>]) {
 }
 
 fn shares<K: fmt::Display + Ord>(m: BTreeMap<K, u64>) -> Vec<Share<K>> {
-    let mut v: Vec<Share<K>> = m.into_iter().map(|(key, entries)| Share { key, entries }).collect();
+    let mut v: Vec<Share<K>> = m
+        .into_iter()
+        .map(|(key, entries)| Share { key, entries })
+        .collect();
     sort(&mut v);
     v
 }
@@ -373,7 +386,10 @@ impl NodeCensusReport {
                 census: s.census.clone(),
             };
             match s.trigger {
-                CensusTrigger::Onset(counter) => r.at_onset.push(OnsetCensus { counter, snapshot: timed }),
+                CensusTrigger::Onset(counter) => r.at_onset.push(OnsetCensus {
+                    counter,
+                    snapshot: timed,
+                }),
                 CensusTrigger::Periodic => {
                     let cols = &mut r.over_time;
                     cols.t_s.push(timed.at_s);
@@ -399,7 +415,8 @@ impl NodeCensusReport {
                 v.resize(periodic, 0);
             }
         }
-        r.at_onset.sort_by(|a, b| a.snapshot.at_s.total_cmp(&b.snapshot.at_s));
+        r.at_onset
+            .sort_by(|a, b| a.snapshot.at_s.total_cmp(&b.snapshot.at_s));
         r
     }
 
@@ -414,11 +431,13 @@ impl NodeCensusReport {
 /// table with TIME_WAIT entries to `user-service:80`, some DNS, some external.
 #[must_use]
 pub fn example_census(scale: u64) -> NodeCensus {
-    let class = |src: FlowSource, dst: FlowDestination, proto: Proto, tcp: Option<CtState>, assured: bool| TupleClass {
-        source: src,
-        destination: dst,
-        state: FlowState { proto, tcp },
-        assured,
+    let class = |src: FlowSource, dst: FlowDestination, proto: Proto, tcp: Option<CtState>, assured: bool| {
+        TupleClass {
+            source: src,
+            destination: dst,
+            state: FlowState { proto, tcp },
+            assured,
+        }
     };
     let order = || FlowSource::Workload("order-service".into());
     let user = || FlowDestination::Service {
@@ -430,12 +449,39 @@ pub fn example_census(scale: u64) -> NodeCensus {
         port: 53,
     };
     let classes = [
-        (class(order(), user(), Proto::Tcp, Some(CtState::TimeWait), true), 90 * scale),
-        (class(order(), user(), Proto::Tcp, Some(CtState::Established), true), 4 * scale),
-        (class(order(), user(), Proto::Tcp, Some(CtState::SynSent), false), 2 * scale),
+        (
+            class(order(), user(), Proto::Tcp, Some(CtState::TimeWait), true),
+            90 * scale,
+        ),
+        (
+            class(order(), user(), Proto::Tcp, Some(CtState::Established), true),
+            4 * scale,
+        ),
+        (
+            class(order(), user(), Proto::Tcp, Some(CtState::SynSent), false),
+            2 * scale,
+        ),
         (class(order(), dns(), Proto::Udp, None, false), 2 * scale),
-        (class(FlowSource::HostNetwork, FlowDestination::External, Proto::Tcp, Some(CtState::Established), true), scale),
-        (class(FlowSource::Unattributed, FlowDestination::External, Proto::Udp, None, false), scale),
+        (
+            class(
+                FlowSource::HostNetwork,
+                FlowDestination::External,
+                Proto::Tcp,
+                Some(CtState::Established),
+                true,
+            ),
+            scale,
+        ),
+        (
+            class(
+                FlowSource::Unattributed,
+                FlowDestination::External,
+                Proto::Udp,
+                None,
+                false,
+            ),
+            scale,
+        ),
     ];
     NodeCensus::from_classes(classes.iter().map(|(c, n)| (c, *n)))
 }
@@ -458,10 +504,7 @@ mod tests {
         assert_eq!(c.by_state[0].key.to_string(), "tcp TIME_WAIT");
         let mut broken = c.clone();
         broken.assured += 1;
-        assert_eq!(
-            broken.check().unwrap_err().breakdown,
-            "assured + not_assured"
-        );
+        assert_eq!(broken.check().unwrap_err().breakdown, "assured + not_assured");
     }
 
     #[test]
@@ -472,7 +515,10 @@ mod tests {
                     TupleClass {
                         source: FlowSource::Workload(format!("w{i:02}")),
                         destination: FlowDestination::External,
-                        state: FlowState { proto: Proto::Udp, tcp: None },
+                        state: FlowState {
+                            proto: Proto::Udp,
+                            tcp: None,
+                        },
                         assured: false,
                     },
                     u64::from(i) + 1,

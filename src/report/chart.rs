@@ -123,7 +123,11 @@ pub struct Series {
 impl Series {
     /// A solid line in `slot` from points that all have a value.
     #[must_use]
-    pub fn line(name: impl Into<String>, slot: usize, points: impl IntoIterator<Item = (f64, f64)>) -> Series {
+    pub fn line(
+        name: impl Into<String>,
+        slot: usize,
+        points: impl IntoIterator<Item = (f64, f64)>,
+    ) -> Series {
         Series {
             name: name.into(),
             points: points.into_iter().map(|(x, y)| (x, Some(y))).collect(),
@@ -213,7 +217,7 @@ fn dash_attr(dash: Dash, slot: usize) -> &'static str {
 /// The 1-2-5 step that gives about `target` intervals over `range`.
 #[must_use]
 pub fn nice_step(range: f64, target: f64) -> f64 {
-    if !(range > 0.0) {
+    if range.is_nan() || range <= 0.0 {
         return 1.0;
     }
     let raw = range / target.max(1.0);
@@ -518,7 +522,10 @@ impl LineChart {
 
     /// Renders the chart as an SVG document.
     #[must_use]
-    #[allow(clippy::too_many_lines, reason = "one linear pass over the chart's parts: frame, axes, series, markers, legend")]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear pass over the chart's parts: frame, axes, series, markers, legend"
+    )]
     pub fn render(&self) -> String {
         let (f, xt, yt) = self.frame();
         let mut s = String::new();
@@ -547,7 +554,12 @@ impl LineChart {
                 W - R,
                 L - 6.0,
                 gy + 4.0,
-                esc(&format_tick(*v, ystep.min(v.abs().max(1e-12)), self.y.format, f.y1 - f.y0))
+                esc(&format_tick(
+                    *v,
+                    ystep.min(v.abs().max(1e-12)),
+                    self.y.format,
+                    f.y1 - f.y0
+                ))
             );
         }
         let xstep = xt.windows(2).map(|w| w[1] - w[0]).fold(f64::MAX, f64::min);
@@ -571,7 +583,11 @@ impl LineChart {
             H - B
         );
         let x_label = if self.x.format == ValueFormat::Time {
-            if f.x1 - f.x0 >= 120.0 { "simulated time (min)" } else { "simulated time (s)" }
+            if f.x1 - f.x0 >= 120.0 {
+                "simulated time (min)"
+            } else {
+                "simulated time (s)"
+            }
         } else {
             self.x.label.as_str()
         };
@@ -596,7 +612,13 @@ impl LineChart {
             for (i, (series, top)) in self.series.iter().zip(&tops).enumerate() {
                 let mut d = String::new();
                 for (j, (x, y)) in top.iter().enumerate() {
-                    let _ = write!(d, "{}{:.1},{:.1}", if j == 0 { "M" } else { " L" }, f.px(*x), f.py(*y));
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1}",
+                        if j == 0 { "M" } else { " L" },
+                        f.px(*x),
+                        f.py(*y)
+                    );
                 }
                 let below: Vec<(f64, f64)> = if i == 0 {
                     top.iter().map(|(x, _)| (*x, f.y0.max(0.0))).collect()
@@ -624,7 +646,13 @@ impl LineChart {
                             let _ = write!(
                                 d,
                                 "{}{:.1},{:.1}",
-                                if pen_down { " L" } else if d.is_empty() { "M" } else { " M" },
+                                if pen_down {
+                                    " L"
+                                } else if d.is_empty() {
+                                    "M"
+                                } else {
+                                    " M"
+                                },
                                 f.px(x),
                                 f.py(y)
                             );
@@ -661,7 +689,8 @@ impl LineChart {
                 MarkerKind::Onset => ("#b00020", "6,3"),
                 MarkerKind::Alert => ("#e07b00", "2,2"),
             };
-            let row = (k % 3) as f64;
+            #[allow(clippy::cast_precision_loss)]
+            let row = (k % 5) as f64;
             let _ = writeln!(
                 s,
                 r#"<line class="marker" x1="{mx:.1}" y1="{T}" x2="{mx:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="1.2" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}" font-size="10" fill="{stroke}">{}</text>"#,
@@ -672,7 +701,8 @@ impl LineChart {
             );
         }
         // Legend.
-        let entries = self.series.len() + usize::from(self.markers.iter().any(|m| m.kind == MarkerKind::Onset))
+        let entries = self.series.len()
+            + usize::from(self.markers.iter().any(|m| m.kind == MarkerKind::Onset))
             + usize::from(self.markers.iter().any(|m| m.kind == MarkerKind::Alert));
         let row_h = if entries > 22 { 11.0 } else { 16.0 };
         let lx = W - R + 12.0;
@@ -714,7 +744,12 @@ impl LineChart {
             ly += row_h;
         }
         for (kind, label, stroke, dash) in [
-            (MarkerKind::Onset, "onset (first drop / insert_failed)", "#b00020", "6,3"),
+            (
+                MarkerKind::Onset,
+                "onset (first drop / insert_failed)",
+                "#b00020",
+                "6,3",
+            ),
             (MarkerKind::Alert, "alert fires (replayed rule)", "#e07b00", "2,2"),
         ] {
             if self.markers.iter().any(|m| m.kind == kind) {
@@ -878,7 +913,10 @@ mod tests {
 
     #[test]
     fn ticks_fall_on_one_two_five_steps() {
-        assert_eq!(linear_ticks(0.0, 131_072.0, 5.0), [0.0, 50_000.0, 100_000.0, 150_000.0]);
+        assert_eq!(
+            linear_ticks(0.0, 131_072.0, 5.0),
+            [0.0, 50_000.0, 100_000.0, 150_000.0]
+        );
         assert_eq!(linear_ticks(0.0, 6.1, 5.0), [0.0, 2.0, 4.0, 6.0, 8.0]);
         assert_eq!(linear_ticks(0.0, 0.3, 5.0), [0.0, 0.1, 0.2, 0.3]);
         assert_eq!(nice_step(1585.0, 5.0), 500.0);
@@ -892,7 +930,10 @@ mod tests {
     #[test]
     fn tick_labels_read_as_units() {
         assert_eq!(format_tick(100_000.0, 50_000.0, ValueFormat::Count, 0.0), "100k");
-        assert_eq!(format_tick(1_500_000.0, 500_000.0, ValueFormat::Count, 0.0), "1.5M");
+        assert_eq!(
+            format_tick(1_500_000.0, 500_000.0, ValueFormat::Count, 0.0),
+            "1.5M"
+        );
         assert_eq!(format_tick(0.2, 0.1, ValueFormat::Count, 0.0), "0.2");
         assert_eq!(format_tick(1000.0, 1000.0, ValueFormat::Millis, 0.0), "1 s");
         assert_eq!(format_tick(10.0, 10.0, ValueFormat::Millis, 0.0), "10 ms");

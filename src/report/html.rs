@@ -16,8 +16,8 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bot
 h3{font-size:15px;margin:18px 0 6px}.meta{color:#555;font-size:13px}\
 .verdict{border-left:6px solid #b00020;background:#fdf1f2;padding:10px 14px;margin:16px 0}\
 .verdict.ok{border-color:#2ca02c;background:#f1fbf1}.verdict p{margin:4px 0}.why{font-size:13px;color:#333}\
-table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}\
-th:first-child,td:first-child{text-align:left}th{background:#f4f4f4}\
+table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
+th{background:#f4f4f4}\
 .charts svg{max-width:100%;height:auto;margin:8px 0;border:1px solid #eee}\
 .note{font-size:12px;color:#666}.bar{display:inline-block;height:9px;background:#1f77b4;vertical-align:middle;margin-right:4px}\
 .grid{display:flex;flex-wrap:wrap;gap:18px}.grid>div{flex:1 1 360px}";
@@ -47,7 +47,12 @@ impl Page {
             title: title.to_owned(),
             body: String::new(),
         };
-        let _ = write!(p.body, "<h1>{}</h1><p class=\"meta\">{}</p>", esc(title), esc(meta));
+        let _ = write!(
+            p.body,
+            "<h1>{}</h1><p class=\"meta\">{}</p>",
+            esc(title),
+            esc(meta)
+        );
         p
     }
 
@@ -150,7 +155,11 @@ fn census_tables(page: &mut Page, c: &NodeCensus, n: usize) {
     let mut classes = rows(&c.top_classes, c.total, n);
     let rest = c.top_classes.iter().skip(n).map(|s| s.entries).sum::<u64>() + c.other_classes;
     if rest > 0 {
-        classes.push(vec!["all other classes".into(), rest.to_string(), pct(rest, c.total)]);
+        classes.push(vec![
+            "all other classes".into(),
+            rest.to_string(),
+            pct(rest, c.total),
+        ]);
     }
     page.table(&head("tuple class"), &classes);
     page.raw("<div class=\"grid\"><div>");
@@ -164,7 +173,11 @@ fn census_tables(page: &mut Page, c: &NodeCensus, n: usize) {
         &head("flag"),
         &[
             vec!["ASSURED".into(), c.assured.to_string(), pct(c.assured, c.total)],
-            vec!["not ASSURED".into(), c.not_assured.to_string(), pct(c.not_assured, c.total)],
+            vec![
+                "not ASSURED".into(),
+                c.not_assured.to_string(),
+                pct(c.not_assured, c.total),
+            ],
         ],
     );
     page.raw("</div></div>");
@@ -175,7 +188,10 @@ fn census_tables(page: &mut Page, c: &NodeCensus, n: usize) {
 pub fn census_section(page: &mut Page, c: &NodeCensusReport, subtitle: &str) {
     page.subheading(&format!("node {}", c.node));
     if c.is_empty() {
-        page.paragraph("note", "No census: the simulation took no snapshot of this node's table.");
+        page.paragraph(
+            "note",
+            "No census: the simulation took no snapshot of this node's table.",
+        );
         return;
     }
     for o in &c.at_onset {
@@ -191,7 +207,10 @@ pub fn census_section(page: &mut Page, c: &NodeCensusReport, subtitle: &str) {
         census_tables(page, &o.snapshot.census, 5);
     }
     if let Some(p) = &c.at_peak {
-        page.paragraph("meta", &format!("at the peak, t = {:.3} s: {} entries", p.at_s, p.census.total));
+        page.paragraph(
+            "meta",
+            &format!("at the peak, t = {:.3} s: {} entries", p.at_s, p.census.total),
+        );
         census_tables(page, &p.census, 5);
     }
     if let Some(chart) = super::census_chart(c, subtitle) {
@@ -300,7 +319,10 @@ pub fn nodes_section(page: &mut Page, r: &RunReport) {
 #[must_use]
 pub fn run_page(r: &RunReport, ts: &TimeSeries) -> String {
     let sub = r.subtitle();
-    let mut page = Page::new(&format!("k8s-netsim: {}", r.scenario), &format!("{sub} · {:.1} s simulated", r.duration_s));
+    let mut page = Page::new(
+        &format!("k8s-netsim: {}", r.scenario),
+        &format!("{sub} · {:.1} s simulated", r.duration_s),
+    );
     page.verdict(&r.verdict.text, &r.verdict.cause, r.verdict.kind == "none");
     page.heading("Nodes");
     nodes_section(&mut page, r);
@@ -316,7 +338,17 @@ pub fn run_page(r: &RunReport, ts: &TimeSeries) -> String {
     page.charts(&charts);
     let q = &r.requests;
     page.table(
-        &["requests".into(), "sent".into(), "ok".into(), "failed".into(), "timeouts".into(), "retries".into(), "p50".into(), "p99".into(), "p99.9".into()],
+        &[
+            "requests".into(),
+            "sent".into(),
+            "ok".into(),
+            "failed".into(),
+            "timeouts".into(),
+            "retries".into(),
+            "p50".into(),
+            "p99".into(),
+            "p99.9".into(),
+        ],
         &[vec![
             "all workloads".into(),
             q.sent.to_string(),
@@ -347,7 +379,10 @@ mod tests {
         let html = p.finish();
         assert!(html.contains("a &lt;b&gt;"));
         assert!(html.contains("&lt;script&gt;"));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no external resource");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external resource"
+        );
         assert_eq!(html.matches("<script>").count(), 1, "only the page's own script");
     }
 }

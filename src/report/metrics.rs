@@ -23,22 +23,65 @@ use super::census::{CensusTrigger, NodeCensus};
 use super::timeseries::LATENCY_BUCKETS_S;
 use super::{ConntrackCounters, Report, TimeSeries};
 
-/// node_exporter's conntrack stat gauges: (suffix, help, reader).
-const NODE_STATS: [(&str, &str, fn(&ConntrackCounters) -> u64); 7] = [
-    ("found", "conntrack -S found: NAT tuple probes that found the tuple taken.", |c| c.found),
-    ("invalid", "conntrack -S invalid: packets conntrack could not track.", |c| c.invalid),
-    ("insert", "conntrack -S insert: entries inserted through ctnetlink.", |c| c.insert),
-    ("insert_failed", "conntrack -S insert_failed: entries whose insertion failed at confirm.", |c| c.insert_failed),
-    ("drop", "conntrack -S drop: packets dropped because conntrack failed (table full, unresolvable clash).", |c| c.drop),
-    ("early_drop", "conntrack -S early_drop: entries evicted to make room when the table was full.", |c| c.early_drop),
-    ("search_restart", "conntrack -S search_restart: lookups restarted after a hash resize or a moved entry.", |c| c.search_restart),
+/// A `conntrack -S` counter as a metric: (name suffix, help, reader).
+type StatMetric = (&'static str, &'static str, fn(&ConntrackCounters) -> u64);
+
+/// node_exporter's conntrack stat gauges.
+const NODE_STATS: [StatMetric; 7] = [
+    (
+        "found",
+        "conntrack -S found: NAT tuple probes that found the tuple taken.",
+        |c| c.found,
+    ),
+    (
+        "invalid",
+        "conntrack -S invalid: packets conntrack could not track.",
+        |c| c.invalid,
+    ),
+    (
+        "insert",
+        "conntrack -S insert: entries inserted through ctnetlink.",
+        |c| c.insert,
+    ),
+    (
+        "insert_failed",
+        "conntrack -S insert_failed: entries whose insertion failed at confirm.",
+        |c| c.insert_failed,
+    ),
+    (
+        "drop",
+        "conntrack -S drop: packets dropped because conntrack failed (table full, unresolvable clash).",
+        |c| c.drop,
+    ),
+    (
+        "early_drop",
+        "conntrack -S early_drop: entries evicted to make room when the table was full.",
+        |c| c.early_drop,
+    ),
+    (
+        "search_restart",
+        "conntrack -S search_restart: lookups restarted after a hash resize or a moved entry.",
+        |c| c.search_restart,
+    ),
 ];
 
 /// The `conntrack -S` counters node_exporter does not export.
-const EXTRA_STATS: [(&str, &str, fn(&ConntrackCounters) -> u64); 3] = [
-    ("error", "conntrack -S error: ICMP errors rejected by conntrack.", |c| c.error),
-    ("clash_resolve", "conntrack -S clash_resolve: insertion clashes resolved without a drop.", |c| c.clash_resolve),
-    ("chaintoolong", "conntrack -S chaintoolong: insertions refused for a too long hash chain.", |c| c.chaintoolong),
+const EXTRA_STATS: [StatMetric; 3] = [
+    (
+        "error",
+        "conntrack -S error: ICMP errors rejected by conntrack.",
+        |c| c.error,
+    ),
+    (
+        "clash_resolve",
+        "conntrack -S clash_resolve: insertion clashes resolved without a drop.",
+        |c| c.clash_resolve,
+    ),
+    (
+        "chaintoolong",
+        "conntrack -S chaintoolong: insertions refused for a too long hash chain.",
+        |c| c.chaintoolong,
+    ),
 ];
 
 /// Escapes a label value.
@@ -53,11 +96,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// An OpenMetrics number: integers as integers, `NaN` for no value.
 fn num(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else {
-        format!("{v}")
-    }
+    if v.is_nan() { "NaN".into() } else { format!("{v}") }
 }
 
 fn node_labels(node: &str) -> String {
@@ -67,23 +106,47 @@ fn node_labels(node: &str) -> String {
 
 /// The whole `metrics.prom` text.
 #[must_use]
-#[allow(clippy::too_many_lines, reason = "one family after the other, in the order Grafana's dashboard reads them")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one family after the other, in the order Grafana's dashboard reads them"
+)]
 pub fn openmetrics(report: &Report, ts: &TimeSeries) -> String {
     let mut out = String::new();
     let rows = &ts.samples;
     let t = |r: &super::Sample| num(r.t_s);
     // node_exporter: entries and limit.
-    family(&mut out, "node_nf_conntrack_entries", "gauge", "Number of currently allocated flow entries for connection tracking (nf_conntrack_count).");
+    family(
+        &mut out,
+        "node_nf_conntrack_entries",
+        "gauge",
+        "Number of currently allocated flow entries for connection tracking (nf_conntrack_count).",
+    );
     for (i, n) in ts.nodes.iter().enumerate() {
         for r in rows {
-            let _ = writeln!(out, "node_nf_conntrack_entries{{{}}} {} {}", node_labels(n), r.count.get(i).copied().unwrap_or(0), t(r));
+            let _ = writeln!(
+                out,
+                "node_nf_conntrack_entries{{{}}} {} {}",
+                node_labels(n),
+                r.count.get(i).copied().unwrap_or(0),
+                t(r)
+            );
         }
     }
-    family(&mut out, "node_nf_conntrack_entries_limit", "gauge", "Maximum size of the connection tracking table (nf_conntrack_max).");
+    family(
+        &mut out,
+        "node_nf_conntrack_entries_limit",
+        "gauge",
+        "Maximum size of the connection tracking table (nf_conntrack_max).",
+    );
     for (i, n) in ts.nodes.iter().enumerate() {
         let max = ts.max.get(i).copied().unwrap_or(0);
         for r in rows {
-            let _ = writeln!(out, "node_nf_conntrack_entries_limit{{{}}} {max} {}", node_labels(n), t(r));
+            let _ = writeln!(
+                out,
+                "node_nf_conntrack_entries_limit{{{}}} {max} {}",
+                node_labels(n),
+                t(r)
+            );
         }
     }
     for (suffix, help, get) in NODE_STATS {
@@ -116,20 +179,43 @@ pub fn openmetrics(report: &Report, ts: &TimeSeries) -> String {
     for (i, n) in ts.nodes.iter().enumerate() {
         for r in rows {
             let v = r.cpu_pct.get(i).copied().unwrap_or(0.0) / 100.0;
-            let _ = writeln!(out, "k8s_netsim_packet_cpu_demand_ratio{{node=\"{}\"}} {} {}", label(n), num(v), t(r));
+            let _ = writeln!(
+                out,
+                "k8s_netsim_packet_cpu_demand_ratio{{node=\"{}\"}} {} {}",
+                label(n),
+                num(v),
+                t(r)
+            );
         }
     }
     // Requests.
-    family(&mut out, "k8s_netsim_requests", "counter", "Requests completed, by outcome (ok: answered; failed: gave up after all retries).");
-    for (outcome, get) in [("ok", (|r: &super::Sample| r.ok) as fn(&super::Sample) -> u64), ("failed", |r| r.failed)] {
+    family(
+        &mut out,
+        "k8s_netsim_requests",
+        "counter",
+        "Requests completed, by outcome (ok: answered; failed: gave up after all retries).",
+    );
+    for (outcome, get) in [
+        ("ok", (|r: &super::Sample| r.ok) as fn(&super::Sample) -> u64),
+        ("failed", |r| r.failed),
+    ] {
         let mut total = 0u64;
         for r in rows {
             total += get(r);
-            let _ = writeln!(out, "k8s_netsim_requests_total{{outcome=\"{outcome}\"}} {total} {}", t(r));
+            let _ = writeln!(
+                out,
+                "k8s_netsim_requests_total{{outcome=\"{outcome}\"}} {total} {}",
+                t(r)
+            );
         }
     }
     if rows.iter().any(|r| r.timeouts.is_some()) {
-        family(&mut out, "k8s_netsim_request_timeouts", "counter", "Attempts that hit the per-request timeout.");
+        family(
+            &mut out,
+            "k8s_netsim_request_timeouts",
+            "counter",
+            "Attempts that hit the per-request timeout.",
+        );
         let mut total = 0u64;
         for r in rows {
             if let Some(v) = r.timeouts {
@@ -138,19 +224,35 @@ pub fn openmetrics(report: &Report, ts: &TimeSeries) -> String {
             }
         }
     }
-    family(&mut out, "k8s_netsim_new_connections", "counter", "TCP connections opened (handshakes started).");
+    family(
+        &mut out,
+        "k8s_netsim_new_connections",
+        "counter",
+        "TCP connections opened (handshakes started).",
+    );
     let mut total = 0u64;
     for r in rows {
         total += r.new_connections;
         let _ = writeln!(out, "k8s_netsim_new_connections_total {total} {}", t(r));
     }
-    family(&mut out, "k8s_netsim_coredns_queries", "counter", "DNS queries that reached CoreDNS pods.");
+    family(
+        &mut out,
+        "k8s_netsim_coredns_queries",
+        "counter",
+        "DNS queries that reached CoreDNS pods.",
+    );
     let mut total = 0u64;
     for r in rows {
         total += r.coredns_queries;
         let _ = writeln!(out, "k8s_netsim_coredns_queries_total {total} {}", t(r));
     }
-    for (q, get) in [("p50", (|r: &super::Sample| r.p50_ms()) as fn(&super::Sample) -> Option<f64>), ("p99", |r| r.p99_ms())] {
+    for (q, get) in [
+        (
+            "p50",
+            (|r: &super::Sample| r.p50_ms()) as fn(&super::Sample) -> Option<f64>,
+        ),
+        ("p99", |r| r.p99_ms()),
+    ] {
         let name = format!("k8s_netsim_request_latency_{q}_seconds");
         family(
             &mut out,
@@ -191,13 +293,22 @@ fn latency_histogram(out: &mut String, ts: &TimeSeries) {
         sum_ns += b.sum_ns;
         let t = num(r.t_s);
         for (k, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
-            lines[k].push(format!("k8s_netsim_request_duration_seconds_bucket{{le=\"{}\"}} {} {t}", num(*bound), le[k]));
+            lines[k].push(format!(
+                "k8s_netsim_request_duration_seconds_bucket{{le=\"{}\"}} {} {t}",
+                num(*bound),
+                le[k]
+            ));
         }
         let n = LATENCY_BUCKETS_S.len();
-        lines[n].push(format!("k8s_netsim_request_duration_seconds_bucket{{le=\"+Inf\"}} {count} {t}"));
+        lines[n].push(format!(
+            "k8s_netsim_request_duration_seconds_bucket{{le=\"+Inf\"}} {count} {t}"
+        ));
         #[allow(clippy::cast_precision_loss)]
         let sum_s = sum_ns as f64 / 1e9;
-        lines[n + 1].push(format!("k8s_netsim_request_duration_seconds_sum {} {t}", num(sum_s)));
+        lines[n + 1].push(format!(
+            "k8s_netsim_request_duration_seconds_sum {} {t}",
+            num(sum_s)
+        ));
         lines[n + 2].push(format!("k8s_netsim_request_duration_seconds_count {count} {t}"));
     }
     for l in lines.iter().flatten() {
@@ -217,34 +328,77 @@ fn census(out: &mut String, report: &Report, ts: &TimeSeries) {
         return;
     }
     let node_name = |i: usize| -> String {
-        label(ts.nodes.get(i).or_else(|| report.nodes.get(i).map(|n| &n.name)).map_or("", String::as_str))
+        label(
+            ts.nodes
+                .get(i)
+                .or_else(|| report.nodes.get(i).map(|n| &n.name))
+                .map_or("", String::as_str),
+        )
     };
     type Breakdown = fn(&NodeCensus) -> Vec<(String, u64)>;
     let breakdowns: [(&str, &str, &str, Breakdown); 4] = [
-        ("k8s_netsim_conntrack_entries_by_workload", "workload", "Conntrack entries by the workload that opened the flow.", |c| {
-            c.by_workload.iter().map(|s| (format!("workload=\"{}\"", label(&s.key.to_string())), s.entries)).collect()
-        }),
-        ("k8s_netsim_conntrack_entries_by_destination", "destination", "Conntrack entries by destination Service (or external).", |c| {
-            c.by_destination.iter().map(|s| (format!("destination=\"{}\"", label(&s.key.to_string())), s.entries)).collect()
-        }),
-        ("k8s_netsim_conntrack_entries_by_state", "state", "Conntrack entries by protocol and TCP state.", |c| {
-            c.by_state
-                .iter()
-                .map(|s| {
-                    let state = s.key.tcp.map_or("", |t| t.as_str());
-                    (format!("protocol=\"{}\",state=\"{state}\"", s.key.proto.as_str()), s.entries)
-                })
-                .collect()
-        }),
-        ("k8s_netsim_conntrack_entries_by_assured", "assured", "Conntrack entries with and without ASSURED.", |c| {
-            vec![("assured=\"true\"".to_owned(), c.assured), ("assured=\"false\"".to_owned(), c.not_assured)]
-        }),
+        (
+            "k8s_netsim_conntrack_entries_by_workload",
+            "workload",
+            "Conntrack entries by the workload that opened the flow.",
+            |c| {
+                c.by_workload
+                    .iter()
+                    .map(|s| (format!("workload=\"{}\"", label(&s.key.to_string())), s.entries))
+                    .collect()
+            },
+        ),
+        (
+            "k8s_netsim_conntrack_entries_by_destination",
+            "destination",
+            "Conntrack entries by destination Service (or external).",
+            |c| {
+                c.by_destination
+                    .iter()
+                    .map(|s| {
+                        (
+                            format!("destination=\"{}\"", label(&s.key.to_string())),
+                            s.entries,
+                        )
+                    })
+                    .collect()
+            },
+        ),
+        (
+            "k8s_netsim_conntrack_entries_by_state",
+            "state",
+            "Conntrack entries by protocol and TCP state.",
+            |c| {
+                c.by_state
+                    .iter()
+                    .map(|s| {
+                        let state = s.key.tcp.map_or("", |t| t.as_str());
+                        (
+                            format!("protocol=\"{}\",state=\"{state}\"", s.key.proto.as_str()),
+                            s.entries,
+                        )
+                    })
+                    .collect()
+            },
+        ),
+        (
+            "k8s_netsim_conntrack_entries_by_assured",
+            "assured",
+            "Conntrack entries with and without ASSURED.",
+            |c| {
+                vec![
+                    ("assured=\"true\"".to_owned(), c.assured),
+                    ("assured=\"false\"".to_owned(), c.not_assured),
+                ]
+            },
+        ),
     ];
     for (name, _, help, get) in breakdowns {
         family(out, name, "gauge", help);
         // Series: (node, labels) -> samples; every key seen on a node gets a value at
         // every snapshot of that node (0 where absent), so a class that empties drops to 0.
-        let mut series: std::collections::BTreeMap<(usize, String), Vec<(f64, u64)>> = std::collections::BTreeMap::new();
+        let mut series: std::collections::BTreeMap<(usize, String), Vec<(f64, u64)>> =
+            std::collections::BTreeMap::new();
         let mut times: std::collections::BTreeMap<usize, Vec<f64>> = std::collections::BTreeMap::new();
         for s in &snaps {
             #[allow(clippy::cast_precision_loss)]
@@ -265,7 +419,12 @@ fn census(out: &mut String, report: &Report, ts: &TimeSeries) {
                     }
                     _ => 0,
                 };
-                let _ = writeln!(out, "{name}{{node=\"{}\",{labels}}} {v} {}", node_name(*node), num(*at));
+                let _ = writeln!(
+                    out,
+                    "{name}{{node=\"{}\",{labels}}} {v} {}",
+                    node_name(*node),
+                    num(*at)
+                );
             }
         }
     }

@@ -19,7 +19,9 @@ mod run;
 mod timeseries;
 
 pub use histogram::Histogram;
-pub use run::{RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart, success_pct};
+pub use run::{
+    RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart, success_pct,
+};
 pub use timeseries::{LATENCY_BUCKETS_S, LatencyBuckets, Sample, TimeSeries};
 
 use serde::Serialize;

@@ -34,7 +34,11 @@ impl RunReport {
     /// Derives the alert replay and the census from `ts`.
     #[must_use]
     pub fn new(report: Report, ts: &TimeSeries) -> RunReport {
-        let interval = if ts.interval_s() > 0.0 { ts.interval_s() } else { report.duration_s };
+        let interval = if ts.interval_s() > 0.0 {
+            ts.interval_s()
+        } else {
+            report.duration_s
+        };
         let alerts = AlertReport::standard(&report, ts, interval);
         let snaps = ts.census_snapshots();
         let census = report
@@ -43,7 +47,11 @@ impl RunReport {
             .enumerate()
             .map(|(i, n)| NodeCensusReport::collect(&n.name, i, &snaps))
             .collect();
-        RunReport { report, alerts, census }
+        RunReport {
+            report,
+            alerts,
+            census,
+        }
     }
 
     /// `scenario flash-sale · seed 42 · kernel 5.4 · kube-proxy iptables`.
@@ -61,7 +69,10 @@ impl RunReport {
     pub fn markers(&self) -> Vec<Marker> {
         let mut out = Vec::new();
         for n in &self.report.nodes {
-            for (what, t) in [("drop", n.onset_s.drop), ("insert_failed", n.onset_s.insert_failed)] {
+            for (what, t) in [
+                ("drop", n.onset_s.drop),
+                ("insert_failed", n.onset_s.insert_failed),
+            ] {
                 if let Some(x) = t {
                     out.push(Marker {
                         x,
@@ -74,7 +85,11 @@ impl RunReport {
         for (k, replay) in self.alerts.replays.iter().enumerate() {
             for n in &replay.nodes {
                 if let Some(a) = &n.first_alert {
-                    let which = if k == 0 { String::new() } else { format!(" ({} s scrape)", replay.settings.scrape_interval_s) };
+                    let which = if k == 0 {
+                        String::new()
+                    } else {
+                        format!(" ({} s scrape)", replay.settings.scrape_interval_s)
+                    };
                     out.push(Marker {
                         x: a.at_s,
                         label: format!("{} {}{which}", a.rule, n.node),
@@ -94,7 +109,10 @@ impl RunReport {
         let markers = self.markers();
         let mut out = vec![
             ("conntrack-count.svg".to_owned(), count_chart(ts, &sub, &markers)),
-            ("conntrack-counters.svg".to_owned(), counters_chart(ts, &sub, &markers)),
+            (
+                "conntrack-counters.svg".to_owned(),
+                counters_chart(ts, &sub, &markers),
+            ),
             ("latency.svg".to_owned(), latency_chart(ts, &sub, &markers)),
             ("requests.svg".to_owned(), requests_chart(ts, &sub, &markers)),
         ];
@@ -119,13 +137,15 @@ pub fn count_chart(ts: &TimeSeries, subtitle: &str, markers: &[Marker]) -> LineC
     let mut series = Vec::new();
     for (i, n) in ts.nodes.iter().enumerate() {
         series.push(Series::line(
-            format!("{n} nf_conntrack_count"),
+            format!("{n} count"),
             i,
-            ts.samples.iter().map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))),
+            ts.samples
+                .iter()
+                .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))),
         ));
         let max = ts.max.get(i).copied().unwrap_or(0);
         let mut m = Series::line(
-            format!("{n} nf_conntrack_max ({max})"),
+            format!("{n} max {max}"),
             i,
             ts.samples.iter().map(|r| (r.t_s, as_f64(max))),
         );
@@ -149,7 +169,10 @@ pub fn counters_chart(ts: &TimeSeries, subtitle: &str, markers: &[Marker]) -> Li
     let mut series = Vec::new();
     for (i, n) in ts.nodes.iter().enumerate() {
         for (name, get) in [
-            ("drop", (|c: &super::ConntrackCounters| c.drop) as fn(&super::ConntrackCounters) -> u64),
+            (
+                "drop",
+                (|c: &super::ConntrackCounters| c.drop) as fn(&super::ConntrackCounters) -> u64,
+            ),
             ("insert_failed", |c| c.insert_failed),
             ("early_drop", |c| c.early_drop),
             ("clash_resolve", |c| c.clash_resolve),
@@ -228,13 +251,25 @@ pub fn latency_chart(ts: &TimeSeries, subtitle: &str, markers: &[Marker]) -> Lin
 pub fn requests_chart(ts: &TimeSeries, subtitle: &str, markers: &[Marker]) -> LineChart {
     let dt = ts.interval_s().max(f64::MIN_POSITIVE);
     let mut series = vec![
-        Series::line("answered (ok) per s", 2, ts.samples.iter().map(|r| (r.t_s, as_f64(r.ok) / dt))),
-        Series::line("failed per s", 3, ts.samples.iter().map(|r| (r.t_s, as_f64(r.failed) / dt))),
+        Series::line(
+            "answered (ok) per s",
+            2,
+            ts.samples.iter().map(|r| (r.t_s, as_f64(r.ok) / dt)),
+        ),
+        Series::line(
+            "failed per s",
+            3,
+            ts.samples.iter().map(|r| (r.t_s, as_f64(r.failed) / dt)),
+        ),
     ];
     if ts.samples.iter().any(|r| r.timeouts.is_some()) {
         series.push(Series {
             name: "timeouts per s".into(),
-            points: ts.samples.iter().map(|r| (r.t_s, r.timeouts.map(|v| as_f64(v) / dt))).collect(),
+            points: ts
+                .samples
+                .iter()
+                .map(|r| (r.t_s, r.timeouts.map(|v| as_f64(v) / dt)))
+                .collect(),
             slot: 1,
             dash: Dash::Dotted,
             dots: false,

@@ -126,9 +126,8 @@ impl TimeSeries {
     /// empty when not measured.
     #[must_use]
     pub fn to_csv(&self) -> String {
-        let mut s = String::from(
-            "t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms",
-        );
+        let mut s =
+            String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
         for n in &self.nodes {
             let _ = write!(s, ",{n}.count,{n}.cpu_pct");
             for (name, _) in ConntrackCounters::default().named() {
@@ -196,7 +195,10 @@ mod tests {
         let rows: Vec<&str> = csv.lines().collect();
         assert!(rows[1].starts_with("0.100,0,3,0,0,1.500,2.500,0,"), "{}", rows[1]);
         assert!(rows[2].starts_with("0.200,0,0,4,0,,,0,"), "{}", rows[2]);
-        assert!(rows[0].ends_with(",timeouts") && rows[2].ends_with(','), "timeouts last, empty when not measured");
+        assert!(
+            rows[0].ends_with(",timeouts") && rows[2].ends_with(','),
+            "timeouts last, empty when not measured"
+        );
         assert_eq!(ts.samples[1].p99_ms(), None);
         assert_eq!(ts.interval_s(), 0.1);
     }

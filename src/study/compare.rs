@@ -227,10 +227,15 @@ impl Comparison {
                 self.variants
                     .iter()
                     .map(|v| {
-                        v.report.alerts.replays.get(k).and_then(|r| r.first_alert.as_ref()).map_or_else(
-                            || "none".to_owned(),
-                            |a| format!("{} {:.3}s {}", a.rule, a.at_s, a.node),
-                        )
+                        v.report
+                            .alerts
+                            .replays
+                            .get(k)
+                            .and_then(|r| r.first_alert.as_ref())
+                            .map_or_else(
+                                || "none".to_owned(),
+                                |a| format!("{} {:.3}s {}", a.rule, a.at_s, a.node),
+                            )
                     })
                     .collect(),
             ));
@@ -304,7 +309,9 @@ impl Comparison {
     pub fn subtitle(&self) -> String {
         format!(
             "scenario {} · seed {} · {} variants",
-            self.variants.first().map_or(self.scenario.as_str(), |v| v.report.scenario.as_str()),
+            self.variants
+                .first()
+                .map_or(self.scenario.as_str(), |v| v.report.scenario.as_str()),
             self.seed,
             self.variants.len()
         )
@@ -315,10 +322,13 @@ impl Comparison {
         let mut out = Vec::new();
         for v in &self.variants {
             if let Some(n) = v.report.nodes.get(i) {
-                let first = [("drop", n.onset_s.drop), ("insert_failed", n.onset_s.insert_failed)]
-                    .into_iter()
-                    .filter_map(|(w, t)| t.map(|t| (w, t)))
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let first = [
+                    ("drop", n.onset_s.drop),
+                    ("insert_failed", n.onset_s.insert_failed),
+                ]
+                .into_iter()
+                .filter_map(|(w, t)| t.map(|t| (w, t)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
                 if let Some((what, x)) = first {
                     out.push(Marker {
                         x,
@@ -346,7 +356,11 @@ impl Comparison {
             .first()
             .map(|v| v.timeseries.nodes.clone())
             .unwrap_or_default();
-        let base_max: Vec<u64> = self.variants.first().map(|v| v.timeseries.max.clone()).unwrap_or_default();
+        let base_max: Vec<u64> = self
+            .variants
+            .first()
+            .map(|v| v.timeseries.max.clone())
+            .unwrap_or_default();
         for (i, node) in nodes.iter().enumerate() {
             let mut count = Vec::new();
             let mut drops = Vec::new();
@@ -355,12 +369,14 @@ impl Comparison {
                 count.push(Series::line(
                     v.name.clone(),
                     slot,
-                    ts.samples.iter().map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))),
+                    ts.samples
+                        .iter()
+                        .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))),
                 ));
                 let max = ts.max.get(i).copied().unwrap_or(0);
                 if slot == 0 || Some(&max) != base_max.get(i) {
                     let mut m = Series::line(
-                        format!("{} nf_conntrack_max ({max})", v.name),
+                        format!("{} max {max}", v.name),
                         slot,
                         ts.samples.iter().map(|r| (r.t_s, as_f64(max))),
                     );
@@ -456,7 +472,10 @@ impl Comparison {
     /// [`Comparison::line_charts`] rendered as SVG files.
     #[must_use]
     pub fn charts(&self) -> Vec<(String, String)> {
-        self.line_charts().into_iter().map(|(n, c)| (n, c.render())).collect()
+        self.line_charts()
+            .into_iter()
+            .map(|(n, c)| (n, c.render()))
+            .collect()
     }
 
     /// The comparison as one self-contained HTML page: each variant's verdict and cause,
@@ -464,7 +483,10 @@ impl Comparison {
     /// fills the table at each variant's first onset.
     #[must_use]
     pub fn html(&self) -> String {
-        let mut page = Page::new(&format!("k8s-netsim compare: {}", self.scenario), &self.subtitle());
+        let mut page = Page::new(
+            &format!("k8s-netsim compare: {}", self.scenario),
+            &self.subtitle(),
+        );
         page.heading("Verdicts");
         for v in &self.variants {
             page.subheading(&if v.overrides.is_empty() {
@@ -472,7 +494,11 @@ impl Comparison {
             } else {
                 format!("{} ({})", v.name, v.overrides.join(", "))
             });
-            page.verdict(&v.report.verdict.text, &v.report.verdict.cause, v.report.verdict.kind == "none");
+            page.verdict(
+                &v.report.verdict.text,
+                &v.report.verdict.cause,
+                v.report.verdict.kind == "none",
+            );
         }
         page.heading("Side by side");
         let mut header = vec![String::new()];
@@ -503,10 +529,20 @@ fn top_class(r: &RunReport) -> String {
     let at_onset = r
         .census
         .iter()
-        .flat_map(|c| c.at_onset.iter().map(move |o| (o.snapshot.at_s, &o.snapshot.census)))
+        .flat_map(|c| {
+            c.at_onset
+                .iter()
+                .map(move |o| (o.snapshot.at_s, &o.snapshot.census))
+        })
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c);
-    let census = at_onset.or_else(|| r.census.iter().filter_map(|c| c.at_peak.as_ref()).map(|p| &p.census).next());
+    let census = at_onset.or_else(|| {
+        r.census
+            .iter()
+            .filter_map(|c| c.at_peak.as_ref())
+            .map(|p| &p.census)
+            .next()
+    });
     census
         .and_then(|c| c.top_classes.first().map(|s| (s, c.total)))
         .map_or_else(

@@ -460,12 +460,22 @@ impl Sweep {
     #[allow(clippy::cast_precision_loss)]
     pub fn charts(&self) -> Vec<(String, String)> {
         let metrics: [(&str, &str, ValueFormat, RowMetric); 4] = [
-            ("drops", "drop + insert_failed (packets)", ValueFormat::Count, |r| {
-                (r.drop + r.insert_failed) as f64
-            }),
+            (
+                "drops",
+                "drop + insert_failed (packets)",
+                ValueFormat::Count,
+                |r| (r.drop + r.insert_failed) as f64,
+            ),
             ("p99", "p99 latency", ValueFormat::Millis, |r| r.p99_ms),
-            ("peak-count", "peak nf_conntrack_count (entries)", ValueFormat::Count, |r| r.count_peak as f64),
-            ("timeouts", "timeouts (attempts)", ValueFormat::Count, |r| r.timeouts as f64),
+            (
+                "peak-count",
+                "peak nf_conntrack_count (entries)",
+                ValueFormat::Count,
+                |r| r.count_peak as f64,
+            ),
+            ("timeouts", "timeouts (attempts)", ValueFormat::Count, |r| {
+                r.timeouts as f64
+            }),
         ];
         let mut out = Vec::new();
         match self.params.as_slice() {
@@ -482,7 +492,12 @@ impl Sweep {
                         format!("sweep-{file}.svg"),
                         LineChart {
                             title: format!("{label} against {}", p.paths.join(",")),
-                            subtitle: format!("scenario {} · seeds {} · {}", self.scenario, seeds_text(&self.seeds), mean_of(self.seeds.len())),
+                            subtitle: format!(
+                                "scenario {} · seeds {} · {}",
+                                self.scenario,
+                                seeds_text(&self.seeds),
+                                mean_of(self.seeds.len())
+                            ),
                             x: Axis {
                                 label: p.axis_label(),
                                 scale: crate::report::chart::Scale::Linear,
@@ -520,7 +535,12 @@ impl Sweep {
                         format!("sweep-{file}-heatmap.svg"),
                         Heatmap {
                             title: label.to_owned(),
-                            subtitle: format!("scenario {} · seeds {} · {}", self.scenario, seeds_text(&self.seeds), mean_of(self.seeds.len())),
+                            subtitle: format!(
+                                "scenario {} · seeds {} · {}",
+                                self.scenario,
+                                seeds_text(&self.seeds),
+                                mean_of(self.seeds.len())
+                            ),
                             x_label: px.axis_label(),
                             y_label: py.axis_label(),
                             x_values: px.values.clone(),

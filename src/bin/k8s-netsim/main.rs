@@ -202,8 +202,14 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         let mut files = vec![
             ("report.json".to_owned(), format!("{json}\n")),
             ("timeseries.csv".to_owned(), ts.to_csv()),
-            ("metrics.prom".to_owned(), k8s_netsim::report::metrics::openmetrics(&report, &ts)),
-            ("report.html".to_owned(), k8s_netsim::report::html::run_page(&report, &ts)),
+            (
+                "metrics.prom".to_owned(),
+                k8s_netsim::report::metrics::openmetrics(&report, &ts),
+            ),
+            (
+                "report.html".to_owned(),
+                k8s_netsim::report::html::run_page(&report, &ts),
+            ),
         ];
         files.extend(report.charts(&ts).into_iter().map(|(name, c)| (name, c.render())));
         for (name, text) in &files {

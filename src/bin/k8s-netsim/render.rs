@@ -156,7 +156,10 @@ pub(crate) fn summary(r: &RunReport) -> String {
             let _ = writeln!(s, "  workload {}: {}", w.name, latency_line(&w.latency_ms));
         }
     }
-    let _ = writeln!(s, "\nalerts (replayed on the time series; rules in docs/report-format.md):");
+    let _ = writeln!(
+        s,
+        "\nalerts (replayed on the time series; rules in docs/report-format.md):"
+    );
     for line in r.alerts.summary_lines() {
         let _ = writeln!(s, "  {line}");
     }
@@ -171,10 +174,23 @@ fn census(s: &mut String, r: &RunReport) {
         let snap = c
             .at_onset
             .first()
-            .map(|o| (format!("at the {} onset, t={:.3}s", o.counter.as_str(), o.snapshot.at_s), &o.snapshot.census))
-            .or_else(|| c.at_peak.as_ref().map(|p| (format!("at the peak, t={:.3}s", p.at_s), &p.census)));
+            .map(|o| {
+                (
+                    format!("at the {} onset, t={:.3}s", o.counter.as_str(), o.snapshot.at_s),
+                    &o.snapshot.census,
+                )
+            })
+            .or_else(|| {
+                c.at_peak
+                    .as_ref()
+                    .map(|p| (format!("at the peak, t={:.3}s", p.at_s), &p.census))
+            });
         let Some((when, census)) = snap else {
-            let _ = writeln!(s, "  node {}: no census (the simulation took no snapshot of its table)", c.node);
+            let _ = writeln!(
+                s,
+                "  node {}: no census (the simulation took no snapshot of its table)",
+                c.node
+            );
             continue;
         };
         let _ = writeln!(s, "  node {} {when}: {} entries", c.node, census.total);
