@@ -715,9 +715,13 @@ impl LineChart {
         for i in order {
             let series = &self.series[i];
             let c = colour(series.slot);
-            let name = match &same[i] {
-                Some(o) => format!("{} (= {o})", series.name),
-                None => series.name.clone(),
+            // A long "(= other)" goes on a second, smaller line so it stays inside the SVG.
+            let (name, second) = match &same[i] {
+                Some(o) if series.name.chars().count() + o.chars().count() > 26 => {
+                    (series.name.clone(), Some(format!("(= {o})")))
+                }
+                Some(o) => (format!("{} (= {o})", series.name), None),
+                None => (series.name.clone(), None),
             };
             if self.stacked {
                 let _ = writeln!(
@@ -742,6 +746,16 @@ impl LineChart {
                 esc(&name)
             );
             ly += row_h;
+            if let Some(second) = second {
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#555">{}</text>"##,
+                    lx + 26.0,
+                    ly + 1.0,
+                    esc(&second)
+                );
+                ly += row_h * 0.8;
+            }
         }
         for (kind, label, stroke, dash) in [
             (
@@ -989,6 +1003,15 @@ mod tests {
         assert!(svg.contains("scenario small · seed 7"));
         assert!(svg.contains("stroke-dasharray"));
         assert!(svg.contains("headless (= node-a)"), "{svg}");
+        let long = chart(vec![
+            Series::line("node-a max 131072", 0, [(0.0, 1.0)]),
+            Series::line("node-b max 131072", 1, [(0.0, 1.0)]),
+        ])
+        .render();
+        assert!(
+            long.contains(">(= node-a max 131072)</text>"),
+            "a long note gets its own line"
+        );
         assert!(svg.contains("drop node-a"));
         assert!(svg.contains("onset (first drop / insert_failed)"));
     }

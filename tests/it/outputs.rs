@@ -475,3 +475,97 @@ fn the_grafana_dashboard_queries_only_metrics_the_run_writes() {
     }
     assert!(queried >= 15, "{queried}");
 }
+
+/// Prometheus' own rule engine (`promtool test rules`) fires the replayed rules at the
+/// times the replay reports, on node-a's flash-sale series evaluated every sample.
+#[test]
+fn the_alert_replay_agrees_with_promtool_test_rules() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED the_alert_replay_agrees_with_promtool_test_rules: promtool is not installed");
+        return;
+    }
+    let (r, ts) = flash_sale();
+    let replay = &r.alerts.replays[0];
+    let step_ms = (ts.interval_s() * 1000.0).round() as u64;
+    let dir = std::env::temp_dir().join(format!("k8s-netsim-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each replayed rule under its own alert name, with its `for:`.
+    let name = |id: &str| format!("Replay_{}", id.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    let mut rules = String::from("groups:\n  - name: replay\n    rules:\n");
+    for rule in &r.alerts.rules {
+        rules.push_str(&format!(
+            "      - alert: {}\n        expr: '{}'\n        for: {}s\n",
+            name(rule.id),
+            rule.expr,
+            rule.for_s
+        ));
+    }
+    std::fs::write(dir.join("rules.yml"), rules).unwrap();
+    // Input: node-a's samples; promtool's series start at t = 0 with the empty table.
+    let values = |f: &dyn Fn(&k8s_netsim::report::Sample) -> u64| {
+        std::iter::once("0".to_owned())
+            .chain(ts.samples.iter().map(|s| f(s).to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut test = format!(
+        "rule_files: [rules.yml]\nevaluation_interval: {step_ms}ms\ntests:\n  - interval: {step_ms}ms\n    input_series:\n"
+    );
+    test.push_str(&format!(
+        "      - series: 'node_nf_conntrack_entries{{node=\"node-a\"}}'\n        values: '{}'\n",
+        values(&|s| s.count[0])
+    ));
+    test.push_str(&format!(
+        "      - series: 'node_nf_conntrack_entries_limit{{node=\"node-a\"}}'\n        values: '{}'\n",
+        values(&|_| ts.max[0])
+    ));
+    test.push_str(&format!(
+        "      - series: 'node_nf_conntrack_stat_drop{{node=\"node-a\"}}'\n        values: '{}'\n",
+        values(&|s| s.counters[0].drop)
+    ));
+    test.push_str("    alert_rule_test:\n");
+    let mut checks = 0;
+    for (rule, outcome) in r.alerts.rules.iter().zip(&replay.nodes[0].rules) {
+        let alert = name(rule.id);
+        match outcome.firing_at_s {
+            Some(t) => {
+                let ms = (t * 1000.0).round() as u64;
+                for (at, firing) in [(ms - step_ms, false), (ms, true)] {
+                    test.push_str(&format!(
+                        "      - eval_time: {at}ms\n        alertname: {alert}\n"
+                    ));
+                    test.push_str(if firing {
+                        "        exp_alerts:\n          - exp_labels: {node: node-a}\n"
+                    } else {
+                        "        exp_alerts: []\n"
+                    });
+                    checks += 1;
+                }
+            }
+            None => {
+                let end = (r.duration_s * 1000.0).round() as u64;
+                test.push_str(&format!(
+                    "      - eval_time: {end}ms\n        alertname: {alert}\n        exp_alerts: []\n"
+                ));
+                checks += 1;
+            }
+        }
+    }
+    std::fs::write(dir.join("test.yml"), test).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "test.yml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool disagrees with the replay:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(checks >= 7, "{checks}");
+}
