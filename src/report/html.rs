@@ -213,9 +213,12 @@ pub fn census_section(page: &mut Page, c: &NodeCensusReport, subtitle: &str) {
         );
         census_tables(page, &p.census, 5);
     }
-    if let Some(chart) = super::census_chart(c, subtitle) {
-        page.charts(&[chart.render()]);
-    }
+    let charts: Vec<String> = [super::CensusBy::Workload, super::CensusBy::State]
+        .into_iter()
+        .filter_map(|by| super::census_chart(c, by, subtitle))
+        .map(|chart| chart.render())
+        .collect();
+    page.charts(&charts);
 }
 
 /// The alert replay as tables: per replay, each rule's firing time per node and the

@@ -20,7 +20,8 @@ mod timeseries;
 
 pub use histogram::Histogram;
 pub use run::{
-    RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart, success_pct,
+    CensusBy, RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart,
+    success_pct,
 };
 pub use timeseries::{LATENCY_BUCKETS_S, LatencyBuckets, Sample, TimeSeries};
 

@@ -117,8 +117,10 @@ impl RunReport {
             ("requests.svg".to_owned(), requests_chart(ts, &sub, &markers)),
         ];
         for c in &self.census {
-            if let Some(chart) = census_chart(c, &sub) {
-                out.push((format!("census-{}.svg", c.node), chart));
+            for (by, name) in [(CensusBy::Workload, "workload"), (CensusBy::State, "state")] {
+                if let Some(chart) = census_chart(c, by, &sub) {
+                    out.push((format!("census-{}-{name}.svg", c.node), chart));
+                }
             }
         }
         out
@@ -303,15 +305,28 @@ pub fn success_pct(ts: &TimeSeries) -> Vec<(f64, Option<f64>)> {
         .collect()
 }
 
-/// Who fills a node's table over time: stacked by protocol and TCP state, largest
-/// layer at the bottom. `None` without periodic snapshots.
+/// Which breakdown a census chart stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CensusBy {
+    /// By the workload that opened the flow.
+    Workload,
+    /// By protocol and TCP state.
+    State,
+}
+
+/// Who fills a node's table over time, stacked by workload or by protocol and TCP state,
+/// the largest layer at the bottom. `None` without periodic snapshots.
 #[must_use]
-pub fn census_chart(c: &NodeCensusReport, subtitle: &str) -> Option<LineChart> {
+pub fn census_chart(c: &NodeCensusReport, by: CensusBy, subtitle: &str) -> Option<LineChart> {
     let cols = &c.over_time;
     if cols.t_s.is_empty() {
         return None;
     }
-    let mut layers: Vec<(&String, &Vec<u64>)> = cols.by_state.iter().collect();
+    let (map, what) = match by {
+        CensusBy::Workload => (&cols.by_workload, "workload"),
+        CensusBy::State => (&cols.by_state, "protocol and TCP state"),
+    };
+    let mut layers: Vec<(&String, &Vec<u64>)> = map.iter().collect();
     layers.sort_by(|a, b| b.1.iter().max().cmp(&a.1.iter().max()).then_with(|| a.0.cmp(b.0)));
     let series = layers
         .iter()
@@ -325,7 +340,7 @@ pub fn census_chart(c: &NodeCensusReport, subtitle: &str) -> Option<LineChart> {
         })
         .collect();
     Some(LineChart {
-        title: format!("who fills {}'s table: entries by protocol and TCP state", c.node),
+        title: format!("who fills {}'s table: entries by {what}", c.node),
         subtitle: subtitle.to_owned(),
         x: Axis::time(),
         y: Axis::linear("entries", ValueFormat::Count),

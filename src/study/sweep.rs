@@ -492,12 +492,7 @@ impl Sweep {
                         format!("sweep-{file}.svg"),
                         LineChart {
                             title: format!("{label} against {}", p.paths.join(",")),
-                            subtitle: format!(
-                                "scenario {} · seeds {} · {}",
-                                self.scenario,
-                                seeds_text(&self.seeds),
-                                mean_of(self.seeds.len())
-                            ),
+                            subtitle: format!("scenario {} · {}", self.scenario, seeds_text(&self.seeds)),
                             x: Axis {
                                 label: p.axis_label(),
                                 scale: crate::report::chart::Scale::Linear,
@@ -535,12 +530,7 @@ impl Sweep {
                         format!("sweep-{file}-heatmap.svg"),
                         Heatmap {
                             title: label.to_owned(),
-                            subtitle: format!(
-                                "scenario {} · seeds {} · {}",
-                                self.scenario,
-                                seeds_text(&self.seeds),
-                                mean_of(self.seeds.len())
-                            ),
+                            subtitle: format!("scenario {} · {}", self.scenario, seeds_text(&self.seeds)),
                             x_label: px.axis_label(),
                             y_label: py.axis_label(),
                             x_values: px.values.clone(),
@@ -595,12 +585,12 @@ impl Sweep {
     }
 }
 
-/// `42` or `42..44`.
+/// `seed 42`, or `seeds 42..44 · mean of 3 seeds`.
 fn seeds_text(seeds: &[u64]) -> String {
     match (seeds.first(), seeds.last()) {
-        (Some(a), Some(b)) if a != b => format!("{a}..{b}"),
-        (Some(a), _) => a.to_string(),
-        _ => "none".to_owned(),
+        (Some(a), Some(b)) if seeds.len() > 1 => format!("seeds {a}..{b} · {}", mean_of(seeds.len())),
+        (Some(a), _) => format!("seed {a}"),
+        _ => "no seed".to_owned(),
     }
 }
 
@@ -757,6 +747,25 @@ mod tests {
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(matches!(Shard::parse(bad), Err(SweepError::BadShard(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_parameter_charts_mark_each_swept_value_with_its_unit() {
+        let s = small();
+        let params = vec![parse_param(&s, "workloads.0.rate=100/s..300/s:3").unwrap()];
+        let sw = Sweep::run(&s, params, vec![1], None, NonZeroUsize::MIN, &|_, _| {}).unwrap();
+        let charts = sw.charts();
+        assert_eq!(charts.len(), 4);
+        let (_, svg) = &charts[0];
+        assert_eq!(svg.matches(r#"class="point""#).count(), 3, "a dot per grid point");
+        assert!(svg.contains("workloads.0.rate (requests/s)"), "unit on the axis");
+        for v in [">100<", ">200<", ">300<"] {
+            assert!(svg.contains(v), "a tick at the swept value {v}");
+        }
+        assert!(
+            svg.contains("· seed 1<") && svg.contains(">1 seed<") && !svg.contains("seeds"),
+            "grammar"
+        );
     }
 
     #[test]
