@@ -1,6 +1,6 @@
 //! The `report` module turns a finished simulation into what an operator reads: the
 //! verdict, per-node conntrack counters with their onset times, latency percentiles,
-//! request outcomes, DNS load, the time series ([`timeseries`]), and what is derived
+//! request outcomes, DNS load, the time series ([`TimeSeries`]), and what is derived
 //! from it: the alert replay ([`alerts`]), who fills the table ([`census`]), Prometheus
 //! metrics ([`metrics`]), SVG charts ([`chart`]) and one HTML page ([`html`]).
 //!
