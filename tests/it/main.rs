@@ -6,6 +6,7 @@ mod doc_refs;
 mod layering;
 mod modes;
 mod oracle_traces;
+mod outputs;
 mod plan;
 mod recommend;
 mod remediations;
