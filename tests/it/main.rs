@@ -6,6 +6,7 @@ mod layering;
 mod modes;
 mod oracle_traces;
 mod plan;
+mod race_fit;
 mod recommend;
 mod remediations;
 mod scenario_errors;

@@ -221,15 +221,21 @@ fn race_pairs_attribute_every_clash_to_one_pair_and_one_cpu_never_races() {
     // counters of the whole load step, and sends on one CPU never race (docs/oracle.md).
     for exp in ["k-race-gap", "l-syn-race"] {
         let dir = traces_dir().join(exp);
-        let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
         for (param, run) in meta["runs"].as_object().unwrap() {
             let text = std::fs::read_to_string(dir.join(format!("{param}.race.csv"))).unwrap();
             let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
-            assert_eq!(rows.len() as u64, run["params"]["pairs"].as_u64().unwrap(), "{exp}/{param}: pairs");
+            assert_eq!(
+                rows.len() as u64,
+                run["params"]["pairs"].as_u64().unwrap(),
+                "{exp}/{param}: pairs"
+            );
             let sum = |col: usize| rows.iter().map(|r| r[col].parse::<u64>().unwrap()).sum::<u64>();
             let step = &run["summary"]["steps"][0];
             for (col, key) in [(11, "clash_resolve"), (12, "insert_failed"), (13, "drop")] {
-                let whole = step["ct_after"][key].as_u64().unwrap() - step["ct_before"][key].as_u64().unwrap();
+                let whole =
+                    step["ct_after"][key].as_u64().unwrap() - step["ct_before"][key].as_u64().unwrap();
                 assert_eq!(sum(col), whole, "{exp}/{param}: {key} per pair vs the step");
             }
             for r in &rows {
@@ -238,7 +244,11 @@ fn race_pairs_attribute_every_clash_to_one_pair_and_one_cpu_never_races() {
                     assert!(!raced, "{exp}/{param}: pair {} raced on one CPU", r[0]);
                 }
                 if raced {
-                    assert!(!r[14].is_empty(), "{exp}/{param}: pair {} raced on no CPU row", r[0]);
+                    assert!(
+                        !r[14].is_empty(),
+                        "{exp}/{param}: pair {} raced on no CPU row",
+                        r[0]
+                    );
                 }
             }
         }
