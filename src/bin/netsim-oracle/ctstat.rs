@@ -134,7 +134,11 @@ pub(crate) fn parse_per_cpu(text: &str) -> Result<Vec<CpuClash>, String> {
             .map(|x| u64::from_str_radix(x, 16).map_err(|e| format!("bad stat cell `{x}`: {e}")))
             .collect::<Result<_, _>>()?;
         if cells.len() != header.len() {
-            return Err(format!("stat row has {} cells, header {}", cells.len(), header.len()));
+            return Err(format!(
+                "stat row has {} cells, header {}",
+                cells.len(),
+                header.len()
+            ));
         }
         rows.push(CpuClash {
             clash_resolve: cells[c],
@@ -218,8 +222,22 @@ mod tests {
     fn per_cpu_rows_keep_their_order() {
         let rows = parse_per_cpu(SAMPLE).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0], CpuClash { clash_resolve: 1, insert_failed: 4, drop: 10 });
-        assert_eq!(rows[1], CpuClash { clash_resolve: 2, insert_failed: 4, drop: 16 });
+        assert_eq!(
+            rows[0],
+            CpuClash {
+                clash_resolve: 1,
+                insert_failed: 4,
+                drop: 10
+            }
+        );
+        assert_eq!(
+            rows[1],
+            CpuClash {
+                clash_resolve: 2,
+                insert_failed: 4,
+                drop: 16
+            }
+        );
     }
 
     #[test]

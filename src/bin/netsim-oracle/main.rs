@@ -247,7 +247,11 @@ fn main() -> Result<()> {
             workers,
             duration,
         } => tcp::server(listen, close, workers, duration).map_err(|e| anyhow!(e)),
-        Cmd::UdpEcho { listen, tag, duration } => udp::echo(&listen, tag, duration).map_err(|e| anyhow!(e)),
+        Cmd::UdpEcho {
+            listen,
+            tag,
+            duration,
+        } => udp::echo(&listen, tag, duration).map_err(|e| anyhow!(e)),
         Cmd::TcpStorm {
             dst,
             rate,

@@ -211,7 +211,10 @@ impl PairRace {
                         .map_err(|e| format!("race-pairs bind {ip}:{port}: {e}"))?;
                     Ok(fd)
                 };
-                Ok(PairSockets::Tcp([mk(self.opts.src_ips[0])?, mk(self.opts.src_ips[1])?]))
+                Ok(PairSockets::Tcp([
+                    mk(self.opts.src_ips[0])?,
+                    mk(self.opts.src_ips[1])?,
+                ]))
             }
         }
     }
@@ -299,7 +302,11 @@ impl PairRace {
                 r.clash_resolve,
                 r.insert_failed,
                 r.drop,
-                r.clash_cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                r.clash_cpus
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ));
         }
         std::fs::write(path, out).map_err(|e| format!("writing {path}: {e}"))
@@ -313,7 +320,10 @@ impl PairRace {
             let sel: Vec<&PairRecord> = self.pairs.iter().filter(|p| p.gap_target_ns == target).collect();
             let mut gaps: Vec<i64> = sel.iter().filter_map(|p| p.gap_ns(self.opts.placement)).collect();
             gaps.sort_unstable();
-            let q = |f: f64| gaps.get(((gaps.len().saturating_sub(1)) as f64 * f) as usize).copied();
+            let q = |f: f64| {
+                gaps.get(((gaps.len().saturating_sub(1)) as f64 * f) as usize)
+                    .copied()
+            };
             per.push(serde_json::json!({
                 "gap_target_ns": target,
                 "pairs": sel.len(),
@@ -345,7 +355,13 @@ fn spin_until(clock: &Clock, t: Duration, polite: bool) {
 }
 
 /// Spins until `counter >= target`, at most [`SPIN_LIMIT`], or until `failed` is set.
-fn spin_for(counter: &AtomicU64, target: u64, shared: &Shared, clock: &Clock, polite: bool) -> Result<(), String> {
+fn spin_for(
+    counter: &AtomicU64,
+    target: u64,
+    shared: &Shared,
+    clock: &Clock,
+    polite: bool,
+) -> Result<(), String> {
     let deadline = clock.elapsed() + SPIN_LIMIT;
     let mut spins = 0u32;
     while counter.load(Ordering::Acquire) < target {
@@ -390,9 +406,16 @@ fn fire_mmsg(clock: &Clock, sock: &UdpSocket, pair: u64) -> Result<[i64; 3], Str
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(2, None);
     let cpu = cpu_now().map_or(0, |c| c as i64 + 1);
     let t0 = clock.elapsed().as_nanos() as i64;
-    let sent = sendmmsg(sock.as_raw_fd(), &mut headers, &iovs, addrs, [], MsgFlags::empty())
-        .map_err(|e| format!("sendmmsg: {e}"))?
-        .count();
+    let sent = sendmmsg(
+        sock.as_raw_fd(),
+        &mut headers,
+        &iovs,
+        addrs,
+        [],
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("sendmmsg: {e}"))?
+    .count();
     let t1 = clock.elapsed().as_nanos() as i64;
     if sent != 2 {
         return Err(format!("sendmmsg sent {sent} of 2 datagrams"));
