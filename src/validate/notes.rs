@@ -25,8 +25,10 @@ pub(crate) const KNOWN_FAILURES: &[(&str, &str)] = &[
          for the other five). The fitted period-to-period spread (`factor_sigma` 0.217 from six \
          recordings) puts a factor of 1.54 at the 97.5th percentile of periods, and with it the model's \
          range of raced pairs ends just below the recording (1,666 vs 1,746 in total; 315 vs 358 at 4 µs). \
-         The mechanism rows of the same recording pass (every race resolved on 6.18, answers un-NATed, \
-         5.4 drops half of the races: 860 of 1,746 recorded, 50.0 % in the model). What it would take: \
+         The counter rows of this recording follow its race count; the mechanism agrees (every race \
+         resolved on 6.18 with no insert_failed or drop, all answers un-NATed, and 5.4 would drop the \
+         races DNATed to different backends: 860 of 1,746 in the recording, 617.5 of 1,230.9 in the \
+         model, both about half). What it would take: \
          more recordings spread over time (the spread is estimated from six), or a covariate for the \
          period's condition recorded with each run (e.g. the median duration of the first send, which \
          contains the packet's trip).",
