@@ -338,8 +338,9 @@ mod tests {
             .count();
         let p = hits as f64 / f64::from(n);
         assert!((p - c.probability_given(gap, F1)).abs() < 0.01);
-        // The gap is the median rounded down to whole nanoseconds.
-        assert!((c.probability_given(gap, F1) - c.in_flight_given(F1) / 2.0).abs() < 1e-6);
+        // The gap is the median rounded down to whole nanoseconds (the curve falls by
+        // about 6e-5 per nanosecond there).
+        assert!((c.probability_given(gap, F1) - c.in_flight_given(F1) / 2.0).abs() < 1e-4);
         assert!((c.in_flight_given(F1) - c.in_flight).abs() < 1e-9);
         // Averaged over drawn factors, the marginal curve.
         let hits = (0..n)
