@@ -8,6 +8,7 @@ mod modes;
 mod oracle_traces;
 mod outputs;
 mod plan;
+mod race_fit;
 mod recommend;
 mod remediations;
 mod scenario_errors;
