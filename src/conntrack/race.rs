@@ -2,7 +2,7 @@
 //! slot reach its deciding hook before the first packet is confirmed?
 //!
 //! A new entry is allocated at the first conntrack hook and becomes visible to other
-//! CPUs only at `__nf_conntrack_confirm`, the last hook (kernel-semantics.md §2). Two
+//! CPUs only at `__nf_conntrack_confirm`, the last hook (kernel-semantics.md §Allocation and confirm). Two
 //! packets processed on different CPUs inside that window both miss each other and
 //! meet at confirm, where the clash is resolved (`clash_resolve`) or the loser dropped
 //! (`insert_failed` + `drop`); which of these the table decides, this module only
