@@ -98,6 +98,16 @@ fn prime(engine: &mut Engine<NodeSim>) {
             engine.model_mut().add_lane(delay, lane);
         }
     }
+    let cpus: Vec<u32> = engine.model().world.nodes.iter().map(|n| n.cpus).collect();
+    'nodes: for (node, n) in cpus.into_iter().enumerate() {
+        for _ in 0..n {
+            let (Ok(start), Ok(confirm)) = (engine.add_lane(), engine.add_lane()) else {
+                // Out of lanes: the remaining CPUs' events use the heap (same order).
+                break 'nodes;
+            };
+            engine.model_mut().add_cpu_lanes(node, [start, confirm]);
+        }
+    }
     // The model schedules its own first events through the engine.
     let mut first: Vec<(SimTime, event::Event)> = Vec::new();
     engine.model_mut().initial_events(&mut first);
