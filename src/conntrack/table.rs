@@ -9,10 +9,9 @@ use super::{
 };
 use crate::kernel::CtTimeouts;
 use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
-use crate::rng::{SimRng, mix64};
+use crate::rng::SimRng;
 use crate::time::{NANOS_PER_SEC, SimDuration, SimTime};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// End of a chain / empty free list.
 pub(super) const NIL: u32 = u32::MAX;
@@ -143,24 +142,6 @@ pub(super) const fn dir_slot(d: Direction) -> usize {
     }
 }
 
-/// A deterministic hasher for the lookup-only `bysource` index.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct FixedHasher(u64);
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        mix64(self.0)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = mix64(self.0 ^ u64::from(*b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = mix64(self.0 ^ v);
-    }
-}
-
 /// `nf_nat_bysource` key: protocol, source address and port of the ORIGINAL tuple.
 pub(super) fn src_key(t: &Tuple) -> u64 {
     (u64::from(t.proto.number()) << 48) | (u64::from(t.src.to_bits()) << 16) | u64::from(t.sport)
@@ -223,7 +204,7 @@ pub struct ConntrackTable {
     /// Old kernels' shared per-protocol SNAT port offset (`nat_sequential_rover`).
     pub(super) rover: [u16; 3],
     /// `nf_nat_bysource` simplified to the latest SRC binding per source.
-    pub(super) bysource: hashbrown::HashMap<u64, ConnId, BuildHasherDefault<FixedHasher>>,
+    pub(super) bysource: hashbrown::HashMap<u64, ConnId, crate::rng::FixedState>,
     /// Per bucket, what a chain walk of `early_drop` could find there (see
     /// [`BucketSummary`]).
     pub(super) summaries: Vec<BucketSummary>,
