@@ -12,6 +12,7 @@
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// splitmix64's state increment: 2^64 divided by the golden ratio, rounded to odd.
 pub const SPLITMIX64_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -137,6 +138,35 @@ impl SimRng {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
+
+/// A fixed, seedless hasher for lookup-only indexes: [`splitmix64`] over the
+/// written words (FNV-1a for byte slices). Same layout on every run and platform.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FixedHasher {
+    state: u64,
+}
+
+impl Hasher for FixedHasher {
+    fn finish(&self) -> u64 {
+        splitmix64(self.state)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.state ^ 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.state = h;
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.state = self.state.rotate_left(29) ^ n;
+    }
+}
+
+/// Build-hasher for [`FixedHasher`].
+pub type FixedState = BuildHasherDefault<FixedHasher>;
 
 #[cfg(test)]
 mod tests {

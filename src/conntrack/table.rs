@@ -9,10 +9,9 @@ use super::{
 };
 use crate::kernel::CtTimeouts;
 use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
-use crate::rng::{SimRng, mix64};
+use crate::rng::SimRng;
 use crate::time::{NANOS_PER_SEC, SimDuration, SimTime};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// End of a chain / empty free list.
 pub(super) const NIL: u32 = u32::MAX;
@@ -143,24 +142,6 @@ pub(super) const fn dir_slot(d: Direction) -> usize {
     }
 }
 
-/// A deterministic hasher for the lookup-only `bysource` index.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct FixedHasher(u64);
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        mix64(self.0)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = mix64(self.0 ^ u64::from(*b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = mix64(self.0 ^ v);
-    }
-}
-
 /// `nf_nat_bysource` key: protocol, source address and port of the ORIGINAL tuple.
 pub(super) fn src_key(t: &Tuple) -> u64 {
     (u64::from(t.proto.number()) << 48) | (u64::from(t.src.to_bits()) << 16) | u64::from(t.sport)
@@ -223,7 +204,43 @@ pub struct ConntrackTable {
     /// Old kernels' shared per-protocol SNAT port offset (`nat_sequential_rover`).
     pub(super) rover: [u16; 3],
     /// `nf_nat_bysource` simplified to the latest SRC binding per source.
-    pub(super) bysource: hashbrown::HashMap<u64, ConnId, BuildHasherDefault<FixedHasher>>,
+    pub(super) bysource: hashbrown::HashMap<u64, ConnId, crate::rng::FixedState>,
+    /// Per bucket, what a chain walk of `early_drop` could find there (see
+    /// [`BucketSummary`]).
+    pub(super) summaries: Vec<BucketSummary>,
+    /// Walk every chain `early_drop` visits even when its summary says the walk can
+    /// change nothing (to check the summaries against the kernel's walk).
+    pub(super) exhaustive_scans: bool,
+}
+
+/// What a bucket's chain holds, as far as `early_drop` is concerned, kept up to date as
+/// nodes are linked, unlinked, refreshed and made ASSURED.
+///
+/// `early_drop_list` changes a chain only by reaping an expired node or deleting a
+/// non-ASSURED one. A chain with no non-ASSURED node (`evictable == 0`) and no node
+/// whose timeout has passed (`min_expiry > now`; a lower bound of the nodes' deadlines)
+/// is therefore left exactly as it was: the scan can move to the next bucket without
+/// walking it. The counters, the entries and which bucket yields the victim are the
+/// same as with the walk (`docs/model.md` §Work the simulator folds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BucketSummary {
+    /// At most the earliest timeout of a node in the chain (`u64::MAX`: none yet).
+    pub(super) min_expiry: u64,
+    /// Nodes in the chain whose entry is not ASSURED.
+    pub(super) evictable: u32,
+}
+
+impl BucketSummary {
+    const EMPTY: BucketSummary = BucketSummary {
+        min_expiry: u64::MAX,
+        evictable: 0,
+    };
+
+    /// Whether `early_drop_list` at `now` would leave the chain unchanged.
+    #[inline]
+    pub(super) const fn is_inert(self, now: u64) -> bool {
+        self.evictable == 0 && self.min_expiry > now
+    }
 }
 
 /// A snapshot of one entry.
@@ -368,6 +385,8 @@ impl ConntrackTable {
             log: TableFullLog::default(),
             rover: [0; 3],
             bysource: hashbrown::HashMap::default(),
+            summaries: vec![BucketSummary::EMPTY; cfg.buckets as usize],
+            exhaustive_scans: false,
         })
     }
 
@@ -554,6 +573,11 @@ impl ConntrackTable {
     fn link(&mut self, idx: u32, dir: Direction) {
         let e = &self.entries[idx as usize];
         let b = self.bucket_of(e.ns, &e.tuple[dir_slot(dir)]) as usize;
+        let s = &mut self.summaries[b];
+        s.min_expiry = s.min_expiry.min(e.timeout);
+        if !e.has(status::ASSURED) {
+            s.evictable += 1;
+        }
         self.entries[idx as usize].next[dir_slot(dir)] = self.buckets[b];
         self.buckets[b] = node(idx, dir);
     }
@@ -561,6 +585,9 @@ impl ConntrackTable {
     fn unlink(&mut self, idx: u32, dir: Direction) {
         let e = &self.entries[idx as usize];
         let b = self.bucket_of(e.ns, &e.tuple[dir_slot(dir)]) as usize;
+        if !e.has(status::ASSURED) {
+            self.summaries[b].evictable -= 1;
+        }
         let target = node(idx, dir);
         let after = e.next[dir_slot(dir)];
         if self.buckets[b] == target {
@@ -668,11 +695,52 @@ impl ConntrackTable {
         if e.has(status::FIXED_TIMEOUT) {
             return;
         }
-        e.timeout = if e.has(status::CONFIRMED) {
-            now.saturating_add(timeout).as_nanos()
-        } else {
-            timeout.as_nanos()
-        };
+        if !e.has(status::CONFIRMED) {
+            e.timeout = timeout.as_nanos();
+            return;
+        }
+        let at = now.saturating_add(timeout).as_nanos();
+        let earlier = at < e.timeout;
+        e.timeout = at;
+        if earlier {
+            // Keep each chain's lower bound of deadlines a lower bound.
+            for b in self.linked_buckets(idx) {
+                let s = &mut self.summaries[b as usize];
+                s.min_expiry = s.min_expiry.min(at);
+            }
+        }
+    }
+
+    /// The buckets a confirmed entry's nodes are linked in (REPLY only for a clash
+    /// entry).
+    fn linked_buckets(&self, idx: u32) -> impl Iterator<Item = u32> + use<> {
+        let e = &self.entries[idx as usize];
+        let reply = self.bucket_of(e.ns, e.reply());
+        let original = (!e.has(status::NAT_CLASH)).then(|| self.bucket_of(e.ns, e.original()));
+        original.into_iter().chain(std::iter::once(reply))
+    }
+
+    /// Sets `IPS_ASSURED` on a confirmed entry: it is no longer an `early_drop` victim.
+    fn assure(&mut self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        if e.has(status::ASSURED) {
+            return;
+        }
+        if !e.has(status::CONFIRMED) {
+            // Not in the hash yet: `link` counts it when it is confirmed.
+            self.entries[idx as usize].status |= status::ASSURED;
+            return;
+        }
+        for b in self.linked_buckets(idx) {
+            self.summaries[b as usize].evictable -= 1;
+        }
+        self.entries[idx as usize].status |= status::ASSURED;
+    }
+
+    /// Walk chains even where the bucket summaries say nothing would change (a check of
+    /// the summaries; the results are the same either way).
+    pub fn set_exhaustive_scans(&mut self, on: bool) {
+        self.exhaustive_scans = on;
     }
 
     // ----- nf_conntrack_in -----
@@ -811,6 +879,10 @@ impl ConntrackTable {
         let nb = self.cfg.buckets;
         let mut b = start;
         for _ in 0..8 {
+            if !self.exhaustive_scans && self.summaries[b as usize].is_inert(now.as_nanos()) {
+                b = (b + 1) % nb;
+                continue;
+            }
             let drops = self.early_drop_list(ns, b, now);
             if drops > 0 {
                 self.stat(ns, cpu).early_drop += drops;
@@ -821,9 +893,11 @@ impl ConntrackTable {
         false
     }
 
-    /// `early_drop_list`.
+    /// `early_drop_list`. The walk sees every node left in the chain, so it also
+    /// tightens the bucket's lower bound of deadlines to the exact earliest one.
     fn early_drop_list(&mut self, ns: u16, b: u32, now: SimTime) -> u64 {
         let mut drops = 0;
+        let mut earliest = u64::MAX;
         let mut n = self.buckets[b as usize];
         while n != NIL {
             let idx = node_idx(n);
@@ -834,12 +908,14 @@ impl ConntrackTable {
                 continue;
             }
             if e.has(status::ASSURED) || e.ns != ns {
+                earliest = earliest.min(e.timeout);
                 n = next;
                 continue;
             }
             n = self.free_in_walk(idx, next);
             drops += 1;
         }
+        self.summaries[b as usize].min_expiry = earliest;
         drops
     }
 
@@ -1049,7 +1125,7 @@ impl ConntrackTable {
             self.refresh(idx, extra, now);
             // Never ASSURED for IPS_NAT_CLASH entries.
             if stream && !e.has(status::NAT_CLASH) {
-                self.entries[idx as usize].status |= status::ASSURED;
+                self.assure(idx);
             }
         } else {
             self.refresh(idx, t.udp, now);
@@ -1136,7 +1212,7 @@ impl ConntrackTable {
             && (old == CtState::SynRecv || old == CtState::Established)
             && new == CtState::Established
         {
-            ent.status |= status::ASSURED;
+            self.assure(idx);
         }
         self.refresh(idx, timeout, now);
         TrackVerdict::Accept

@@ -14,11 +14,12 @@
 //! # Queue structure
 //!
 //! General events live in a binary heap. Constant-delay timer classes (a TIME_WAIT
-//! expiry, a fixed conntrack timeout) can be put on a **lane** ([`Engine::add_lane`],
-//! [`Context::schedule_lane`]): a FIFO whose events become due in the order they were
-//! scheduled, so pushing and popping is O(1) whatever the number pending. The engine
-//! delivers the least `(time, seq)` across the heap top and the lane heads (at most
-//! [`MAX_LANES`] lanes). An event whose lane would fall out of order goes to the heap
+//! expiry, a fixed conntrack timeout) and other streams whose due times never go back
+//! (packets queued for one CPU) can be put on a **lane** ([`Engine::add_lane`],
+//! [`Context::schedule_lane`], [`Context::schedule_lane_at`]): a FIFO whose events
+//! become due in the order they were scheduled, so pushing and popping is O(1) whatever
+//! the number pending. The engine delivers the least `(time, seq)` across the heap top
+//! and the lane heads (kept in a small heap of their own; at most [`MAX_LANES`] lanes). An event whose lane would fall out of order goes to the heap
 //! instead, so lanes only ever change speed, never order. Why lanes: docs/performance.md
 //! §Lessons from the peers (the event-queue structure matters more than the framework).
 //!
@@ -62,8 +63,9 @@ mod queue;
 use crate::time::{SimDuration, SimTime};
 use queue::EventQueue;
 
-/// The most lanes one engine may have; the pop scans every lane head.
-pub const MAX_LANES: usize = 16;
+/// The most lanes one engine may have (the lanes' heads are kept in a heap, so a pop
+/// costs O(log lanes); the limit bounds the memory of empty lanes).
+pub const MAX_LANES: usize = 4096;
 
 /// A simulation model: plain state plus a handler for its own event type.
 pub trait Model {
@@ -110,7 +112,7 @@ impl EventId {
 
 /// Handle of a FIFO lane created by [`Engine::add_lane`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LaneId(u8);
+pub struct LaneId(u16);
 
 /// Invalid scheduling requests. The engine state is unchanged after any of them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -188,6 +190,16 @@ impl<E> Context<'_, E> {
         EventId::from_key(self.queue.push_lane(usize::from(lane.0), at.as_nanos(), ev))
     }
 
+    /// Schedules `ev` at `at` (not before now) on `lane`: for events that become due in
+    /// the order they are scheduled, such as packets waiting for one CPU. If the lane's
+    /// last event is due later, the event is kept in the heap, so delivery order is the
+    /// same either way.
+    #[inline]
+    pub fn schedule_lane_at(&mut self, lane: LaneId, at: SimTime, ev: E) -> EventId {
+        let at = at.max(self.now);
+        EventId::from_key(self.queue.push_lane(usize::from(lane.0), at.as_nanos(), ev))
+    }
+
     /// Cancels a pending event. Returns false if it was already delivered or cancelled.
     pub fn cancel(&mut self, id: EventId) -> bool {
         self.queue.cancel(id.key())
@@ -236,7 +248,7 @@ impl<M: Model> Engine<M> {
             return Err(ScheduleError::TooManyLanes { max: MAX_LANES });
         }
         let idx = self.queue.add_lane();
-        let id = u8::try_from(idx).map_err(|_| ScheduleError::TooManyLanes { max: MAX_LANES })?;
+        let id = u16::try_from(idx).map_err(|_| ScheduleError::TooManyLanes { max: MAX_LANES })?;
         Ok(LaneId(id))
     }
 

@@ -5,14 +5,17 @@
 //! timeout such as TIME_WAIT scheduled from a clock that never goes back), so a
 //! `VecDeque` keeps them sorted at O(1) per push and pop. If a push would break that
 //! invariant, the event goes to the heap instead ("spills"): lanes are an optimisation
-//! and never change the order events are delivered in.
+//! and never change the order events are delivered in. The lanes' front keys sit in a
+//! second, small heap (one slot per non-empty lane), so finding the earliest lane costs
+//! O(log lanes) however many lanes there are.
 //!
 //! Cancellation is lazy: a cancelled key is remembered in a sorted set and the event is
 //! skipped when it reaches the front. Because events leave the queue in strictly
 //! increasing `(time, seq)` order, a key at or below the last delivered key has already
 //! been delivered, which is how `cancel` tells a pending event from a past one.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 /// Sort key of an event: due time in nanoseconds, then scheduling sequence number.
@@ -102,6 +105,8 @@ pub(crate) struct EventQueue<E> {
     slab: Vec<Option<E>>,
     free: Vec<u32>,
     lanes: Vec<VecDeque<Entry<E>>>,
+    /// The front key of every non-empty lane, with the lane's index (least first).
+    heads: BinaryHeap<Reverse<(u64, u64, u32)>>,
     next_seq: u64,
     /// Key of the last event handed out (`None` before the first).
     last_popped: Option<Key>,
@@ -125,6 +130,7 @@ impl<E> EventQueue<E> {
             slab: Vec::new(),
             free: Vec::new(),
             lanes: Vec::new(),
+            heads: BinaryHeap::new(),
             next_seq: 0,
             last_popped: None,
             cancelled: BTreeSet::new(),
@@ -212,7 +218,13 @@ impl<E> EventQueue<E> {
         let seq = self.take_seq();
         let entry = Entry { time, seq, ev };
         match self.lanes.get_mut(lane) {
-            Some(q) if q.back().is_none_or(|b| b.time <= time) => q.push_back(entry),
+            Some(q) if q.back().is_none_or(|b| b.time <= time) => {
+                if q.is_empty() {
+                    let idx = u32::try_from(lane).unwrap_or(u32::MAX);
+                    self.heads.push(Reverse((time, seq, idx)));
+                }
+                q.push_back(entry);
+            }
             _ => {
                 self.spills += 1;
                 self.heap_push(entry);
@@ -233,26 +245,39 @@ impl<E> EventQueue<E> {
     /// The source holding the least key, cancelled entries included.
     #[inline]
     fn front(&self) -> Option<(Key, Source)> {
-        let mut best = if Self::SLAB {
-            self.heap.peek().map(|m| (m.key(), Source::Heap))
+        let heap = if Self::SLAB {
+            self.heap.peek().map(|k| k.key())
         } else {
-            self.inline.peek().map(|m| (m.0.key(), Source::Heap))
+            self.inline.peek().map(|m| m.0.key())
         };
-        for (i, lane) in self.lanes.iter().enumerate() {
-            if let Some(e) = lane.front() {
-                let k = e.key();
-                if best.is_none_or(|(b, _)| k < b) {
-                    best = Some((k, Source::Lane(i)));
-                }
-            }
+        let lane = self
+            .heads
+            .peek()
+            .map(|Reverse((t, s, i))| ((*t, *s), Source::Lane(*i as usize)));
+        match (heap, lane) {
+            (Some(h), Some((l, src))) if l < h => Some((l, src)),
+            (Some(h), _) => Some((h, Source::Heap)),
+            (None, lane) => lane,
         }
-        best
     }
 
     fn pop_from(&mut self, src: Source) -> Option<Entry<E>> {
         match src {
             Source::Heap => self.heap_pop(),
-            Source::Lane(i) => self.lanes.get_mut(i).and_then(VecDeque::pop_front),
+            Source::Lane(i) => {
+                let lane = self.lanes.get_mut(i)?;
+                let entry = lane.pop_front()?;
+                // `front` found this lane at the top of `heads`.
+                if let Some(mut top) = self.heads.peek_mut() {
+                    match lane.front() {
+                        Some(next) => top.0 = (next.time, next.seq, top.0.2),
+                        None => {
+                            PeekMut::pop(top);
+                        }
+                    }
+                }
+                Some(entry)
+            }
         }
     }
 

@@ -2,47 +2,18 @@
 //! --dport N`) keyed by `(dst, proto, dport)`, so a 30k-Service `KUBE-SERVICES` lookup is one
 //! hash probe while the number of rules the linear kernel scan would test is still known.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 
 use crate::packet::{Proto, Tuple};
 
 use super::rule::Rule;
+use crate::rng::FixedState;
 
 /// Runs shorter than this are scanned linearly (the index would not pay for itself).
 pub(crate) const MIN_INDEXED_RUN: usize = 8;
 
 /// "No next rule with this key".
 const NONE: u32 = u32::MAX;
-
-/// A fixed, seedless hasher for lookup-only indexes: [`crate::rng::splitmix64`] over the
-/// written words (FNV-1a for byte slices). Same layout on every run and platform.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FixedHasher {
-    state: u64,
-}
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        crate::rng::splitmix64(self.state)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.state ^ 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.state = h;
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.state = self.state.rotate_left(29) ^ n;
-    }
-}
-
-/// Build-hasher for [`FixedHasher`].
-pub type FixedState = BuildHasherDefault<FixedHasher>;
 
 /// The key of a simple rule, packed into one word.
 pub(crate) fn pack_key(dst: Ipv4Addr, proto: Proto, dport: u16) -> u64 {

@@ -24,12 +24,12 @@ mod ipset;
 mod rule;
 mod ruleset;
 
+pub use crate::rng::{FixedHasher, FixedState};
 pub use eval::{
     AddrType, EvalContext, EvalState, Evaluation, LocalAddrs, NatAction, NfacctCounter, RulePos, Trace,
     TraceStep, Verdict,
 };
 pub use hook::{Hook, HookStep, PRIORITY_CONNTRACK, PRIORITY_CONNTRACK_CONFIRM, TableKind, hook_sequence};
-pub use index::{FixedHasher, FixedState};
 pub use ipset::{IpSet, IpSetEntry, IpSetError, IpSetKind};
 pub use rule::{
     AddrTypeTest, ChainId, CtStateMatch, IpSetId, MarkOp, Match, MatchModule, NatRange, NfacctId, Policy,

@@ -416,8 +416,12 @@ pub struct WorkloadReport {
 }
 
 /// Engine statistics.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct EngineReport {
     /// Events processed.
     pub events: u64,
+    /// Of which, by kind (`arrival`, `hop_start`, `confirm`, `deliver`, `syn_timer`,
+    /// `deadline`, `retry`, `server_done`, `dns_timer`, `dns_answer`, `upstream_timer`,
+    /// `gc`, `sample`); kinds that never happened are left out.
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
 }

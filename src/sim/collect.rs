@@ -2,6 +2,7 @@
 //! sections, requests, latency, DNS and workloads, built from the simulation's state.
 
 use super::Outcome;
+use super::event::Event;
 use super::model::NodeSim;
 use super::node_rules::proxy_mode_name;
 use super::verdict::verdict;
@@ -188,7 +189,15 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
             node_local: sim.node_local_report(),
         },
         workloads,
-        engine: EngineReport { events },
+        engine: EngineReport {
+            events,
+            events_by_kind: Event::KINDS
+                .iter()
+                .zip(sim.events_by_kind)
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| ((*k).to_string(), n))
+                .collect(),
+        },
     };
     let timeseries = TimeSeries {
         nodes: sim.world.nodes.iter().map(|n| n.name.clone()).collect(),

@@ -43,6 +43,44 @@ pub(super) enum Event {
     Sample,
 }
 
+impl Event {
+    /// Every kind of event, in report order.
+    pub(super) const KINDS: [&'static str; 13] = [
+        "arrival",
+        "hop_start",
+        "confirm",
+        "deliver",
+        "syn_timer",
+        "deadline",
+        "retry",
+        "server_done",
+        "dns_timer",
+        "dns_answer",
+        "upstream_timer",
+        "gc",
+        "sample",
+    ];
+
+    /// This event's index in [`Event::KINDS`].
+    pub(super) fn kind(&self) -> usize {
+        match self {
+            Event::Arrival { .. } => 0,
+            Event::HopStart { .. } => 1,
+            Event::Confirm { .. } => 2,
+            Event::Deliver { .. } => 3,
+            Event::SynTimer { .. } => 4,
+            Event::Deadline { .. } => 5,
+            Event::Retry { .. } => 6,
+            Event::ServerDone { .. } => 7,
+            Event::DnsTimer { .. } => 8,
+            Event::DnsAnswer { .. } => 9,
+            Event::UpTimer { .. } => 10,
+            Event::Gc { .. } => 11,
+            Event::Sample => 12,
+        }
+    }
+}
+
 /// Which attempt of a request a timer belongs to: a request's deadline and its retry
 /// are stale once the request has moved on to another attempt (or to its backoff).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -79,11 +79,27 @@ pub struct Outcome {
 /// # Errors
 /// [`SimError`] when the scenario asks for something the model does not support.
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(SimTime, SimTime)) -> Result<Outcome, SimError> {
+    run_with(scenario, CpuLanes::On, progress)
+}
+
+/// Whether packets queued for a CPU wait on engine lanes (speed only; the tests compare).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CpuLanes {
+    On,
+    #[cfg(test)]
+    Off,
+}
+
+fn run_with(
+    scenario: &Scenario,
+    cpu_lanes: CpuLanes,
+    progress: &mut dyn FnMut(SimTime, SimTime),
+) -> Result<Outcome, SimError> {
     let world = world::World::build(scenario)?;
     let horizon = SimTime::ZERO + scenario.duration;
     let sim = NodeSim::new(scenario.clone(), world);
     let mut engine = Engine::new(sim);
-    prime(&mut engine);
+    prime(&mut engine, cpu_lanes);
     let summary = engine.run_until_with(horizon, SimDuration::from_secs(1), |_, now| {
         progress(now, horizon)
     });
@@ -92,10 +108,24 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(SimTime, SimTime)) -> R
     Ok(collect::collect(sim, events))
 }
 
-fn prime(engine: &mut Engine<NodeSim>) {
+fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
     for delay in engine.model().timer_delays() {
         if let Ok(lane) = engine.add_lane() {
             engine.model_mut().add_lane(delay, lane);
+        }
+    }
+    let cpus: Vec<u32> = match cpu_lanes {
+        CpuLanes::On => engine.model().world.nodes.iter().map(|n| n.cpus).collect(),
+        #[cfg(test)]
+        CpuLanes::Off => Vec::new(),
+    };
+    'nodes: for (node, n) in cpus.into_iter().enumerate() {
+        for _ in 0..n {
+            let (Ok(start), Ok(confirm)) = (engine.add_lane(), engine.add_lane()) else {
+                // Out of lanes: the remaining CPUs' events use the heap (same order).
+                break 'nodes;
+            };
+            engine.model_mut().add_cpu_lanes(node, [start, confirm]);
         }
     }
     // The model schedules its own first events through the engine.
@@ -103,5 +133,30 @@ fn prime(engine: &mut Engine<NodeSim>) {
     engine.model_mut().initial_events(&mut first);
     for (t, ev) in first {
         let _ = engine.schedule(t, ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Override;
+
+    /// The per-CPU lanes hold packets waiting for a CPU in FIFO order instead of the
+    /// heap; the engine's `(time, seq)` order makes that a change of speed only. A
+    /// storm whose CPUs queue packets must give the same report with and without them.
+    #[test]
+    fn cpu_lanes_change_speed_not_answers() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
+        let sets = [Override::parse("duration=6s").unwrap()];
+        let sc = Scenario::load(path, &sets).unwrap();
+        let run = |lanes| run_with(&sc, lanes, &mut |_, _| {}).unwrap();
+        let with = run(CpuLanes::On);
+        let drops: u64 = with.report.nodes.iter().map(|n| n.conntrack.stats.drop).sum();
+        assert!(
+            drops > 0,
+            "the storm reaches the full table and CPUs queue packets"
+        );
+        let json = |o: &Outcome| serde_json::to_string(&o.report).unwrap();
+        assert_eq!(json(&with), json(&run(CpuLanes::Off)));
     }
 }

@@ -38,6 +38,15 @@ pub(super) fn schedule(cx: &mut Context<'_, Event>, at: SimTime, ev: Event) {
     );
 }
 
+/// Which of a CPU's two engine lanes an event goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CpuLane {
+    /// Packets waiting to start on the CPU ([`Event::HopStart`]).
+    Start = 0,
+    /// Their conntrack confirms ([`Event::Confirm`]).
+    Confirm = 1,
+}
+
 /// The whole simulated system.
 pub(super) struct NodeSim {
     pub(super) world: World,
@@ -74,6 +83,12 @@ pub(super) struct NodeSim {
     pub(super) coredns_peak_per_interval: u64,
     /// Engine lanes for constant-delay timers, by delay (nanoseconds).
     pub(super) lanes: Vec<(u64, crate::engine::LaneId)>,
+    /// Per node and CPU, the engine lanes of packets waiting for that CPU and of
+    /// their confirms ([`CpuLane`]): each CPU serves its queue in order, so their due
+    /// times rarely go back, and the heap stays small however long the queue grows.
+    pub(super) cpu_lanes: Vec<Vec<[crate::engine::LaneId; 2]>>,
+    /// Events handled, by kind ([`Event::KINDS`]).
+    pub(super) events_by_kind: [u64; Event::KINDS.len()],
 }
 
 impl std::fmt::Debug for NodeSim {
@@ -178,6 +193,8 @@ impl NodeSim {
             last_counts: SampleBase::default(),
             coredns_peak_per_interval: 0,
             lanes: Vec::new(),
+            cpu_lanes: Vec::new(),
+            events_by_kind: [0; Event::KINDS.len()],
             world,
             sc,
         }
@@ -228,6 +245,21 @@ impl NodeSim {
         d.retain(|x| *x > 0);
         d.truncate(crate::engine::MAX_LANES);
         d
+    }
+
+    /// Registers the two lanes of one CPU (created in node order, then CPU order).
+    pub(super) fn add_cpu_lanes(&mut self, node: usize, lanes: [crate::engine::LaneId; 2]) {
+        if self.cpu_lanes.len() <= node {
+            self.cpu_lanes.resize_with(node + 1, Vec::new);
+        }
+        self.cpu_lanes[node].push(lanes);
+    }
+
+    /// The lane of `node`'s `cpu` for `which` events, if it has one.
+    #[inline]
+    pub(super) fn cpu_lane(&self, node: u16, cpu: u16, which: CpuLane) -> Option<crate::engine::LaneId> {
+        let lanes = self.cpu_lanes.get(usize::from(node))?.get(usize::from(cpu))?;
+        Some(lanes[which as usize])
     }
 
     /// Registers the lane created for `delay`.
@@ -310,6 +342,7 @@ impl Model for NodeSim {
     type Event = Event;
 
     fn handle(&mut self, ev: Event, cx: &mut Context<'_, Event>) {
+        self.events_by_kind[ev.kind()] += 1;
         match ev {
             Event::Arrival { wl } => self.on_arrival(cx, wl),
             Event::HopStart { flight, waited } => self.on_hop_start(cx, flight, waited),

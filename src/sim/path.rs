@@ -11,7 +11,7 @@
 use super::cpu::{Admission, Booking, PacketCost};
 use super::event::{Event, Purpose};
 use super::hops::{self, Hop, Hops, NODE_LINK_LATENCY, Step, Walked};
-use super::model::{NodeSim, schedule};
+use super::model::{CpuLane, NodeSim, schedule};
 use super::slab::FlightId;
 use super::world::World;
 use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict, Quiet};
@@ -48,10 +48,13 @@ pub(super) enum InFlight {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Pause {
     /// Waiting to start at `at`; `reserved`: a CPU slot was booked for it there.
+    /// `queued`: the node and CPU whose queue it waits in (`None`: it is still on the
+    /// wire).
     Start {
         at: SimTime,
         flight: InFlight,
         reserved: bool,
+        queued: Option<(u16, u16)>,
     },
     /// Waiting for its confirm at `at`.
     Confirm { at: SimTime, flight: InFlight },
@@ -93,6 +96,7 @@ impl Hops for PacketWalk<'_> {
                     at: t,
                     flight,
                     reserved: false,
+                    queued: None,
                 });
             }
             match self.sim.world.nodes[n].cpu.admit(cpu, self.now, reserved) {
@@ -104,7 +108,12 @@ impl Hops for PacketWalk<'_> {
                         purpose: self.purpose,
                         cpu: Some(cpu),
                     };
-                    return Step::Suspend(Pause::Start { at, flight, reserved });
+                    return Step::Suspend(Pause::Start {
+                        at,
+                        flight,
+                        reserved,
+                        queued: Some((node, cpu)),
+                    });
                 }
             }
         } else {
@@ -260,20 +269,37 @@ impl NodeSim {
                 schedule(cx, t.max(now), Event::Deliver { purpose, pkt });
             }
             Walked::Dropped { node, reason } => self.on_dropped(node, reason, purpose),
-            Walked::Suspended(Pause::Start { at, flight, reserved }) => {
+            Walked::Suspended(Pause::Start {
+                at,
+                flight,
+                reserved,
+                queued,
+            }) => {
                 let flight = self.inflight.insert(flight);
-                schedule(
-                    cx,
-                    at.max(now),
-                    Event::HopStart {
-                        flight,
-                        waited: reserved,
-                    },
-                );
+                let ev = Event::HopStart {
+                    flight,
+                    waited: reserved,
+                };
+                match queued.and_then(|(node, cpu)| self.cpu_lane(node, cpu, CpuLane::Start)) {
+                    Some(lane) => {
+                        cx.schedule_lane_at(lane, at, ev);
+                    }
+                    None => schedule(cx, at.max(now), ev),
+                }
             }
             Walked::Suspended(Pause::Confirm { at, flight }) => {
+                let lane = match flight {
+                    InFlight::Confirming { node, cpu, .. } => self.cpu_lane(node, cpu, CpuLane::Confirm),
+                    InFlight::Waiting { .. } => None,
+                };
                 let flight = self.inflight.insert(flight);
-                schedule(cx, at.max(now), Event::Confirm { flight });
+                let ev = Event::Confirm { flight };
+                match lane {
+                    Some(lane) => {
+                        cx.schedule_lane_at(lane, at, ev);
+                    }
+                    None => schedule(cx, at.max(now), ev),
+                }
             }
         }
     }

@@ -200,3 +200,23 @@ fn a_masqueraded_connection_is_one_entry_per_node_through_its_close() {
     }
     assert_eq!(counts[0], counts[1]);
 }
+
+/// docs/report-format.md: `engine.events_by_kind` splits `engine.events` by kind, so a
+/// change that adds events shows where.
+#[test]
+fn events_by_kind_sum_to_the_events() {
+    let sc = scenario("scenarios/small.yaml", &["duration=5s"]);
+    let engine = run(&sc).engine;
+    let by_kind: u64 = engine.events_by_kind.values().sum();
+    assert_eq!(by_kind, engine.events);
+    for kind in ["arrival", "hop_start", "confirm", "deliver", "sample"] {
+        assert!(
+            engine.events_by_kind.get(kind).is_some_and(|n| *n > 0),
+            "{kind} missing"
+        );
+    }
+    assert!(
+        engine.events_by_kind.values().all(|n| *n > 0),
+        "zero counts are left out"
+    );
+}
