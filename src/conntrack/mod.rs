@@ -42,6 +42,7 @@ mod table;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 pub use sizing::{
     KERNEL_BYTES_PER_BUCKET, KERNEL_BYTES_PER_ENTRY, default_sizing, kernel_memory_bytes, kube_proxy_buckets,
@@ -50,6 +51,7 @@ pub use sizing::{
 pub use stats::{CtCpuStats, CtStats, TableFullLog};
 pub use table::{Conn, ConntrackTable, CtListEntry, ENTRY_BYTES};
 pub use tcp::CtState;
+pub use warm::{WarmEntry, WarmOutcome};
 
 use crate::kernel::{CtTimeouts, KernelProfile, Sysctls};
 use std::fmt;
