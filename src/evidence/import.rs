@@ -272,10 +272,8 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             ));
         }
     }
-    if mode == "nftables" || !nft.skipped.is_empty() {
-        cost_is_lower_bound |= !nft.skipped.is_empty();
-        skipped.extend(nft.skipped.iter().cloned());
-    }
+    cost_is_lower_bound |= nft.lower_bound;
+    skipped.extend(nft.skipped.iter().cloned());
     if mode != "ipvs" && !ipvs.is_empty() {
         skipped.push(Skipped::new(
             rules::IPVSADM,
@@ -330,59 +328,12 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     let service_cidr = service_cidr_for(&vips);
 
     // ---- the text ----
+    if let Some(ct) = &b.ctlist {
+        ct.check()?;
+        skipped.extend(ct.skipped());
+    }
+    let observed = counters(b, &mut warnings, &mut skipped)?;
     let mut y = String::new();
-    let _ = writeln!(
-        y,
-        "# Scenario of node `{name}`, imported by `k8s-netsim import` from {}.",
-        b.origin
-    );
-    let _ = writeln!(
-        y,
-        "# Every derived field names the evidence line it came from. Add the node's traffic"
-    );
-    let _ = writeln!(
-        y,
-        "# under `workloads` (targets can name the Services below) and set `duration`."
-    );
-    if cost_is_lower_bound {
-        let _ = writeln!(
-            y,
-            "# Rules the model does not implement were left out (listed below): the node's"
-        );
-        let _ = writeln!(y, "# per-connection rule cost in this scenario is a LOWER BOUND.");
-    }
-    for w in &warnings {
-        let _ = writeln!(y, "# WARNING: {}", w.replace('\n', " "));
-    }
-    if !skipped.is_empty() {
-        let _ = writeln!(y, "# Left out of the evidence ({}):", skipped.len());
-        for s in &skipped {
-            let _ = writeln!(y, "#   {}", s.to_string().replace('\n', " "));
-        }
-    }
-    if let Some(d) = b.file(DMESG) {
-        let full = d.lines().filter(|l| l.contains("table full")).count();
-        let suppressed: u64 = d
-            .lines()
-            .filter_map(|l| l.split("net_ratelimit:").nth(1))
-            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-            .sum();
-        let _ = writeln!(
-            y,
-            "# {DMESG}: {full} `table full, dropping packet` lines, {suppressed} more suppressed by net_ratelimit"
-        );
-    }
-    if let Some(log) = b.file(KUBE_PROXY_LOG) {
-        for (i, l) in log.lines().enumerate() {
-            if l.contains("Setting nf_conntrack_max")
-                || l.contains("Using iptables Proxier")
-                || l.contains("Using ipvs Proxier")
-                || l.contains("Using nftables Proxier")
-            {
-                let _ = writeln!(y, "# {KUBE_PROXY_LOG}:{}: {}", i + 1, ctstat::clip(l.trim()));
-            }
-        }
-    }
     let _ = writeln!(y, "version: 1");
     let _ = writeln!(y, "name: {}", q(&format!("{name}-imported")));
     let _ = writeln!(
@@ -459,8 +410,6 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         }
     }
     if let Some(ct) = &b.ctlist {
-        ct.check()?;
-        skipped.extend(ct.skipped());
         let slices = ct.warm_slices(opts.warm_slices);
         if !slices.is_empty() {
             let _ = writeln!(y, "    conntrack:");
@@ -593,7 +542,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     let _ = writeln!(y, "workloads: []   # the node's traffic: add it here");
 
     // Baseline.
-    if let Some((t, source)) = counters(b, &mut warnings, &mut skipped)? {
+    if let Some((t, source)) = observed {
         let window = meta
             .get("window_s")
             .and_then(|w| w.parse::<u64>().ok())
@@ -636,6 +585,62 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             }
         }
     }
+
+    // The header, now that every note is known.
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "# Scenario of node `{name}`, imported by `k8s-netsim import` from {}.",
+        b.origin
+    );
+    let _ = writeln!(
+        h,
+        "# Every derived field names the evidence line it came from. Add the node's traffic"
+    );
+    let _ = writeln!(
+        h,
+        "# under `workloads` (targets can name the Services below) and set `duration`."
+    );
+    if cost_is_lower_bound {
+        let _ = writeln!(
+            h,
+            "# Rules the model does not implement were left out (listed below): the node's"
+        );
+        let _ = writeln!(h, "# per-connection rule cost in this scenario is a LOWER BOUND.");
+    }
+    for w in &warnings {
+        let _ = writeln!(h, "# WARNING: {}", w.replace('\n', " "));
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(h, "# Left out of the evidence ({}):", skipped.len());
+        for s in &skipped {
+            let _ = writeln!(h, "#   {}", s.to_string().replace('\n', " "));
+        }
+    }
+    if let Some(d) = b.file(DMESG) {
+        let full = d.lines().filter(|l| l.contains("table full")).count();
+        let suppressed: u64 = d
+            .lines()
+            .filter_map(|l| l.split("net_ratelimit:").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        let _ = writeln!(
+            h,
+            "# {DMESG}: {full} `table full, dropping packet` lines, {suppressed} more suppressed by net_ratelimit"
+        );
+    }
+    if let Some(log) = b.file(KUBE_PROXY_LOG) {
+        for (i, l) in log.lines().enumerate() {
+            if l.contains("Setting nf_conntrack_max")
+                || l.contains("Using iptables Proxier")
+                || l.contains("Using ipvs Proxier")
+                || l.contains("Using nftables Proxier")
+            {
+                let _ = writeln!(h, "# {KUBE_PROXY_LOG}:{}: {}", i + 1, ctstat::clip(l.trim()));
+            }
+        }
+    }
+    let y = h + &y;
 
     // The scenario must validate: it is the import's contract.
     if let Err(e) = crate::scenario::Scenario::from_bytes("imported.yaml", y.as_bytes(), &[]) {

@@ -338,6 +338,8 @@ pub struct NftEvidence {
     pub services: Vec<RecoveredPort>,
     /// Tables left out.
     pub skipped: Vec<Skipped>,
+    /// Some IPv4 table other than kube-proxy's and iptables-nft's was left out.
+    pub lower_bound: bool,
 }
 
 /// Reads `nft list ruleset`.
@@ -356,7 +358,17 @@ pub fn parse_nft(text: &str) -> Result<NftEvidence, EvidenceError> {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("table ") {
             let name = rest.trim_end_matches('{').trim().to_string();
-            if !name.ends_with(" kube-proxy") {
+            let iptables_nft =
+                ["ip filter", "ip nat", "ip mangle", "ip raw", "ip security"].contains(&name.as_str());
+            if name.starts_with("ip6 ") {
+                ev.skipped.push(Skipped::new(
+                    NFT,
+                    n,
+                    format!("nftables table `{name}`: IPv6 is not modelled"),
+                ));
+            } else if !name.ends_with(" kube-proxy") && !iptables_nft {
+                // iptables-nft's own tables hold what iptables-save printed.
+                ev.lower_bound = true;
                 ev.skipped.push(Skipped::new(
                     NFT,
                     n,
@@ -528,5 +540,9 @@ mod tests {
         assert_eq!(ev.services[0].name, "echo");
         assert_eq!(ev.services[0].endpoints, vec!["10.244.1.5:8080".parse().unwrap()]);
         assert_eq!(ev.skipped.len(), 1);
+        assert!(ev.lower_bound);
+        let only_iptables_nft = parse_nft("table ip nat {\n}\ntable ip6 filter {\n}\n").unwrap();
+        assert!(!only_iptables_nft.lower_bound);
+        assert_eq!(only_iptables_nft.skipped.len(), 1, "IPv6 is listed");
     }
 }
