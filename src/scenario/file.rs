@@ -692,9 +692,9 @@ pub struct WorkloadSpec {
 #[serde(tag = "process", rename_all = "camelCase", deny_unknown_fields)]
 pub enum ArrivalsSpec {
     /// Independent exponential gaps (open-loop Poisson).
-    Poisson,
+    Poisson {},
     /// Evenly spaced: one request every 1/rate.
-    Paced,
+    Paced {},
     /// Groups of `size` requests at one instant; the groups arrive as a Poisson
     /// process of rate/size.
     Bursts {

@@ -1586,8 +1586,8 @@ fn check_conntrack_start(
 /// `workloads[i].arrivals`.
 fn check_arrivals(c: &mut Checker, i: usize, spec: Option<&file::ArrivalsSpec>) -> super::ArrivalProcess {
     match spec {
-        None | Some(file::ArrivalsSpec::Poisson) => super::ArrivalProcess::Poisson,
-        Some(file::ArrivalsSpec::Paced) => super::ArrivalProcess::Paced,
+        None | Some(file::ArrivalsSpec::Poisson {}) => super::ArrivalProcess::Poisson,
+        Some(file::ArrivalsSpec::Paced {}) => super::ArrivalProcess::Paced,
         Some(file::ArrivalsSpec::Bursts { size }) => {
             if *size == 0 || *size > 1_000_000 {
                 c.value(

@@ -5,6 +5,7 @@ mod dns_remedies;
 mod doc_refs;
 mod layering;
 mod modes;
+mod node_fields;
 mod oracle_traces;
 mod plan;
 mod recommend;
