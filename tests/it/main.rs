@@ -3,6 +3,7 @@
 mod cli;
 mod dns_remedies;
 mod doc_refs;
+mod evidence;
 mod layering;
 mod modes;
 mod node_fields;

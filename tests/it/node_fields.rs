@@ -402,7 +402,7 @@ fn paced_arrivals_are_exact_and_bursts_keep_the_mean_rate() {
     );
     let bursts = run(&two_nodes("", "", "    arrivals: {process: bursts, size: 50}\n"));
     let sent = bursts.report.requests.sent;
-    assert!(sent % 50 == 0 && (500..=1500).contains(&sent), "{sent}");
+    assert!(sent.is_multiple_of(50) && (500..=1500).contains(&sent), "{sent}");
 }
 
 // ----- dnsOnly -----
