@@ -471,8 +471,12 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     }
     for ((ns, svc), ports) in &by_service {
         let _ = writeln!(y, "  - name: {}   # {}", q(svc), ports[0].source);
-        let _ = writeln!(y, "    namespace: {}", q(ns));
-        let _ = writeln!(y, "    clusterIP: {}", ports[0].cluster_ip);
+        let _ = writeln!(y, "    namespace: {}   # {}", q(ns), ports[0].source);
+        let _ = writeln!(
+            y,
+            "    clusterIP: {}   # {}",
+            ports[0].cluster_ip, ports[0].source
+        );
         if ports.iter().any(|p| p.cluster_ip != ports[0].cluster_ip) {
             skipped.push(Skipped::new(
                 &ports[0].source,
@@ -530,7 +534,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                 let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
                 let _ = writeln!(
                     y,
-                    "      - {{node: pods-{}-{}-{}, ips: [{}]}}",
+                    "      - {{node: pods-{}-{}-{}, ips: [{}]}}   # the KUBE-SEP DNAT targets of the ports' chains",
                     o[0],
                     o[1],
                     o[2],
@@ -554,6 +558,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             let _ = writeln!(y, "  window: {w}s   # {META}: window_s");
         }
         let _ = writeln!(y, "  counters:");
+        let counters_file = source.split(' ').next().unwrap_or_default().to_string();
         let count = t
             .entries
             .map(|e| (e, format!("{}: entries", ctstat::PROC_STAT)))
@@ -581,7 +586,11 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                     | "clash_resolve"
                     | "chaintoolong"
             ) {
-                let _ = writeln!(y, "    {k}: {v}");
+                let _ = writeln!(
+                    y,
+                    "    {k}: {v}   # {counters_file}: `{k}` summed over {} CPUs",
+                    t.cpus
+                );
             }
         }
     }

@@ -441,3 +441,72 @@ fn unreadable_files_are_listed_with_why() {
     assert!(e.to_string().contains("nope"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `tool`'s path on this machine's PATH.
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn the_collection_script_says_what_it_skipped_and_its_bundle_still_imports() {
+    // A node without conntrack-tools, iptables, nft, ipvsadm, sysctl or dmesg: only
+    // the shell tools the script itself needs are on PATH.
+    let dir = scratch("collect");
+    let tools = dir.join("bin");
+    std::fs::create_dir_all(&tools).unwrap();
+    for t in [
+        "bash", "cat", "date", "mkdir", "grep", "head", "wc", "rm", "mktemp", "sed", "tar", "gzip",
+        "timeout", "sleep", "dirname", "basename", "touch", "cp", "tail", "uname", "nproc", "hostname",
+    ] {
+        if let Some(p) = which(t) {
+            std::os::unix::fs::symlink(p, tools.join(t)).unwrap();
+        }
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/collect-node-evidence.sh");
+    let out = dir.join("node-evidence");
+    let o = Command::new(which("bash").unwrap())
+        .arg(&script)
+        .arg("--out")
+        .arg(&out)
+        .arg("--tar")
+        .env_clear()
+        .env("PATH", &tools)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let tgz = dir.join("node-evidence.tar.gz");
+    let bundle = Bundle::read(&tgz, 1000).unwrap();
+    for missing in [
+        "conntrack -S: 'conntrack' is not installed",
+        "iptables-save: 'iptables-save' is not installed",
+        "sysctl: 'sysctl' is not installed",
+        "dmesg: 'dmesg' is not installed",
+    ] {
+        assert!(
+            bundle.file("skipped.txt").unwrap().contains(missing),
+            "`{missing}` not in skipped.txt"
+        );
+    }
+    for present in ["uname-r.txt", "nproc.txt", "meta.txt", "hostname.txt"] {
+        assert!(bundle.file(present).is_some(), "{present} missing");
+    }
+    // The bundle of that node imports to a scenario that validates, saying what it lacks.
+    let o = bin().arg("import").arg(&tgz).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("skipped: skipped.txt:"), "{stderr}");
+    assert!(stderr.contains("sysctl.txt is missing"), "{stderr}");
+    let yaml = String::from_utf8(o.stdout).unwrap();
+    Scenario::from_bytes("collected.yaml", yaml.as_bytes(), &[]).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
