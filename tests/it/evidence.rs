@@ -510,3 +510,88 @@ fn the_collection_script_says_what_it_skipped_and_its_bundle_still_imports() {
     Scenario::from_bytes("collected.yaml", yaml.as_bytes(), &[]).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The fenced blocks of `lang` in `text`, in order.
+fn fenced<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
+    let open = format!("```{lang}\n");
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&open) {
+        let body = &rest[start + open.len()..];
+        let end = body.find("```").unwrap();
+        out.push(&body[..end]);
+        rest = &body[end + 3..];
+    }
+    out
+}
+
+/// Every line of `expected` (whitespace collapsed) is a line of `got`.
+fn assert_lines_in(expected: &str, got: &str) {
+    let norm = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = got.lines().map(norm).collect();
+    for e in expected.lines().map(norm).filter(|l| !l.is_empty()) {
+        assert!(lines.contains(&e), "`{e}` is not in the output:\n{got}");
+    }
+}
+
+#[test]
+fn the_your_own_node_walkthrough_prints_what_the_docs_show() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/capacity-planning.md"))
+            .unwrap();
+    let start = doc.find("## Your own node").expect("the walkthrough");
+    let section = &doc[start..start + doc[start..].find("\n## Sweeps").unwrap()];
+    let workloads = fenced(section, "yaml")[0];
+    let outputs = fenced(section, "text");
+    assert_eq!(outputs.len(), 2);
+
+    let dir = scratch("walk");
+    let scenario = dir.join("my-node.yaml");
+    let o = bin()
+        .arg("import")
+        .arg(fixture())
+        .arg("--out")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let yaml = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("workloads: []   # the node's traffic: add it here\n", workloads)
+        .replace("duration: 60s", "duration: 26s");
+    std::fs::write(&scenario, yaml).unwrap();
+    let cold = "nodes.0.conntrack.warmStart=[]";
+    let run = bin()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--set", cold])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_lines_in(outputs[0], &String::from_utf8_lossy(&run.stdout));
+    let compare = bin()
+        .arg("compare")
+        .arg(&scenario)
+        .args(["--set", cold])
+        .args([
+            "--variant",
+            "bigger-table:nodes.0.sysctl.net.netfilter.nf_conntrack_max=4096",
+        ])
+        .args([
+            "--variant",
+            "time-wait-30s:nodes.0.sysctl.net.netfilter.nf_conntrack_tcp_timeout_time_wait=30",
+        ])
+        .args([
+            "--variant",
+            "keepalive:workloads.0.connection.mode=pool,workloads.0.connection.poolSize=4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        compare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compare.stderr)
+    );
+    assert_lines_in(outputs[1], &String::from_utf8_lossy(&compare.stdout));
+    let _ = std::fs::remove_dir_all(&dir);
+}
