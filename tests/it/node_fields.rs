@@ -117,7 +117,29 @@ fn an_extra_snat_rule_with_a_port_range_exhausts_its_ports() {
     );
     let o = run(&sc);
     let a = &o.report.nodes[0].conntrack.stats;
-    assert!(a.insert_failed > 0 || o.report.requests.failed > 0, "{a:?}");
+    // Four source ports for 1,000 connections to one backend: the NAT port search
+    // finds them taken, the SYN fails at confirm (insert_failed + drop) on node a.
+    assert!(a.insert_failed > 100 && a.drop >= a.insert_failed, "{a:?}");
+    assert!(o.report.requests.failed > 100, "{:?}", o.report.requests);
+    assert!(
+        o.report
+            .requests
+            .failures_by_cause
+            .keys()
+            .any(|k| k.starts_with("a insert_failed")),
+        "{:?}",
+        o.report.requests.failures_by_cause
+    );
+    // Without the rule the same traffic goes through.
+    let plain = run(&two_nodes("", "", ""));
+    assert_eq!(plain.report.nodes[0].conntrack.stats.insert_failed, 0);
+    // --random-fully is kept and shown in the node's rules.
+    let fully = sc.replace("40000-40003", "40000-40003 --random-fully");
+    let text = k8s_netsim::sim::node_rules(&load(&fully).unwrap(), "a").unwrap();
+    assert!(
+        text.contains("--to-source 192.168.0.10:40000-40003 --random-fully"),
+        "{text}"
+    );
     let k8s_netsim::scenario::ExtraRule { rule, .. } = &load(&sc).unwrap().nodes[0].extra_rules[0];
     assert!(rule.contains("--to-source 192.168.0.10:40000-40003"));
     let text = k8s_netsim::sim::node_rules(&load(&sc).unwrap(), "a").unwrap();
