@@ -595,3 +595,23 @@ fn the_your_own_node_walkthrough_prints_what_the_docs_show() {
     assert_lines_in(outputs[1], &String::from_utf8_lossy(&compare.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn import_options_out_of_range_are_refused_not_clamped() {
+    for (flag, value) in [
+        ("--warm-slices", "0"),
+        ("--warm-slices", "65"),
+        ("--duration", "0"),
+        ("--conntrack-cap", "0"),
+    ] {
+        let o = bin()
+            .arg("import")
+            .arg(fixture())
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(value), "{flag} {value}: {err}");
+    }
+}

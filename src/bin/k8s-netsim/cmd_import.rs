@@ -17,21 +17,21 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Entries of `conntrack -L` summarised for the warm start; the rest is counted.
-    #[arg(long, default_value_t = 20_000_000)]
+    #[arg(long, default_value_t = 20_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     conntrack_cap: u64,
-    /// Slices per warm-start group (protocol, state, ASSURED).
-    #[arg(long, default_value_t = 8)]
+    /// Slices per warm-start group (protocol, state, ASSURED), 1..=64.
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     warm_slices: usize,
-    /// The scenario's duration in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// The scenario's duration in seconds (at most a week).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     duration: u64,
 }
 
 pub(crate) fn import_cmd(a: ImportArgs) -> anyhow::Result<()> {
     let bundle = Bundle::read(&a.bundle, a.conntrack_cap).map_err(|e| BadInput(e.to_string()))?;
     let opts = ImportOptions {
-        warm_slices: a.warm_slices.clamp(1, 64),
-        duration_s: a.duration.clamp(1, 86_400 * 7),
+        warm_slices: a.warm_slices,
+        duration_s: a.duration,
     };
     let imported = import(&bundle, &opts).map_err(|e| BadInput(e.to_string()))?;
     let mut err = std::io::stderr().lock();
