@@ -83,6 +83,7 @@ pub mod engine;
 pub mod service;
 
 // Layer 3: configuration and traffic.
+pub mod evidence;
 pub mod scenario;
 pub mod traffic;
 

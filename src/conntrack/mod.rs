@@ -43,6 +43,7 @@ mod table;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod warm;
 
 pub use race::{RaceCurve, RaceKind, RaceModel, ThreadPlacement, WindowFactor};
 pub use sizing::{
@@ -52,6 +53,7 @@ pub use sizing::{
 pub use stats::{CtCpuStats, CtStats, TableFullLog};
 pub use table::{Conn, ConntrackTable, CtListEntry, ENTRY_BYTES};
 pub use tcp::CtState;
+pub use warm::{WarmEntry, WarmOutcome};
 
 use crate::kernel::{CtTimeouts, KernelProfile, Sysctls};
 use std::fmt;

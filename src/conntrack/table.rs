@@ -570,7 +570,7 @@ impl ConntrackTable {
         e.tuple[dir_slot(node_dir(n))] == *tuple && e.ns == ns && e.has(status::CONFIRMED)
     }
 
-    fn link(&mut self, idx: u32, dir: Direction) {
+    pub(super) fn link(&mut self, idx: u32, dir: Direction) {
         let e = &self.entries[idx as usize];
         let b = self.bucket_of(e.ns, &e.tuple[dir_slot(dir)]) as usize;
         let s = &mut self.summaries[b];
@@ -608,7 +608,7 @@ impl ConntrackTable {
     }
 
     /// Allocates an unconfirmed entry for `tuple` in `ns` and counts it.
-    fn alloc_entry(&mut self, ns: u16, tuple: Tuple) -> u32 {
+    pub(super) fn alloc_entry(&mut self, ns: u16, tuple: Tuple) -> u32 {
         let fresh = Entry {
             tuple: [tuple, tuple.reversed()],
             ns,

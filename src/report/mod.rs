@@ -64,6 +64,76 @@ pub struct Report {
     pub workloads: Vec<WorkloadReport>,
     /// Engine statistics (simulated, deterministic).
     pub engine: EngineReport,
+    /// The counters observed on a real node next to the simulated ones (only when the
+    /// scenario has a `baseline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineReport>,
+}
+
+/// Observed (a real node's evidence) against simulated conntrack counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineReport {
+    /// The node compared.
+    pub node: String,
+    /// Where the observed counters come from.
+    pub source: String,
+    /// The span the observed counters cover, in seconds (`None`: since they started).
+    pub window_s: Option<f64>,
+    /// One row per observed counter, in `conntrack -S` order, `count` last.
+    pub rows: Vec<BaselineRow>,
+}
+
+/// One counter, observed and simulated.
+#[derive(Clone, Debug, Serialize)]
+pub struct BaselineRow {
+    /// `conntrack -S` name (`count` = `nf_conntrack_count` at the end).
+    pub counter: String,
+    /// On the real node.
+    pub observed: u64,
+    /// In the simulation (`None` for a counter the model does not produce, `ignore`).
+    pub simulated: Option<u64>,
+}
+
+impl BaselineReport {
+    /// The rows of `baseline` against node `conntrack`'s simulated counters.
+    #[must_use]
+    pub fn compare(
+        baseline: &crate::scenario::Baseline,
+        node: &str,
+        conntrack: &NodeConntrack,
+    ) -> BaselineReport {
+        let o = &baseline.counters;
+        let s = &conntrack.stats;
+        let pairs: [(&str, Option<u64>, Option<u64>); 12] = [
+            ("found", o.found, Some(s.found)),
+            ("invalid", o.invalid, Some(s.invalid)),
+            ("ignore", o.ignore, None),
+            ("insert", o.insert, Some(s.insert)),
+            ("insert_failed", o.insert_failed, Some(s.insert_failed)),
+            ("drop", o.drop, Some(s.drop)),
+            ("early_drop", o.early_drop, Some(s.early_drop)),
+            ("error", o.error, Some(s.error)),
+            ("search_restart", o.search_restart, Some(s.search_restart)),
+            ("clash_resolve", o.clash_resolve, Some(s.clash_resolve)),
+            ("chaintoolong", o.chaintoolong, Some(s.chaintoolong)),
+            ("count", o.count, Some(conntrack.count_end)),
+        ];
+        BaselineReport {
+            node: node.to_string(),
+            source: baseline.source.clone(),
+            window_s: baseline.window.map(crate::time::SimDuration::as_secs_f64),
+            rows: pairs
+                .into_iter()
+                .filter_map(|(name, observed, simulated)| {
+                    observed.map(|observed| BaselineRow {
+                        counter: name.to_string(),
+                        observed,
+                        simulated,
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// What went wrong first, if anything.

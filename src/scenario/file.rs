@@ -69,6 +69,10 @@ pub struct ScenarioFile {
     /// Named override sets for `k8s-netsim compare`.
     #[serde(default)]
     pub variants: Vec<VariantSpec>,
+    /// Counters observed on a real node (`k8s-netsim import`), which the report sets
+    /// next to the simulated ones.
+    #[serde(default)]
+    pub baseline: Option<BaselineSpec>,
 }
 
 /// A kernel profile name. Accepts a string (`"5.4"`) or an unquoted number (`5.4`,
@@ -289,6 +293,110 @@ pub struct NodeSpec {
     /// Sysctls under their full Linux names; checked in stage 2.
     #[serde(default)]
     pub sysctl: BTreeMap<String, SysctlValue>,
+    /// Rules appended to this node's ruleset, one iptables-save rule each (CNI SNAT,
+    /// NOTRACK, custom DROPs).
+    #[serde(default)]
+    pub extra_rules: Vec<ExtraRuleSpec>,
+    /// The node's own `iptables-save` dump: in iptables mode it replaces the rules
+    /// kube-proxy would program from `services`.
+    #[serde(default)]
+    pub iptables_save: Option<String>,
+    /// The node's conntrack table at time 0: the gc worker's phase and a warm start.
+    #[serde(default)]
+    pub conntrack: Option<NodeConntrackSpec>,
+}
+
+/// One rule appended to a node's ruleset.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtraRuleSpec {
+    /// `raw`, `mangle`, `nat` or `filter`.
+    pub table: String,
+    /// A built-in chain (`POSTROUTING`) or a user chain (created when new).
+    pub chain: String,
+    /// The rule's options as `iptables-save` writes them after `-A CHAIN`
+    /// (`-d 10.0.0.1/32 -p tcp -j SNAT --to-source 192.168.0.10:40000-40063`).
+    pub rule: String,
+}
+
+/// A node's conntrack table at time 0.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeConntrackSpec {
+    /// When the gc worker first runs (default 0s): the kernel's worker is global and
+    /// started at boot, so its phase against a test is arbitrary.
+    #[serde(default)]
+    pub gc_phase: Option<SimDuration>,
+    /// Entries already in the table at time 0 (from `conntrack -L`).
+    #[serde(default)]
+    pub warm_start: Vec<WarmGroupSpec>,
+}
+
+/// `count` entries of one kind already in the table, their remaining timeouts spread
+/// evenly over `expiresIn`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WarmGroupSpec {
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: String,
+    /// TCP state as `conntrack -L` prints it (`ESTABLISHED`, `TIME_WAIT`, ...); TCP only.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// `[ASSURED]` (default false).
+    #[serde(default)]
+    pub assured: bool,
+    /// Number of entries.
+    pub count: u32,
+    /// Remaining timeout: one duration, or `[shortest, longest]`.
+    pub expires_in: Vec<SimDuration>,
+}
+
+/// Counters observed on a real node, named as `conntrack -S` prints them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BaselineSpec {
+    /// The node they were observed on.
+    pub node: String,
+    /// Where they come from (free text: the evidence file and line).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The span they were counted over (`k8s-netsim import` of a bundle with two
+    /// snapshots); absent: since the counters started.
+    #[serde(default)]
+    pub window: Option<SimDuration>,
+    /// The counters, summed over CPUs.
+    pub counters: BaselineCounters,
+}
+
+/// The summed `conntrack -S` counters plus the entry count (`nf_conntrack_count`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub struct BaselineCounters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert_failed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_drop: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_restart: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clash_resolve: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaintoolong: Option<u64>,
 }
 
 /// A sysctl value as written: an integer, a boolean or a string (`"120s"`,
@@ -419,8 +527,12 @@ pub enum ProtocolSpec {
 pub struct EndpointsSpec {
     /// Node name (must be in `nodes`).
     pub node: String,
-    /// Number of ready pods.
-    pub count: u32,
+    /// Number of ready pods (default: one per address in `ips`).
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// The pods' addresses, inside the node's podCIDR (default: allocated in order).
+    #[serde(default)]
+    pub ips: Vec<String>,
 }
 
 /// How backend pods serve requests.
@@ -439,6 +551,25 @@ pub struct ServerSpec {
     /// Requests per second one pod can serve (CoreDNS: about 850/s per pod).
     #[serde(default)]
     pub capacity: Option<Rate>,
+    /// How the pods treat connections (default `normal`).
+    #[serde(default)]
+    pub behavior: ServerBehavior,
+}
+
+/// How backend pods treat connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServerBehavior {
+    /// Accept, serve, close as the workload's `closer` says.
+    #[default]
+    Normal,
+    /// Drop every SYN (a black hole: the client retransmits until its deadline).
+    Blackhole,
+    /// Serve, but never close: a client that closes leaves the server's side in
+    /// CLOSE_WAIT and the conntrack entry in CLOSE_WAIT for `tcp_timeout_close_wait`.
+    NeverClose,
+    /// Answer every SYN with an RST (nothing listens on the port).
+    Reset,
 }
 
 /// A service-time distribution, tagged by `distribution`.
@@ -548,6 +679,28 @@ pub struct WorkloadSpec {
     /// Name resolution before connecting.
     #[serde(default)]
     pub dns: WorkloadDnsSpec,
+    /// How requests arrive in time (default Poisson).
+    #[serde(default)]
+    pub arrivals: Option<ArrivalsSpec>,
+    /// Only resolve the target's name: each request is one lookup, no connection.
+    #[serde(default)]
+    pub dns_only: bool,
+}
+
+/// The arrival process of a workload, tagged by `process`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "process", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ArrivalsSpec {
+    /// Independent exponential gaps (open-loop Poisson).
+    Poisson {},
+    /// Evenly spaced: one request every 1/rate.
+    Paced {},
+    /// Groups of `size` requests at one instant; the groups arrive as a Poisson
+    /// process of rate/size.
+    Bursts {
+        /// Requests per burst (≥ 1).
+        size: u32,
+    },
 }
 
 /// One point of a rate profile.

@@ -25,7 +25,10 @@ mod unit;
 mod validate;
 
 pub use error::{FieldPath, Origin, PathSegment, Problem, ProblemKind, ScenarioError};
-pub use file::{Closer, Cni, ConnectionMode, DnsMode, IpvsScheduler, ProxyMode, ServiceType};
+pub use file::{
+    BaselineCounters, Closer, Cni, ConnectionMode, DnsMode, IpvsScheduler, ProxyMode, ServerBehavior,
+    ServiceType,
+};
 pub use overrides::{Override, OverrideError};
 pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES};
 pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sysctls, known_sysctl_names};
@@ -87,6 +90,8 @@ pub struct Scenario {
     pub workloads: Vec<WorkloadConfig>,
     /// Named override sets for `compare`.
     pub variants: Vec<Variant>,
+    /// Counters observed on a real node, set next to the simulated ones in the report.
+    pub baseline: Option<Baseline>,
     /// The value tree after overrides, kept to derive variants.
     raw: serde_norway::Value,
     /// Positions of the original text, kept to locate a variant's problems.
@@ -175,6 +180,104 @@ pub struct NodeConfig {
     pub pod_cidr: Cidr,
     /// Effective sysctls with provenance.
     pub sysctls: NodeSysctls,
+    /// Rules appended to the node's ruleset, in order.
+    pub extra_rules: Vec<ExtraRule>,
+    /// The node's own `iptables-save` dump (checked to parse); in iptables mode it
+    /// replaces the rules kube-proxy would program.
+    pub iptables_save: Option<String>,
+    /// The conntrack table at time 0.
+    pub conntrack_start: ConntrackStart,
+}
+
+/// One rule appended to a node's ruleset (`nodes[].extraRules`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ExtraRule {
+    /// The table.
+    pub table: crate::netfilter::TableKind,
+    /// The chain (built-in, or a user chain created when new).
+    pub chain: String,
+    /// The options after `-A CHAIN`.
+    pub rule: String,
+}
+
+impl ExtraRule {
+    /// The rule as `iptables-restore` input for its table; `declare` adds the user
+    /// chain's `:NAME - [0:0]` line (for a chain the ruleset does not have yet).
+    #[must_use]
+    pub fn to_restore_text(&self, declare: bool) -> String {
+        let decl = if declare {
+            format!(":{} - [0:0]\n", self.chain)
+        } else {
+            String::new()
+        };
+        format!("*{}\n{decl}-A {} {}\nCOMMIT\n", self.table, self.chain, self.rule)
+    }
+}
+
+/// The conntrack table of a node at time 0 (`nodes[].conntrack`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ConntrackStart {
+    /// When the gc worker first runs.
+    pub gc_phase: SimDuration,
+    /// Entries in the table at time 0.
+    pub warm_start: Vec<WarmGroup>,
+}
+
+/// `count` entries of one kind in the table at time 0, their remaining timeouts spread
+/// evenly from `shortest` to `longest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WarmGroup {
+    /// Protocol.
+    pub protocol: Proto,
+    /// TCP state (TCP only).
+    #[serde(serialize_with = "ser_ct_state")]
+    pub state: Option<crate::conntrack::CtState>,
+    /// `[ASSURED]`.
+    pub assured: bool,
+    /// Entries.
+    pub count: u32,
+    /// Shortest remaining timeout.
+    pub shortest: SimDuration,
+    /// Longest remaining timeout.
+    pub longest: SimDuration,
+}
+
+impl WarmGroup {
+    /// The remaining timeout of entry `k` of the group: evenly spaced from `shortest` to
+    /// `longest` (both included when the group has two or more entries).
+    #[must_use]
+    pub fn expires_in(&self, k: u32) -> SimDuration {
+        if self.count <= 1 || self.longest <= self.shortest {
+            return self.shortest;
+        }
+        let span = u128::from((self.longest - self.shortest).as_nanos());
+        let step = span * u128::from(k) / u128::from(self.count - 1);
+        self.shortest + SimDuration::from_nanos(u64::try_from(step).unwrap_or(u64::MAX))
+    }
+}
+
+#[allow(clippy::ref_option)]
+fn ser_ct_state<S: serde::Serializer>(
+    s: &Option<crate::conntrack::CtState>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(st) => ser.serialize_some(st.as_str()),
+        None => ser.serialize_none(),
+    }
+}
+
+/// Counters observed on a real node (`baseline`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Baseline {
+    /// The node they were observed on.
+    pub node: NodeId,
+    /// Where they come from.
+    pub source: String,
+    /// The span they were counted over (`None`: since the counters started).
+    pub window: Option<SimDuration>,
+    /// The counters.
+    pub counters: BaselineCounters,
 }
 
 /// A Service with simulated backends.
@@ -233,6 +336,8 @@ pub struct ServerConfig {
     pub backlog: Option<u32>,
     /// Rate cap per pod (requests beyond it queue).
     pub capacity: Option<Rate>,
+    /// How the pods treat connections.
+    pub behavior: ServerBehavior,
 }
 
 impl ServerConfig {
@@ -330,6 +435,25 @@ pub struct WorkloadConfig {
     pub retries: RetryPolicy,
     /// Name resolution.
     pub dns: WorkloadDns,
+    /// How requests arrive in time.
+    pub arrivals: ArrivalProcess,
+    /// Each request is one name lookup and nothing else.
+    pub dns_only: bool,
+}
+
+/// The arrival process of a workload (`workloads[].arrivals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum ArrivalProcess {
+    /// Exponential gaps (open loop).
+    #[default]
+    Poisson,
+    /// One request every 1/rate.
+    Paced,
+    /// `size` requests at one instant, bursts as a Poisson process of rate/size.
+    Bursts {
+        /// Requests per burst.
+        size: u32,
+    },
 }
 
 /// Where a workload sends requests.

@@ -85,17 +85,25 @@ fn overlaps(a: Cidr, b: Cidr) -> bool {
 struct PodPool {
     next: Vec<u64>,
     exhausted: BTreeSet<usize>,
+    /// Addresses given explicitly (`endpoints[].ips`): allocation skips them.
+    pinned: BTreeSet<Ipv4Addr>,
+    /// Of those, the ones already given to an endpoint.
+    pinned_used: BTreeSet<Ipv4Addr>,
 }
 
 impl PodPool {
     fn take(&mut self, node: usize, cidr: Cidr) -> Option<Ipv4Addr> {
         let n = self.next.get_mut(node)?;
-        if *n + 1 >= size_of(cidr) {
-            return None;
+        loop {
+            if *n + 1 >= size_of(cidr) {
+                return None;
+            }
+            let ip = cidr.nth(u32::try_from(*n).ok()?)?;
+            *n += 1;
+            if !self.pinned.contains(&ip) {
+                return Some(ip);
+            }
         }
-        let ip = cidr.nth(u32::try_from(*n).ok()?);
-        *n += 1;
-        ip
     }
 }
 
@@ -119,6 +127,8 @@ impl<'a> Addresses<'a> {
             pods: PodPool {
                 next: vec![2; nodes.len()],
                 exhausted: BTreeSet::new(),
+                pinned: BTreeSet::new(),
+                pinned_used: BTreeSet::new(),
             },
             service_cidr,
             used_service_ips: BTreeSet::new(),
@@ -277,6 +287,7 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
         &mut addresses,
     );
     let (variants, variant_checks) = check_variants(&f.variants);
+    let baseline = check_baseline(&mut c, f.baseline.as_ref(), &lookup);
     let base = if c.problems.is_empty() {
         Ok(Scenario {
             file: file.to_string(),
@@ -297,6 +308,7 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             dns,
             workloads,
             variants,
+            baseline,
             raw,
             map,
         })
@@ -526,6 +538,9 @@ fn check_nodes(
             ip,
             pod_cidr,
             sysctls,
+            extra_rules: check_extra_rules(c, i, &n.extra_rules),
+            iptables_save: check_iptables_save(c, i, n.iptables_save.as_deref(), kube_proxy.mode),
+            conntrack_start: check_conntrack_start(c, i, n.conntrack.as_ref()),
         });
     }
     out
@@ -616,6 +631,7 @@ fn check_services(
     addresses: &mut Addresses<'_>,
 ) -> Vec<ServiceConfig> {
     addresses.reserve_explicit(c, specs);
+    reserve_pinned_endpoints(addresses, specs);
     let mut seen = BTreeSet::new();
     let mut services = Vec::new();
     for (i, s) in specs.iter().enumerate() {
@@ -663,8 +679,7 @@ fn check_service(
             );
             continue;
         };
-        for _ in 0..e.count {
-            let ip = addresses.pod(c, node, fp!("services", i, "endpoints", j, "count"));
+        for ip in endpoint_ips(c, i, j, e, node, addresses) {
             endpoints.push(Endpoint {
                 node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
                 ip,
@@ -956,6 +971,8 @@ fn check_workloads(
                 backoff: w.retries.backoff.unwrap_or(SimDuration::ZERO),
             },
             dns,
+            arrivals: check_arrivals(c, i, w.arrivals.as_ref()),
+            dns_only: check_dns_only(c, i, w),
         });
     }
     workloads
@@ -1140,6 +1157,7 @@ fn check_server(c: &mut Checker, s: Option<&file::ServerSpec>, i: usize) -> Serv
             concurrency: 64,
             backlog: None,
             capacity: None,
+            behavior: super::ServerBehavior::Normal,
         };
     };
     let service_time = match &s.service_time {
@@ -1177,6 +1195,7 @@ fn check_server(c: &mut Checker, s: Option<&file::ServerSpec>, i: usize) -> Serv
         concurrency,
         backlog: s.backlog,
         capacity: s.capacity,
+        behavior: s.behavior,
     }
 }
 
@@ -1314,6 +1333,314 @@ fn check_workload_dns(
         parallel_aaaa: d.parallel_aaaa.unwrap_or(true),
         single_request_reopen: d.single_request_reopen.unwrap_or(false),
     }
+}
+
+// ----- sections for what real nodes do (nodes[].extraRules, iptablesSave, conntrack;
+// endpoints[].ips; server.behavior; workloads[].arrivals, dnsOnly; baseline) -----
+
+/// Claims every `endpoints[].ips` address before any pod address is allocated.
+fn reserve_pinned_endpoints(addresses: &mut Addresses<'_>, specs: &[file::ServiceSpec]) {
+    for s in specs {
+        for e in &s.endpoints {
+            for t in &e.ips {
+                if let Ok(ip) = t.parse::<Ipv4Addr>() {
+                    addresses.pods.pinned.insert(ip);
+                }
+            }
+        }
+    }
+}
+
+/// `services[i].endpoints[j]`: its `ips` (each inside the node's podCIDR, none used
+/// twice) or `count` addresses allocated in order; both given must agree.
+fn endpoint_ips(
+    c: &mut Checker,
+    i: usize,
+    j: usize,
+    e: &file::EndpointsSpec,
+    node: usize,
+    addresses: &mut Addresses<'_>,
+) -> Vec<Ipv4Addr> {
+    if e.ips.is_empty() {
+        let Some(count) = e.count else {
+            c.value(
+                fp!("services", i, "endpoints", j, "count"),
+                "give `count` or the pods' addresses in `ips`",
+            );
+            return Vec::new();
+        };
+        return (0..count)
+            .map(|_| addresses.pod(c, node, fp!("services", i, "endpoints", j, "count")))
+            .collect();
+    }
+    if let Some(count) = e.count
+        && usize::try_from(count).ok() != Some(e.ips.len())
+    {
+        c.value(
+            fp!("services", i, "endpoints", j, "count"),
+            format!(
+                "count {count} does not match the {} addresses in `ips`",
+                e.ips.len()
+            ),
+        );
+    }
+    let cidr = addresses.nodes[node].pod_cidr;
+    let mut out = Vec::new();
+    for (k, t) in e.ips.iter().enumerate() {
+        let field = fp!("services", i, "endpoints", j, "ips", k);
+        let Some(ip) = c.ip(t, field.clone()) else {
+            continue;
+        };
+        if !cidr.contains(ip) {
+            c.value(
+                field,
+                format!(
+                    "{ip} is outside node `{}`'s podCIDR {cidr}",
+                    addresses.nodes[node].name
+                ),
+            );
+            continue;
+        }
+        if !addresses.pods.pinned_used.insert(ip) {
+            c.bad(
+                ProblemKind::Duplicate,
+                field,
+                format!("pod address {ip} is used twice"),
+            );
+            continue;
+        }
+        out.push(ip);
+    }
+    out
+}
+
+/// `nodes[i].extraRules`: each rule must parse as `iptables-restore` input for its
+/// table and chain (the importer's message names what it does not understand).
+fn check_extra_rules(c: &mut Checker, i: usize, specs: &[file::ExtraRuleSpec]) -> Vec<super::ExtraRule> {
+    use crate::netfilter::{Ruleset, TableKind, import};
+    let mut out = Vec::new();
+    let mut rs = Ruleset::new();
+    for (j, r) in specs.iter().enumerate() {
+        let Some(table) = TableKind::parse(r.table.trim()) else {
+            c.value(
+                fp!("nodes", i, "extraRules", j, "table"),
+                format!("unknown table `{}` (raw, mangle, nat or filter)", r.table),
+            );
+            continue;
+        };
+        let chain = r.chain.trim().to_string();
+        if chain.is_empty() || chain.contains(char::is_whitespace) {
+            c.value(
+                fp!("nodes", i, "extraRules", j, "chain"),
+                format!("`{}` is not a chain name", r.chain),
+            );
+            continue;
+        }
+        if r.rule.contains('\n') {
+            c.value(
+                fp!("nodes", i, "extraRules", j, "rule"),
+                "one rule per entry (the text has a line break)",
+            );
+            continue;
+        }
+        let rule = super::ExtraRule {
+            table,
+            chain,
+            rule: r.rule.trim().to_string(),
+        };
+        let declare = rs.chain_id(table, &rule.chain).is_none()
+            && crate::netfilter::Hook::from_chain_name(&rule.chain).is_none();
+        match import::parse_into(rs.clone(), &rule.to_restore_text(declare)) {
+            Ok(next) => {
+                rs = next;
+                out.push(rule);
+            }
+            Err(e) => c.value(
+                fp!("nodes", i, "extraRules", j, "rule"),
+                format!("`-A {} {}`: {}", rule.chain, rule.rule, e.message),
+            ),
+        }
+    }
+    out
+}
+
+/// `nodes[i].iptablesSave`: the dump must parse completely (`k8s-netsim import` leaves
+/// the rules the model does not implement out, listed in comments).
+fn check_iptables_save(
+    c: &mut Checker,
+    i: usize,
+    text: Option<&str>,
+    mode: super::ProxyMode,
+) -> Option<String> {
+    let text = text?;
+    if mode != super::ProxyMode::Iptables {
+        c.value(
+            fp!("nodes", i, "iptablesSave"),
+            "iptablesSave stands for kube-proxy's iptables-mode rules: it needs kubeProxy.mode: iptables (other rules go in extraRules)",
+        );
+        return None;
+    }
+    match crate::netfilter::import::parse(text) {
+        Ok(_) => Some(text.to_string()),
+        Err(e) => {
+            c.value(
+                fp!("nodes", i, "iptablesSave"),
+                format!("line {} of the dump, column {}: {}", e.line, e.column, e.message),
+            );
+            None
+        }
+    }
+}
+
+/// `nodes[i].conntrack`: the gc phase and the warm-start groups.
+fn check_conntrack_start(
+    c: &mut Checker,
+    i: usize,
+    spec: Option<&file::NodeConntrackSpec>,
+) -> super::ConntrackStart {
+    let Some(spec) = spec else {
+        return super::ConntrackStart::default();
+    };
+    let gc_phase = spec.gc_phase.unwrap_or(SimDuration::ZERO);
+    if gc_phase > SimDuration::from_secs(300) {
+        c.value(
+            fp!("nodes", i, "conntrack", "gcPhase"),
+            format!("gcPhase {gc_phase} is longer than the gc worker's longest interval (300s)"),
+        );
+    }
+    let mut warm_start = Vec::new();
+    for (j, g) in spec.warm_start.iter().enumerate() {
+        let at = |k: &str| fp!("nodes", i, "conntrack", "warmStart", j, k);
+        let protocol = match g.protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "icmp" => Proto::Icmp,
+            other => {
+                c.value(
+                    at("protocol"),
+                    format!("unknown protocol `{other}` (tcp, udp or icmp)"),
+                );
+                continue;
+            }
+        };
+        let state = match (&g.state, protocol) {
+            (None, Proto::Tcp) => {
+                c.value(
+                    at("state"),
+                    "a TCP group needs its state (ESTABLISHED, TIME_WAIT, ...)",
+                );
+                continue;
+            }
+            (None, _) => None,
+            (Some(_), Proto::Udp | Proto::Icmp) => {
+                c.value(at("state"), "only TCP entries have a state");
+                continue;
+            }
+            (Some(name), Proto::Tcp) => match crate::conntrack::CtState::from_name(name) {
+                Some(s) => Some(s),
+                None => {
+                    c.value(
+                        at("state"),
+                        format!(
+                            "unknown TCP state `{name}` (SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE)"
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        let (shortest, longest) = match g.expires_in.as_slice() {
+            [one] => (*one, *one),
+            [lo, hi] if lo <= hi => (*lo, *hi),
+            [lo, hi] => {
+                c.value(at("expiresIn"), format!("[{lo}, {hi}]: the shortest comes first"));
+                continue;
+            }
+            _ => {
+                c.value(at("expiresIn"), "one duration or [shortest, longest]");
+                continue;
+            }
+        };
+        if g.count == 0 {
+            c.value(at("count"), "count must be at least 1");
+        }
+        warm_start.push(super::WarmGroup {
+            protocol,
+            state,
+            assured: g.assured,
+            count: g.count,
+            shortest,
+            longest,
+        });
+    }
+    let total: u64 = warm_start.iter().map(|g| u64::from(g.count)).sum();
+    if total > 16_000_000 {
+        c.value(
+            fp!("nodes", i, "conntrack", "warmStart"),
+            format!("{total} warm entries; at most 16,000,000 (the largest nf_conntrack_max in practice)"),
+        );
+    }
+    super::ConntrackStart { gc_phase, warm_start }
+}
+
+/// `workloads[i].arrivals`.
+fn check_arrivals(c: &mut Checker, i: usize, spec: Option<&file::ArrivalsSpec>) -> super::ArrivalProcess {
+    match spec {
+        None | Some(file::ArrivalsSpec::Poisson {}) => super::ArrivalProcess::Poisson,
+        Some(file::ArrivalsSpec::Paced {}) => super::ArrivalProcess::Paced,
+        Some(file::ArrivalsSpec::Bursts { size }) => {
+            if *size == 0 || *size > 1_000_000 {
+                c.value(
+                    fp!("workloads", i, "arrivals", "size"),
+                    format!("burst size {size} is not in 1..=1000000"),
+                );
+            }
+            super::ArrivalProcess::Bursts { size: (*size).max(1) }
+        }
+    }
+}
+
+/// `workloads[i].dnsOnly`: needs a DNS mode that resolves on every request.
+fn check_dns_only(c: &mut Checker, i: usize, w: &file::WorkloadSpec) -> bool {
+    if w.dns_only && w.dns.mode != DnsMode::PerRequest {
+        c.value(
+            fp!("workloads", i, "dnsOnly"),
+            "a DNS-only workload resolves on every request: set dns.mode: perRequest",
+        );
+    }
+    if w.dns_only && w.connection.mode != ConnectionMode::Short {
+        c.value(
+            fp!("workloads", i, "dnsOnly"),
+            "a DNS-only workload opens no connection: remove connection.mode: pool",
+        );
+    }
+    w.dns_only
+}
+
+/// `baseline`: the node must exist.
+fn check_baseline(
+    c: &mut Checker,
+    spec: Option<&file::BaselineSpec>,
+    nodes: &NodeLookup<'_>,
+) -> Option<super::Baseline> {
+    let b = spec?;
+    let Some(node) = nodes.find(&b.node) else {
+        c.bad(
+            ProblemKind::UnknownReference,
+            fp!("baseline", "node"),
+            format!("unknown node `{}` (nodes: {})", b.node, nodes.names()),
+        );
+        return None;
+    };
+    if b.window == Some(SimDuration::ZERO) {
+        c.value(fp!("baseline", "window"), "window must be above 0s");
+    }
+    Some(super::Baseline {
+        node: NodeId(u32::try_from(node).unwrap_or(u32::MAX)),
+        source: b.source.clone().unwrap_or_default(),
+        window: b.window,
+        counters: b.counters.clone(),
+    })
 }
 
 #[cfg(test)]

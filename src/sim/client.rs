@@ -395,6 +395,15 @@ impl NodeSim {
     /// active closer, and hands the pool slot to a waiting request.
     pub(super) fn close_flow(&mut self, cx: &mut Context<'_, Event>, flow: FlowId, client_first: bool) {
         let now = cx.now();
+        let Some(f) = self.flows.get(flow).copied() else {
+            return;
+        };
+        // A backend that never closes (`server.behavior: neverClose`): the client closes
+        // whatever `closer` says, the server only acknowledges.
+        let never_close = f
+            .server_pod
+            .is_some_and(|sp| self.server_behavior(sp) == crate::scenario::ServerBehavior::NeverClose);
+        let client_first = client_first || never_close;
         let Some(f) = self.flows.remove(flow) else { return };
         let pod_idx = f.pod as usize;
         self.clients[pod_idx].open = self.clients[pod_idx].open.saturating_sub(1);
@@ -409,8 +418,9 @@ impl NodeSim {
             .sockets
             .close(f.tuple, role, f.isn.wrapping_add(1), now);
         debug_assert!(closed.is_ok(), "invariant: an open flow owns its client socket");
-        if let Some(sp) = f.server_pod {
-            // The server's socket for this connection.
+        if let Some(sp) = f.server_pod.filter(|_| !never_close) {
+            // The server's socket for this connection (one that never closes stays in
+            // CLOSE_WAIT for good).
             if let Some(server_tuple) = self.server_tuple(&f) {
                 let srole = if client_first {
                     CloseRole::PassiveCloser
@@ -431,7 +441,12 @@ impl NodeSim {
         if f.state == FlowState::Established {
             // FIN, FIN-ACK, ACK through conntrack (closer's FIN first).
             let fin = Packet::new(f.tuple, TcpFlags::FIN_ACK);
-            if client_first {
+            if never_close {
+                // FIN, then the server's ACK: conntrack moves to CLOSE_WAIT and stays
+                // there for nf_conntrack_tcp_timeout_close_wait.
+                self.send(cx, netns, fin, now, Purpose::Silent, false, None);
+                self.send_from_server(cx, &f, TcpFlags::ACK, now + SimDuration::from_micros(100));
+            } else if client_first {
                 self.send(cx, netns, fin, now, Purpose::Silent, false, None);
                 self.send_from_server(cx, &f, TcpFlags::FIN_ACK, now + SimDuration::from_micros(100));
                 self.send(
@@ -492,6 +507,36 @@ impl NodeSim {
         let Some(sp) = f.server_pod else { return };
         let netns = self.world.pods[sp as usize].netns;
         self.send(cx, netns, Packet::new(t, flags), at, Purpose::Silent, false, None);
+    }
+
+    /// A backend's RST reached a connecting client (`server.behavior: reset`): connect()
+    /// fails with ECONNREFUSED.
+    pub(super) fn client_reset(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
+        let Some(f) = self.flows.get(flow).copied() else {
+            return;
+        };
+        if f.state != FlowState::Connecting {
+            return;
+        }
+        self.abort_client_socket(f.pod, f.tuple, cx.now());
+        self.drop_flow(flow);
+        if let Some(req) = f.req {
+            self.attempt_failed(cx, req, "ECONNREFUSED (RST from the backend)");
+        }
+    }
+
+    /// A DNS-only workload's lookup answered (`workloads[].dnsOnly`): the request is
+    /// done, with no connection.
+    pub(super) fn lookup_only_done(&mut self, cx: &mut Context<'_, Event>, req: ReqId) {
+        let now = cx.now();
+        let Some(r) = self.reqs.remove(req) else { return };
+        let lat = now.saturating_since(r.started);
+        self.latency.record(lat.as_nanos());
+        self.interval_latency.record(lat.as_nanos());
+        let wl = usize::from(r.wl);
+        self.wl_latency[wl].record(lat.as_nanos());
+        self.tally.ok += 1;
+        self.wl_tally[wl].ok += 1;
     }
 
     /// The SYN-ACK reached the client: the connection is established and the request goes out.

@@ -198,7 +198,9 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
                 .map(|(k, n)| ((*k).to_string(), n))
                 .collect(),
         },
+        baseline: None,
     };
+    let report = with_baseline(report, &sc);
     let timeseries = TimeSeries {
         nodes: sim.world.nodes.iter().map(|n| n.name.clone()).collect(),
         max: sim
@@ -210,6 +212,17 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
         samples: sim.samples.clone(),
     };
     Outcome { report, timeseries }
+}
+
+/// The report with the scenario's `baseline` set next to the simulated counters of
+/// its node.
+fn with_baseline(mut report: Report, sc: &crate::scenario::Scenario) -> Report {
+    if let Some(b) = &sc.baseline
+        && let Some(n) = report.nodes.get(b.node.0 as usize)
+    {
+        report.baseline = Some(crate::report::BaselineReport::compare(b, &n.name, &n.conntrack));
+    }
+    report
 }
 
 /// Node `i`'s section of the report.

@@ -145,6 +145,8 @@ pub(super) enum Purpose {
         fwd: FwdId,
         answer: Answer,
     },
+    /// A backend's RST answering a SYN (`server.behavior: reset`).
+    Reset { flow: FlowId },
     /// A packet whose arrival needs no action (teardown segments).
     Silent,
 }

@@ -47,6 +47,15 @@ pub(super) enum CpuLane {
     Confirm = 1,
 }
 
+/// The traffic process of a workload's `arrivals`.
+fn arrival_process(a: crate::scenario::ArrivalProcess) -> crate::traffic::Process {
+    match a {
+        crate::scenario::ArrivalProcess::Poisson => crate::traffic::Process::Poisson,
+        crate::scenario::ArrivalProcess::Paced => crate::traffic::Process::Paced,
+        crate::scenario::ArrivalProcess::Bursts { size } => crate::traffic::Process::Bursts { size },
+    }
+}
+
 /// The whole simulated system.
 pub(super) struct NodeSim {
     pub(super) world: World,
@@ -118,7 +127,7 @@ impl NodeSim {
                         ramp: s.ramp,
                     });
                 }
-                Arrivals::new(RateProfile::from_points(pts))
+                Arrivals::with_process(RateProfile::from_points(pts), arrival_process(w.arrivals))
             })
             .collect();
         let rng_arrival = sc
@@ -212,7 +221,7 @@ impl NodeSim {
         }
         for n in 0..self.world.nodes.len() {
             out.push((
-                SimTime::ZERO,
+                SimTime::ZERO + self.sc.nodes[n].conntrack_start.gc_phase,
                 Event::Gc {
                     node: u16::try_from(n).unwrap_or(u16::MAX),
                 },
@@ -316,6 +325,7 @@ impl NodeSim {
                 fwd,
                 answer,
             } => self.upstream_answer(cx, conn, turn, fwd, answer),
+            Purpose::Reset { flow } => self.client_reset(cx, flow),
             Purpose::Silent => {}
         }
     }

@@ -85,7 +85,11 @@ fn proxy_config(sc: &Scenario, node: usize) -> ProxyConfig {
 /// [`SimError::GeneratedRules`] if a generated ruleset does not parse (a bug).
 pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimError> {
     match sc.kube_proxy.mode {
-        ProxyMode::Iptables => {}
+        ProxyMode::Iptables => {
+            if let Some(rs) = own_ruleset(sc, node)? {
+                return Ok(rs);
+            }
+        }
         ProxyMode::Nftables | ProxyMode::Ipvs => return Ok(Ruleset::new()),
         ProxyMode::Ebpf => {
             if !sc.kube_proxy.ebpf.notrack {
@@ -121,6 +125,42 @@ pub(super) fn node_ruleset(sc: &Scenario, node: usize) -> Result<Ruleset, SimErr
             seed: sc.seed ^ (node as u64).wrapping_mul(0x9e37_79b9),
         },
     ))
+}
+
+/// The node's own `iptables-save` dump (`nodes[].iptablesSave`, iptables mode only),
+/// which stands for the rules kube-proxy would generate.
+///
+/// # Errors
+/// [`SimError::GeneratedRules`] if the dump does not parse (validation checked it).
+fn own_ruleset(sc: &Scenario, node: usize) -> Result<Option<Ruleset>, SimError> {
+    let Some(text) = sc.nodes[node].iptables_save.as_deref() else {
+        return Ok(None);
+    };
+    crate::netfilter::import::parse(text)
+        .map(Some)
+        .map_err(|source| SimError::GeneratedRules {
+            what: "nodes[].iptablesSave",
+            source,
+        })
+}
+
+/// `rs` with the node's `extraRules` appended in order (a user chain the ruleset does
+/// not have yet is created).
+///
+/// # Errors
+/// [`SimError::GeneratedRules`] if a rule does not parse (validation checked each).
+pub(super) fn with_extra_rules(sc: &Scenario, node: usize, mut rs: Ruleset) -> Result<Ruleset, SimError> {
+    for r in &sc.nodes[node].extra_rules {
+        let declare = rs.chain_id(r.table, &r.chain).is_none()
+            && crate::netfilter::Hook::from_chain_name(&r.chain).is_none();
+        rs = crate::netfilter::import::parse_into(rs, &r.to_restore_text(declare)).map_err(|source| {
+            SimError::GeneratedRules {
+                what: "nodes[].extraRules",
+                source,
+            }
+        })?;
+    }
+    Ok(rs)
 }
 
 /// The kube-dns Service's `dns-tcp` port: a real kube-dns Service always declares TCP
@@ -380,7 +420,11 @@ pub fn node_rules(scenario: &Scenario, node: &str) -> Result<String, SimError> {
             flag: "--node",
             message: format!("no node named `{node}` in {}", scenario.file),
         })?;
-    let rs = with_node_local_dns_rules(scenario, node_ruleset(scenario, idx)?)?;
+    let rs = with_extra_rules(
+        scenario,
+        idx,
+        with_node_local_dns_rules(scenario, node_ruleset(scenario, idx)?)?,
+    )?;
     let mut out = String::new();
     if rs.table(crate::netfilter::TableKind::Raw).rule_count()
         + rs.table(crate::netfilter::TableKind::Nat).rule_count()

@@ -318,6 +318,7 @@ impl NodeSim {
             Purpose::UpSynAck { .. } => "NodeLocal DNSCache upstream SYN-ACK",
             Purpose::UpQuery { .. } => "NodeLocal DNSCache upstream query",
             Purpose::UpReply { .. } => "NodeLocal DNSCache upstream answer",
+            Purpose::Reset { .. } => "RST",
             Purpose::Silent => "FIN/ACK",
         };
         *self.tally.packet_drops.entry((node, what, reason)).or_insert(0) += 1;

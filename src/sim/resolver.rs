@@ -249,7 +249,11 @@ impl NodeSim {
                 {
                     q.addr = first;
                 }
-                self.get_connection(cx, r);
+                if self.sc.workloads[wl].dns_only {
+                    self.lookup_only_done(cx, r);
+                } else {
+                    self.get_connection(cx, r);
+                }
             } else {
                 let cause = match outcome.result {
                     LookupResult::Timeout => "DNS: resolver timed out",

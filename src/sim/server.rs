@@ -8,7 +8,7 @@ use super::world::PodRole;
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
-use crate::scenario::ServiceTime;
+use crate::scenario::{ServerBehavior, ServiceTime};
 use crate::socket::{AckOutcome, SynOutcome};
 use crate::time::{SimDuration, SimTime};
 use std::collections::VecDeque;
@@ -95,6 +95,9 @@ impl NodeSim {
             return;
         };
         let client = SocketAddrV4::new(pkt.tuple.src, pkt.tuple.sport);
+        if self.server_syn_misbehaves(cx, flow, sp, pkt) {
+            return;
+        }
         let pod = &mut self.world.pods[sp as usize];
         let Some(listener) = pod.listener.as_mut() else {
             return;
@@ -111,6 +114,37 @@ impl NodeSim {
                 self.send(cx, netns, reply, now, Purpose::SynAck { flow }, false, None);
             }
             SynOutcome::Dropped => {}
+        }
+    }
+
+    /// The behaviour of server pod `sp`'s Service (`server.behavior`).
+    pub(super) fn server_behavior(&self, sp: u32) -> ServerBehavior {
+        match self.world.pods.get(sp as usize).map(|p| p.role) {
+            Some(PodRole::Server { svc }) => self.sc.services[usize::from(svc)].server.behavior,
+            _ => ServerBehavior::Normal,
+        }
+    }
+
+    /// A SYN reached a pod whose Service does not accept connections: a black hole
+    /// drops it (the client retransmits until its deadline, each SYN through
+    /// conntrack), `reset` answers RST (the entry goes to CLOSE, the client gets
+    /// ECONNREFUSED). Returns whether the SYN was handled so.
+    fn server_syn_misbehaves(
+        &mut self,
+        cx: &mut Context<'_, Event>,
+        flow: FlowId,
+        sp: u32,
+        pkt: Packet,
+    ) -> bool {
+        match self.server_behavior(sp) {
+            ServerBehavior::Normal | ServerBehavior::NeverClose => false,
+            ServerBehavior::Blackhole => true,
+            ServerBehavior::Reset => {
+                let rst = Packet::new(pkt.tuple.reversed(), TcpFlags::RST.union(TcpFlags::ACK));
+                let netns = self.world.pods[sp as usize].netns;
+                self.send(cx, netns, rst, cx.now(), Purpose::Reset { flow }, false, None);
+                true
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::SimError;
 use super::cpu::NodeCpus;
-use super::node_rules::{node_proxy, node_ruleset, with_node_local_dns_rules};
+use super::node_rules::{node_proxy, node_ruleset, with_extra_rules, with_node_local_dns_rules};
 use crate::conntrack::{ConntrackTable, CtConfig, NetnsConfig};
 use crate::datapath::NetnsPath;
 use crate::dns::{ResolvConf, Zone};
@@ -257,7 +257,7 @@ fn pod_specs(sc: &Scenario) -> (Vec<PodSpec>, Vec<Vec<u32>>) {
 /// Node `i`: its conntrack table, its host namespace's rules and data plane, its CPUs.
 fn build_node(sc: &Scenario, i: usize, topo: &Topology, host: NetnsId) -> Result<Node, SimError> {
     let n = &sc.nodes[i];
-    let ruleset = with_node_local_dns_rules(sc, node_ruleset(sc, i)?)?;
+    let ruleset = with_extra_rules(sc, i, with_node_local_dns_rules(sc, node_ruleset(sc, i)?)?)?;
     let cpus = u16::try_from(n.cpus.clamp(1, 1024)).unwrap_or(1);
     let cfg = CtConfig::new(&n.sysctls.values, sc.kernel, cpus);
     let mut ct = ConntrackTable::new(cfg, SimRng::stream(sc.seed, &format!("conntrack/{}", n.name)))
@@ -266,6 +266,7 @@ fn build_node(sc: &Scenario, i: usize, topo: &Topology, host: NetnsId) -> Result
             source,
         })?;
     ct.set_netns(0, NetnsConfig::enabled(&n.sysctls.values).as_init());
+    warm_start(&mut ct, n)?;
     let local: Vec<Ipv4Addr> = topo.local_addrs(host).collect();
     let mut path = NetnsPath::new(host, 0, ruleset, local);
     if let Some(p) = node_proxy(sc, i)? {
@@ -286,6 +287,47 @@ fn build_node(sc: &Scenario, i: usize, topo: &Topology, host: NetnsId) -> Result
         bpf_gc_next: SimTime::ZERO + crate::service::ebpf::GcSchedule::default().interval,
         cpus: u32::from(cpus),
     })
+}
+
+/// Puts the node's warm-start entries (`nodes[].conntrack.warmStart`) into its table
+/// at time 0. Their tuples are synthetic, from 198.18.0.0/15 (the benchmarking range,
+/// RFC 2544), so they occupy the table, age, expire and can be early-dropped like the
+/// real node's entries, but never match a simulated flow.
+fn warm_start(ct: &mut ConntrackTable, n: &crate::scenario::NodeConfig) -> Result<(), SimError> {
+    use crate::conntrack::{WarmEntry, WarmOutcome};
+    use crate::packet::{Proto, Tuple};
+    let mut k: u32 = 0;
+    for g in &n.conntrack_start.warm_start {
+        for j in 0..g.count {
+            // 28,000 source ports per source address; 2^17 addresses in the range.
+            let src = Ipv4Addr::from(0xc612_0000u32 | ((k / 28_000) & 0x1_ffff));
+            let sport = u16::try_from(32_768 + k % 28_000).unwrap_or(u16::MAX);
+            let dport = match g.protocol {
+                Proto::Udp => 53,
+                _ => 80,
+            };
+            let tuple = Tuple::new(g.protocol, src, sport, Ipv4Addr::new(198, 19, 255, 254), dport);
+            let entry = WarmEntry {
+                tuple,
+                tcp_state: g.state,
+                assured: g.assured,
+                expires_in: g.expires_in(j),
+            };
+            let outcome = ct
+                .insert_warm(0, &entry, SimTime::ZERO)
+                .map_err(|source| SimError::Conntrack {
+                    node: n.name.clone(),
+                    source,
+                })?;
+            debug_assert_eq!(
+                outcome,
+                WarmOutcome::Inserted,
+                "invariant: synthetic tuples are unique"
+            );
+            k = k.wrapping_add(1);
+        }
+    }
+    Ok(())
 }
 
 /// The cluster DNS zone: every Service's name, a headless Service's pod addresses.

@@ -707,6 +707,7 @@ fn empty_report() -> crate::report::Report {
         latency_ms: crate::report::LatencyReport::default(),
         requests: crate::report::RequestReport::default(),
         dns: crate::report::DnsReport::default(),
+        baseline: None,
         workloads: Vec::new(),
         engine: crate::report::EngineReport::default(),
     }

@@ -1,9 +1,11 @@
-//! The `traffic` module models open-loop request arrivals: a Poisson process whose
-//! rate follows a profile of steps and linear ramps (a flash sale is a step from a
-//! base rate to the peak).
+//! The `traffic` module models open-loop request arrivals whose rate follows a profile
+//! of steps and linear ramps (a flash sale is a step from a base rate to the peak), in
+//! one of three processes ([`Process`]): Poisson (the default), paced (evenly spaced,
+//! as a load generator or a cron fan-out sends), or bursts (groups of requests at one
+//! instant, as a batch job or a retry storm sends).
 //!
-//! Rates are exact integers in milli-requests per second; time-varying rates use
-//! thinning (Lewis-Shedler) against the profile's peak rate, so the process is an
+//! Rates are exact integers in milli-requests per second; time-varying Poisson rates
+//! use thinning (Lewis-Shedler) against the profile's peak rate, so the process is an
 //! exact non-homogeneous Poisson process and draws from one seeded stream.
 
 use crate::rng::SimRng;
@@ -87,30 +89,115 @@ impl RateProfile {
     }
 }
 
-/// An open-loop Poisson arrival process following a [`RateProfile`].
+/// How arrivals are spaced in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Process {
+    /// Exponential gaps at the profile's rate.
+    #[default]
+    Poisson,
+    /// One arrival every 1/rate, the rate read at the previous arrival.
+    Paced,
+    /// `size` arrivals at one instant; the bursts are a Poisson process at rate/size.
+    Bursts {
+        /// Arrivals per burst (at least 1).
+        size: u32,
+    },
+}
+
+/// An open-loop arrival process following a [`RateProfile`].
 #[derive(Clone, Debug)]
 pub struct Arrivals {
     profile: RateProfile,
     peak: u64,
+    process: Process,
+    /// Bursts: arrivals of the current burst still to hand out.
+    burst_left: u32,
 }
 
 impl Arrivals {
-    /// Arrivals following `profile`.
+    /// Poisson arrivals following `profile`.
     #[must_use]
     pub fn new(profile: RateProfile) -> Arrivals {
-        let peak = profile.peak();
-        Arrivals { profile, peak }
+        Arrivals::with_process(profile, Process::Poisson)
     }
 
-    /// The first arrival strictly after `now`, or `None` if the rate is zero from
-    /// here on (checked up to `horizon`).
-    pub fn next_after(&self, now: SimTime, horizon: SimTime, rng: &mut SimRng) -> Option<SimTime> {
+    /// Arrivals following `profile` in the given process.
+    #[must_use]
+    pub fn with_process(profile: RateProfile, process: Process) -> Arrivals {
+        let peak = profile.peak();
+        Arrivals {
+            profile,
+            peak,
+            process,
+            burst_left: 0,
+        }
+    }
+
+    /// The next arrival after `now` (strictly after, except for the rest of a burst,
+    /// which arrives at `now`), or `None` if the rate is zero from here on (checked up
+    /// to `horizon`).
+    pub fn next_after(&mut self, now: SimTime, horizon: SimTime, rng: &mut SimRng) -> Option<SimTime> {
         if self.peak == 0 {
             return None;
         }
+        match self.process {
+            Process::Poisson => self.poisson_after(now, horizon, 1, rng),
+            Process::Paced => self.paced_after(now, horizon),
+            Process::Bursts { size } => {
+                if self.burst_left > 0 {
+                    self.burst_left -= 1;
+                    return Some(now);
+                }
+                let start = self.poisson_after(now, horizon, size.max(1), rng)?;
+                self.burst_left = size.max(1) - 1;
+                Some(start)
+            }
+        }
+    }
+
+    /// Evenly spaced: 1/rate after `now`, the rate read at `now`; where the rate is 0,
+    /// the first instant after `now` where it is not (a profile point, or inside a ramp
+    /// from 0, found by stepping 1 ms).
+    fn paced_after(&self, now: SimTime, horizon: SimTime) -> Option<SimTime> {
+        let mut t = now;
+        loop {
+            let r = self.profile.rate_at(t);
+            if r > 0 {
+                let gap =
+                    u64::try_from(u128::from(NANOS_PER_SEC) * 1_000 / u128::from(r)).unwrap_or(u64::MAX);
+                let next = t.saturating_add(SimDuration::from_nanos(gap.max(1)));
+                return (next <= horizon).then_some(next);
+            }
+            let next_point = self.profile.points.iter().map(|p| p.at).find(|at| *at > t);
+            let ramp_from_zero = self
+                .profile
+                .points
+                .iter()
+                .any(|p| p.at <= t && t < p.at.saturating_add(p.ramp));
+            t = match (next_point, ramp_from_zero) {
+                (_, true) => t.saturating_add(SimDuration::from_millis(1)),
+                (Some(at), false) => at,
+                (None, false) => return None,
+            };
+            if t > horizon {
+                return None;
+            }
+        }
+    }
+
+    /// The first event strictly after `now` of a Poisson process at the profile's rate
+    /// divided by `per_event` (thinning when the rate varies).
+    fn poisson_after(
+        &self,
+        now: SimTime,
+        horizon: SimTime,
+        per_event: u32,
+        rng: &mut SimRng,
+    ) -> Option<SimTime> {
+        let per_event = u128::from(per_event.max(1));
         // Mean gap at the peak rate, in nanoseconds: 1e9 * 1000 / milli_per_sec.
-        let mean =
-            u64::try_from(u128::from(NANOS_PER_SEC) * 1_000 / u128::from(self.peak)).unwrap_or(u64::MAX);
+        let mean = u64::try_from(u128::from(NANOS_PER_SEC) * 1_000 * per_event / u128::from(self.peak))
+            .unwrap_or(u64::MAX);
         let constant = self.profile.is_constant();
         let mut t = now;
         loop {
@@ -156,7 +243,7 @@ mod tests {
 
     #[test]
     fn poisson_count_matches_rate() {
-        let a = Arrivals::new(RateProfile::constant(30_000_000)); // 30k/s
+        let mut a = Arrivals::new(RateProfile::constant(30_000_000)); // 30k/s
         let mut rng = SimRng::from_seed(1);
         let horizon = SimTime::from_secs(2);
         let mut t = SimTime::ZERO;
@@ -183,7 +270,7 @@ mod tests {
                 ramp: SimDuration::ZERO,
             },
         ]);
-        let a = Arrivals::new(p);
+        let mut a = Arrivals::new(p);
         let mut rng = SimRng::from_seed(2);
         let (mut t, mut first, mut second) = (SimTime::ZERO, 0u64, 0u64);
         while let Some(next) = a.next_after(t, SimTime::from_secs(2), &mut rng) {
@@ -196,5 +283,57 @@ mod tests {
         }
         assert!((900..1_100).contains(&first), "{first}");
         assert!((9_600..10_400).contains(&second), "{second}");
+    }
+
+    fn count_until(a: &mut Arrivals, horizon: SimTime, seed: u64) -> Vec<SimTime> {
+        let mut rng = SimRng::from_seed(seed);
+        let mut t = SimTime::ZERO;
+        let mut out = Vec::new();
+        while let Some(next) = a.next_after(t, horizon, &mut rng) {
+            t = next;
+            out.push(t);
+        }
+        out
+    }
+
+    #[test]
+    fn paced_arrivals_are_evenly_spaced_and_follow_steps() {
+        let p = RateProfile::from_points(vec![
+            RatePoint {
+                at: SimTime::ZERO,
+                milli_per_sec: 0,
+                ramp: SimDuration::ZERO,
+            },
+            RatePoint {
+                at: SimTime::from_secs(1),
+                milli_per_sec: 100_000,
+                ramp: SimDuration::ZERO,
+            },
+        ]);
+        let mut a = Arrivals::with_process(p, Process::Paced);
+        let times = count_until(&mut a, SimTime::from_secs(2), 3);
+        // Nothing in the first second, then exactly every 10 ms.
+        assert_eq!(times.len(), 100, "{}", times.len());
+        assert_eq!(times[0], SimTime::from_millis(1_010));
+        assert!(
+            times
+                .windows(2)
+                .all(|w| w[1] - w[0] == SimDuration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn bursts_group_arrivals_at_one_instant_with_the_same_mean_rate() {
+        let mut a = Arrivals::with_process(RateProfile::constant(10_000_000), Process::Bursts { size: 50 });
+        let times = count_until(&mut a, SimTime::from_secs(10), 4);
+        // 100,000 expected (2,000 bursts of 50; the burst count's sd is about 45).
+        assert!((95_000..105_000).contains(&times.len()), "{}", times.len());
+        let distinct: std::collections::BTreeSet<_> = times.iter().collect();
+        assert!(
+            times.len() / distinct.len() >= 49,
+            "{} arrivals at {} instants",
+            times.len(),
+            distinct.len()
+        );
     }
 }

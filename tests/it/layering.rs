@@ -13,7 +13,7 @@ fn layer(module: &str) -> Option<u8> {
         "time" | "packet" | "rng" | "kernel" => 0,
         "conntrack" | "dns" | "netfilter" | "socket" | "topology" => 1,
         "engine" | "service" | "datapath" => 2,
-        "scenario" | "traffic" => 3,
+        "scenario" | "traffic" | "evidence" => 3,
         "sim" | "report" | "validate" => 4,
         "study" => 5,
         _ => return None,

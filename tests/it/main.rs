@@ -3,8 +3,10 @@
 mod cli;
 mod dns_remedies;
 mod doc_refs;
+mod evidence;
 mod layering;
 mod modes;
+mod node_fields;
 mod oracle_traces;
 mod outputs;
 mod plan;

@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cmd_compare;
+mod cmd_import;
 mod cmd_plan;
 mod cmd_rules;
 mod cmd_sweep;
@@ -52,6 +53,8 @@ enum Command {
     Merge(cmd_sweep::MergeArgs),
     /// Compare the simulator with the recorded kernel traces and published targets.
     Validate(cmd_validate::ValidateArgs),
+    /// Build a scenario of a real node from its evidence (scripts/collect-node-evidence.sh).
+    Import(cmd_import::ImportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
         Command::Sweep(a) => cmd_sweep::sweep(a),
         Command::Merge(a) => cmd_sweep::merge(a),
         Command::Validate(a) => cmd_validate::validate(a),
+        Command::Import(a) => cmd_import::import_cmd(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,28 @@ fn latency_line(l: &LatencyReport) -> String {
     )
 }
 
+/// The scenario's `baseline` (a real node's counters) next to the simulated ones.
+fn baseline_lines(s: &mut String, b: &k8s_netsim::report::BaselineReport) {
+    let window = b.window_s.map_or_else(
+        || "since the counters started".to_string(),
+        |w| format!("over {w:.0}s"),
+    );
+    let _ = writeln!(
+        s,
+        "\nobserved on the real node {} ({}, {window}) -> simulated:",
+        b.node, b.source
+    );
+    let rows: Vec<String> = b
+        .rows
+        .iter()
+        .map(|row| match row.simulated {
+            Some(sim) => format!("{} {} -> {sim}", row.counter, row.observed),
+            None => format!("{} {} -> (not simulated)", row.counter, row.observed),
+        })
+        .collect();
+    let _ = writeln!(s, "  {}", rows.join(", "));
+}
+
 /// The human summary: verdict first, then counters, latency and request outcomes, the
 /// alert replay and who fills the table.
 pub(crate) fn summary(r: &RunReport) -> String {
@@ -105,6 +127,9 @@ pub(crate) fn summary(r: &RunReport) -> String {
                 k.syn_retransmits, k.eaddrnotavail, k.listen_overflows, k.time_wait_overflow
             );
         }
+    }
+    if let Some(b) = &r.baseline {
+        baseline_lines(&mut s, b);
     }
     let q = &r.requests;
     let _ = writeln!(
