@@ -73,7 +73,8 @@ struct RunArgs {
     /// Print the report as JSON (schema: docs/report-format.md) instead of the summary.
     #[arg(long)]
     json: bool,
-    /// Also write report.json, timeseries.csv and SVG charts into this directory.
+    /// Also write report.json, report.html, metrics.prom (OpenMetrics), timeseries.csv
+    /// and SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// `--max-memory`, `--max-events`, `--max-rows`.
@@ -246,25 +247,40 @@ fn finish_run(
     kept: stream::Thinned,
     csv: Option<files::Pending>,
 ) -> anyhow::Result<()> {
-    let mut outcome = outcome.map_err(|e| {
+    let outcome = outcome.map_err(|e| {
         let user = e.is_user_error();
         classify(&a.scenario, e, user)
     })?;
-    let (rows, _stride) = kept.into_rows();
-    outcome.timeseries.samples = rows;
-    let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
-    if let Some(dir) = &a.out {
-        let mut files = vec![("report.json".to_owned(), format!("{json}\n"))];
-        files.extend(
-            outcome
-                .timeseries
-                .charts()
-                .into_iter()
-                .map(|(name, svg)| (name.to_owned(), svg)),
+    let (rows, stride) = kept.into_rows();
+    if stride > 1 {
+        eprintln!(
+            "note: the run has more than {} time-series rows: timeseries.csv holds every row; the charts, report.html and metrics.prom are drawn from every {stride}th",
+            k8s_netsim::scenario::budget::ROWS_KEPT
         );
+    }
+    let mut ts = outcome.timeseries;
+    ts.samples = rows;
+    let report = k8s_netsim::report::RunReport::new(outcome.report, &ts);
+    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    let mut written = Vec::new();
+    if let Some(dir) = &a.out {
+        let mut files = vec![
+            ("report.json".to_owned(), format!("{json}\n")),
+            (
+                "metrics.prom".to_owned(),
+                k8s_netsim::report::metrics::openmetrics(&report, &ts),
+            ),
+            (
+                "report.html".to_owned(),
+                k8s_netsim::report::html::run_page(&report, &ts),
+            ),
+        ];
+        files.extend(report.charts(&ts).into_iter().map(|(name, c)| (name, c.render())));
         // Everything staged first, then renamed in one go: a kill leaves the previous
         // complete set or this one, file by file, never a truncated file.
         files::write_all_atomic(dir, &files)?;
+        written.extend(files.into_iter().map(|(name, _)| name));
+        written.insert(1, "timeseries.csv".to_owned());
         if let Some(csv) = csv {
             csv.commit()?;
         }
@@ -273,13 +289,9 @@ fn finish_run(
     if a.json {
         writeln!(out, "{json}")?;
     } else {
-        write!(out, "{}", render::summary(&outcome.report))?;
+        write!(out, "{}", render::summary(&report))?;
         if let Some(dir) = &a.out {
-            writeln!(
-                out,
-                "\nwrote report.json, timeseries.csv and charts to {}",
-                dir.display()
-            )?;
+            writeln!(out, "\nwrote {} to {}", written.join(", "), dir.display())?;
         }
     }
     Ok(())
