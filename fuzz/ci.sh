@@ -20,8 +20,10 @@ for t in scenario_yaml scenario_json overrides units iptables_save sweep_shard s
     echo "== fuzz $t: replay the corpus, then ${secs}s"
     # With a scratch directory first, libFuzzer replays every input of the corpus
     # directories, then writes what it finds to the scratch one.
-    "$bin/$t" "$scratch/$t" "${seeds[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$scratch/artifacts-$t/" 2>&1 | grep -E '^#[0-9]+ +(INITED|DONE)|ERROR|panicked' || true
+    # FUZZ_SECONDS=0: replay only (libFuzzer reads -max_total_time=0 as "no limit").
+    if [ "$secs" = 0 ]; then limit=(-runs=0); else limit=(-max_total_time="$secs"); fi
+    "$bin/$t" "$scratch/$t" "${seeds[@]}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$scratch/artifacts-$t/" 2>&1 | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|ERROR|panicked' || true
     if [ -n "$(ls -A "$scratch/artifacts-$t")" ]; then
         echo "fuzz $t: crash, hang or out-of-memory input:" "$scratch/artifacts-$t"/*
         exit 1

@@ -5,8 +5,8 @@
 //! The estimates are deliberately upper bounds of the model's own behaviour, not
 //! predictions of a kernel. Each memory figure is a count the scenario fixes (rules per
 //! node, conntrack buckets, connections alive at once, requests in flight, rows kept)
-//! times a per-item cost measured on this simulator's release build (the table in
-//! `docs/reliability.md`). A run over a limit is refused with the fields that drive the
+//! times a generous per-item cost; `docs/reliability.md` checks the totals against
+//! real runs of the bundled scenarios. A run over a limit is refused with the fields that drive the
 //! estimate, so the user knows what to change; the limits themselves come from the
 //! caller (the command line reads the machine's memory, the library never does).
 
@@ -14,23 +14,23 @@ use super::{ConnectionMode, DnsMode, Scenario};
 use std::fmt;
 
 /// Engine events per simulated request, an upper bound over the bundled scenarios
-/// (measured: 4.9 with a connection pool, 12 to 23 with short connections through a
-/// full conntrack table, DNS and retries included).
+/// (they measure 13.9 to 22.6 with short connections, the flash sale's full conntrack
+/// table and DNS the highest; docs/reliability.md).
 pub const EVENTS_PER_REQUEST: u64 = 32;
 /// Memory the process needs whatever the scenario (code, allocator, the scenario).
 pub const BASE_BYTES: u64 = 16 << 20;
 /// Memory per Service endpoint per node: the proxy's rules or maps for it (iptables
-/// mode is the largest, about 1.5 KiB measured).
+/// mode is the largest).
 pub const BYTES_PER_ENDPOINT_PER_NODE: u64 = 1_600;
 /// Memory per Service per node (its chains or map entries).
 pub const BYTES_PER_SERVICE_PER_NODE: u64 = 2_048;
 /// Memory per simulated pod (sockets, ephemeral-port state).
 pub const BYTES_PER_POD: u64 = 16 << 10;
 /// Memory per connection alive at once (conntrack entries on the nodes crossed, both
-/// sockets, TIME_WAIT); about 250 bytes measured.
+/// sockets, TIME_WAIT).
 pub const BYTES_PER_CONNECTION: u64 = 400;
 /// Memory per request in flight (its events, packets queued for a CPU, retry state);
-/// about 9 KiB measured with the node's CPUs saturated.
+/// the largest part when a node's CPUs are saturated.
 pub const BYTES_PER_REQUEST_IN_FLIGHT: u64 = 10 << 10;
 /// Memory per conntrack hash bucket (`nf_conntrack_buckets`).
 pub const BYTES_PER_BUCKET: u64 = 4;
