@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${FUZZ_SECONDS:-5}
+cargo fmt --check   # the fuzz workspace is outside the main one
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O -s none --debug-assertions

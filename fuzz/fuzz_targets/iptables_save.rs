@@ -7,7 +7,9 @@ use k8s_netsim::netfilter::import::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match parse(text) {
         Ok(rs) => {
             let out = to_iptables_save(&rs);

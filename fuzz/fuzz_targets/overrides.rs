@@ -16,7 +16,9 @@ fn base() -> &'static Scenario {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut set = Vec::new();
     for line in text.lines().take(16) {
         match Override::parse(line) {

@@ -38,7 +38,12 @@ impl<'a> Arbitrary<'a> for Gen {
         let _ = writeln!(t, "duration: {duration_ms}ms\nsampleInterval: {interval_ms}ms");
         let _ = writeln!(t, "kernel: \"{}\"\ncni: {}", pick(u, &KERNELS)?, pick(u, &CNIS)?);
         let _ = writeln!(t, "kubeProxy:\n  mode: {mode}");
-        let _ = writeln!(t, "  masqueradeAll: {}\n  randomFully: {}", u.arbitrary::<bool>()?, u.arbitrary::<bool>()?);
+        let _ = writeln!(
+            t,
+            "  masqueradeAll: {}\n  randomFully: {}",
+            u.arbitrary::<bool>()?,
+            u.arbitrary::<bool>()?
+        );
         if mode == "ipvs" {
             let _ = writeln!(t, "  ipvs: {{scheduler: {}}}", pick(u, &SCHEDULERS)?);
         }
@@ -54,22 +59,37 @@ impl<'a> Arbitrary<'a> for Gen {
         let nodes = u.int_in_range(1usize..=3)?;
         t.push_str("nodes:\n");
         for i in 0..nodes {
-            let _ = writeln!(t, "  - name: n{i}\n    cpus: {}\n    memory: 4Gi", u.int_in_range(1u32..=4)?);
+            let _ = writeln!(
+                t,
+                "  - name: n{i}\n    cpus: {}\n    memory: 4Gi",
+                u.int_in_range(1u32..=4)?
+            );
             if u.arbitrary::<bool>()? {
                 let max = u.int_in_range(8u32..=2048)?;
                 let _ = writeln!(t, "    sysctl:\n      net.netfilter.nf_conntrack_max: {max}");
-                let _ = writeln!(t, "      net.netfilter.nf_conntrack_buckets: {}", u.int_in_range(1u32..=1024)?);
+                let _ = writeln!(
+                    t,
+                    "      net.netfilter.nf_conntrack_buckets: {}",
+                    u.int_in_range(1u32..=1024)?
+                );
                 let lo = u.int_in_range(1024u16..=60000)?;
                 let hi = u.int_in_range(lo..=lo.saturating_add(2000))?;
                 let _ = writeln!(t, "      net.ipv4.ip_local_port_range: \"{lo} {hi}\"");
                 let _ = writeln!(t, "      net.ipv4.tcp_tw_reuse: {}", u.int_in_range(0u8..=2)?);
-                let _ = writeln!(t, "      net.netfilter.nf_conntrack_tcp_timeout_time_wait: {}s", u.int_in_range(0u8..=120)?);
+                let _ = writeln!(
+                    t,
+                    "      net.netfilter.nf_conntrack_tcp_timeout_time_wait: {}s",
+                    u.int_in_range(0u8..=120)?
+                );
             }
         }
         let services = u.int_in_range(1usize..=3)?;
         t.push_str("services:\n");
         for s in 0..services {
-            let _ = writeln!(t, "  - name: s{s}\n    ports: [{{port: 80, targetPort: 8080}}]\n    endpoints:");
+            let _ = writeln!(
+                t,
+                "  - name: s{s}\n    ports: [{{port: 80, targetPort: 8080}}]\n    endpoints:"
+            );
             for n in 0..nodes {
                 let _ = writeln!(t, "      - {{node: n{n}, count: {}}}", u.int_in_range(0u32..=3)?);
             }
@@ -89,7 +109,11 @@ impl<'a> Arbitrary<'a> for Gen {
                 u.int_in_range(10u32..=2000)?
             );
             if u.arbitrary::<bool>()? {
-                let _ = writeln!(t, "dns:\n  nodeLocalDNSCache: {{enabled: true, forceTcp: {}}}", u.arbitrary::<bool>()?);
+                let _ = writeln!(
+                    t,
+                    "dns:\n  nodeLocalDNSCache: {{enabled: true, forceTcp: {}}}",
+                    u.arbitrary::<bool>()?
+                );
             }
         }
         if u.arbitrary::<bool>()? {
@@ -112,7 +136,12 @@ impl<'a> Arbitrary<'a> for Gen {
                 u.int_in_range(1u32..=3000)?,
                 u.int_in_range(20u32..=1000)?
             );
-            let _ = writeln!(t, "    retries: {{max: {}, backoff: {}ms}}", u.int_in_range(0u8..=2)?, u.int_in_range(0u16..=100)?);
+            let _ = writeln!(
+                t,
+                "    retries: {{max: {}, backoff: {}ms}}",
+                u.int_in_range(0u8..=2)?,
+                u.int_in_range(0u16..=100)?
+            );
             if u.arbitrary::<bool>()? {
                 let _ = writeln!(
                     t,
@@ -157,12 +186,26 @@ fuzz_target!(|g: Gen| {
     let r = &one.report;
     for n in &r.nodes {
         let ct = &n.conntrack;
-        assert!(ct.count_peak <= ct.max, "{}: peak {} over max {}\n{}", n.name, ct.count_peak, ct.max, g.text);
+        assert!(
+            ct.count_peak <= ct.max,
+            "{}: peak {} over max {}\n{}",
+            n.name,
+            ct.count_peak,
+            ct.max,
+            g.text
+        );
         assert!(ct.count_end <= ct.count_peak.max(ct.count_end) && ct.count_end <= ct.max);
     }
     let q = &r.requests;
-    assert_eq!(q.ok + q.failed + q.in_flight_at_end, q.sent, "requests do not add up: {q:?}\n{}", g.text);
-    let sum = |f: fn(&k8s_netsim::report::RequestReport) -> u64| r.workloads.iter().map(|w| f(&w.requests)).sum::<u64>();
+    assert_eq!(
+        q.ok + q.failed + q.in_flight_at_end,
+        q.sent,
+        "requests do not add up: {q:?}\n{}",
+        g.text
+    );
+    let sum = |f: fn(&k8s_netsim::report::RequestReport) -> u64| {
+        r.workloads.iter().map(|w| f(&w.requests)).sum::<u64>()
+    };
     assert_eq!(sum(|w| w.sent), q.sent);
     assert_eq!(sum(|w| w.ok), q.ok);
     assert_eq!(sum(|w| w.failed), q.failed);
@@ -176,5 +219,9 @@ fuzz_target!(|g: Gen| {
     let two = sim::run(&s, &mut |_, _| {}).expect("the second run fails where the first did not");
     let json = |o: &sim::Outcome| serde_json::to_string(&o.report).expect("report serialises");
     assert_eq!(json(&one), json(&two), "not deterministic\n{}", g.text);
-    assert_eq!(one.timeseries.to_csv(), two.timeseries.to_csv(), "time series not deterministic");
+    assert_eq!(
+        one.timeseries.to_csv(),
+        two.timeseries.to_csv(),
+        "time series not deterministic"
+    );
 });

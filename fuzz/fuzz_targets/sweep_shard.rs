@@ -6,8 +6,12 @@ use k8s_netsim::study::sweep::{Sweep, merge};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(s) = serde_json::from_str::<Sweep>(text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(s) = serde_json::from_str::<Sweep>(text) else {
+        return;
+    };
     let _ = s.to_csv();
     let _ = s.render_text();
     let _ = s.charts();

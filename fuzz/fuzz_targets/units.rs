@@ -9,7 +9,9 @@ use k8s_netsim::time::SimDuration;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(r) = Rate::parse(text) {
         assert_eq!(Rate::parse(&r.to_string()), Ok(r), "rate `{text}` -> `{r}`");
     }
@@ -21,9 +23,17 @@ fuzz_target!(|data: &[u8]| {
         assert!(p.len() >= 1);
     }
     if let Ok(d) = SimDuration::parse(text) {
-        assert_eq!(SimDuration::parse(&d.to_string()), Ok(d), "duration `{text}` -> `{d}`");
+        assert_eq!(
+            SimDuration::parse(&d.to_string()),
+            Ok(d),
+            "duration `{text}` -> `{d}`"
+        );
     }
     if let Ok(c) = text.parse::<Cidr>() {
-        assert_eq!(c.to_string().parse::<Cidr>().ok(), Some(c), "cidr `{text}` -> `{c}`");
+        assert_eq!(
+            c.to_string().parse::<Cidr>().ok(),
+            Some(c),
+            "cidr `{text}` -> `{c}`"
+        );
     }
 });
