@@ -14,6 +14,15 @@ fn root(p: &str) -> String {
     format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Wall-clock time, to bound how long a refusal takes or a test waits (never a model input).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests time the binary, not the model"
+)]
+fn wall_clock() -> Instant {
+    Instant::now()
+}
+
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("k8s-netsim-rel-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -28,7 +37,7 @@ fn run_limited(mib: u64, args: &[&str]) -> (Output, Duration) {
     for i in 1..=args.len() {
         script.push_str(&format!(" \"${i}\""));
     }
-    let started = Instant::now();
+    let started = wall_clock();
     let out = Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -201,7 +210,7 @@ fn a_run_killed_while_writing_leaves_the_previous_complete_outputs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
+    let started = wall_clock();
     let partial = loop {
         let found = std::fs::read_dir(&out)
             .unwrap()
@@ -282,7 +291,7 @@ fn a_killed_sweep_resumes_to_the_same_bytes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
+    let started = wall_clock();
     let rows = |dir: &Path| {
         std::fs::read_dir(dir.join("points")).map_or(0, |r| {
             r.filter(|e| {
