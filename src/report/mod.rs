@@ -23,7 +23,7 @@ pub use run::{
     CensusBy, RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart,
     success_pct,
 };
-pub use timeseries::{LATENCY_BUCKETS_S, LatencyBuckets, Sample, TimeSeries};
+pub use timeseries::{LATENCY_BUCKETS_S, LatencyBuckets, Sample, TimeSeries, csv_header, csv_row};
 
 use serde::Serialize;
 

@@ -126,44 +126,60 @@ impl TimeSeries {
     /// empty when not measured.
     #[must_use]
     pub fn to_csv(&self) -> String {
-        let mut s =
-            String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
-        for n in &self.nodes {
-            let _ = write!(s, ",{n}.count,{n}.cpu_pct");
-            for (name, _) in ConntrackCounters::default().named() {
-                let _ = write!(s, ",{n}.{name}");
-            }
-        }
-        s.push_str(",timeouts\n");
-        let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
+        let mut s = csv_header(&self.nodes);
         for r in &self.samples {
-            let _ = write!(
-                s,
-                "{:.3},{},{},{},{},{},{}",
-                r.t_s,
-                r.new_connections,
-                r.ok,
-                r.failed,
-                r.coredns_queries,
-                opt(r.p50_ms()),
-                opt(r.p99_ms())
-            );
-            for i in 0..self.nodes.len() {
-                let _ = write!(
-                    s,
-                    ",{},{:.2}",
-                    r.count.get(i).copied().unwrap_or(0),
-                    r.cpu_pct.get(i).copied().unwrap_or(0.0)
-                );
-                for (_, v) in r.counters.get(i).copied().unwrap_or_default().named() {
-                    let _ = write!(s, ",{v}");
-                }
-            }
-            let _ = write!(s, ",{}", r.timeouts.map_or_else(String::new, |t| t.to_string()));
-            s.push('\n');
+            s.push_str(&csv_row(r, self.nodes.len()));
         }
         s
     }
+}
+
+/// The first line of the time-series CSV for `nodes` (the column groups), with its
+/// newline. With [`csv_row`], a run can write its rows as they come
+/// ([`TimeSeries::to_csv`] is the header and every row).
+#[must_use]
+pub fn csv_header(nodes: &[String]) -> String {
+    let mut s = String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
+    for n in nodes {
+        let _ = write!(s, ",{n}.count,{n}.cpu_pct");
+        for (name, _) in ConntrackCounters::default().named() {
+            let _ = write!(s, ",{n}.{name}");
+        }
+    }
+    s.push_str(",timeouts\n");
+    s
+}
+
+/// One line of the time-series CSV (with its newline) for a run of `nodes` nodes.
+#[must_use]
+pub fn csv_row(r: &Sample, nodes: usize) -> String {
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{:.3},{},{},{},{},{},{}",
+        r.t_s,
+        r.new_connections,
+        r.ok,
+        r.failed,
+        r.coredns_queries,
+        opt(r.p50_ms()),
+        opt(r.p99_ms())
+    );
+    for i in 0..nodes {
+        let _ = write!(
+            s,
+            ",{},{:.2}",
+            r.count.get(i).copied().unwrap_or(0),
+            r.cpu_pct.get(i).copied().unwrap_or(0.0)
+        );
+        for (_, v) in r.counters.get(i).copied().unwrap_or_default().named() {
+            let _ = write!(s, ",{v}");
+        }
+    }
+    let _ = write!(s, ",{}", r.timeouts.map_or_else(String::new, |t| t.to_string()));
+    s.push('\n');
+    s
 }
 
 #[cfg(test)]

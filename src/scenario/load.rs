@@ -70,15 +70,51 @@ pub(crate) fn load_path(path: &Path, overrides: &[Override]) -> Result<Scenario,
     let file = path.display().to_string();
     let io =
         |e: std::io::Error| whole_file(&file, ProblemKind::Io, None, format!("cannot read the file: {e}"));
-    let f = std::fs::File::open(path).map_err(io)?;
-    let size = f.metadata().map_err(io)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(too_large(&file, size));
+    // Only a regular file is read: a directory cannot be, a FIFO or a character device
+    // would block the open or the read on a writer that may never come, and a device
+    // may never end. Checked before opening (opening a FIFO waits for its writer).
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(whole_file(
+            &file,
+            ProblemKind::Io,
+            None,
+            format!(
+                "cannot read the file: it is {}, not a regular file",
+                file_kind(&meta.file_type())
+            ),
+        ));
     }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(&file, meta.len()));
+    }
+    let f = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     // `take` guards against a file that grows after the size check.
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     load_bytes(&file, &bytes, overrides)
+}
+
+/// What a path that is not a regular file is, for the message.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 fn too_large(file: &str, size: u64) -> ScenarioError {

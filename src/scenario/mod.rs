@@ -14,6 +14,7 @@
 //! Not modelled here: anything about running the simulation. The format reference is
 //! `docs/scenario-format.md`; simplifications are listed in `docs/model.md`.
 
+pub mod budget;
 pub mod file;
 
 mod error;
@@ -30,9 +31,10 @@ pub use file::{
     ServiceType,
 };
 pub use overrides::{Override, OverrideError};
-pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES};
+pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES, MAX_YAML_VALUES};
 pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sysctls, known_sysctl_names};
 pub use unit::{ByteSize, PortRange, Rate};
+pub use validate::{MAX_CLUSTER_NODES, MAX_PODS, MAX_SERVICES};
 
 use crate::kernel::KernelProfile;
 use crate::packet::{Cidr, Proto};

@@ -11,12 +11,18 @@ use super::error::{FieldPath, PathSegment, ProblemKind};
 use saphyr_parser::{Event, Parser};
 use std::collections::BTreeMap;
 
-/// Files above this size are rejected before parsing.
-pub const MAX_FILE_BYTES: u64 = 8 << 20;
+/// Files above this size are rejected before parsing. The bundled scenarios are a few
+/// KiB; a 5,000-node cluster written out node by node is about 300 KiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Deepest nesting of mappings and sequences accepted.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes that aliases may add to a document by expansion.
-pub const MAX_ALIAS_EXPANSION: u64 = 1_000_000;
+pub const MAX_ALIAS_EXPANSION: u64 = 100_000;
+/// Most YAML nodes (scalars, mappings, sequences, and what aliases expand to) in one
+/// document. Every later stage (the value tree, the raw structs, the problems) grows
+/// with this count, so bounding it bounds the memory of loading at a few tens of MiB.
+/// A 5,000-node cluster written out node by node is about 40,000.
+pub const MAX_YAML_VALUES: u64 = 100_000;
 
 /// A 1-based line and column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,14 +130,30 @@ fn finish_node(stack: &mut [Frame], size: u64, key: Option<String>) {
 /// Scans `text` and returns its source map.
 ///
 /// # Errors
-/// The first syntax error, a second document, nesting deeper than [`MAX_DEPTH`], or
-/// aliases adding more than [`MAX_ALIAS_EXPANSION`] nodes.
+/// The first syntax error, a second document, nesting deeper than [`MAX_DEPTH`],
+/// aliases adding more than [`MAX_ALIAS_EXPANSION`] nodes, or more than [`MAX_YAML_VALUES`]
+/// nodes in all.
 pub(crate) fn scan(text: &str) -> Result<SourceMap, ScanProblem> {
     let mut map = SourceMap::default();
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchor_sizes: BTreeMap<usize, u64> = BTreeMap::new();
     let mut documents = 0u32;
     let mut added_by_aliases = 0u64;
+    let mut nodes = 0u64;
+    // The YAML scanner holds a flow collection's tokens until it knows whether the
+    // collection is a mapping key, so one long `[1,1,1,...]` inside `{...}` (any JSON
+    // file) is buffered whole before the first event. Counting its separators first
+    // bounds that buffer without parsing.
+    let separators = text.bytes().filter(|b| matches!(b, b',' | b'[' | b'{')).count();
+    if separators as u64 > MAX_YAML_VALUES {
+        return Err((
+            ProblemKind::Complexity,
+            None,
+            format!(
+                "{separators} `,` `[` `{{` in one scenario: more than the {MAX_YAML_VALUES} values a scenario may hold"
+            ),
+        ));
+    }
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             if e.info().contains("recursion limit") {
@@ -150,6 +172,20 @@ pub(crate) fn scan(text: &str) -> Result<SourceMap, ScanProblem> {
             }
         })?;
         let mark = mark_of(span.start);
+        nodes = nodes.saturating_add(match &event {
+            Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) => 1,
+            Event::Alias(id) => anchor_sizes.get(id).copied().unwrap_or(1),
+            _ => 0,
+        });
+        if nodes > MAX_YAML_VALUES {
+            return Err((
+                ProblemKind::Complexity,
+                Some(mark),
+                format!(
+                    "more than {MAX_YAML_VALUES} YAML values (scalars, mappings, lists, alias expansions) in one scenario"
+                ),
+            ));
+        }
         match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => {}
             Event::DocumentStart(_) => {

@@ -328,6 +328,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The message for an unknown sysctl name, with the closest known name when near.
 pub(crate) fn unknown_sysctl_message(name: &str) -> String {
+    // Far longer than any known name: no near miss, and quadratic to compare.
+    if name.len() > 128 {
+        let head: String = name.chars().take(64).collect();
+        return format!(
+            "unknown sysctl `{head}...` ({} bytes long); the model knows: {}",
+            name.len(),
+            known_sysctl_names().join(", ")
+        );
+    }
     let best = KNOWN.iter().map(|k| (edit_distance(name, k.name), k.name)).min();
     match best {
         Some((d, k)) if d <= 4 => format!("unknown sysctl `{name}` (did you mean `{k}`?)"),

@@ -91,8 +91,9 @@ impl Rate {
         }
         let millis = parse_scaled(num.trim(), mult.saturating_mul(1_000))
             .ok_or_else(|| format!("rate `{text}` is not a valid number or is too large"))?;
-        // Round to nearest for /min.
-        Ok(Rate((millis + divisor / 2) / divisor))
+        // Round to nearest for /min (in u128: `millis` may be close to u64::MAX).
+        let rounded = (u128::from(millis) + u128::from(divisor / 2)) / u128::from(divisor);
+        Ok(Rate(u64::try_from(rounded).unwrap_or(u64::MAX)))
     }
 }
 
@@ -364,6 +365,15 @@ mod tests {
             Rate::parse("99999999999999999M/s")
                 .unwrap_err()
                 .contains("too large")
+        );
+        // The largest rates round without overflowing.
+        assert_eq!(
+            Rate::parse("18446744073709551.615/min"),
+            Ok(Rate::from_milli_per_sec(u64::MAX / 60))
+        );
+        assert_eq!(
+            Rate::parse("18446744073709551.615/s"),
+            Ok(Rate::from_milli_per_sec(u64::MAX))
         );
     }
 

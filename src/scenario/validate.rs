@@ -255,8 +255,25 @@ pub(crate) struct VariantCheck {
     pub(crate) parsed: bool,
 }
 
+/// Most nodes a scenario may declare: Kubernetes' own limit for one cluster.
+pub const MAX_CLUSTER_NODES: usize = 5_000;
+/// Most Services a scenario may declare, named and background together (ten times the
+/// 10,000 Services per cluster Kubernetes is tested with).
+pub const MAX_SERVICES: u64 = 100_000;
+/// Most pod addresses a scenario may ask for: Service endpoints, workload pods and
+/// background endpoints together (Kubernetes is tested with 150,000 pods per cluster).
+pub const MAX_PODS: u64 = 1_000_000;
+
 pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) -> Checked {
     let mut c = Checker::default();
+    // Counts first, by arithmetic: everything below allocates per node, per Service and
+    // per pod, so a hostile count is refused before any of it.
+    if !check_sizes(&mut c, &f) {
+        return Checked {
+            base: Err(c.problems),
+            variants: check_variants(&f.variants).1,
+        };
+    }
     let top = check_top_level(&mut c, &f);
     let kube_proxy = check_kube_proxy(&mut c, &f.kube_proxy);
     let cost = cost_model(&f.cost);
@@ -319,6 +336,69 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
         base,
         variants: variant_checks,
     }
+}
+
+/// Refuses node, Service and pod counts over [`MAX_CLUSTER_NODES`], [`MAX_SERVICES`] and
+/// [`MAX_PODS`], each at the field that asks for the most; true when all fit.
+fn check_sizes(c: &mut Checker, f: &ScenarioFile) -> bool {
+    let before = c.problems.len();
+    if f.nodes.len() > MAX_CLUSTER_NODES {
+        c.bad(
+            ProblemKind::TooLarge,
+            fp!("nodes"),
+            format!(
+                "{} nodes: a scenario holds at most {MAX_CLUSTER_NODES} (Kubernetes' limit for one cluster)",
+                f.nodes.len()
+            ),
+        );
+    }
+    let background = f.background_services.as_ref();
+    let named = f.services.len() as u64;
+    let services = named.saturating_add(background.map_or(0, |b| u64::from(b.count)));
+    if services > MAX_SERVICES {
+        let field = match background {
+            Some(b) if u64::from(b.count) >= named => fp!("backgroundServices", "count"),
+            _ => fp!("services"),
+        };
+        c.bad(
+            ProblemKind::TooLarge,
+            field,
+            format!(
+                "{services} Services: a scenario holds at most {MAX_SERVICES}, named and background together"
+            ),
+        );
+    }
+    // (field, pods asked for there), in file order.
+    let mut asks: Vec<(FieldPath, u64)> = Vec::new();
+    for (i, s) in f.services.iter().enumerate() {
+        for (j, e) in s.endpoints.iter().enumerate() {
+            asks.push((fp!("services", i, "endpoints", j, "count"), u64::from(e.count)));
+        }
+    }
+    for (i, w) in f.workloads.iter().enumerate() {
+        asks.push((fp!("workloads", i, "pods"), u64::from(w.pods)));
+    }
+    if let Some(b) = background {
+        let field = if b.endpoints_each >= b.count {
+            fp!("backgroundServices", "endpointsEach")
+        } else {
+            fp!("backgroundServices", "count")
+        };
+        asks.push((field, u64::from(b.count) * u64::from(b.endpoints_each)));
+    }
+    let pods = asks.iter().fold(0u64, |acc, (_, n)| acc.saturating_add(*n));
+    if pods > MAX_PODS
+        && let Some((field, most)) = asks.iter().rev().max_by_key(|(_, n)| *n)
+    {
+        c.bad(
+            ProblemKind::TooLarge,
+            field.clone(),
+            format!(
+                "{most} pods asked for here, {pods} in all: a scenario holds at most {MAX_PODS} pod addresses (Service endpoints, workload pods and background endpoints together)"
+            ),
+        );
+    }
+    c.problems.len() == before
 }
 
 /// The top-level settings the other parts depend on.
@@ -509,13 +589,30 @@ fn check_nodes(
                 p
             }
         };
+        // More entries than there are known names means some are unknown; say so once
+        // rather than once per entry (each with a "did you mean" search).
+        let known = super::sysctl::known_sysctl_names().len();
+        let none = BTreeMap::new();
+        let explicit = if n.sysctl.len() > known {
+            c.bad(
+                ProblemKind::UnknownSysctl,
+                fp!("nodes", i, "sysctl"),
+                format!(
+                    "{} sysctls set, but the model knows only {known} (see docs/scenario-format.md)",
+                    n.sysctl.len()
+                ),
+            );
+            &none
+        } else {
+            &n.sysctl
+        };
         let (sysctls, problems) = effective_sysctls(
             kernel,
             n.memory,
             n.cpus,
             kube_proxy.mode,
             &kube_proxy.conntrack,
-            &n.sysctl,
+            explicit,
         );
         for (name, unknown, message) in problems {
             let field = fp!("nodes", i, "sysctl", name);
@@ -612,15 +709,45 @@ fn explicit_pod_cidrs(c: &mut Checker, specs: &[file::NodeSpec], cluster: Cidr) 
 /// The next /24 of `cluster` from block `*next_block` on that no podCIDR in `taken`
 /// touches (kube-controller-manager's `--node-cidr-mask-size` default 24).
 fn next_free_pod_block(cluster: Cidr, taken: &[(usize, Cidr)], next_block: &mut u32) -> Option<Cidr> {
-    while cluster.len() <= 24 && u64::from(*next_block) < (size_of(cluster) >> 8) {
-        let base = cluster.nth(*next_block << 8).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        *next_block += 1;
-        let cand = Cidr::new(base, 24).unwrap_or(Cidr::ANY);
-        if !taken.iter().any(|(_, q)| overlaps(cand, *q)) {
-            return Some(cand);
+    let b = first_free_block(cluster, taken.iter().map(|(_, q)| *q), u64::from(*next_block))?;
+    *next_block = u32::try_from(b + 1).unwrap_or(u32::MAX);
+    block_cidr(cluster, b)
+}
+
+/// The index of the first /24 block of `cluster`, from block `from` on, that no CIDR of
+/// `taken` touches. A taken range is jumped over at once, so the cost grows with the
+/// number of taken ranges, not with the size of `cluster` (a `/1` has 8 million blocks).
+fn first_free_block<I>(cluster: Cidr, taken: I, from: u64) -> Option<u64>
+where
+    I: Iterator<Item = Cidr> + Clone,
+{
+    if cluster.len() > 24 {
+        return None;
+    }
+    let blocks = size_of(cluster) >> 8;
+    let start = u64::from(u32::from(cluster.addr()));
+    let mut b = from;
+    while b < blocks {
+        let lo = start + (b << 8);
+        let hi = lo + 255;
+        let hit = taken.clone().find_map(|q| {
+            let qa = u64::from(u32::from(q.addr()));
+            let qz = qa + size_of(q) - 1;
+            (qa <= hi && qz >= lo).then_some(qz)
+        });
+        match hit {
+            None => return Some(b),
+            // The first block that starts after the taken range.
+            Some(qz) => b = (qz + 1 - start).div_ceil(256).max(b + 1),
         }
     }
     None
+}
+
+/// Block `b` (a /24) of `cluster`.
+fn block_cidr(cluster: Cidr, b: u64) -> Option<Cidr> {
+    let base = cluster.nth(u32::try_from(b << 8).ok()?)?;
+    Cidr::new(base, 24).ok()
 }
 
 /// `services`: explicit addresses first, then each Service in order.
@@ -1138,15 +1265,11 @@ fn check_variants(specs: &[file::VariantSpec]) -> (Vec<Variant>, Vec<VariantChec
 /// /24 blocks of `cluster` that no node's podCIDR touches (for background endpoints,
 /// which live on nodes the scenario does not simulate).
 fn free_pod_blocks(cluster: Cidr, nodes: &[NodeConfig]) -> impl Iterator<Item = Cidr> + '_ {
-    let blocks = if cluster.len() <= 24 {
-        size_of(cluster) >> 8
-    } else {
-        0
-    };
-    (0..blocks).filter_map(move |b| {
-        let base = cluster.nth(u32::try_from(b << 8).ok()?)?;
-        let cand = Cidr::new(base, 24).ok()?;
-        (!nodes.iter().any(|n| overlaps(cand, n.pod_cidr))).then_some(cand)
+    let mut next = 0u64;
+    std::iter::from_fn(move || {
+        let b = first_free_block(cluster, nodes.iter().map(|n| n.pod_cidr), next)?;
+        next = b + 1;
+        block_cidr(cluster, b)
     })
 }
 

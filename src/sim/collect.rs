@@ -235,11 +235,7 @@ fn node_report(sim: &NodeSim, i: usize) -> NodeReport {
     let cfg = n.ct.config();
     let provenance = sc.nodes[i].sysctls.provenance("net.netfilter.nf_conntrack_max");
     let cap = u128::from(sc.duration.as_nanos()) * u128::from(n.cpus.max(1));
-    let peak = sim
-        .samples
-        .iter()
-        .filter_map(|s| s.cpu_pct.get(i).copied())
-        .fold(0.0_f64, f64::max);
+    let peak = sim.cpu_peak_pct.get(i).copied().unwrap_or(0.0);
     NodeReport {
         name: n.name.clone(),
         cpus: n.cpus,

@@ -59,7 +59,7 @@ pub use node_rules::{ipvsadm_list, node_rules, proxy_mode_name};
 pub use trace::trace;
 
 use crate::engine::Engine;
-use crate::report::{Report, TimeSeries};
+use crate::report::{Report, Sample, TimeSeries};
 use crate::scenario::Scenario;
 use crate::time::{SimDuration, SimTime};
 use model::NodeSim;
@@ -79,7 +79,25 @@ pub struct Outcome {
 /// # Errors
 /// [`SimError`] when the scenario asks for something the model does not support.
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(SimTime, SimTime)) -> Result<Outcome, SimError> {
-    run_with(scenario, CpuLanes::On, progress)
+    let mut samples = Vec::new();
+    let mut out = run_with(scenario, progress, &mut |s| samples.push(s))?;
+    out.timeseries.samples = samples;
+    Ok(out)
+}
+
+/// Runs a scenario to its end like [`run`], handing each time-series row to `sink` as
+/// soon as the simulated second it falls in is done, instead of keeping it: the
+/// outcome's time series has no rows, and the run's memory does not grow with its
+/// length. The report is the same as [`run`]'s.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(SimTime, SimTime),
+    sink: &mut dyn FnMut(Sample),
+) -> Result<Outcome, SimError> {
+    run_engine(scenario, CpuLanes::On, progress, sink)
 }
 
 /// Whether packets queued for a CPU wait on engine lanes (speed only; the tests compare).
@@ -90,20 +108,33 @@ enum CpuLanes {
     Off,
 }
 
-fn run_with(
+fn run_engine(
     scenario: &Scenario,
     cpu_lanes: CpuLanes,
     progress: &mut dyn FnMut(SimTime, SimTime),
+    sink: &mut dyn FnMut(Sample),
 ) -> Result<Outcome, SimError> {
     let world = world::World::build(scenario)?;
     let horizon = SimTime::ZERO + scenario.duration;
     let sim = NodeSim::new(scenario.clone(), world);
     let mut engine = Engine::new(sim);
     prime(&mut engine, cpu_lanes);
-    let summary = engine.run_until_with(horizon, SimDuration::from_secs(1), |_, now| {
-        progress(now, horizon)
-    });
-    let events = summary.events;
+    let step = SimDuration::from_secs(1).as_nanos();
+    let mut events = 0;
+    let mut at = 0u64;
+    loop {
+        let next = at.saturating_add(step).min(horizon.as_nanos());
+        let part = engine.run_until(SimTime::from_nanos(next));
+        events += part.events;
+        for row in engine.model_mut().samples.drain(..) {
+            sink(row);
+        }
+        if part.halted || next >= horizon.as_nanos() {
+            break;
+        }
+        progress(SimTime::from_nanos(next), horizon);
+        at = next;
+    }
     let sim = engine.into_model();
     Ok(collect::collect(sim, events))
 }
@@ -149,7 +180,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
         let sets = [Override::parse("duration=6s").unwrap()];
         let sc = Scenario::load(path, &sets).unwrap();
-        let run = |lanes| run_with(&sc, lanes, &mut |_, _| {}).unwrap();
+        let run = |lanes| run_engine(&sc, lanes, &mut |_, _| {}, &mut |_| {}).unwrap();
         let with = run(CpuLanes::On);
         let drops: u64 = with.report.nodes.iter().map(|n| n.conntrack.stats.drop).sum();
         assert!(

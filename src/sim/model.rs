@@ -85,7 +85,10 @@ pub(super) struct NodeSim {
     pub(super) wl_tally: Vec<WorkloadTally>,
     pub(super) interval_latency: Histogram,
     pub(super) onsets: Vec<NodeOnsets>,
+    /// Rows taken since `sim::run_with` last handed them to its sink.
     pub(super) samples: Vec<Sample>,
+    /// Per node, the highest CPU use of any sample interval (percent).
+    pub(super) cpu_peak_pct: Vec<f64>,
     pub(super) last_busy: Vec<u128>,
     /// Totals at the previous sample (the next row reports the difference).
     pub(super) last_counts: SampleBase,
@@ -198,6 +201,7 @@ impl NodeSim {
             interval_latency: Histogram::new(),
             onsets: vec![NodeOnsets::default(); n_nodes],
             samples: Vec::new(),
+            cpu_peak_pct: vec![0.0; n_nodes],
             last_busy: vec![0; n_nodes],
             last_counts: SampleBase::default(),
             coredns_peak_per_interval: 0,

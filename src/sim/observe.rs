@@ -182,11 +182,14 @@ impl NodeSim {
             let busy = n.busy_ns - self.last_busy[i];
             self.last_busy[i] = n.busy_ns;
             let cap = u128::from(interval.as_nanos()) * u128::from(n.cpus.max(1));
-            row.cpu_pct.push(if cap == 0 {
+            let pct = if cap == 0 {
                 0.0
             } else {
                 busy as f64 * 100.0 / cap as f64
-            });
+            };
+            // The report's peak, kept here because the rows may be streamed away.
+            self.cpu_peak_pct[i] = self.cpu_peak_pct[i].max(pct);
+            row.cpu_pct.push(pct);
         }
         let base = self.last_counts;
         row.new_connections = self.tally.new_connections - base.new_connections;

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::report::Report;
 use crate::scenario::Scenario;
 use crate::sim::{Outcome, SimError};
 
@@ -35,18 +36,59 @@ pub fn run_jobs(
     threads: NonZeroUsize,
     on_done: &(dyn Fn(usize, usize) + Sync),
 ) -> Vec<Result<Outcome, SimError>> {
-    let total = jobs.len();
+    pool(jobs.len(), threads, on_done, &|i| {
+        crate::sim::run(&jobs[i].scenario, &mut |_, _| {})
+    })
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|| Err(stopped())))
+    .collect()
+}
+
+/// Runs every job like [`run_jobs`] but keeps only each run's report (the time series
+/// is streamed away, so a run's memory does not grow with its length), and hands it to
+/// `map(job index, report)` on the worker thread as soon as the run ends; returns what
+/// `map` returned, in job order.
+pub fn run_reports<T: Send>(
+    jobs: &[Job],
+    threads: NonZeroUsize,
+    on_done: &(dyn Fn(usize, usize) + Sync),
+    map: &(dyn Fn(usize, Result<Report, SimError>) -> T + Sync),
+) -> Vec<T> {
+    pool(jobs.len(), threads, on_done, &|i| {
+        let out = crate::sim::run_with(&jobs[i].scenario, &mut |_, _| {}, &mut |_| {});
+        map(i, out.map(|o| o.report))
+    })
+    .into_iter()
+    .enumerate()
+    .map(|(i, r)| r.unwrap_or_else(|| map(i, Err(stopped()))))
+    .collect()
+}
+
+fn stopped() -> SimError {
+    SimError::Internal("a worker thread stopped before finishing its run".into())
+}
+
+/// `work(i)` for every `i < total` on at most `threads` threads; results by index
+/// (`None` where a worker died).
+fn pool<T: Send>(
+    total: usize,
+    threads: NonZeroUsize,
+    on_done: &(dyn Fn(usize, usize) + Sync),
+    work: &(dyn Fn(usize) -> T + Sync),
+) -> Vec<Option<T>> {
     let workers = threads.get().min(total.max(1));
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Result<Outcome, SimError>>>> = Mutex::new((0..total).map(|_| None).collect());
+    let slots: Mutex<Vec<Option<T>>> = Mutex::new((0..total).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    let out = crate::sim::run(&job.scenario, &mut |_, _| {});
+                    if i >= total {
+                        break;
+                    }
+                    let out = work(i);
                     if let Ok(mut v) = slots.lock() {
                         v[i] = Some(out);
                     }
@@ -58,16 +100,7 @@ pub fn run_jobs(
     });
     slots
         .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(SimError::Internal(
-                    "a worker thread stopped before finishing its run".into(),
-                ))
-            })
-        })
-        .collect()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use serde::{Deserialize, Serialize};
 
 use super::knob::{Knob, KnobError};
-use super::runner::{Job, run_jobs};
+use super::runner::{Job, run_reports};
 use crate::report::chart::{Axis, Dash, Heatmap, LineChart, Series, ValueFormat};
 use crate::scenario::{Override, Scenario, ScenarioError};
 use crate::sim::SimError;
@@ -61,6 +61,9 @@ pub enum SweepError {
     /// Shards that cannot be merged.
     #[error("merge: {0}")]
     Merge(String),
+    /// A sweep, shard or point file that is not what `sweep --out` writes.
+    #[error("{0}")]
+    BadFile(String),
 }
 
 impl SweepError {
@@ -296,7 +299,17 @@ pub struct Sweep {
     pub rows: Vec<Row>,
 }
 
-/// Every grid point as one value index per parameter, in row order.
+/// The number of runs of a grid (points × seeds), `None` above [`MAX_ROWS`] (computed
+/// with checked arithmetic: a shard file may claim any sizes).
+fn grid_size(params: &[Param], seeds: usize) -> Option<usize> {
+    params
+        .iter()
+        .try_fold(seeds, |acc, p| acc.checked_mul(p.values.len()))
+        .filter(|&n| n <= MAX_ROWS)
+}
+
+/// Every grid point as one value index per parameter, in row order. Call it only on a
+/// grid whose [`grid_size`] is known.
 fn points(params: &[Param]) -> Vec<Vec<usize>> {
     let mut out = vec![Vec::new()];
     for p in params {
@@ -315,8 +328,98 @@ fn points(params: &[Param]) -> Vec<Vec<usize>> {
 }
 
 impl Sweep {
+    /// Reads a sweep or shard as `sweep --out` writes it (`sweep.json`,
+    /// `shard-K-of-N.json`) and checks that it holds together: a known schema, a grid of
+    /// 1 to [`MAX_ROWS`] runs, a shard index below its count, and rows in order, each at
+    /// an index of the grid (and of its shard) with that index's values and seed.
+    ///
+    /// # Errors
+    /// [`SweepError::BadFile`] saying what is wrong.
+    pub fn from_json(text: &str) -> Result<Sweep, SweepError> {
+        let s: Sweep =
+            serde_json::from_str(text).map_err(|e| SweepError::BadFile(format!("not a sweep: {e}")))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// See [`Sweep::from_json`].
+    fn check(&self) -> Result<(), SweepError> {
+        let bad = |m: String| Err(SweepError::BadFile(m));
+        if self.schema_version != SWEEP_SCHEMA_VERSION {
+            return bad(format!(
+                "sweep schema version {} (this build reads {SWEEP_SCHEMA_VERSION})",
+                self.schema_version
+            ));
+        }
+        for p in &self.params {
+            if p.paths.is_empty() || p.values.is_empty() || p.values.len() != p.numeric.len() {
+                return bad(format!(
+                    "parameter `{}` has no paths or mismatched values",
+                    p.text
+                ));
+            }
+        }
+        let total = match grid_size(&self.params, self.seeds.len()) {
+            Some(n) if n > 0 => n,
+            _ => return bad(format!("the grid is empty or larger than {MAX_ROWS} runs")),
+        };
+        if let Some(sh) = self.shard
+            && (sh.count == 0 || sh.count as usize > MAX_ROWS || sh.index >= sh.count)
+        {
+            return bad(format!(
+                "shard {}/{} is not a shard of 1 to {MAX_ROWS}",
+                sh.index, sh.count
+            ));
+        }
+        let mut last = None;
+        for r in &self.rows {
+            if r.index >= total || last.is_some_and(|l| r.index <= l) {
+                return bad(format!(
+                    "row {} is out of order or outside the {total}-run grid",
+                    r.index
+                ));
+            }
+            last = Some(r.index);
+            self.check_row(r)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `r` belongs to this grid (and shard): its index, values and seed.
+    ///
+    /// # Errors
+    /// [`SweepError::BadFile`] naming the row.
+    pub fn check_row(&self, r: &Row) -> Result<(), SweepError> {
+        let bad = |m: &str| Err(SweepError::BadFile(format!("row {}: {m}", r.index)));
+        let Some(total) = grid_size(&self.params, self.seeds.len()) else {
+            return bad("the grid is too large");
+        };
+        if r.index >= total {
+            return bad("outside the grid");
+        }
+        if self.shard.is_some_and(|sh| sh.count == 0 || !sh.owns(r.index)) {
+            return bad("not a row of this shard");
+        }
+        let n = self.seeds.len();
+        if self.seeds.get(r.index % n) != Some(&r.seed) {
+            return bad("its seed is not the grid's seed at this index");
+        }
+        // The point's value index per parameter, the last parameter fastest.
+        let mut rest = r.index / n;
+        let mut want = vec![""; self.params.len()];
+        for (slot, p) in want.iter_mut().zip(&self.params).rev() {
+            *slot = p.values[rest % p.values.len()].as_str();
+            rest /= p.values.len();
+        }
+        if r.values.len() != want.len() || r.values.iter().zip(&want).any(|(a, b)| a != b) {
+            return bad("its values are not the grid's values at this index");
+        }
+        Ok(())
+    }
+
     /// Runs the grid (or the rows of `shard`) on `threads`; `on_done(done, total)` is
-    /// called per finished run (progress only).
+    /// called per finished run (progress only). [`SweepPlan`] does the same in steps,
+    /// for callers that save rows as they finish and resume.
     ///
     /// # Errors
     /// [`SweepError`] for an empty or oversized grid, a point that does not validate, or
@@ -330,88 +433,7 @@ impl Sweep {
         threads: NonZeroUsize,
         on_done: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Sweep, SweepError> {
-        let mut seen = std::collections::BTreeSet::new();
-        for p in &params {
-            for path in &p.paths {
-                if !seen.insert(path.as_str()) {
-                    return Err(SweepError::BadParam {
-                        text: p.text.clone(),
-                        message: format!("`{path}` is already swept by another --param"),
-                    });
-                }
-            }
-        }
-        let grid = points(&params);
-        let total = grid.len() * seeds.len();
-        if total == 0 || total > MAX_ROWS {
-            return Err(SweepError::GridSize(total));
-        }
-        let mut jobs = Vec::new();
-        let mut meta: Vec<(usize, Vec<String>, u64)> = Vec::new();
-        for (p, point) in grid.iter().enumerate() {
-            for (k, &seed) in seeds.iter().enumerate() {
-                let index = p * seeds.len() + k;
-                if shard.is_some_and(|s| !s.owns(index)) {
-                    continue;
-                }
-                let values: Vec<String> = params
-                    .iter()
-                    .zip(point)
-                    .map(|(param, &i)| param.values[i].clone())
-                    .collect();
-                let mut set = Vec::new();
-                for (param, v) in params.iter().zip(&values) {
-                    for path in &param.paths {
-                        set.push(format!("{path}={v}"));
-                    }
-                }
-                set.push(format!("seed={seed}"));
-                let label = set.join(" ");
-                let overrides = set
-                    .iter()
-                    .map(|t| Override::parse(t))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| SweepError::BadParam {
-                        text: label.clone(),
-                        message: e.to_string(),
-                    })?;
-                let scenario = base
-                    .with_overrides(&overrides)
-                    .map_err(|source| SweepError::Point {
-                        point: label.clone(),
-                        source,
-                    })?;
-                jobs.push(Job { label, scenario });
-                meta.push((index, values, seed));
-            }
-        }
-        let outcomes = run_jobs(&jobs, threads, on_done);
-        let mut rows = Vec::with_capacity(jobs.len());
-        for ((job, (index, values, seed)), out) in jobs.iter().zip(meta).zip(outcomes) {
-            let row = match out {
-                Ok(o) => row_of(index, values, seed, &o.report),
-                Err(SimError::Unsupported { what }) => Row {
-                    verdict: format!("not simulated ({what})"),
-                    ..row_of(index, values, seed, &empty_report())
-                },
-                Err(source) => {
-                    return Err(SweepError::Sim {
-                        point: job.label.clone(),
-                        source,
-                    });
-                }
-            };
-            rows.push(row);
-        }
-        Ok(Sweep {
-            schema_version: SWEEP_SCHEMA_VERSION,
-            scenario: base.file.clone(),
-            fingerprint: base.fingerprint(),
-            params,
-            seeds,
-            shard,
-            rows,
-        })
+        SweepPlan::new(base, params, seeds, shard)?.run(threads, Vec::new(), &|_| {}, on_done)
     }
 
     /// Rows as CSV: `index`, one column per parameter, `seed`, then the metrics.
@@ -453,12 +475,13 @@ impl Sweep {
     #[allow(clippy::cast_precision_loss)]
     fn means(&self, f: fn(&Row) -> f64) -> Vec<Option<f64>> {
         let n = self.seeds.len().max(1);
-        let points = self.rows.last().map_or(0, |r| r.index / n + 1);
+        let points = grid_size(&self.params, 1).unwrap_or(0);
         let mut sum = vec![(0.0, 0usize); points];
         for r in &self.rows {
-            let slot = &mut sum[r.index / n];
-            slot.0 += f(r);
-            slot.1 += 1;
+            if let Some(slot) = sum.get_mut(r.index / n) {
+                slot.0 += f(r);
+                slot.1 += 1;
+            }
         }
         sum.into_iter()
             .map(|(s, c)| (c > 0).then(|| s / c as f64))
@@ -608,6 +631,180 @@ fn seeds_text(seeds: &[u64]) -> String {
 /// Reads one number off a row (charts).
 type RowMetric = fn(&Row) -> f64;
 
+/// A sweep ready to run: its header (the [`Sweep`] without rows, what `--resume` checks
+/// a directory against) and one derived scenario per run of the grid (of the shard).
+#[derive(Debug)]
+pub struct SweepPlan {
+    header: Sweep,
+    jobs: Vec<Job>,
+    /// Per job: its row index, the parameters' values and the seed.
+    meta: Vec<(usize, Vec<String>, u64)>,
+}
+
+impl SweepPlan {
+    /// Derives every run of the grid (or of `shard`) from `base`, each validated.
+    ///
+    /// # Errors
+    /// [`SweepError`] for a path swept twice, an empty or oversized grid, or a point
+    /// that does not validate.
+    pub fn new(
+        base: &Scenario,
+        params: Vec<Param>,
+        seeds: Vec<u64>,
+        shard: Option<Shard>,
+    ) -> Result<SweepPlan, SweepError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &params {
+            for path in &p.paths {
+                if !seen.insert(path.as_str()) {
+                    return Err(SweepError::BadParam {
+                        text: p.text.clone(),
+                        message: format!("`{path}` is already swept by another --param"),
+                    });
+                }
+            }
+        }
+        match grid_size(&params, seeds.len()) {
+            Some(n) if n > 0 => {}
+            Some(n) => return Err(SweepError::GridSize(n)),
+            None => return Err(SweepError::GridSize(usize::MAX)),
+        }
+        let grid = points(&params);
+        let mut jobs = Vec::new();
+        let mut meta: Vec<(usize, Vec<String>, u64)> = Vec::new();
+        for (p, point) in grid.iter().enumerate() {
+            for (k, &seed) in seeds.iter().enumerate() {
+                let index = p * seeds.len() + k;
+                if shard.is_some_and(|s| !s.owns(index)) {
+                    continue;
+                }
+                let values: Vec<String> = params
+                    .iter()
+                    .zip(point)
+                    .map(|(param, &i)| param.values[i].clone())
+                    .collect();
+                let mut set = Vec::new();
+                for (param, v) in params.iter().zip(&values) {
+                    for path in &param.paths {
+                        set.push(format!("{path}={v}"));
+                    }
+                }
+                set.push(format!("seed={seed}"));
+                let label = set.join(" ");
+                let overrides = set
+                    .iter()
+                    .map(|t| Override::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| SweepError::BadParam {
+                        text: label.clone(),
+                        message: e.to_string(),
+                    })?;
+                let scenario = base
+                    .with_overrides(&overrides)
+                    .map_err(|source| SweepError::Point {
+                        point: label.clone(),
+                        source,
+                    })?;
+                jobs.push(Job { label, scenario });
+                meta.push((index, values, seed));
+            }
+        }
+        Ok(SweepPlan {
+            header: Sweep {
+                schema_version: SWEEP_SCHEMA_VERSION,
+                scenario: base.file.clone(),
+                fingerprint: base.fingerprint(),
+                params,
+                seeds,
+                shard,
+                rows: Vec::new(),
+            },
+            jobs,
+            meta,
+        })
+    }
+
+    /// The sweep without rows: scenario, fingerprint, grid, seeds, shard.
+    #[must_use]
+    pub fn header(&self) -> &Sweep {
+        &self.header
+    }
+
+    /// The runs, each a label and its scenario (to check their sizes before running).
+    #[must_use]
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
+    }
+
+    /// Runs every job whose row is not in `finished` on `threads`, handing each new row
+    /// to `on_row` as soon as its run ends (from the worker thread, in completion
+    /// order), and returns the whole sweep, rows in index order: the same document
+    /// whichever rows were `finished` before.
+    ///
+    /// # Errors
+    /// [`SweepError::BadFile`] when a finished row is not a row of this plan;
+    /// [`SweepError::Sim`] when a run fails other than with
+    /// [`SimError::Unsupported`].
+    pub fn run(
+        self,
+        threads: NonZeroUsize,
+        finished: Vec<Row>,
+        on_row: &(dyn Fn(&Row) + Sync),
+        on_done: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Sweep, SweepError> {
+        let mine: std::collections::BTreeSet<usize> = self.meta.iter().map(|m| m.0).collect();
+        let mut rows: std::collections::BTreeMap<usize, Row> = std::collections::BTreeMap::new();
+        for r in finished {
+            self.header.check_row(&r)?;
+            if !mine.contains(&r.index) {
+                return Err(SweepError::BadFile(format!(
+                    "row {}: not a run of this sweep",
+                    r.index
+                )));
+            }
+            rows.insert(r.index, r);
+        }
+        let mut todo = Vec::new();
+        let mut todo_meta = Vec::new();
+        for (job, m) in self.jobs.into_iter().zip(self.meta) {
+            if !rows.contains_key(&m.0) {
+                todo.push(job);
+                todo_meta.push(m);
+            }
+        }
+        let made = run_reports(&todo, threads, on_done, &|i, out| {
+            let (index, values, seed) = todo_meta[i].clone();
+            let row = match out {
+                Ok(report) => row_of(index, values, seed, &report),
+                Err(SimError::Unsupported { what }) => Row {
+                    verdict: format!("not simulated ({what})"),
+                    ..row_of(index, values, seed, &empty_report())
+                },
+                Err(source) => return Err((i, source)),
+            };
+            on_row(&row);
+            Ok(row)
+        });
+        for r in made {
+            match r {
+                Ok(row) => {
+                    rows.insert(row.index, row);
+                }
+                Err((i, source)) => {
+                    return Err(SweepError::Sim {
+                        point: todo[i].label.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(Sweep {
+            rows: rows.into_values().collect(),
+            ..self.header
+        })
+    }
+}
+
 /// Joins the shards of one sweep into the document an unsharded run writes.
 ///
 /// # Errors
@@ -621,6 +818,14 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     let Some(count) = first.shard.map(|s| s.count) else {
         return err("the first file is a whole sweep, not a shard".into());
     };
+    let Some(total) = grid_size(&first.params, first.seeds.len()) else {
+        return err(format!(
+            "the grid is larger than the {MAX_ROWS} runs a sweep may have"
+        ));
+    };
+    if count == 0 || count as usize > MAX_ROWS {
+        return err(format!("{count} shards: a sweep has 1 to {MAX_ROWS}"));
+    }
     shards.sort_by_key(|s| s.shard.map(|x| x.index));
     let mut seen = vec![false; count as usize];
     for s in &shards {
@@ -633,7 +838,7 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
         if s.params != first.params || s.seeds != first.seeds || s.schema_version != first.schema_version {
             return err("shards of different grids or seeds".into());
         }
-        let Some(sh) = s.shard.filter(|x| x.count == count) else {
+        let Some(sh) = s.shard.filter(|x| x.count == count && x.index < count) else {
             return err(format!("a file is not one of {count} shards"));
         };
         if std::mem::replace(&mut seen[sh.index as usize], true) {
@@ -651,7 +856,6 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     }
     let mut rows: Vec<Row> = shards.into_iter().flat_map(|s| s.rows).collect();
     rows.sort_by_key(|r| r.index);
-    let total = points(&first.params).len() * first.seeds.len();
     if rows.len() != total || rows.iter().enumerate().any(|(i, r)| r.index != i) {
         return err(format!(
             "the shards hold {} rows of a {total}-run grid",

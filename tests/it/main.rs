@@ -12,6 +12,7 @@ mod outputs;
 mod plan;
 mod race_fit;
 mod recommend;
+mod reliability;
 mod remediations;
 mod scenario_errors;
 mod sim;

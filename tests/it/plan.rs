@@ -88,11 +88,13 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
     assert!(b.median > 20_000.0 && b.median < 32_000.0, "{b:?}");
 }
 
+/// The files directly in `dir` (not the saved points' subdirectory), sorted by name.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
             (
                 p.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read(&p).unwrap(),
@@ -134,6 +136,10 @@ fn sweep_output_is_identical_across_threads_and_shards() {
     sweep(&["--threads", "2"], &d2);
     let one = files(&d1);
     assert_eq!(one, files(&d2));
+    // The rows saved as they finished are the same too, one per run.
+    let points = files(&d1.join("points"));
+    assert_eq!(points, files(&d2.join("points")));
+    assert_eq!(points.len(), 51, "50 rows and the sweep's header");
     let names: Vec<&str> = one.iter().map(|f| f.0.as_str()).collect();
     assert!(
         names.contains(&"sweep.csv") && names.contains(&"sweep-p99.svg"),

@@ -47,6 +47,9 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
         let user = e.is_user_error();
         crate::classify(&a.scenario, e, user)
     })?;
+    for job in &jobs {
+        a.opts.check(&a.scenario, &job.scenario, jobs.len())?;
+    }
     let threads = a.opts.threads();
     let progress = RunsProgress::new("variants");
     let outcomes = study::run_jobs(&jobs, threads, &|done, total| progress.update(done, total));

@@ -73,6 +73,19 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
         .map(|r| knob.parse_range(r))
         .transpose()
         .map_err(|e| BadInput(format!("--range {e}")))?;
+    // The search runs the scenario at many values of the knob: check it as given, and
+    // at the top of the range when one is given (the largest run it asks for).
+    a.opts.check(&a.scenario, &base, usize::MAX)?;
+    if let Some((_, hi)) = range {
+        let top = knob
+            .overrides(hi)
+            .map_err(|e| BadInput(format!("--range: {e}")))
+            .and_then(|o| {
+                base.with_overrides(&o)
+                    .map_err(|e| BadInput(format!("--range: {e}")))
+            })?;
+        a.opts.check(&a.scenario, &top, usize::MAX)?;
+    }
     if !(a.resolution > 0.0 && a.resolution < 50.0) {
         return Err(BadInput(format!(
             "--resolution {}: expected a percentage above 0 and below 50",
@@ -163,6 +176,7 @@ pub(crate) struct RecommendArgs {
 pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     use k8s_netsim::study::recommend;
     let base = a.opts.load(&a.scenario)?;
+    a.opts.check(&a.scenario, &base, usize::MAX)?;
     let threads = a.opts.threads();
     let bad = |e: recommend::RecommendError| {
         let user = e.is_user_error();

@@ -2,7 +2,6 @@
 //! every validation check (replays of the real-kernel recordings, published targets),
 //! print the table, optionally regenerate `docs/validation.md`.
 
-use anyhow::Context as _;
 use k8s_netsim::validate::{self, Summary};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -34,8 +33,7 @@ pub(crate) fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write!(out, "{}", validate::text_table(&checks))?;
     if let Some(path) = &a.write {
-        std::fs::write(path, validate::markdown(&checks))
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::files::write_atomic(path, &validate::markdown(&checks))?;
         writeln!(out, "wrote {}", path.display())?;
     }
     let s = Summary::of(&checks);

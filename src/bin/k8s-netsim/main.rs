@@ -12,15 +12,21 @@ mod cmd_rules;
 mod cmd_sweep;
 mod cmd_trace;
 mod cmd_validate;
+mod files;
+mod limits;
+mod progress;
 mod render;
+mod stream;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_netsim::scenario::{Override, Scenario};
-use k8s_netsim::time::SimTime;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+pub(crate) use limits::LimitArgs;
+pub(crate) use progress::RunsProgress;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,6 +80,9 @@ struct RunArgs {
     /// and SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// `--max-memory`, `--max-events`, `--max-rows`.
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -206,21 +215,61 @@ pub(crate) fn load(path: &Path, overrides: &[Override]) -> anyhow::Result<Scenar
 fn run(a: RunArgs) -> anyhow::Result<()> {
     let overrides = parse_overrides(&a.set, a.seed)?;
     let scenario = load(&a.scenario, &overrides)?;
-    let mut bar = Progress::new();
-    let outcome = k8s_netsim::sim::run(&scenario, &mut |now, end| bar.update(now, end)).map_err(|e| {
+    a.limits.check(&a.scenario, &scenario, 1)?;
+    let mut bar = progress::Progress::new();
+    let mut kept = stream::Thinned::new();
+    let outcome = match &a.out {
+        None => k8s_netsim::sim::run_with(&scenario, &mut |now, end| bar.update(now, end), &mut |row| {
+            kept.push(row);
+        }),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let names: Vec<String> = scenario.nodes.iter().map(|n| n.name.clone()).collect();
+            let mut csv = stream::CsvStream::create(&dir.join("timeseries.csv"), &names)?;
+            let out =
+                k8s_netsim::sim::run_with(&scenario, &mut |now, end| bar.update(now, end), &mut |row| {
+                    csv.row(&row);
+                    kept.push(row);
+                });
+            if out.is_ok() {
+                let csv = csv.finish()?;
+                bar.finish();
+                return finish_run(&a, out, kept, Some(csv));
+            }
+            out
+        }
+    };
+    bar.finish();
+    finish_run(&a, outcome, kept, None)
+}
+
+/// Writes the run's outputs (report, charts, and the streamed `timeseries.csv` when
+/// `--out`), each atomically, then the summary or JSON on stdout.
+fn finish_run(
+    a: &RunArgs,
+    outcome: Result<k8s_netsim::sim::Outcome, k8s_netsim::sim::SimError>,
+    kept: stream::Thinned,
+    csv: Option<files::Pending>,
+) -> anyhow::Result<()> {
+    let outcome = outcome.map_err(|e| {
         let user = e.is_user_error();
         classify(&a.scenario, e, user)
     })?;
-    bar.finish();
-    let ts = outcome.timeseries;
+    let (rows, stride) = kept.into_rows();
+    if stride > 1 {
+        eprintln!(
+            "note: the run has more than {} time-series rows: timeseries.csv holds every row; the charts, report.html and metrics.prom are drawn from every {stride}th",
+            k8s_netsim::scenario::budget::ROWS_KEPT
+        );
+    }
+    let mut ts = outcome.timeseries;
+    ts.samples = rows;
     let report = k8s_netsim::report::RunReport::new(outcome.report, &ts);
     let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
     let mut written = Vec::new();
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut files = vec![
             ("report.json".to_owned(), format!("{json}\n")),
-            ("timeseries.csv".to_owned(), ts.to_csv()),
             (
                 "metrics.prom".to_owned(),
                 k8s_netsim::report::metrics::openmetrics(&report, &ts),
@@ -231,9 +280,13 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
             ),
         ];
         files.extend(report.charts(&ts).into_iter().map(|(name, c)| (name, c.render())));
-        for (name, text) in &files {
-            write(&dir.join(name), text)?;
-            written.push(name.clone());
+        // Everything staged first, then renamed in one go: a kill leaves the previous
+        // complete set or this one, file by file, never a truncated file.
+        files::write_all_atomic(dir, &files)?;
+        written.extend(files.into_iter().map(|(name, _)| name));
+        written.insert(1, "timeseries.csv".to_owned());
+        if let Some(csv) = csv {
+            csv.commit()?;
         }
     }
     let mut out = std::io::stdout().lock();
@@ -246,10 +299,6 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 fn rules(a: RulesArgs) -> anyhow::Result<()> {
@@ -319,93 +368,6 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar on stderr, shown only on a terminal and only after a second of wall time.
-struct Progress {
-    tty: bool,
-    #[allow(clippy::disallowed_types)]
-    started: std::time::Instant,
-    shown: bool,
-}
-
-impl Progress {
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "wall clock only for the progress bar, never for the model"
-    )]
-    fn new() -> Progress {
-        Progress {
-            tty: std::io::stderr().is_terminal(),
-            started: std::time::Instant::now(),
-            shown: false,
-        }
-    }
-
-    #[allow(clippy::cast_precision_loss)]
-    fn update(&mut self, now: SimTime, end: SimTime) {
-        if !self.tty || self.started.elapsed().as_millis() < 1_000 {
-            return;
-        }
-        self.shown = true;
-        let frac = if end.as_nanos() == 0 {
-            1.0
-        } else {
-            now.as_nanos() as f64 / end.as_nanos() as f64
-        };
-        let width = 40;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let done = ((frac * f64::from(width)) as usize).min(width as usize);
-        eprint!(
-            "\r[{}{}] {:>5.1}% simulated {} of {}",
-            "#".repeat(done),
-            "-".repeat(width as usize - done),
-            frac * 100.0,
-            now,
-            end
-        );
-    }
-
-    fn finish(&mut self) {
-        if self.shown {
-            eprintln!();
-        }
-    }
-}
-
-/// Progress of a study (runs finished of total) on stderr when it is a terminal; called
-/// from worker threads.
-pub(crate) struct RunsProgress {
-    tty: bool,
-    what: &'static str,
-}
-
-impl RunsProgress {
-    pub(crate) fn new(what: &'static str) -> RunsProgress {
-        RunsProgress {
-            tty: std::io::stderr().is_terminal(),
-            what,
-        }
-    }
-
-    pub(crate) fn update(&self, done: usize, total: usize) {
-        if self.tty {
-            let width = 40;
-            let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
-            eprint!(
-                "\r[{}{}] {done}/{total} {} simulated",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                self.what
-            );
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
-}
-
 /// Options every multi-run command shares (`compare`, `plan`, `sweep`, `recommend`).
 #[derive(clap::Args, Debug)]
 pub(crate) struct StudyOpts {
@@ -418,6 +380,9 @@ pub(crate) struct StudyOpts {
     /// Worker threads (default: all cores). The output does not depend on it.
     #[arg(long)]
     threads: Option<std::num::NonZeroUsize>,
+    /// `--max-memory`, `--max-events`, `--max-rows` (memory counts one run per thread).
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
 }
 
 impl StudyOpts {
@@ -431,6 +396,13 @@ impl StudyOpts {
         self.threads
             .unwrap_or_else(k8s_netsim::study::runner::default_threads)
     }
+
+    /// Refuses `scenario` (exit 2) when `runs` runs of it, at most one per thread at
+    /// once, would not fit the limits.
+    pub(crate) fn check(&self, path: &Path, scenario: &Scenario, runs: usize) -> anyhow::Result<()> {
+        let parallel = runs.clamp(1, self.threads().get());
+        self.limits.check(path, scenario, parallel).map(|_| ())
+    }
 }
 
 /// A study's output: `files` (name, contents) into `--out DIR` when given, then the
@@ -443,10 +415,7 @@ pub(crate) fn emit(
     files: &[(String, String)],
 ) -> anyhow::Result<()> {
     if let Some(dir) = out_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (name, contents) in files {
-            write(&dir.join(name), contents)?;
-        }
+        files::write_all_atomic(dir, files)?;
     }
     let mut out = std::io::stdout().lock();
     if as_json {
