@@ -372,7 +372,9 @@ fn check_sizes(c: &mut Checker, f: &ScenarioFile) -> bool {
     let mut asks: Vec<(FieldPath, u64)> = Vec::new();
     for (i, s) in f.services.iter().enumerate() {
         for (j, e) in s.endpoints.iter().enumerate() {
-            asks.push((fp!("services", i, "endpoints", j, "count"), u64::from(e.count)));
+            // `count`, or one pod per listed address (`ips`).
+            let pods = e.count.map_or(e.ips.len() as u64, u64::from);
+            asks.push((fp!("services", i, "endpoints", j, "count"), pods));
         }
     }
     for (i, w) in f.workloads.iter().enumerate() {

@@ -50,7 +50,7 @@ pub(crate) fn import_cmd(a: ImportArgs) -> anyhow::Result<()> {
     }
     match &a.out {
         Some(path) => {
-            crate::write(path, &imported.yaml)?;
+            crate::files::write_atomic(path, &imported.yaml)?;
             writeln!(
                 err,
                 "wrote the scenario of node {} to {} (add its traffic under `workloads`)",
