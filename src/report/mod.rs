@@ -66,6 +66,24 @@ pub struct Verdict {
     pub text: String,
     /// Why, in the kernel's terms.
     pub cause: String,
+    /// The failures users felt, by request attempts affected, largest first; each with its
+    /// onset. Empty when no request attempt failed.
+    pub failures: Vec<FailureCause>,
+}
+
+/// One cause of failed request attempts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureCause {
+    /// `conntrack drops`, `DNS timeouts`, `CPU saturation`, `listen-queue overflows`,
+    /// `EADDRNOTAVAIL`, `no endpoints` or `other`.
+    pub cause: String,
+    /// Request attempts it failed (connect timeouts are shared out among the causes of the
+    /// packets lost, in proportion to them).
+    pub attempts: u64,
+    /// When it first happened, seconds.
+    pub onset_s: Option<f64>,
+    /// What the numbers behind it are.
+    pub detail: String,
 }
 
 /// Per-node results.

@@ -13,6 +13,7 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+use super::horizon::Horizon;
 use super::knob::{Knob, KnobError};
 use super::runner::{Job, run_jobs};
 use crate::report::svg::{Heatmap, LineChart, Series};
@@ -246,6 +247,15 @@ pub struct Row {
     pub failed: u64,
     /// Highest CPU use over nodes, percent.
     pub cpu_peak_pct: f64,
+    /// Whether the row's answer stands: the run showed a drop, insert_failed or failed
+    /// request, or lasted long enough for the table's steady state. A clean row from a
+    /// shorter run is inconclusive.
+    #[serde(default = "conclusive_default")]
+    pub conclusive: bool,
+}
+
+fn conclusive_default() -> bool {
+    true
 }
 
 /// A sweep, or one shard of it.
@@ -265,6 +275,9 @@ pub struct Sweep {
     pub shard: Option<Shard>,
     /// Rows, by index.
     pub rows: Vec<Row>,
+    /// Caveats (runs too short for the table's steady state).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Every grid point as one value index per parameter, in row order.
@@ -358,9 +371,17 @@ impl Sweep {
         }
         let outcomes = run_jobs(&jobs, threads, on_done);
         let mut rows = Vec::with_capacity(jobs.len());
+        let mut short = false;
         for ((job, (index, values, seed)), out) in jobs.iter().zip(meta).zip(outcomes) {
             let row = match out {
-                Ok(o) => row_of(index, values, seed, &o.report),
+                Ok(o) => {
+                    let mut row = row_of(index, values, seed, &o.report);
+                    let run = Horizon::of(&job.scenario).check(o.report.duration_s);
+                    let failed = row.drop + row.insert_failed + row.failed > 0;
+                    row.conclusive = failed || run.long_enough;
+                    short |= !row.conclusive;
+                    row
+                }
                 Err(SimError::Unsupported { what }) => Row {
                     verdict: format!("not simulated ({what})"),
                     ..row_of(index, values, seed, &empty_report())
@@ -374,6 +395,14 @@ impl Sweep {
             };
             rows.push(row);
         }
+        let warnings = if short {
+            vec![format!(
+                "rows without drops from runs shorter than the table's steady state are inconclusive (the `conclusive` column): {}",
+                Horizon::of(base).check(base.duration.as_secs_f64()).reason
+            )]
+        } else {
+            Vec::new()
+        };
         Ok(Sweep {
             schema_version: SWEEP_SCHEMA_VERSION,
             scenario: base.file.clone(),
@@ -382,6 +411,7 @@ impl Sweep {
             seeds,
             shard,
             rows,
+            warnings,
         })
     }
 
@@ -392,7 +422,7 @@ impl Sweep {
         for p in &self.params {
             let _ = write!(s, ",{}", p.paths.join("+"));
         }
-        s.push_str(",seed,verdict,verdict_at_s,count_peak,max,drop,insert_failed,early_drop,p50_ms,p99_ms,sent,timeouts,failed,cpu_peak_pct\n");
+        s.push_str(",seed,verdict,verdict_at_s,count_peak,max,drop,insert_failed,early_drop,p50_ms,p99_ms,sent,timeouts,failed,cpu_peak_pct,conclusive\n");
         for r in &self.rows {
             let _ = write!(s, "{}", r.index);
             for v in &r.values {
@@ -400,7 +430,7 @@ impl Sweep {
             }
             let _ = writeln!(
                 s,
-                ",{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{:.2}",
+                ",{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{:.2},{}",
                 r.seed,
                 r.verdict.replace(',', ";"),
                 r.verdict_at_s.map_or_else(String::new, |t| format!("{t:.3}")),
@@ -414,7 +444,8 @@ impl Sweep {
                 r.sent,
                 r.timeouts,
                 r.failed,
-                r.cpu_peak_pct
+                r.cpu_peak_pct,
+                r.conclusive
             );
         }
         s
@@ -527,10 +558,11 @@ impl Sweep {
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "{:>5}  {}  seed {}  {}{}  peak {}/{}  drop {}  insert_failed {}  p99 {:.1} ms  timeouts {}",
+                "{:>5}  {}  seed {}  {}{}{}  peak {}/{}  drop {}  insert_failed {}  p99 {:.1} ms  timeouts {}",
                 r.index,
                 r.values.join(" "),
                 r.seed,
+                if r.conclusive { "" } else { "inconclusive: " },
                 r.verdict,
                 r.verdict_at_s
                     .map_or_else(String::new, |t| format!(" at {t:.3}s")),
@@ -541,6 +573,9 @@ impl Sweep {
                 r.p99_ms,
                 r.timeouts
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
         s
     }
@@ -590,6 +625,12 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     if let Some(missing) = seen.iter().position(|s| !s) {
         return err(format!("shard {missing}/{count} is missing"));
     }
+    let mut warnings: Vec<String> = Vec::new();
+    for w in shards.iter().flat_map(|s| &s.warnings) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
     let mut rows: Vec<Row> = shards.into_iter().flat_map(|s| s.rows).collect();
     rows.sort_by_key(|r| r.index);
     let total = points(&first.params).len() * first.seeds.len();
@@ -602,6 +643,7 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     Ok(Sweep {
         shard: None,
         rows,
+        warnings,
         ..first
     })
 }
@@ -626,6 +668,7 @@ fn row_of(index: usize, values: Vec<String>, seed: u64, r: &crate::report::Repor
         timeouts: r.requests.timeouts,
         failed: r.requests.failed,
         cpu_peak_pct: r.nodes.iter().map(|n| n.cpu.peak_pct).fold(0.0, f64::max),
+        conclusive: true,
     }
 }
 
@@ -643,6 +686,7 @@ fn empty_report() -> crate::report::Report {
             at_s: None,
             text: String::new(),
             cause: String::new(),
+            failures: Vec::new(),
         },
         nodes: Vec::new(),
         latency_ms: crate::report::LatencyReport::default(),

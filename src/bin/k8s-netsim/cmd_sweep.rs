@@ -60,11 +60,14 @@ pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         .map(sweep::Shard::parse)
         .transpose()
         .map_err(|e| BadInput(e.to_string()))?;
-    let seeds = (0..u64::from(a.seeds.get()))
+    let seeds: Vec<u64> = (0..u64::from(a.seeds.get()))
         .map(|i| base.seed.wrapping_add(i))
         .collect();
     let threads = a.opts.threads();
     let progress = RunsProgress::new("grid points");
+    let grid: usize = params.iter().map(|p| p.values.len()).product::<usize>() * seeds.len();
+    let runs = shard.map_or(grid, |s| grid.div_ceil(s.count as usize));
+    progress.start("sweep", runs, base.duration.as_secs_f64());
     let result = sweep::Sweep::run(&base, params, seeds, shard, threads, &|d, t| {
         progress.update(d, t)
     });

@@ -34,6 +34,9 @@ pub(crate) fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write!(out, "{}", validate::text_table(&checks))?;
     if let Some(path) = &a.write {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         std::fs::write(path, validate::markdown(&checks))
             .with_context(|| format!("writing {}", path.display()))?;
         writeln!(out, "wrote {}", path.display())?;

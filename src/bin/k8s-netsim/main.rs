@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Replay a scenario and report when conntrack drop / insert_failed / early_drop start, and why.
     Run(RunArgs),
-    /// Print the iptables ruleset kube-proxy programs (iptables-save format).
+    /// Print the rules kube-proxy programs: iptables-save (iptables, IPVS + `ipvsadm -Ln`) or nft text (nftables), for a synthetic cluster or a scenario's node.
     Rules(RulesArgs),
     /// Follow one connection's first packet hop by hop through a scenario's data path.
     Trace(TraceArgs),
@@ -124,9 +124,21 @@ struct TraceArgs {
     /// Destination: `SERVICE:PORT` (a Service of the scenario) or `IP:PORT`.
     #[arg(long)]
     to: String,
+    /// Protocol of the first packet (default: the Service port's; TCP for `IP:PORT`).
+    #[arg(long, value_enum)]
+    proto: Option<TraceProto>,
+    /// Override the scenario's seed (picks another endpoint where the data plane draws one).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Override a scenario field.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TraceProto {
+    Tcp,
+    Udp,
 }
 
 /// An error that is the user's input, not ours (exit 2).
@@ -160,7 +172,12 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Rules(a) => rules(a),
         Command::Trace(a) => {
-            parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
+            let proto = a.proto.map(|p| match p {
+                TraceProto::Tcp => k8s_netsim::packet::Proto::Tcp,
+                TraceProto::Udp => k8s_netsim::packet::Proto::Udp,
+            });
+            parse_overrides(&a.set, a.seed)
+                .and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, proto, &o))
         }
         Command::Compare(a) => cmd_compare::compare(a),
         Command::Plan(a) => cmd_plan::plan(a),
@@ -171,6 +188,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head`): the output was wanted up to there.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(bad) = e.downcast_ref::<BadInput>() {
                 eprintln!("error: {bad}");
@@ -181,6 +200,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Whether an error is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub(crate) fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Result<Vec<Override>> {
@@ -285,8 +312,9 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
                 (Mode::Nftables, RulesFormat::IptablesSave)
                 | (Mode::Iptables | Mode::Ipvs, RulesFormat::Nft) => {
                     return Err(BadInput(format!(
-                        "--format {:?} does not fit --mode {mode:?} (nft text is nftables mode's; iptables-save is iptables and IPVS mode's)",
-                        a.format
+                        "--format {} does not fit --mode {} (nft text is nftables mode's; iptables-save is iptables and IPVS mode's)",
+                        cli_name(a.format),
+                        cli_name(mode)
                     ))
                     .into());
                 }
@@ -301,6 +329,12 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// A value's spelling on the command line (`iptables-save`, `nftables`).
+pub(crate) fn cli_name<V: ValueEnum>(v: V) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_owned())
 }
 
 /// A progress bar on stderr, shown only on a terminal and only after a second of wall time.
@@ -355,11 +389,12 @@ impl Progress {
     }
 }
 
-/// Progress of a study (runs finished of total) on stderr when it is a terminal; called
-/// from worker threads.
+/// Progress of a study (runs finished of total) on stderr: a bar on a terminal, else a
+/// line at every tenth of the runs; called from worker threads.
 pub(crate) struct RunsProgress {
     tty: bool,
     what: &'static str,
+    shown: std::sync::atomic::AtomicUsize,
 }
 
 impl RunsProgress {
@@ -367,7 +402,16 @@ impl RunsProgress {
         RunsProgress {
             tty: std::io::stderr().is_terminal(),
             what,
+            shown: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Says what is about to run (always, so a long study never starts silently).
+    pub(crate) fn start(&self, command: &str, runs: usize, simulated_s: f64) {
+        eprintln!(
+            "{command}: {runs} {} of {simulated_s:.0} s simulated each",
+            plural(runs, "run", "runs")
+        );
     }
 
     pub(crate) fn update(&self, done: usize, total: usize) {
@@ -380,6 +424,11 @@ impl RunsProgress {
                 "-".repeat(width - filled),
                 self.what
             );
+        } else {
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if self.shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                eprintln!("{done}/{total} {} simulated", self.what);
+            }
         }
     }
 
@@ -388,6 +437,11 @@ impl RunsProgress {
             eprintln!();
         }
     }
+}
+
+/// `n` with the singular or plural noun.
+pub(crate) fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 /// Options every multi-run command shares (`compare`, `plan`, `sweep`, `recommend`).

@@ -21,6 +21,19 @@ pub(crate) fn summary(r: &Report) -> String {
     if !r.verdict.cause.is_empty() {
         let _ = writeln!(s, "  why: {}", r.verdict.cause);
     }
+    if !r.verdict.failures.is_empty() {
+        let _ = writeln!(s, "  failed request attempts by cause, largest first:");
+        for f in &r.verdict.failures {
+            let _ = writeln!(
+                s,
+                "    {}: {} from {} ({})",
+                f.cause,
+                f.attempts,
+                onset(f.onset_s),
+                f.detail
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\nscenario {} · seed {} · kernel {} · kube-proxy {} · {:.1}s simulated · {} events",
