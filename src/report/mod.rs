@@ -51,6 +51,10 @@ pub struct Report {
     pub workloads: Vec<WorkloadReport>,
     /// Engine statistics (simulated, deterministic).
     pub engine: EngineReport,
+    /// What the simulation assumed because the scenario left it out (an implicit
+    /// kube-dns Service); absent when nothing was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What went wrong first, if anything.

@@ -540,12 +540,14 @@ fn unknown_pod(world: &World, scenario: &Scenario, from: &str) -> SimError {
         .workloads
         .iter()
         .map(|w| {
+            let on: Vec<&str> = w.nodes.iter().map(|n| scenario.node(*n).name.as_str()).collect();
             format!(
-                "{}-0..{}-{} on node {}",
+                "{}-0..{}-{} on {} {}",
                 w.name,
                 w.name,
                 w.pods.len().saturating_sub(1),
-                scenario.node(w.node).name
+                if on.len() == 1 { "node" } else { "nodes" },
+                on.join(", ")
             )
         })
         .collect();

@@ -381,10 +381,10 @@ impl Comparison {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} (seed {}): {} variants",
+            "{} (seed {}): {}",
             self.scenario,
             self.seed,
-            self.variants.len()
+            super::count(self.variants.len(), "column", "columns")
         );
         let _ = write!(s, "{:label_w$}", "");
         for (v, w) in self.variants.iter().zip(&widths) {

@@ -240,6 +240,10 @@ fn new_flows_on(s: &Scenario, w: &WorkloadConfig, node: usize) -> f64 {
             .max_requests_per_connection
             .map_or(0.0, |m| peak / f64::from(m.max(1))),
     };
+    // The share of the workload's pods on this node (pods are spread round-robin).
+    let pods = w.pods.len().max(1);
+    let here = (0..pods).filter(|k| w.pod_node(*k).0 as usize == node).count();
+    let client_share = here as f64 / pods as f64;
     let client = w.node.0 as usize;
     let share = match w.target {
         WorkloadTarget::Service { service, .. } => {
@@ -256,6 +260,11 @@ fn new_flows_on(s: &Scenario, w: &WorkloadConfig, node: usize) -> f64 {
         }
         WorkloadTarget::Address(_) => 0.0,
     };
+    if w.nodes.len() > 1 {
+        // Spread pods: each node tracks its own pods' connections (endpoints elsewhere
+        // counted as for one client node).
+        return conns * (client_share + if here == 0 { share } else { 0.0 });
+    }
     if node == client { conns } else { conns * share }
 }
 

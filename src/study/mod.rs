@@ -24,3 +24,8 @@ pub mod variant;
 pub use compare::{Comparison, VariantRun};
 pub use runner::{Job, run_jobs};
 pub use variant::{VariantSpec, parse_variant};
+
+/// `n` and the noun, singular for one: `1 seed`, `3 seeds`.
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -658,13 +658,13 @@ impl Plan {
         let seeds = self.variants.first().map_or(0, |v| v.seeds.len());
         let _ = writeln!(
             s,
-            "{}: find {} until {} ({} seeds, resolution {}%, {} runs of {:.0} s simulated)",
+            "{}: find {} until {} ({}, resolution {}%, {} of {:.0} s simulated)",
             self.scenario,
             self.knob.paths.join(","),
             self.until,
-            seeds,
+            super::count(seeds, "seed", "seeds"),
             self.resolution_pct,
-            self.runs,
+            super::count(self.runs, "run", "runs"),
             self.duration_s
         );
         let width = self

@@ -406,7 +406,10 @@ pub fn pool(
         numbers: vec![
             (
                 "rate per pod".to_owned(),
-                format!("{rate_per_pod:.1}/s ({} pods)", w.pods.len()),
+                format!(
+                    "{rate_per_pod:.1}/s ({})",
+                    super::count(w.pods.len(), "pod", "pods")
+                ),
             ),
             (
                 "p99 latency with a generous pool (W)".to_owned(),

@@ -544,14 +544,14 @@ impl Sweep {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{}: sweep of {} ({} runs{})",
+            "{}: sweep of {} ({}{})",
             self.scenario,
             self.params
                 .iter()
                 .map(|p| p.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" x "),
-            self.rows.len(),
+            super::count(self.rows.len(), "run", "runs"),
             self.shard
                 .map_or_else(String::new, |sh| format!(", shard {}/{}", sh.index, sh.count))
         );
@@ -694,6 +694,7 @@ fn empty_report() -> crate::report::Report {
         dns: crate::report::DnsReport::default(),
         workloads: Vec::new(),
         engine: crate::report::EngineReport::default(),
+        notes: Vec::new(),
     }
 }
 

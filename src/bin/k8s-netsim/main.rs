@@ -216,7 +216,7 @@ pub(crate) fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Resu
         out.push(Override::parse(&format!("seed={s}")).map_err(|e| BadInput(format!("--seed: {e}")))?);
     }
     for s in set {
-        out.push(Override::parse(s).map_err(|e| BadInput(format!("--set {s}: {e}")))?);
+        out.push(Override::parse(s).map_err(|e| BadInput(e.to_string()))?);
     }
     Ok(out)
 }

@@ -26,13 +26,16 @@ pub(crate) fn summary(r: &Report) -> String {
         for f in &r.verdict.failures {
             let _ = writeln!(
                 s,
-                "    {}: {} from {} ({})",
+                "    {}: {}{} ({})",
                 f.cause,
                 f.attempts,
-                onset(f.onset_s),
+                f.onset_s.map_or_else(String::new, |t| format!(" from t={t:.3}s")),
                 f.detail
             );
         }
+    }
+    for note in &r.notes {
+        let _ = writeln!(s, "note: {note}");
     }
     let _ = writeln!(
         s,
