@@ -7,6 +7,7 @@ mod layering;
 mod modes;
 mod oracle_traces;
 mod plan;
+mod planning;
 mod recommend;
 mod remediations;
 mod scenario_errors;
