@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 
 use k8s_netsim::packet::{Proto, Tuple};
-use k8s_netsim::report::svg::{LineChart, Series};
+use k8s_netsim::report::chart::{Axis, LineChart, Series, ValueFormat};
 use k8s_netsim::rng::SimRng;
 use k8s_netsim::scenario::CostModel;
 use k8s_netsim::service::ebpf::{EbpfConfig, EbpfProxy};
@@ -35,10 +35,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = ["iptables", "nftables", "ipvs", "ebpf"];
     let mut series: Vec<Series> = names
         .iter()
-        .map(|n| Series {
-            name: (*n).to_owned(),
-            points: Vec::new(),
-            dashed: false,
+        .enumerate()
+        .map(|(slot, n)| {
+            let mut s = Series::line(*n, slot, []);
+            s.dots = true;
+            s
         })
         .collect();
     println!(
@@ -88,16 +89,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let mean = ns as f64 / SAMPLE as f64;
             print!(" {mean:>10.0}");
-            series[k].points.push(((n as f64).log10(), mean));
+            series[k].points.push((n as f64, Some(mean)));
         }
         println!();
     }
+    let mut x = Axis::log("ClusterIP Services (log), 10 endpoints each", ValueFormat::Count);
+    x.ticks_at = Some(SIZES.iter().map(|n| *n as f64).collect());
     let svg = LineChart {
         title: "modelled first-packet cost per proxy mode (default cost constants)".into(),
-        x_label: "log10(Services), 10 endpoints each".into(),
-        y_label: "ns per first packet (log)".into(),
+        subtitle: format!("{SAMPLE} seeded first packets to random ClusterIPs per point"),
+        x,
+        y: Axis::log("ns per first packet (log)", ValueFormat::Count),
         series,
-        log_y: true,
+        markers: Vec::new(),
+        stacked: false,
     }
     .render();
     std::fs::write(&out, svg)?;

@@ -17,10 +17,10 @@ TB="$ROOT/oracle/testbed.sh"
 OUT="${NSO_OUT:-$ROOT/validation/traces}"
 PROFILE="${NSO_PROFILE:-release}"
 ALL=(a-full-assured b-early-drop c-tw-expiry d-udp-race e-snat-collision f-syn-schedule
-     g-lazy-reap h-netns-max i-storm-tw j-storm-snat)
+     g-lazy-reap h-netns-max i-storm-tw j-storm-snat k-race-gap l-syn-race)
 declare -A LIMIT=([a-full-assured]=220 [b-early-drop]=150 [c-tw-expiry]=300 [d-udp-race]=120
   [e-snat-collision]=150 [f-syn-schedule]=240 [g-lazy-reap]=150 [h-netns-max]=90
-  [i-storm-tw]=150 [j-storm-snat]=120)
+  [i-storm-tw]=150 [j-storm-snat]=120 [k-race-gap]=420 [l-syn-race]=150)
 MAXFILE=/proc/sys/net/netfilter/nf_conntrack_max
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -333,6 +333,74 @@ exp_j-storm-snat() {
         insert_failed: .steps[-1].ct_after.insert_failed, drop: .steps[-1].ct_after.drop, count_end: .steps[-1].ct_after.count}'
   done
   finish_experiment "Short-connection storm through SNAT with a small port range (64 or 16 ports, client closes first): the NAT port search probes taken ports (found), evicts SNATed TIME_WAIT entries or fails at confirm (insert_failed + drop)."
+}
+
+# ---------------------------------------------------------------- race pairs (k, l)
+RACE_GAPS=(1us 2us 4us 7us 10us 15us 25us 50us)
+loadavg_json() { jq -R 'split(" ") | {load1: (.[0] | tonumber), load5: (.[1] | tonumber), load15: (.[2] | tonumber), running: (.[3] | split("/")[0] | tonumber)}' < /proc/loadavg; }
+
+# rtr_pid: a sleeping process inside nso-rtr whose /proc/PID/net is nso-rtr's, so
+# race-pairs reads the router's counters without spawning a process per pair.
+rtr_pid() {
+  ip netns exec nso-rtr sleep 280 >/dev/null 2>&1 &
+  RTR_PID=$!
+  sleep 0.1
+  [[ -r /proc/$RTR_PID/net/stat/nf_conntrack ]] || die "no /proc/$RTR_PID/net/stat/nf_conntrack"
+}
+
+race_derived='{pairs: .result.pairs, placement: .result.placement, per_gap: .result.per_gap,
+  clash_resolve: .steps[0].ct_after.clash_resolve, insert_failed: .steps[0].ct_after.insert_failed,
+  drop: .steps[0].ct_after.drop}'
+
+exp_k-race-gap() {
+  local V placement B gaps
+  # The pinned runs are repeated at the end (-r2): the window varies with the machine's
+  # condition from minute to minute, and the fit needs several conditions.
+  for V in different-b1 different-b2 same-b1 same-b2 scheduler-b1 scheduler-b2 one-thread-b1 one-thread-b2 \
+      sendmmsg-b1 sendmmsg-b2 different-b1-r2 different-b2-r2; do
+    begin_param "$V"
+    placement=${V%-b*}; B=${V#*-b}; B=${B%%-*}
+    ip -n nso-srv addr add 10.10.2.3/24 dev nso-s0
+    bg_server nso-srv udp-echo --tag --listen 10.10.2.2:5353 --listen 10.10.2.3:5353
+    if [[ $B == 1 ]]; then
+      rtr iptables -t nat -A PREROUTING -d 10.96.0.10/32 -p udp --dport 53 -j DNAT --to-destination 10.10.2.2:5353
+    else
+      rtr iptables -t nat -A PREROUTING -d 10.96.0.10/32 -p udp --dport 53 \
+        -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.10.2.2:5353
+      rtr iptables -t nat -A PREROUTING -d 10.96.0.10/32 -p udp --dport 53 -j DNAT --to-destination 10.10.2.3:5353
+    fi
+    rtr_pid
+    gaps=(); for g in "${RACE_GAPS[@]}"; do gaps+=(--gap "$g"); done
+    [[ $placement == sendmmsg ]] && gaps=(--gap 0us)
+    local before; before=$(loadavg_json)
+    nso nso-cli race-pairs --proto udp --dst 10.96.0.10:53 --placement "$placement" "${gaps[@]}" \
+      --ct-stat-file "/proc/$RTR_PID/net/stat/nf_conntrack" --step load:3200@500 --step sleep:0.3s \
+      --ct-netns nso-rtr --sample-interval 1s --sample-out "$D/$P.csv" --pair-log "$D/$P.race.csv" > "$D/.$P.summary.json"
+    EXTRA=$(jq -n --argjson b "$before" --argjson a "$(loadavg_json)" '{loadavg_before: $b, loadavg_after: $a}')
+    end_param "{\"pairs\": 3200, \"pair_rate_per_s\": 500, \"backends\": $B, \"placement\": \"$placement\", \"gap_targets\": \"$(IFS=,; echo "${RACE_GAPS[*]}")\", \"cpus\": [0, 1]}" "$race_derived"
+  done
+  finish_experiment "Insertion race pair by pair: two datagrams of one connected UDP socket to the DNAT'd VIP 10.96.0.10:53 (1 or 2 backends), sent from two threads pinned to different CPUs, to the same CPU, left to the scheduler, from one thread (send, gap, send) or in one sendmmsg; gap targets 1-50 us interleaved pair by pair; per pair the send times, CPUs, answering backends and the clash counters of nso-rtr read around it."
+}
+
+exp_l-syn-race() {
+  local V
+  for V in different same; do
+    begin_param "$V"
+    local N=4000; [[ $V == same ]] && N=1000
+    ip -n nso-cli addr add 10.10.1.3/24 dev nso-c0
+    bg_server nso-srv server --listen 10.10.2.2:7070 --close client
+    rtr iptables -t nat -A POSTROUTING -p tcp -d 10.10.2.2 --dport 7070 -j MASQUERADE
+    rtr_pid
+    local gaps=(); for g in "${RACE_GAPS[@]}"; do gaps+=(--gap "$g"); done
+    local before; before=$(loadavg_json)
+    nso nso-cli race-pairs --proto tcp --dst 10.10.2.2:7070 --placement "$V" "${gaps[@]}" \
+      --src-ips 10.10.1.2 10.10.1.3 --sport-base 20000 \
+      --ct-stat-file "/proc/$RTR_PID/net/stat/nf_conntrack" --step "load:$N@250" --step sleep:0.3s \
+      --ct-netns nso-rtr --sample-interval 1s --sample-out "$D/$P.csv" --pair-log "$D/$P.race.csv" > "$D/.$P.summary.json"
+    EXTRA=$(jq -n --argjson b "$before" --argjson a "$(loadavg_json)" '{loadavg_before: $b, loadavg_after: $a}')
+    end_param "{\"pairs\": $N, \"pair_rate_per_s\": 250, \"placement\": \"$V\", \"snat\": \"MASQUERADE to 10.10.2.1 (keeps the source port when free)\", \"src_ips\": [\"10.10.1.2\", \"10.10.1.3\"], \"sport_base\": 20000, \"gap_targets\": \"$(IFS=,; echo "${RACE_GAPS[*]}")\", \"cpus\": [0, 1]}" "$race_derived"
+  done
+  finish_experiment "XING race: per pair two SYNs to 10.10.2.2:7070 from 10.10.1.2:P and 10.10.1.3:P (P new per pair), MASQUERADEd by nso-rtr to 10.10.2.1, which keeps P when free; sent from two threads pinned to different CPUs or the same CPU, gap targets 1-50 us interleaved; a race gives both the same reply tuple, the loser is dropped at confirm (insert_failed + drop)."
 }
 
 # ---------------------------------------------------------------- driver

@@ -110,6 +110,19 @@ impl Histogram {
         self.max
     }
 
+    /// Values recorded in the buckets up to the one holding `nanos`: every value at most
+    /// `nanos`, plus those sharing its bucket (at most 1/64 above it).
+    #[must_use]
+    pub fn count_at_most(&self, nanos: u64) -> u64 {
+        self.counts[..=Self::index(nanos)].iter().sum()
+    }
+
+    /// Sum of the recorded values (exact).
+    #[must_use]
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
     /// Clears all counts.
     pub fn clear(&mut self) {
         self.counts.iter_mut().for_each(|c| *c = 0);

@@ -1,16 +1,29 @@
 //! The `report` module turns a finished simulation into what an operator reads: the
 //! verdict, per-node conntrack counters with their onset times, latency percentiles,
-//! request outcomes, DNS load, a 100 ms time series and SVG charts.
+//! request outcomes, DNS load, the time series ([`TimeSeries`]), and what is derived
+//! from it: the alert replay ([`alerts`]), who fills the table ([`census`]), Prometheus
+//! metrics ([`metrics`]), SVG charts ([`chart`]) and one HTML page ([`html`]).
 //!
-//! Everything here is plain data (`Serialize`); rendering to text lives in the binary.
+//! The types are plain data (`Serialize`); the run's text summary lives in the binary.
 //! The JSON schema is versioned ([`SCHEMA_VERSION`]) and documented in
 //! `docs/report-format.md`. No wall-clock value ever enters a report, so the same
-//! scenario and seed give byte-identical JSON.
+//! scenario and seed give byte-identical output.
 
+pub mod alerts;
+pub mod census;
+pub mod chart;
 mod histogram;
-pub mod svg;
+pub mod html;
+pub mod metrics;
+mod run;
+mod timeseries;
 
 pub use histogram::Histogram;
+pub use run::{
+    CensusBy, RunReport, census_chart, count_chart, counters_chart, latency_chart, requests_chart,
+    success_pct,
+};
+pub use timeseries::{LATENCY_BUCKETS_S, LatencyBuckets, Sample, TimeSeries};
 
 use serde::Serialize;
 
@@ -429,187 +442,4 @@ pub struct WorkloadReport {
 pub struct EngineReport {
     /// Events processed.
     pub events: u64,
-}
-
-/// One row of the time series (one sample interval).
-#[derive(Clone, Debug, Default)]
-pub struct Sample {
-    /// End of the interval, seconds.
-    pub t_s: f64,
-    /// Per node: `nf_conntrack_count` at the end of the interval.
-    pub count: Vec<u64>,
-    /// Per node: cumulative counters.
-    pub counters: Vec<ConntrackCounters>,
-    /// Per node: CPU utilisation in the interval, percent of all CPUs.
-    pub cpu_pct: Vec<f64>,
-    /// New connections started in the interval (all workloads).
-    pub new_connections: u64,
-    /// Requests completed OK in the interval.
-    pub ok: u64,
-    /// Requests failed in the interval.
-    pub failed: u64,
-    /// DNS queries reaching CoreDNS in the interval.
-    pub coredns_queries: u64,
-    /// Latency of requests completed in the interval: p50, p99 (ms).
-    pub latency_p50_ms: f64,
-    /// See `latency_p50_ms`.
-    pub latency_p99_ms: f64,
-}
-
-/// The whole time series.
-#[derive(Clone, Debug, Default)]
-pub struct TimeSeries {
-    /// Node names (column groups).
-    pub nodes: Vec<String>,
-    /// Per node `nf_conntrack_max` (for charts).
-    pub max: Vec<u64>,
-    /// Rows.
-    pub samples: Vec<Sample>,
-}
-
-impl TimeSeries {
-    /// CSV text: one row per sample, per-node column groups.
-    #[must_use]
-    pub fn to_csv(&self) -> String {
-        use std::fmt::Write as _;
-        let mut s =
-            String::from("t_s,new_connections,ok,failed,coredns_queries,latency_p50_ms,latency_p99_ms");
-        for n in &self.nodes {
-            let _ = write!(s, ",{n}.count,{n}.cpu_pct");
-            for (name, _) in ConntrackCounters::default().named() {
-                let _ = write!(s, ",{n}.{name}");
-            }
-        }
-        s.push('\n');
-        for r in &self.samples {
-            let _ = write!(
-                s,
-                "{:.3},{},{},{},{},{:.3},{:.3}",
-                r.t_s,
-                r.new_connections,
-                r.ok,
-                r.failed,
-                r.coredns_queries,
-                r.latency_p50_ms,
-                r.latency_p99_ms
-            );
-            for i in 0..self.nodes.len() {
-                let _ = write!(
-                    s,
-                    ",{},{:.2}",
-                    r.count.get(i).copied().unwrap_or(0),
-                    r.cpu_pct.get(i).copied().unwrap_or(0.0)
-                );
-                for (_, v) in r.counters.get(i).copied().unwrap_or_default().named() {
-                    let _ = write!(s, ",{v}");
-                }
-            }
-            s.push('\n');
-        }
-        s
-    }
-
-    /// The three standard charts: count vs max per node, counters over time, latency.
-    #[must_use]
-    pub fn charts(&self) -> Vec<(&'static str, String)> {
-        use svg::{LineChart, Series};
-        let mut count = Vec::new();
-        let mut counters = Vec::new();
-        for (i, n) in self.nodes.iter().enumerate() {
-            count.push(Series {
-                name: format!("{n} count"),
-                points: self
-                    .samples
-                    .iter()
-                    .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0))))
-                    .collect(),
-                dashed: false,
-            });
-            count.push(Series {
-                name: format!("{n} max"),
-                points: self
-                    .samples
-                    .iter()
-                    .map(|r| (r.t_s, as_f64(self.max.get(i).copied().unwrap_or(0))))
-                    .collect(),
-                dashed: true,
-            });
-            for (k, name) in [
-                (3usize, "insert_failed"),
-                (4, "drop"),
-                (5, "early_drop"),
-                (8, "clash_resolve"),
-            ] {
-                let pts: Vec<(f64, f64)> = self
-                    .samples
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.t_s,
-                            as_f64(r.counters.get(i).copied().unwrap_or_default().named()[k].1),
-                        )
-                    })
-                    .collect();
-                if pts.iter().any(|p| p.1 > 0.0) {
-                    counters.push(Series {
-                        name: format!("{n} {name}"),
-                        points: pts,
-                        dashed: false,
-                    });
-                }
-            }
-        }
-        let lat = vec![
-            Series {
-                name: "p50".into(),
-                points: self.samples.iter().map(|r| (r.t_s, r.latency_p50_ms)).collect(),
-                dashed: false,
-            },
-            Series {
-                name: "p99".into(),
-                points: self.samples.iter().map(|r| (r.t_s, r.latency_p99_ms)).collect(),
-                dashed: false,
-            },
-        ];
-        vec![
-            (
-                "conntrack-count.svg",
-                LineChart {
-                    title: "nf_conntrack_count vs nf_conntrack_max".into(),
-                    x_label: "simulated time (s)".into(),
-                    y_label: "entries".into(),
-                    series: count,
-                    log_y: false,
-                }
-                .render(),
-            ),
-            (
-                "conntrack-counters.svg",
-                LineChart {
-                    title: "conntrack -S counters (cumulative)".into(),
-                    x_label: "simulated time (s)".into(),
-                    y_label: "count".into(),
-                    series: counters,
-                    log_y: false,
-                }
-                .render(),
-            ),
-            (
-                "latency.svg",
-                LineChart {
-                    title: "request latency of completed requests".into(),
-                    x_label: "simulated time (s)".into(),
-                    y_label: "ms (log)".into(),
-                    series: lat,
-                    log_y: true,
-                }
-                .render(),
-            ),
-        ]
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn as_f64(v: u64) -> f64 {
-    v as f64
 }

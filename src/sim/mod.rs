@@ -16,6 +16,24 @@
 //! Not modelled (see `docs/model.md`): TCP data transfer beyond one request and one
 //! response segment, retransmission of lost data segments (an attempt whose data
 //! packet is lost times out), TCP congestion, NIC queues, interrupts.
+//!
+//! # Rooms
+//!
+//! | module | owns |
+//! |---|---|
+//! | `world` | the static system built from the scenario: topology, nodes, pods |
+//! | `node_rules` | what kube-proxy and NodeLocal DNSCache program on each node |
+//! | `model` | `NodeSim`, the engine's model: its state and the dispatch of each event |
+//! | `event`, `slab` | the events and the typed handles they carry |
+//! | `hops` | the hop loop shared with `trace` |
+//! | `path` | sending a packet: its walk, windowed processing and confirm |
+//! | `cpu` | which CPU processes a packet, when, and its booking |
+//! | `client` | requests, attempts, deadlines, retries, connections and pools |
+//! | `server` | listeners and workers of backend pods |
+//! | `resolver`, `coredns`, `nodelocal` | the pods' resolvers, CoreDNS pods, NodeLocal DNSCache |
+//! | `observe` | counters, onsets, the table at an onset, the time series |
+//! | `collect`, `verdict` | the report of a finished run |
+//! | `trace` | `k8s-netsim trace` |
 
 mod client;
 mod collect;

@@ -12,8 +12,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::report::svg::{LineChart, Series};
-use crate::report::{Report, TimeSeries};
+use crate::report::chart::{Axis, Dash, LineChart, Marker, MarkerKind, Series, ValueFormat, short_seconds};
+use crate::report::html::{self, Page};
+use crate::report::{Report, RunReport, TimeSeries};
 use crate::scenario::{Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
 
@@ -30,8 +31,8 @@ pub struct VariantRun {
     pub name: String,
     /// The overrides that make this variant, as written.
     pub overrides: Vec<String>,
-    /// The run's report.
-    pub report: Report,
+    /// The run's report, with its alert replay and census.
+    pub report: RunReport,
     /// Whether the run lasted long enough to reach the table's steady state.
     pub run: Sufficiency,
     /// What the variant did against the baseline, judged only from runs long enough.
@@ -249,13 +250,13 @@ impl Comparison {
                 .map(|v| v.overrides.iter().map(|o| o.as_str().to_owned()).collect())
                 .unwrap_or_default();
             let run = Horizon::of(&job.scenario).check(out.report.duration_s);
-            let baseline = runs.first().map(|b| &b.report);
+            let baseline = runs.first().map(|b| &b.report.report);
             let outcome = outcome(baseline, &out.report, &run);
             let node_changes = baseline.map_or_else(Vec::new, |b| node_changes(b, &out.report));
             runs.push(VariantRun {
                 name: job.label.clone(),
                 overrides,
-                report: out.report,
+                report: RunReport::new(out.report, &out.timeseries),
                 run,
                 outcome,
                 node_changes,
@@ -364,6 +365,44 @@ impl Comparison {
         row("DNS lookups with 5 s timeout", &|r| {
             r.dns.lookups_with_timeout.to_string()
         });
+        let replays = self.variants.first().map_or(0, |v| v.report.alerts.replays.len());
+        for k in 0..replays {
+            let label = self.variants[0].report.alerts.replays[k].settings.label;
+            rows.push((
+                format!("first alert ({label})"),
+                self.variants
+                    .iter()
+                    .map(|v| {
+                        v.report
+                            .alerts
+                            .replays
+                            .get(k)
+                            .and_then(|r| r.first_alert.as_ref())
+                            .map_or_else(
+                                || "none".to_owned(),
+                                |a| format!("{} {:.3}s {}", a.rule, a.at_s, a.node),
+                            )
+                    })
+                    .collect(),
+            ));
+            rows.push((
+                format!("warning before loss ({label})"),
+                self.variants
+                    .iter()
+                    .map(|v| {
+                        v.report
+                            .alerts
+                            .replays
+                            .get(k)
+                            .map_or_else(String::new, |r| html::lead_text(r.warning, r.lead_time_s))
+                    })
+                    .collect(),
+            ));
+        }
+        rows.push((
+            "top tuple class at first onset".to_owned(),
+            self.variants.iter().map(|v| top_class(&v.report)).collect(),
+        ));
         rows
     }
 
@@ -418,104 +457,251 @@ impl Comparison {
         s
     }
 
-    /// Charts overlaying the variants: `nf_conntrack_count` per node (with each
-    /// variant's `nf_conntrack_max` dashed where they differ), cumulative `drop` +
-    /// `insert_failed`, and p99 latency.
+    /// `scenario FILE · seed N · K variants`.
     #[must_use]
-    pub fn charts(&self) -> Vec<(String, String)> {
+    pub fn subtitle(&self) -> String {
+        format!(
+            "scenario {} · seed {} · {} variants",
+            self.variants
+                .first()
+                .map_or(self.scenario.as_str(), |v| v.report.scenario.as_str()),
+            self.seed,
+            self.variants.len()
+        )
+    }
+
+    /// Onsets on node `i` of every variant, as markers named by variant.
+    fn onset_markers(&self, i: usize) -> Vec<Marker> {
+        let mut out = Vec::new();
+        for v in &self.variants {
+            if let Some(n) = v.report.nodes.get(i) {
+                let first = [
+                    ("drop", n.onset_s.drop),
+                    ("insert_failed", n.onset_s.insert_failed),
+                ]
+                .into_iter()
+                .filter_map(|(w, t)| t.map(|t| (w, t)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+                if let Some((what, x)) = first {
+                    out.push(Marker {
+                        x,
+                        label: format!("{what} {} {}", v.name, short_seconds(x)),
+                        kind: MarkerKind::Onset,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.x.total_cmp(&b.x));
+        out
+    }
+
+    /// Charts overlaying the variants, each variant in the same palette slot on every
+    /// chart: `nf_conntrack_count` per node (each variant's `nf_conntrack_max` dashed
+    /// where it differs from the baseline's), cumulative `drop` + `insert_failed`, p99
+    /// latency (gaps where nothing completed) and the share of completed requests that
+    /// succeeded.
+    #[must_use]
+    pub fn line_charts(&self) -> Vec<(String, LineChart)> {
+        let sub = self.subtitle();
         let mut out = Vec::new();
         let nodes: Vec<String> = self
             .variants
             .first()
             .map(|v| v.timeseries.nodes.clone())
             .unwrap_or_default();
+        let base_max: Vec<u64> = self
+            .variants
+            .first()
+            .map(|v| v.timeseries.max.clone())
+            .unwrap_or_default();
         for (i, node) in nodes.iter().enumerate() {
             let mut count = Vec::new();
             let mut drops = Vec::new();
-            let mut maxes: Vec<u64> = Vec::new();
-            for v in &self.variants {
+            for (slot, v) in self.variants.iter().enumerate() {
                 let ts = &v.timeseries;
-                count.push(Series {
-                    name: v.name.clone(),
-                    points: ts
-                        .samples
+                count.push(Series::line(
+                    v.name.clone(),
+                    slot,
+                    ts.samples
                         .iter()
-                        .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0))))
-                        .collect(),
-                    dashed: false,
-                });
+                        .map(|r| (r.t_s, as_f64(r.count.get(i).copied().unwrap_or(0)))),
+                ));
                 let max = ts.max.get(i).copied().unwrap_or(0);
-                if !maxes.contains(&max) {
-                    maxes.push(max);
-                    count.push(Series {
-                        name: format!("max {max}"),
-                        points: ts.samples.iter().map(|r| (r.t_s, as_f64(max))).collect(),
-                        dashed: true,
-                    });
+                if slot == 0 || Some(&max) != base_max.get(i) {
+                    let mut m = Series::line(
+                        format!("{} max {max}", v.name),
+                        slot,
+                        ts.samples.iter().map(|r| (r.t_s, as_f64(max))),
+                    );
+                    m.dash = Dash::Dashed;
+                    count.push(m);
                 }
-                drops.push(Series {
-                    name: v.name.clone(),
-                    points: ts
-                        .samples
-                        .iter()
-                        .map(|r| {
-                            let c = r.counters.get(i).copied().unwrap_or_default();
-                            (r.t_s, as_f64(c.drop + c.insert_failed))
-                        })
-                        .collect(),
-                    dashed: false,
-                });
+                drops.push(Series::line(
+                    v.name.clone(),
+                    slot,
+                    ts.samples.iter().map(|r| {
+                        let c = r.counters.get(i).copied().unwrap_or_default();
+                        (r.t_s, as_f64(c.drop + c.insert_failed))
+                    }),
+                ));
             }
+            let markers = self.onset_markers(i);
             out.push((
                 format!("compare-{node}-conntrack-count.svg"),
                 LineChart {
                     title: format!("{node}: nf_conntrack_count per variant"),
-                    x_label: "simulated time (s)".into(),
-                    y_label: "entries".into(),
+                    subtitle: sub.clone(),
+                    x: Axis::time(),
+                    y: Axis::linear("entries", ValueFormat::Count),
                     series: count,
-                    log_y: false,
-                }
-                .render(),
+                    markers: markers.clone(),
+                    stacked: false,
+                },
             ));
             out.push((
                 format!("compare-{node}-drops.svg"),
                 LineChart {
                     title: format!("{node}: drop + insert_failed (cumulative) per variant"),
-                    x_label: "simulated time (s)".into(),
-                    y_label: "packets".into(),
+                    subtitle: sub.clone(),
+                    x: Axis::time(),
+                    y: Axis::linear("packets", ValueFormat::Count),
                     series: drops,
-                    log_y: false,
-                }
-                .render(),
+                    markers,
+                    stacked: false,
+                },
             ));
         }
         let p99 = self
             .variants
             .iter()
-            .map(|v| Series {
+            .enumerate()
+            .map(|(slot, v)| Series {
                 name: v.name.clone(),
-                points: v
-                    .timeseries
-                    .samples
-                    .iter()
-                    .map(|r| (r.t_s, r.latency_p99_ms))
-                    .collect(),
-                dashed: false,
+                points: v.timeseries.samples.iter().map(|r| (r.t_s, r.p99_ms())).collect(),
+                slot,
+                dash: Dash::Solid,
+                dots: false,
             })
             .collect();
         out.push((
             "compare-latency-p99.svg".to_owned(),
             LineChart {
-                title: "p99 latency of completed requests per variant".into(),
-                x_label: "simulated time (s)".into(),
-                y_label: "ms (log)".into(),
+                title: "p99 latency of requests completed in each interval, per variant".into(),
+                subtitle: format!("{sub} · gaps: intervals with no completed request"),
+                x: Axis::time(),
+                y: Axis::log("p99 latency (log)", ValueFormat::Millis),
                 series: p99,
-                log_y: true,
-            }
-            .render(),
+                markers: Vec::new(),
+                stacked: false,
+            },
+        ));
+        let success = self
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(slot, v)| Series {
+                name: v.name.clone(),
+                points: crate::report::success_pct(&v.timeseries),
+                slot,
+                dash: Dash::Solid,
+                dots: false,
+            })
+            .collect();
+        out.push((
+            "compare-success.svg".to_owned(),
+            LineChart {
+                title: "share of completed requests that succeeded, per variant".into(),
+                subtitle: format!("{sub} · gaps: intervals with no completed request"),
+                x: Axis::time(),
+                y: Axis::linear("succeeded (% of completed)", ValueFormat::Percent),
+                series: success,
+                markers: Vec::new(),
+                stacked: false,
+            },
         ));
         out
     }
+
+    /// [`Comparison::line_charts`] rendered as SVG files.
+    #[must_use]
+    pub fn charts(&self) -> Vec<(String, String)> {
+        self.line_charts()
+            .into_iter()
+            .map(|(n, c)| (n, c.render()))
+            .collect()
+    }
+
+    /// The comparison as one self-contained HTML page: each variant's verdict and cause,
+    /// the table, the alert replay's warning per variant, the overlay charts, and who
+    /// fills the table at each variant's first onset.
+    #[must_use]
+    pub fn html(&self) -> String {
+        let mut page = Page::new(
+            &format!("k8s-netsim compare: {}", self.scenario),
+            &self.subtitle(),
+        );
+        page.heading("Verdicts");
+        for v in &self.variants {
+            page.subheading(&if v.overrides.is_empty() {
+                v.name.clone()
+            } else {
+                format!("{} ({})", v.name, v.overrides.join(", "))
+            });
+            page.verdict(
+                &v.report.verdict.text,
+                &v.report.verdict.cause,
+                v.report.verdict.kind == "none",
+            );
+        }
+        page.heading("Side by side");
+        let mut header = vec![String::new()];
+        header.extend(self.variants.iter().map(|v| v.name.clone()));
+        let rows: Vec<Vec<String>> = self
+            .table()
+            .into_iter()
+            .map(|(label, cells)| std::iter::once(label).chain(cells).collect())
+            .collect();
+        page.table(&header, &rows);
+        page.heading("Charts");
+        let svgs: Vec<String> = self.charts().into_iter().map(|(_, s)| s).collect();
+        page.charts(&svgs);
+        page.heading("Who fills the table");
+        let sub = self.subtitle();
+        for v in &self.variants {
+            page.subheading(&format!("variant {}", v.name));
+            for c in &v.report.census {
+                html::census_section(&mut page, c, &sub);
+            }
+        }
+        page.finish()
+    }
+}
+
+/// The largest tuple class at a run's first onset (any node), or at its peak.
+fn top_class(r: &RunReport) -> String {
+    let at_onset = r
+        .census
+        .iter()
+        .flat_map(|c| {
+            c.at_onset
+                .iter()
+                .map(move |o| (o.snapshot.at_s, &o.snapshot.census))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c);
+    let census = at_onset.or_else(|| {
+        r.census
+            .iter()
+            .filter_map(|c| c.at_peak.as_ref())
+            .map(|p| &p.census)
+            .next()
+    });
+    census
+        .and_then(|c| c.top_classes.first().map(|s| (s, c.total)))
+        .map_or_else(
+            || "no census".to_owned(),
+            |(s, total)| format!("{} ({} of {total})", s.key, s.entries),
+        )
 }
 
 /// Whether a count moved by more than 2× (and by at least 100, so that small numbers do
@@ -664,7 +850,7 @@ mod tests {
         let text = c.render_text();
         assert!(text.contains("new connections"), "{text}");
         assert!(text.lines().nth(1).unwrap().contains("baseline"));
-        assert_eq!(c.charts().len(), 2 * c.variants[0].report.nodes.len() + 1);
+        assert_eq!(c.charts().len(), 2 * c.variants[0].report.nodes.len() + 2);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::horizon::Horizon;
 use super::knob::{Knob, KnobError};
 use super::runner::{Job, run_jobs};
-use crate::report::svg::{Heatmap, LineChart, Series};
+use crate::report::chart::{Axis, Dash, Heatmap, LineChart, Series, ValueFormat};
 use crate::scenario::{Override, Scenario, ScenarioError};
 use crate::sim::SimError;
 
@@ -86,6 +86,10 @@ pub struct Param {
     pub values: Vec<String>,
     /// The values in report units (requests/s for rates), for charts.
     pub numeric: Vec<f64>,
+    /// The unit of `numeric` (`requests/s` for rates; empty for plain integers such as
+    /// `nf_conntrack_max`). Absent in shards written before it existed.
+    #[serde(default)]
+    pub unit: String,
 }
 
 /// Parses `PATH[,PATH...]=FROM..TO[:STEPS][:log]` against `base` (the field's kind comes
@@ -150,7 +154,32 @@ pub fn parse_param(base: &Scenario, text: &str) -> Result<Param, SweepError> {
         paths: knob.paths.clone(),
         values: values.iter().map(|v| knob.format(*v)).collect(),
         numeric: values.iter().map(|v| knob.as_f64(*v)).collect(),
+        unit: match knob.kind {
+            super::knob::KnobKind::Rate => "requests/s".to_owned(),
+            super::knob::KnobKind::Integer => String::new(),
+        },
     })
+}
+
+impl Param {
+    /// The axis label: the paths, with the unit (`workloads.0.rate (requests/s)`).
+    #[must_use]
+    pub fn axis_label(&self) -> String {
+        if self.unit.is_empty() {
+            self.paths.join(",")
+        } else {
+            format!("{} ({})", self.paths.join(","), self.unit)
+        }
+    }
+}
+
+/// `mean of 1 seed`, `mean of 3 seeds`.
+fn mean_of(seeds: usize) -> String {
+    if seeds == 1 {
+        "1 seed".to_owned()
+    } else {
+        format!("mean of {seeds} seeds")
+    }
 }
 
 /// Point `i` of `steps` from `lo` to `hi`, on multiples of `quantum` (ends exact).
@@ -472,43 +501,63 @@ impl Sweep {
     #[must_use]
     #[allow(clippy::cast_precision_loss)]
     pub fn charts(&self) -> Vec<(String, String)> {
-        let metrics: [(&str, &str, RowMetric); 4] = [
-            ("drops", "drop + insert_failed", |r| {
-                (r.drop + r.insert_failed) as f64
+        let metrics: [(&str, &str, ValueFormat, RowMetric); 4] = [
+            (
+                "drops",
+                "drop + insert_failed (packets)",
+                ValueFormat::Count,
+                |r| (r.drop + r.insert_failed) as f64,
+            ),
+            ("p99", "p99 latency", ValueFormat::Millis, |r| r.p99_ms),
+            (
+                "peak-count",
+                "peak nf_conntrack_count (entries)",
+                ValueFormat::Count,
+                |r| r.count_peak as f64,
+            ),
+            ("timeouts", "timeouts (attempts)", ValueFormat::Count, |r| {
+                r.timeouts as f64
             }),
-            ("p99", "p99 latency (ms)", |r| r.p99_ms),
-            ("peak-count", "peak nf_conntrack_count", |r| r.count_peak as f64),
-            ("timeouts", "timeouts", |r| r.timeouts as f64),
         ];
         let mut out = Vec::new();
         match self.params.as_slice() {
             [p] => {
-                for (file, label, f) in metrics {
+                for (file, label, format, f) in metrics {
                     let points = p
                         .numeric
                         .iter()
                         .zip(self.means(f))
-                        .filter_map(|(x, y)| y.map(|y| (*x, y)))
+                        .map(|(x, y)| (*x, y))
                         .collect();
+                    let ticks_at = (p.numeric.len() <= 12).then(|| p.numeric.clone());
                     out.push((
                         format!("sweep-{file}.svg"),
                         LineChart {
-                            title: format!("{label} vs {}", p.paths.join(",")),
-                            x_label: p.paths.join(","),
-                            y_label: label.to_owned(),
+                            title: format!("{label} against {}", p.paths.join(",")),
+                            subtitle: format!("scenario {} · {}", self.scenario, seeds_text(&self.seeds)),
+                            x: Axis {
+                                label: p.axis_label(),
+                                scale: crate::report::chart::Scale::Linear,
+                                format: ValueFormat::Count,
+                                ticks_at,
+                            },
+                            y: Axis::linear(label, format),
                             series: vec![Series {
-                                name: format!("mean of {} seeds", self.seeds.len()),
+                                name: mean_of(self.seeds.len()),
                                 points,
-                                dashed: false,
+                                slot: 0,
+                                dash: Dash::Solid,
+                                dots: true,
                             }],
-                            log_y: false,
+                            markers: Vec::new(),
+                            stacked: false,
                         }
                         .render(),
                     ));
                 }
             }
             [px, py] => {
-                for (file, label, f) in metrics {
+                for (file, label, _, f) in metrics {
                     let m = self.means(f);
                     let nx = px.values.len();
                     // Points run y-major (the last parameter fastest): index = ix * ny + iy.
@@ -522,9 +571,10 @@ impl Sweep {
                     out.push((
                         format!("sweep-{file}-heatmap.svg"),
                         Heatmap {
-                            title: format!("{label} (mean of {} seeds)", self.seeds.len()),
-                            x_label: px.paths.join(","),
-                            y_label: py.paths.join(","),
+                            title: label.to_owned(),
+                            subtitle: format!("scenario {} · {}", self.scenario, seeds_text(&self.seeds)),
+                            x_label: px.axis_label(),
+                            y_label: py.axis_label(),
                             x_values: px.values.clone(),
                             y_values: py.values.clone(),
                             cells,
@@ -578,6 +628,15 @@ impl Sweep {
             let _ = writeln!(s, "warning: {w}");
         }
         s
+    }
+}
+
+/// `seed 42`, or `seeds 42..44 · mean of 3 seeds`.
+fn seeds_text(seeds: &[u64]) -> String {
+    match (seeds.first(), seeds.last()) {
+        (Some(a), Some(b)) if seeds.len() > 1 => format!("seeds {a}..{b} · {}", mean_of(seeds.len())),
+        (Some(a), _) => format!("seed {a}"),
+        _ => "no seed".to_owned(),
     }
 }
 
@@ -744,6 +803,25 @@ mod tests {
         for bad in ["4/4", "1", "a/2", "0/0"] {
             assert!(matches!(Shard::parse(bad), Err(SweepError::BadShard(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn one_parameter_charts_mark_each_swept_value_with_its_unit() {
+        let s = small();
+        let params = vec![parse_param(&s, "workloads.0.rate=100/s..300/s:3").unwrap()];
+        let sw = Sweep::run(&s, params, vec![1], None, NonZeroUsize::MIN, &|_, _| {}).unwrap();
+        let charts = sw.charts();
+        assert_eq!(charts.len(), 4);
+        let (_, svg) = &charts[0];
+        assert_eq!(svg.matches(r#"class="point""#).count(), 3, "a dot per grid point");
+        assert!(svg.contains("workloads.0.rate (requests/s)"), "unit on the axis");
+        for v in [">100<", ">200<", ">300<"] {
+            assert!(svg.contains(v), "a tick at the swept value {v}");
+        }
+        assert!(
+            svg.contains("· seed 1<") && svg.contains(">1 seed<") && !svg.contains("seeds"),
+            "grammar"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ mod check;
 mod ct_level;
 mod nat_level;
 mod notes;
+mod race_fit;
+mod race_level;
 mod render;
 mod replay;
 mod socket_level;
@@ -37,6 +39,7 @@ mod tests;
 mod trace;
 
 pub use check::{Check, Status, Tolerance, Unit, fmt_value};
+pub use race_fit::{FitBin, RaceFit, race_fits};
 pub use render::{markdown, text_table};
 
 use std::path::Path;
@@ -177,6 +180,8 @@ pub fn run(traces: &Path, scenarios: &Path) -> Result<Vec<Check>, ValidateError>
         ct_level::h_netns_max(traces)?,
         storm::i_storm_tw(traces, scenarios)?,
         nat_level::j_storm_snat(traces)?,
+        race_level::k_race_gap(traces)?,
+        race_level::l_syn_race(traces)?,
         targets::v01()?,
         socket_level::v03(),
         socket_level::v04(),

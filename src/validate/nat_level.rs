@@ -6,164 +6,207 @@ use super::ct_level::{dnat_80, mean, model_range, sample_at};
 use super::replay::{Begun, CLI, Closer, Node, RTR, SRV, SRV2, Sent, Start, TcpSpec, TcpStorm, VIP, at};
 use super::trace::Experiment;
 use super::{Rows, SEED, ValidateError};
-use crate::conntrack::{CtStats, DstNat, NatRange, SrcNat};
+use crate::conntrack::{CtStats, DstNat, NatRange, RaceKind, RaceModel, SrcNat};
 use crate::kernel::{CtTimeouts, KernelProfile};
 use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
 use crate::time::SimDuration;
 use std::path::Path;
 
-/// Two sends of a pair race (both allocated before either is confirmed) when they are
-/// less than this far apart and come from two threads: the end of the "both threads
-/// running" mode of the recorded gap distribution (4-30 µs; the next mode starts above
-/// 1 ms, when one thread had been descheduled). Any value between 30 µs and 1 ms
-/// changes the number of racing pairs by less than 2.5 %. See
-/// `docs/model.md`.
-pub(crate) const RACE_WINDOW_NS: i64 = 30_000;
+/// Seeds of the d replays (race decisions, window factor, DNAT choice).
+const D_SEEDS: u64 = 40;
+
+/// d's recorded gaps below this are pairs whose two threads both ran when the spin
+/// barrier released them (the next mode of the gap distribution starts above 1 ms,
+/// after a thread was descheduled).
+const D_CONCURRENT_NS: u64 = 1_000_000;
+
+/// What one seed's replay of a d recording counted.
+#[derive(Debug, Clone, Copy)]
+struct DReplay {
+    clash_resolve: f64,
+    insert_failed: f64,
+    drop: f64,
+    both: f64,
+    count: f64,
+    hidden: f64,
+}
+
+/// One seed's NAT-level replay of d/`param`. In `threads` mode each pair races as
+/// [`RaceModel::MEASURED_6_18`] says, one window factor per recording, at the gap
+/// between the *starts* of its sends. d stamped the *ends* (after each `send()`
+/// returned), which include the variable rest of each packet's trip and do not carry
+/// the start gap (k shows races at every end gap up to 60 µs); the two threads left a
+/// spin barrier together, so a pair whose end gap is under [`D_CONCURRENT_NS`] (both
+/// threads ran, on two CPUs) started ~0 apart, and one above it had a thread
+/// descheduled in between. Sequential pairs never race (one CPU).
+fn replay_d(exp: &Experiment, param: &str, gaps: &[i64], seed: u64) -> Result<DReplay, ValidateError> {
+    let backends = exp.num(param, "params.backends")? as u32;
+    let threads = exp.text(param, "params.mode")? == "threads";
+    let rate = exp.num(param, "params.pair_rate_per_s")?;
+    let steps = exp.steps(param)?;
+    let mut node = Node::new(
+        exp.num(param, "nf_conntrack_max")? as u32,
+        exp.num(param, "nf_conntrack_buckets")? as u32,
+        exp.hz(),
+        KernelProfile::LINUX_6_18,
+        seed,
+    )?;
+    node.enable(0, CtTimeouts::default());
+    let model = RaceModel::MEASURED_6_18;
+    let mut race_rng = SimRng::stream(seed, "validate-race");
+    let factor = model.same_tuple.draw_factor(&mut race_rng);
+    let cpus = if threads { [0, 1] } else { [0, 0] };
+    // `-m statistic --mode random --probability 0.5` per new entry.
+    let mut stat = SimRng::stream(seed, "validate-statistic");
+    let mut both = 0u64;
+    for (k, gap) in gaps.iter().enumerate() {
+        let t0 = at(steps[0].start_s + k as f64 / rate);
+        let port = 32_768 + 2 * (k as u16 % 14_000);
+        let tuple = Tuple::new(Proto::Udp, CLI, port, VIP, 53);
+        let pkt = Packet {
+            len: 60,
+            ..Packet::new(tuple, TcpFlags::NONE)
+        };
+        let mut dnat = || {
+            let addr = if backends == 2 && !stat.chance(0.5) {
+                SRV2
+            } else {
+                SRV
+            };
+            Some((
+                DstNat::To {
+                    addr,
+                    port: Some(5353),
+                },
+                SrcNat::Null,
+            ))
+        };
+        let dt = match gap.unsigned_abs() {
+            g if g < D_CONCURRENT_NS => SimDuration::ZERO,
+            g => SimDuration::from_nanos(g),
+        };
+        let w = SimDuration::from_micros(20);
+        let races = model.races(RaceKind::SameTuple, cpus, dt, factor, &mut race_rng);
+        let (first, second) = if races {
+            // Both allocated and NATed before either confirms (two CPUs).
+            let a = node.begin(0, 0, &pkt, dnat(), t0)?;
+            let b = node.begin(0, 1, &pkt, dnat(), t0 + dt)?;
+            let fa = match a {
+                Begun::Pending(id) => node.finish(id, 0, t0 + w)?,
+                Begun::Done(s) => s,
+            };
+            let fb = match b {
+                Begun::Pending(id) => node.finish(id, 1, t0 + dt + w)?,
+                Begun::Done(s) => s,
+            };
+            (fa, fb)
+        } else {
+            let a = node.send(0, 0, &pkt, dnat(), t0)?;
+            let b = node.send(0, 0, &pkt, dnat(), t0 + dt + w)?;
+            (a, b)
+        };
+        // Each backend echoes from the address the datagram was DNATed to; the
+        // answer must come back un-NATed to VIP:53 -> client.
+        let mut answered = 0;
+        for s in [first, second] {
+            let Sent::Tracked(id, _) = s else { continue };
+            let Some(conn) = node.ct.conn(id) else { continue };
+            let reply = Packet {
+                len: 60,
+                ..Packet::new(conn.reply, TcpFlags::NONE)
+            };
+            let t = t0 + dt + SimDuration::from_micros(200);
+            if let Sent::Tracked(rid, Direction::Reply) =
+                node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
+            {
+                let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
+                if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port) {
+                    answered += 1;
+                }
+            }
+        }
+        if answered == 2 {
+            both += 1;
+        }
+    }
+    let t_list = at(steps[2].start_s);
+    node.advance(t_list);
+    let before = node.count(0);
+    let listed = node.ct.list(0, t_list).len() as f64;
+    let st = node.stats(0);
+    Ok(DReplay {
+        clash_resolve: st.clash_resolve as f64,
+        insert_failed: st.insert_failed as f64,
+        drop: st.drop as f64,
+        both: both as f64,
+        count: before,
+        hidden: before - listed,
+    })
+}
 
 /// Experiment d: parallel UDP datagrams from one socket to a DNAT'd VIP.
 pub(crate) fn d_udp_race(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "d-udp-race")?;
     let mut rows = Rows::new("d-udp-race", &exp.kernel());
     for param in ["backends2", "backends1", "backends2-seq"] {
-        let backends = exp.num(param, "params.backends")? as u32;
-        let threads = exp.text(param, "params.mode")? == "threads";
-        let rate = exp.num(param, "params.pair_rate_per_s")?;
         let gaps = exp.pair_gaps(param)?;
-        let steps = exp.steps(param)?;
-        let mut node = Node::new(
-            exp.num(param, "nf_conntrack_max")? as u32,
-            exp.num(param, "nf_conntrack_buckets")? as u32,
-            exp.hz(),
-            KernelProfile::LINUX_6_18,
-            SEED,
-        )?;
-        node.enable(0, CtTimeouts::default());
-        // `-m statistic --mode random --probability 0.5` per new entry.
-        let mut stat = SimRng::stream(SEED, "validate-statistic");
-        let mut both = 0u64;
-        for (k, gap) in gaps.iter().enumerate() {
-            let t0 = at(steps[0].start_s + k as f64 / rate);
-            let port = 32_768 + 2 * (k as u16 % 14_000);
-            let tuple = Tuple::new(Proto::Udp, CLI, port, VIP, 53);
-            let pkt = Packet {
-                len: 60,
-                ..Packet::new(tuple, TcpFlags::NONE)
-            };
-            let mut dnat = || {
-                let addr = if backends == 2 && !stat.chance(0.5) {
-                    SRV2
-                } else {
-                    SRV
-                };
-                Some((
-                    DstNat::To {
-                        addr,
-                        port: Some(5353),
-                    },
-                    SrcNat::Null,
-                ))
-            };
-            let dt = SimDuration::from_nanos(gap.unsigned_abs());
-            let (first, second) = if threads && gap.abs() < RACE_WINDOW_NS {
-                // Both allocated and NATed before either confirms (two CPUs).
-                let a = node.begin(0, 0, &pkt, dnat(), t0)?;
-                let b = node.begin(0, 1, &pkt, dnat(), t0 + dt)?;
-                let w = SimDuration::from_nanos(RACE_WINDOW_NS as u64);
-                let fa = match a {
-                    Begun::Pending(id) => node.finish(id, 0, t0 + w)?,
-                    Begun::Done(s) => s,
-                };
-                let fb = match b {
-                    Begun::Pending(id) => node.finish(id, 1, t0 + dt + w)?,
-                    Begun::Done(s) => s,
-                };
-                (fa, fb)
-            } else {
-                let a = node.send(0, 0, &pkt, dnat(), t0)?;
-                let b = node.send(0, 0, &pkt, dnat(), t0 + dt)?;
-                (a, b)
-            };
-            // Each backend echoes from the address the datagram was DNATed to; the
-            // answer must come back un-NATed to VIP:53 -> client.
-            let mut answered = 0;
-            for s in [first, second] {
-                let Sent::Tracked(id, _) = s else { continue };
-                let Some(conn) = node.ct.conn(id) else { continue };
-                let reply = Packet {
-                    len: 60,
-                    ..Packet::new(conn.reply, TcpFlags::NONE)
-                };
-                let t = t0 + dt + SimDuration::from_micros(200);
-                if let Sent::Tracked(rid, Direction::Reply) =
-                    node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
-                {
-                    let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
-                    if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port)
-                    {
-                        answered += 1;
-                    }
-                }
-            }
-            if answered == 2 {
-                both += 1;
-            }
-        }
-        let t_list = at(steps[2].start_s);
-        node.advance(t_list);
-        let before = node.count(0);
-        let listed = node.ct.list(0, t_list).len() as f64;
-        let st = node.stats(0);
+        let runs = (0..D_SEEDS)
+            .map(|s| replay_d(&exp, param, &gaps, SEED + s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let col = |f: fn(&DReplay) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
         let d = |k: &str| exp.num(param, &format!("derived.{k}"));
         let p = format!("d/{param}");
-        rows.cmp(
-            &format!("{p}/clash-resolve"),
-            "clash_resolve per 3,000 pairs",
-            U::Count,
-            d("clash_resolve")?,
-            st.clash_resolve as f64,
-            T::Count,
-        );
-        rows.cmp(
-            &format!("{p}/insert-failed"),
-            "insert_failed",
-            U::Count,
-            d("insert_failed")?,
-            st.insert_failed as f64,
-            T::Count,
-        );
-        rows.cmp(
-            &format!("{p}/drop"),
-            "drop",
-            U::Count,
-            d("drop")?,
-            st.drop as f64,
-            T::Count,
-        );
-        rows.cmp(
-            &format!("{p}/answered"),
-            "pairs with both answers (un-NATed to VIP:53)",
-            U::Count,
-            d("pairs_with_both_answers")?,
-            both as f64,
-            T::Count,
-        );
-        rows.cmp(
-            &format!("{p}/count"),
-            "count before `conntrack -L`",
-            U::Count,
-            d("count_before_listing")?,
-            before,
-            T::Count,
-        );
-        rows.cmp(
-            &format!("{p}/hidden"),
-            "hidden reply-only clash entries (count - listed)",
-            U::Count,
-            d("count_before_listing")? - d("listed_entries")?,
-            before - listed,
-            T::Count,
-        );
+        let listed = d("listed_entries")?;
+        let real_count = d("count_before_listing")?;
+        let ranged: [(&str, &str, f64, Vec<f64>); 3] = [
+            (
+                "clash-resolve",
+                "clash_resolve per 3,000 pairs (mean of 40 seeds)",
+                d("clash_resolve")?,
+                col(|r| r.clash_resolve),
+            ),
+            (
+                "count",
+                "count before `conntrack -L`",
+                real_count,
+                col(|r| r.count),
+            ),
+            (
+                "hidden",
+                "hidden reply-only clash entries (count - listed)",
+                real_count - listed,
+                col(|r| r.hidden),
+            ),
+        ];
+        let exact: [(&str, &str, f64, Vec<f64>); 3] = [
+            (
+                "insert-failed",
+                "insert_failed",
+                d("insert_failed")?,
+                col(|r| r.insert_failed),
+            ),
+            ("drop", "drop", d("drop")?, col(|r| r.drop)),
+            (
+                "answered",
+                "pairs with both answers (un-NATed to VIP:53)",
+                d("pairs_with_both_answers")?,
+                col(|r| r.both),
+            ),
+        ];
+        for (id, what, real, sims) in ranged {
+            rows.cmp(
+                &format!("{p}/{id}"),
+                what,
+                U::Count,
+                real,
+                mean(&sims),
+                model_range(&sims),
+            );
+        }
+        for (id, what, real, sims) in exact {
+            rows.cmp(&format!("{p}/{id}"), what, U::Count, real, mean(&sims), T::Count);
+        }
     }
     Ok(rows)
 }

@@ -35,6 +35,36 @@ pub(crate) struct ConnRow {
     pub(crate) local_port: Option<u16>,
 }
 
+/// One row of a `race-pairs` `<param>.race.csv` (experiments k and l).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RacePairRow {
+    /// Target gap of the pair, ns.
+    pub(crate) gap_target_ns: u64,
+    /// Achieved gap (start of send 1 minus start of send 0), ns; none for `sendmmsg`.
+    pub(crate) gap_ns: Option<i64>,
+    /// End of send 0 minus its start, ns.
+    pub(crate) send0_ns: i64,
+    /// CPU each send started on.
+    pub(crate) cpu: [Option<u16>; 2],
+    /// UDP: index of the backend that answered each datagram; TCP: 1 when connected.
+    pub(crate) answer: [Option<u8>; 2],
+    pub(crate) clash_resolve: u64,
+    pub(crate) insert_failed: u64,
+    pub(crate) drop: u64,
+}
+
+impl RacePairRow {
+    /// The pair raced: a clash was resolved or an insertion failed in its window.
+    pub(crate) fn raced(&self) -> bool {
+        self.clash_resolve + self.insert_failed > 0
+    }
+
+    /// Both sends ran on known, different CPUs.
+    pub(crate) fn different_cpus(&self) -> bool {
+        matches!(self.cpu, [Some(a), Some(b)] if a != b)
+    }
+}
+
 /// One step of the tool's step script, with its recorded start and end.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Step {
@@ -184,6 +214,39 @@ impl Experiment {
                 r.get(1)
                     .and_then(|g| g.parse::<i64>().ok())
                     .ok_or_else(|| self.bad_csv(&format!("{param}.pairs.csv"), "gap_ns"))
+            })
+            .collect()
+    }
+
+    /// `<param>.race.csv` of `race-pairs` (columns in docs/oracle.md).
+    pub(crate) fn race_pairs(&self, param: &str) -> Result<Vec<RacePairRow>, ValidateError> {
+        let file = format!("{param}.race.csv");
+        let rows = self.csv(&file)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |what: &str| self.bad_csv(&file, what);
+                let int = |i: usize, what: &str| -> Result<i64, ValidateError> {
+                    r.get(i)
+                        .and_then(|c| c.parse::<i64>().ok())
+                        .ok_or_else(|| bad(what))
+                };
+                let opt = |i: usize| r.get(i).and_then(|c| c.parse::<i64>().ok());
+                if r.len() != 15 {
+                    return Err(bad("row of 15 columns"));
+                }
+                Ok(RacePairRow {
+                    gap_target_ns: u64::try_from(int(1, "gap_target_ns")?)
+                        .map_err(|_| bad("gap_target_ns"))?,
+                    gap_ns: opt(2),
+                    send0_ns: int(4, "end0_ns")? - int(3, "start0_ns")?,
+                    cpu: [7, 8].map(|i| opt(i).and_then(|c| u16::try_from(c).ok())),
+                    answer: [9, 10].map(|i| opt(i).and_then(|c| u8::try_from(c).ok())),
+                    clash_resolve: u64::try_from(int(11, "clash_resolve")?)
+                        .map_err(|_| bad("clash_resolve"))?,
+                    insert_failed: u64::try_from(int(12, "insert_failed")?)
+                        .map_err(|_| bad("insert_failed"))?,
+                    drop: u64::try_from(int(13, "drop")?).map_err(|_| bad("drop"))?,
+                })
             })
             .collect()
     }

@@ -42,13 +42,17 @@ const MONOTONE: [&str; 13] = [
 ];
 
 /// Headers of the auxiliary CSVs, by kind (`<param>.<kind>.csv`).
-const AUX: [(&str, &str); 3] = [
+const AUX: [(&str, &str); 4] = [
     (
         "conns",
         "idx,step,dst,sched_s,start_s,connect_s,end_s,outcome,local_port",
     ),
     ("pairs", "pair,gap_ns,answer0,answer1"),
     ("syns", "syn,t_s,segments"),
+    (
+        "race",
+        "pair,gap_target_ns,gap_ns,start0_ns,end0_ns,start1_ns,end1_ns,cpu0,cpu1,answer0,answer1,clash_resolve,insert_failed,drop,clash_cpus",
+    ),
 ];
 
 fn traces_dir() -> PathBuf {
@@ -209,4 +213,44 @@ fn the_checker_rejects_a_decreasing_counter_and_an_overfull_table() {
     assert!(check_series(&overfull, Some(2)).unwrap_err().contains("above"));
     let inserted = format!("{head}\n0,1,0,0,3,0,0,0,0,0,0,0,1,1,0\n0.2,2,0,0,3,0,0,0,0,0,0,0,2,1,1\n");
     assert!(check_series(&inserted, None).is_err());
+}
+
+#[test]
+fn race_pairs_attribute_every_clash_to_one_pair_and_one_cpu_never_races() {
+    // The per-pair counters of `race-pairs` (read around every pair) must add up to the
+    // counters of the whole load step, and sends on one CPU never race (docs/oracle.md).
+    for exp in ["k-race-gap", "l-syn-race"] {
+        let dir = traces_dir().join(exp);
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        for (param, run) in meta["runs"].as_object().unwrap() {
+            let text = std::fs::read_to_string(dir.join(format!("{param}.race.csv"))).unwrap();
+            let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split(',').collect()).collect();
+            assert_eq!(
+                rows.len() as u64,
+                run["params"]["pairs"].as_u64().unwrap(),
+                "{exp}/{param}: pairs"
+            );
+            let sum = |col: usize| rows.iter().map(|r| r[col].parse::<u64>().unwrap()).sum::<u64>();
+            let step = &run["summary"]["steps"][0];
+            for (col, key) in [(11, "clash_resolve"), (12, "insert_failed"), (13, "drop")] {
+                let whole =
+                    step["ct_after"][key].as_u64().unwrap() - step["ct_before"][key].as_u64().unwrap();
+                assert_eq!(sum(col), whole, "{exp}/{param}: {key} per pair vs the step");
+            }
+            for r in &rows {
+                let raced = r[11] != "0" || r[12] != "0";
+                if r[7] == r[8] {
+                    assert!(!raced, "{exp}/{param}: pair {} raced on one CPU", r[0]);
+                }
+                if raced {
+                    assert!(
+                        !r[14].is_empty(),
+                        "{exp}/{param}: pair {} raced on no CPU row",
+                        r[0]
+                    );
+                }
+            }
+        }
+    }
 }

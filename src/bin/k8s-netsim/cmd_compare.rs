@@ -29,7 +29,7 @@ pub(crate) struct CompareArgs {
     /// Print the comparison as JSON instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also write compare.json, the table and overlay charts (SVG) into this directory.
+    /// Also write compare.json, the table, report.html and overlay charts (SVG) into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
@@ -63,6 +63,7 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
         ("compare.json".to_owned(), format!("{json}\n")),
         ("compare.txt".to_owned(), text.clone()),
     ];
+    files.push(("report.html".to_owned(), cmp.html()));
     files.extend(cmp.charts());
     emit(a.out.as_deref(), a.json, &json, &text, &files)?;
     Ok(())

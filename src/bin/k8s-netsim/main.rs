@@ -67,7 +67,8 @@ struct RunArgs {
     /// Print the report as JSON (schema: docs/report-format.md) instead of the summary.
     #[arg(long)]
     json: bool,
-    /// Also write report.json, timeseries.csv and SVG charts into this directory.
+    /// Also write report.json, report.html, metrics.prom (OpenMetrics), timeseries.csv
+    /// and SVG charts into this directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }
@@ -234,26 +235,37 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         classify(&a.scenario, e, user)
     })?;
     bar.finish();
-    let json = serde_json::to_string_pretty(&outcome.report).context("serialising the report")?;
+    let ts = outcome.timeseries;
+    let report = k8s_netsim::report::RunReport::new(outcome.report, &ts);
+    let json = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    let mut written = Vec::new();
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write(&dir.join("report.json"), &format!("{json}\n"))?;
-        write(&dir.join("timeseries.csv"), &outcome.timeseries.to_csv())?;
-        for (name, svg) in outcome.timeseries.charts() {
-            write(&dir.join(name), &svg)?;
+        let mut files = vec![
+            ("report.json".to_owned(), format!("{json}\n")),
+            ("timeseries.csv".to_owned(), ts.to_csv()),
+            (
+                "metrics.prom".to_owned(),
+                k8s_netsim::report::metrics::openmetrics(&report, &ts),
+            ),
+            (
+                "report.html".to_owned(),
+                k8s_netsim::report::html::run_page(&report, &ts),
+            ),
+        ];
+        files.extend(report.charts(&ts).into_iter().map(|(name, c)| (name, c.render())));
+        for (name, text) in &files {
+            write(&dir.join(name), text)?;
+            written.push(name.clone());
         }
     }
     let mut out = std::io::stdout().lock();
     if a.json {
         writeln!(out, "{json}")?;
     } else {
-        write!(out, "{}", render::summary(&outcome.report))?;
+        write!(out, "{}", render::summary(&report))?;
         if let Some(dir) = &a.out {
-            writeln!(
-                out,
-                "\nwrote report.json, timeseries.csv and charts to {}",
-                dir.display()
-            )?;
+            writeln!(out, "\nwrote {} to {}", written.join(", "), dir.display())?;
         }
     }
     Ok(())

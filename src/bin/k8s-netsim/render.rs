@@ -1,6 +1,6 @@
 //! Human-readable rendering of a report.
 
-use k8s_netsim::report::{LatencyReport, Report};
+use k8s_netsim::report::{LatencyReport, RunReport};
 use std::fmt::Write as _;
 
 fn onset(v: Option<f64>) -> String {
@@ -14,8 +14,9 @@ fn latency_line(l: &LatencyReport) -> String {
     )
 }
 
-/// The human summary: verdict first, then counters, latency and request outcomes.
-pub(crate) fn summary(r: &Report) -> String {
+/// The human summary: verdict first, then counters, latency and request outcomes, the
+/// alert replay and who fills the table.
+pub(crate) fn summary(r: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", r.verdict.text);
     if !r.verdict.cause.is_empty() {
@@ -171,5 +172,48 @@ pub(crate) fn summary(r: &Report) -> String {
             let _ = writeln!(s, "  workload {}: {}", w.name, latency_line(&w.latency_ms));
         }
     }
+    let _ = writeln!(
+        s,
+        "\nalerts (replayed on the time series; rules in docs/report-format.md):"
+    );
+    for line in r.alerts.summary_lines() {
+        let _ = writeln!(s, "  {line}");
+    }
+    census(&mut s, r);
     s
+}
+
+/// Who fills the table: the top 5 tuple classes at each node's first onset (or peak).
+fn census(s: &mut String, r: &RunReport) {
+    let _ = writeln!(s, "\nwho fills the table:");
+    for c in &r.census {
+        let snap = c
+            .at_onset
+            .first()
+            .map(|o| {
+                (
+                    format!("at the {} onset, t={:.3}s", o.counter.as_str(), o.snapshot.at_s),
+                    &o.snapshot.census,
+                )
+            })
+            .or_else(|| {
+                c.at_peak
+                    .as_ref()
+                    .map(|p| (format!("at the peak, t={:.3}s", p.at_s), &p.census))
+            });
+        let Some((when, census)) = snap else {
+            let _ = writeln!(
+                s,
+                "  node {}: no census (the simulation took no snapshot of its table)",
+                c.node
+            );
+            continue;
+        };
+        let _ = writeln!(s, "  node {} {when}: {} entries", c.node, census.total);
+        for (k, class) in census.top_classes.iter().take(5).enumerate() {
+            #[allow(clippy::cast_precision_loss)]
+            let pct = class.entries as f64 * 100.0 / census.total.max(1) as f64;
+            let _ = writeln!(s, "    {}. {}  {} ({pct:.1}%)", k + 1, class.key, class.entries);
+        }
+    }
 }

@@ -103,6 +103,55 @@ pub(crate) fn parse_proc_stat(text: &str) -> Result<CtStats, String> {
     Ok(s)
 }
 
+/// The clash counters of one CPU row (for per-pair attribution in `race-pairs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CpuClash {
+    pub(crate) clash_resolve: u64,
+    pub(crate) insert_failed: u64,
+    pub(crate) drop: u64,
+}
+
+/// Parses the per-CPU rows of `/proc/net/stat/nf_conntrack` (row i = CPU i, the
+/// kernel prints one row per possible CPU in order) and returns their clash counters.
+pub(crate) fn parse_per_cpu(text: &str) -> Result<Vec<CpuClash>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or("empty nf_conntrack stat file")?
+        .split_whitespace()
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| format!("nf_conntrack stat header lacks `{name}`"))
+    };
+    let (c, f, d) = (col("clashres")?, col("insert_failed")?, col("drop")?);
+    let mut rows = Vec::new();
+    for line in lines {
+        let cells: Vec<u64> = line
+            .split_whitespace()
+            .map(|x| u64::from_str_radix(x, 16).map_err(|e| format!("bad stat cell `{x}`: {e}")))
+            .collect::<Result<_, _>>()?;
+        if cells.len() != header.len() {
+            return Err(format!(
+                "stat row has {} cells, header {}",
+                cells.len(),
+                header.len()
+            ));
+        }
+        rows.push(CpuClash {
+            clash_resolve: cells[c],
+            insert_failed: cells[f],
+            drop: cells[d],
+        });
+    }
+    if rows.is_empty() {
+        return Err("nf_conntrack stat file has no CPU rows".into());
+    }
+    Ok(rows)
+}
+
 /// Where to read the counters from.
 #[derive(Debug, Clone)]
 pub(crate) enum CtSource {
@@ -167,6 +216,28 @@ mod tests {
         assert_eq!(s.chaintoolong, 1);
         assert_eq!(s.error, 1);
         assert_eq!(s.search_restart, 1);
+    }
+
+    #[test]
+    fn per_cpu_rows_keep_their_order() {
+        let rows = parse_per_cpu(SAMPLE).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            CpuClash {
+                clash_resolve: 1,
+                insert_failed: 4,
+                drop: 10
+            }
+        );
+        assert_eq!(
+            rows[1],
+            CpuClash {
+                clash_resolve: 2,
+                insert_failed: 4,
+                drop: 16
+            }
+        );
     }
 
     #[test]

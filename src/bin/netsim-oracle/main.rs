@@ -8,11 +8,13 @@
 //! progress to a CSV; a JSON summary with counter snapshots around every step goes
 //! to stdout.
 //!
-//! Built on std only (no `unsafe`): there is no bind-before-connect for TCP, no CPU
-//! pinning and no raw sockets; docs/oracle.md says what each experiment uses instead.
+//! No `unsafe`: CPU pinning, `sendmmsg` and bind-before-connect (`race-pairs` only)
+//! come from `nix`'s safe wrappers; there are no raw sockets; docs/oracle.md says what
+//! each experiment uses instead.
 
 mod clock;
 mod ctstat;
+mod race;
 mod steps;
 mod tcp;
 mod udp;
@@ -60,6 +62,9 @@ enum Cmd {
         /// Addresses to listen on (repeatable).
         #[arg(long, required = true)]
         listen: Vec<SocketAddr>,
+        /// Append the index of the listening address (0, 1, ...) to every answer.
+        #[arg(long)]
+        tag: bool,
         /// Exit after this long.
         #[arg(long, default_value = "900s", value_parser = parse_duration)]
         duration: Duration,
@@ -151,6 +156,46 @@ enum Cmd {
         #[command(flatten)]
         sample: SampleOpts,
     },
+    /// The insertion race pair by pair: two packets that would create one conntrack
+    /// entry, sent from a chosen CPU placement a target gap apart, with the clash
+    /// counters of the measured namespace read around every pair.
+    RacePairs {
+        /// UDP (A/AAAA datagrams of one socket) or TCP (two SYNs MASQUERADEd to one tuple).
+        #[arg(long, value_enum)]
+        proto: race::RaceProto,
+        /// UDP: the DNAT'd VIP:port; TCP: the backend address:port.
+        #[arg(long)]
+        dst: std::net::SocketAddrV4,
+        /// Where the two sends run.
+        #[arg(long, value_enum)]
+        placement: race::Placement,
+        /// Target gap between the two sends (repeatable; used round-robin pair by pair).
+        #[arg(long = "gap", value_parser = parse_duration, required = true)]
+        gaps: Vec<Duration>,
+        /// CPUs of the two threads (`same` uses the first).
+        #[arg(long, num_args = 2, default_values_t = [0usize, 1])]
+        cpus: Vec<usize>,
+        /// TCP: the two client addresses (both bind the same source port).
+        #[arg(long, num_args = 2, default_values_t = [std::net::Ipv4Addr::new(10, 10, 1, 2), std::net::Ipv4Addr::new(10, 10, 1, 3)])]
+        src_ips: Vec<std::net::Ipv4Addr>,
+        /// TCP: source port of the first pair (pair i uses base + i).
+        #[arg(long, default_value_t = 20_000)]
+        sport_base: u16,
+        /// How long to wait for the answers of a pair before reading the counters.
+        #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+        reply_wait: Duration,
+        /// `/proc/PID/net/stat/nf_conntrack` of a process inside the measured namespace.
+        #[arg(long)]
+        ct_stat_file: std::path::PathBuf,
+        /// Step script (repeatable); `load:PAIRS@RATE`.
+        #[arg(long = "step", value_parser = Step::parse, required = true)]
+        steps: Vec<Step>,
+        /// Per-pair CSV.
+        #[arg(long)]
+        pair_log: Option<String>,
+        #[command(flatten)]
+        sample: SampleOpts,
+    },
     /// Only sample conntrack counters (no load) following a step script of sleeps/execs.
     Sample {
         /// Step script (repeatable).
@@ -202,7 +247,11 @@ fn main() -> Result<()> {
             workers,
             duration,
         } => tcp::server(listen, close, workers, duration).map_err(|e| anyhow!(e)),
-        Cmd::UdpEcho { listen, duration } => udp::echo(&listen, duration).map_err(|e| anyhow!(e)),
+        Cmd::UdpEcho {
+            listen,
+            tag,
+            duration,
+        } => udp::echo(&listen, tag, duration).map_err(|e| anyhow!(e)),
         Cmd::TcpStorm {
             dst,
             rate,
@@ -311,6 +360,44 @@ fn main() -> Result<()> {
                 "send_gap_ns": {"p10": pct(0.1), "p50": pct(0.5), "p90": pct(0.9), "max": gaps.last()},
             });
             print_summary("udp-race", &clock, params, summary, extra)
+        }
+        Cmd::RacePairs {
+            proto,
+            dst,
+            placement,
+            gaps,
+            cpus,
+            src_ips,
+            sport_base,
+            reply_wait,
+            ct_stat_file,
+            steps,
+            pair_log,
+            sample,
+        } => {
+            let opts = race::RaceOpts {
+                proto,
+                dst,
+                placement,
+                gaps: gaps.clone(),
+                cpus: [cpus[0], cpus[1]],
+                src_ips: [src_ips[0], src_ips[1]],
+                sport_base,
+                reply_wait,
+                ct_stat_file,
+            };
+            let mut race = race::PairRace::new(opts, clock, progress.clone()).map_err(|e| anyhow!(e))?;
+            let summary = run_steps(&steps, clock, &progress, &sample, &mut race).map_err(|e| anyhow!(e))?;
+            if let Some(p) = &pair_log {
+                race.write_log(p).map_err(|e| anyhow!(e))?;
+            }
+            let params = json!({
+                "proto": proto, "dst": dst.to_string(), "placement": placement,
+                "gaps_ns": gaps.iter().map(Duration::as_nanos).collect::<Vec<_>>(),
+                "cpus": cpus, "reply_wait_s": reply_wait.as_secs_f64(),
+                "steps": steps.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
+            });
+            print_summary("race-pairs", &clock, params, summary, race.summary())
         }
         Cmd::Sample { steps, sample } => {
             let summary = run_steps(&steps, clock, &progress, &sample, &mut NoLoad)

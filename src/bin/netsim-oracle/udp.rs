@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Echoes every datagram back from the address it arrived on (one bound socket
-/// per address, so answers come from the DNATed destination). Exits after `duration`.
-pub(crate) fn echo(listen: &[SocketAddr], duration: Duration) -> Result<(), String> {
+/// per address, so answers come from the DNATed destination). With `tag`, one byte
+/// is appended to each answer: the index of the listening address, so a client behind
+/// a DNAT'd VIP learns which backend answered. Exits after `duration`.
+pub(crate) fn echo(listen: &[SocketAddr], tag: bool, duration: Duration) -> Result<(), String> {
     let mut socks = Vec::new();
     for a in listen {
         socks.push(UdpSocket::bind(a).map_err(|e| format!("binding {a}: {e}"))?);
@@ -24,12 +26,19 @@ pub(crate) fn echo(listen: &[SocketAddr], duration: Duration) -> Result<(), Stri
     });
     let handles: Vec<_> = socks
         .into_iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(index, s)| {
             std::thread::spawn(move || {
-                let mut buf = [0u8; 1500];
+                let mut buf = [0u8; 1501];
                 loop {
-                    if let Ok((n, from)) = s.recv_from(&mut buf) {
-                        let _ = s.send_to(&buf[..n], from);
+                    if let Ok((n, from)) = s.recv_from(&mut buf[..1500]) {
+                        let len = if tag {
+                            buf[n] = u8::try_from(index).unwrap_or(u8::MAX);
+                            n + 1
+                        } else {
+                            n
+                        };
+                        let _ = s.send_to(&buf[..len], from);
                     }
                 }
             })
