@@ -243,6 +243,12 @@ fn from_value(
             (ProblemKind::UnknownField, true)
         } else if message.starts_with("missing field") {
             (ProblemKind::MissingField, false)
+        } else if let Some(name) = unknown_variant_name(&message).map(str::to_owned) {
+            // `mode: IPVS`: the value exists in another case.
+            if let Some(hint) = case_hint(&name, &message) {
+                message.push_str(&format!(" (did you mean `{hint}`?)"));
+            }
+            (ProblemKind::BadValue, false)
         } else {
             (ProblemKind::BadValue, false)
         };
@@ -312,6 +318,12 @@ fn case_hint(name: &str, message: &str) -> Option<String> {
         .step_by(2)
         .find(|k| k.eq_ignore_ascii_case(name) && *k != name)
         .map(str::to_owned)
+}
+
+/// The value named in serde's "unknown variant `x`, expected ..." message.
+fn unknown_variant_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    rest.split('`').next()
 }
 
 /// The field named in serde's "unknown field `x`, expected ..." message.

@@ -618,7 +618,7 @@ impl NftTable {
                     "\t\ttype {} hook {} priority {}; policy accept;",
                     chain_type(b.kind),
                     hook_name(b.hook),
-                    priority_name(b.priority)
+                    priority_name(b.hook, b.priority)
                 );
             }
             if let Some(cm) = &c.comment {
@@ -659,15 +659,20 @@ fn hook_name(h: Hook) -> &'static str {
     }
 }
 
-/// `nft list` prints the standard priorities by name (`dstnat` -100, `filter` 0, `srcnat`
-/// 100).
-fn priority_name(p: i32) -> String {
-    match p {
-        -100 => "dstnat".into(),
-        0 => "filter".into(),
-        100 => "srcnat".into(),
-        p if p < -50 => format!("dstnat - {}", -100 - p),
-        p => p.to_string(),
+/// How `nft list ruleset` (nftables 1.0.6, Debian 12) prints a base chain's priority: by
+/// name where the name is valid for the hook (`filter` 0 on every hook, `dstnat` -100 on
+/// prerouting, `srcnat` 100 on postrouting), as a plain number elsewhere. Before nftables
+/// 1.0.9, `dstnat` on the output hook is refused (`invalid priority expression value in
+/// this context`), which is why kube-proxy's library (knftables) writes every priority as
+/// a number; the listing printed here loads with the older and the newer `nft -f`.
+fn priority_name(hook: Hook, p: i32) -> String {
+    match (hook, p) {
+        (_, 0) => "filter".into(),
+        (Hook::Prerouting, -100) => "dstnat".into(),
+        (Hook::Prerouting, p) if (-150..-100).contains(&p) => format!("dstnat - {}", -100 - p),
+        (Hook::Prerouting, p) if (-99..-50).contains(&p) => format!("dstnat + {}", p + 100),
+        (Hook::Postrouting, 100) => "srcnat".into(),
+        (_, p) => p.to_string(),
     }
 }
 

@@ -432,7 +432,8 @@ fn walk(
     }
 }
 
-/// Traces a connection's first packet from pod `from` to `to` (`SERVICE:PORT`,
+/// Traces a connection's first packet from client pod `from` (or, given a node's name,
+/// from that node's host namespace and address, entering at OUTPUT) to `to` (`SERVICE:PORT`,
 /// `SERVICE.NS:PORT` or `IP:PORT`) and its answer back, on a fresh copy of the
 /// scenario's world: a TCP SYN and SYN-ACK, or a UDP datagram and its reply. `proto`
 /// defaults to the Service port's protocol (TCP for `IP:PORT`); a Service port of
@@ -443,26 +444,37 @@ fn walk(
 /// Service port does not serve.
 pub fn trace(scenario: &Scenario, from: &str, to: &str, proto: Option<Proto>) -> Result<String, SimError> {
     let mut world = World::build(scenario)?;
-    let from_netns = world
-        .topo
-        .netns_by_name(from)
-        .filter(|n| {
-            matches!(
-                world
-                    .pod_of_netns
-                    .get(n.index())
-                    .copied()
-                    .flatten()
-                    .map(|p| world.pods[p as usize].role),
-                Some(PodRole::Client { .. })
-            )
-        })
-        .ok_or_else(|| unknown_pod(&world, scenario, from))?;
+    let client = world.topo.netns_by_name(from).filter(|n| {
+        matches!(
+            world
+                .pod_of_netns
+                .get(n.index())
+                .copied()
+                .flatten()
+                .map(|p| world.pods[p as usize].role),
+            Some(PodRole::Client { .. })
+        )
+    });
+    // A node's name: a host-network flow, from the node's own address through OUTPUT.
+    let host = scenario.nodes.iter().find(|n| n.name == from).and_then(|n| {
+        world
+            .topo
+            .netns_by_name(&n.name)
+            .filter(|ns| world.host_of(*ns).is_some())
+            .map(|ns| (ns, n.ip))
+    });
+    let (from_netns, src_ip) = match (client, host) {
+        (Some(ns), _) => (
+            ns,
+            world.pods[world.pod_of_netns[ns.index()].unwrap_or(0) as usize].ip,
+        ),
+        (None, Some(h)) => h,
+        (None, None) => return Err(unknown_pod(&world, scenario, from)),
+    };
     let (dst, proto) = resolve_target(scenario, to, proto)?;
-    let pod_ip = world.pods[world.pod_of_netns[from_netns.index()].unwrap_or(0) as usize].ip;
     let mut rng = SimRng::stream(scenario.seed, "trace");
     let sport = 40_000;
-    let tuple = Tuple::new(proto, pod_ip, sport, *dst.ip(), dst.port());
+    let tuple = Tuple::new(proto, src_ip, sport, *dst.ip(), dst.port());
     let (first, answer, flags, answer_flags) = match proto {
         Proto::Udp => ("UDP", "reply", TcpFlags::NONE, TcpFlags::NONE),
         _ => ("SYN", "SYN-ACK", TcpFlags::SYN, TcpFlags::SYN_ACK),
@@ -554,8 +566,14 @@ fn unknown_pod(world: &World, scenario: &Scenario, from: &str) -> SimError {
     SimError::UnknownName {
         flag: "--from",
         message: format!(
-            "no client pod named `{from}`{hint}; client pods are {} ",
-            workloads.join(", ")
+            "no client pod or node named `{from}`{hint}; client pods are {}; a node's name ({}) traces a host-network flow",
+            workloads.join(", "),
+            scenario
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
         .trim_end()
         .to_owned(),

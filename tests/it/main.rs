@@ -3,6 +3,7 @@
 mod cli;
 mod dns_remedies;
 mod doc_refs;
+mod first_use;
 mod layering;
 mod modes;
 mod oracle_traces;
@@ -10,6 +11,7 @@ mod outputs;
 mod plan;
 mod planning;
 mod race_fit;
+mod real_tools;
 mod recommend;
 mod remediations;
 mod scenario_errors;

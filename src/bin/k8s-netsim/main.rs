@@ -119,7 +119,7 @@ struct RulesArgs {
 struct TraceArgs {
     /// Scenario file.
     scenario: PathBuf,
-    /// Source pod: a workload pod name such as `order-service-0`.
+    /// Source: a client pod name such as `order-service-0`, or a node name for a host-network flow (enters at OUTPUT).
     #[arg(long)]
     from: String,
     /// Destination: `SERVICE:PORT` (a Service of the scenario) or `IP:PORT`.
