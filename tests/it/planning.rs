@@ -126,7 +126,8 @@ fn a_variant_that_removes_the_drops_at_the_steady_state_is_fixed() {
 /// The third bullet: the flash-sale nodelocal-dns variant moves the drops from node-a to
 /// node-b. The compare text names what changed on node-b and why: node-a admitted SYNs by
 /// early_drop and node-b's full table dropped them (the gc-phase mechanism behind it is
-/// described in docs/capacity-planning.md).
+/// described in docs/model.md, "Why the flash-sale `nodelocal-dns` variant moves the
+/// drops to node-b").
 #[test]
 fn compare_explains_a_node_whose_drops_rose_more_than_twofold() {
     let base = load("scenarios/flash-sale.yaml", &["duration=6s"]);
@@ -213,5 +214,36 @@ fn plan_and_sweep_mark_answers_from_short_runs_inconclusive() {
         s.render_text().contains("inconclusive: none"),
         "{}",
         s.render_text()
+    );
+}
+
+/// The mechanism docs/model.md describes for the nodelocal-dns variant, pinned: on kernel
+/// 5.4 the gc pass at 5 s trims a table whose early-drop flag is armed to just under 95 %
+/// of nf_conntrack_max (131,072 − 6,623 = 124,449). In the baseline both nodes' flags are
+/// armed (a few SYNs pass node-a by early_drop and fail on node-b); with NodeLocal
+/// DNSCache node-a holds no non-ASSURED DNS entry, node-b sees no new flow, and only
+/// node-a trims: the SYNs it then admits die in node-b's full table.
+#[test]
+fn the_5_s_gc_trim_explains_the_nodelocal_dns_variant() {
+    let samples = |sets: &[&str]| {
+        k8s_netsim::sim::run(&load("scenarios/flash-sale.yaml", sets), &mut |_, _| {})
+            .unwrap()
+            .timeseries
+            .samples
+    };
+    let at = |s: &[k8s_netsim::report::Sample], t: f64| -> (u64, u64, u64) {
+        let s = s.iter().find(|s| (s.t_s - t).abs() < 1e-6).unwrap();
+        (s.count[0], s.count[1], s.counters[1].drop)
+    };
+    let base = samples(&["duration=5.2s"]);
+    let (a, b, _) = at(&base, 5.0);
+    assert_eq!((a, b), (124_449, 124_449));
+    let local = samples(&["duration=5.2s", "dns.nodeLocalDNSCache.enabled=true"]);
+    let (a, b, b_drop_before) = at(&local, 5.0);
+    assert_eq!((a, b), (124_449, 131_072));
+    let (_, _, b_drop_after) = at(&local, 5.2);
+    assert!(
+        b_drop_after > b_drop_before + 1000,
+        "{b_drop_before} -> {b_drop_after}"
     );
 }
