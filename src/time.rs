@@ -268,10 +268,39 @@ impl serde::Serialize for SimDuration {
     }
 }
 
+/// A duration as written: text with a unit (`120s`, `150ms`), or a bare whole number of
+/// seconds (`30`, as the `*_timeout` sysctls take them).
 impl<'de> serde::Deserialize<'de> for SimDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        SimDuration::parse(&text).map_err(serde::de::Error::custom)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SimDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `120s` or `150ms`, or a whole number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SimDuration, E> {
+                SimDuration::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SimDuration, E> {
+                v.checked_mul(NANOS_PER_SEC)
+                    .map(SimDuration::from_nanos)
+                    .ok_or_else(|| E::custom(format!("{v} seconds is too long")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SimDuration, E> {
+                if v < 0 {
+                    Err(E::custom(format!("negative duration `{v}`")))
+                } else {
+                    self.visit_u64(v.unsigned_abs())
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<SimDuration, E> {
+                Err(E::custom(format!(
+                    "`{v}` has no unit: write it with one, such as `{v}s` or `{}ms`",
+                    v * 1000.0
+                )))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

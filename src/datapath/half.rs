@@ -14,7 +14,7 @@ use crate::netfilter::{CtStateMatch, EvalContext, Evaluation, Hook, NatAction, T
 use crate::packet::{Direction, Packet};
 use crate::rng::SimRng;
 use crate::service::node::NodeProxy;
-use crate::service::proxy::{FlowOrigin, LookupCost, ProxyVerdict};
+use crate::service::proxy::{FlowOrigin, LookupCost, ModeNote, ProxyVerdict};
 use crate::time::SimTime;
 use crate::topology::{Forwarding, RouteDecision, Topology};
 
@@ -347,6 +347,12 @@ impl<'a, O: PathObserver> HalfWalk<'a, O> {
             };
             let NodeProxy { imp, rng, .. } = np;
             if let Some(fp) = imp.hooks().first_packet_at(origin, self.pkt.tuple, rng, self.now) {
+                if let ModeNote::Nftables { base_chains } = fp.note {
+                    self.obs.note(
+                        self.hook,
+                        format_args!("nftables: base chains run: {base_chains}"),
+                    );
+                }
                 self.rules += fp.cost.rules_evaluated;
                 self.proxy += fp.cost;
                 match fp.verdict {

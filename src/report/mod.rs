@@ -64,6 +64,10 @@ pub struct Report {
     pub workloads: Vec<WorkloadReport>,
     /// Engine statistics (simulated, deterministic).
     pub engine: EngineReport,
+    /// What the simulation assumed because the scenario left it out (an implicit
+    /// kube-dns Service); absent when nothing was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// The counters observed on a real node next to the simulated ones (only when the
     /// scenario has a `baseline`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +153,24 @@ pub struct Verdict {
     pub text: String,
     /// Why, in the kernel's terms.
     pub cause: String,
+    /// The failures users felt, by request attempts affected, largest first; each with its
+    /// onset. Empty when no request attempt failed.
+    pub failures: Vec<FailureCause>,
+}
+
+/// One cause of failed request attempts.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureCause {
+    /// `conntrack drops`, `DNS timeouts`, `CPU saturation`, `listen-queue overflows`,
+    /// `EADDRNOTAVAIL`, `no endpoints` or `other`.
+    pub cause: String,
+    /// Request attempts it failed (connect timeouts are shared out among the causes of the
+    /// packets lost, in proportion to them).
+    pub attempts: u64,
+    /// When it first happened, seconds.
+    pub onset_s: Option<f64>,
+    /// What the numbers behind it are.
+    pub detail: String,
 }
 
 /// Per-node results.

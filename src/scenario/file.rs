@@ -656,14 +656,17 @@ pub struct WorkloadSpec {
     /// Namespace (default `default`; sets the DNS search path).
     #[serde(default)]
     pub namespace: Option<String>,
-    /// Node the client pods run on.
-    pub node: String,
+    /// Node the client pods run on, or a list of nodes they are spread over (pod `k`
+    /// on the `k mod n`-th).
+    pub node: NodeList,
     /// Number of client pods.
     pub pods: u32,
     /// `service:port` (a Service in `services`) or `ip:port`.
     pub target: String,
-    /// Open-loop Poisson rate for the whole workload.
-    pub rate: Rate,
+    /// Open-loop Poisson rate for the whole workload (optional when `rateProfile` starts
+    /// at 0s).
+    #[serde(default)]
+    pub rate: Option<Rate>,
     /// Steps and ramps over time; overrides `rate` from the first step on.
     #[serde(default)]
     pub rate_profile: Vec<RateStepSpec>,
@@ -701,6 +704,49 @@ pub enum ArrivalsSpec {
         /// Requests per burst (≥ 1).
         size: u32,
     },
+}
+
+/// A node name, or a list of node names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeList {
+    /// `node: node-a`.
+    One(String),
+    /// `node: [node-a, node-b]`.
+    Many(Vec<String>),
+}
+
+impl NodeList {
+    /// The names, in order.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            NodeList::One(n) => vec![n.as_str()],
+            NodeList::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NodeList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node name or a list of node names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeList, E> {
+                Ok(NodeList::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NodeList, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    v.push(n);
+                }
+                Ok(NodeList::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One point of a rate profile.

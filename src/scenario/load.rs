@@ -224,7 +224,7 @@ fn from_value(
     let mut failed: Vec<Problem> = Vec::new();
     for o in overrides {
         match o.apply(&mut value) {
-            Ok(path) => applied.push((path, o.as_str().to_string())),
+            Ok(paths) => applied.extend(paths.into_iter().map(|p| (p, o.as_str().to_string()))),
             Err(message) => failed.push(Problem {
                 file: file.to_string(),
                 origin: Origin::Override(o.as_str().to_string()),
@@ -268,13 +268,23 @@ fn from_value(
     let parsed: ScenarioFile = serde_path_to_error::deserialize(value).map_err(|e| {
         let mut field = source::field_path_of(e.path());
         let message = e.inner().to_string();
-        let (kind, at_key) = if let Some(name) = unknown_field_name(&message) {
-            if !matches!(field.0.last(), Some(super::PathSegment::Key(k)) if k == name) {
-                field = field.with(name);
+        let mut message = message;
+        let (kind, at_key) = if let Some(name) = unknown_field_name(&message).map(str::to_owned) {
+            if !matches!(field.0.last(), Some(super::PathSegment::Key(k)) if *k == name) {
+                field = field.with(name.as_str());
+            }
+            if let Some(hint) = case_hint(&name, &message) {
+                message.push_str(&format!(" (did you mean `{hint}`?)"));
             }
             (ProblemKind::UnknownField, true)
         } else if message.starts_with("missing field") {
             (ProblemKind::MissingField, false)
+        } else if let Some(name) = unknown_variant_name(&message).map(str::to_owned) {
+            // `mode: IPVS`: the value exists in another case.
+            if let Some(hint) = case_hint(&name, &message) {
+                message.push_str(&format!(" (did you mean `{hint}`?)"));
+            }
+            (ProblemKind::BadValue, false)
         } else {
             (ProblemKind::BadValue, false)
         };
@@ -332,6 +342,24 @@ fn variant_problem(i: usize, name: &str, p: &Problem) -> Pending {
         FieldPath::root().with("variants").with(i).with("set"),
         format!("variant `{name}` does not validate: {via}{field}{}", p.message),
     )
+}
+
+/// The expected field that `name` matches but for case, from serde's "unknown field `x`,
+/// expected one of `a`, `b`" message.
+fn case_hint(name: &str, message: &str) -> Option<String> {
+    let (_, expected) = message.split_once("expected")?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|k| k.eq_ignore_ascii_case(name) && *k != name)
+        .map(str::to_owned)
+}
+
+/// The value named in serde's "unknown variant `x`, expected ..." message.
+fn unknown_variant_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    rest.split('`').next()
 }
 
 /// The field named in serde's "unknown field `x`, expected ..." message.

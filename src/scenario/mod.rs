@@ -94,6 +94,9 @@ pub struct Scenario {
     pub variants: Vec<Variant>,
     /// Counters observed on a real node, set next to the simulated ones in the report.
     pub baseline: Option<Baseline>,
+    /// What was added because the scenario left it out, in words (an implicit kube-dns
+    /// Service); the report states it.
+    pub implicit_kube_dns: Option<String>,
     /// The value tree after overrides, kept to derive variants.
     raw: serde_norway::Value,
     /// Positions of the original text, kept to locate a variant's problems.
@@ -421,6 +424,9 @@ pub struct WorkloadConfig {
     pub namespace: String,
     /// Node its pods run on.
     pub node: NodeId,
+    /// Every node the pods are spread over (pod `k` on `nodes[k % nodes.len()]`); `node`
+    /// is the first.
+    pub nodes: Vec<NodeId>,
     /// Client pod addresses, one per pod.
     pub pods: Vec<Ipv4Addr>,
     /// Where requests go.
@@ -536,6 +542,15 @@ pub struct Variant {
 }
 
 impl WorkloadConfig {
+    /// The node pod `k` runs on.
+    #[must_use]
+    pub fn pod_node(&self, k: usize) -> NodeId {
+        self.nodes
+            .get(k % self.nodes.len().max(1))
+            .copied()
+            .unwrap_or(self.node)
+    }
+
     /// The offered rate at `now`: `rate` before the first profile step, then each step's
     /// rate, reached linearly over its `ramp` from the rate in force when it starts.
     #[must_use]

@@ -131,39 +131,87 @@ impl Override {
     }
 
     /// Applies the override to `root`, creating missing mapping keys (stage 1 then
-    /// rejects keys the format does not have). Returns the field path it set.
+    /// rejects keys the format does not have). In a list, a number is an index, `*` is
+    /// every element and any other segment the element whose `name` it is
+    /// (`nodes.*.sysctl...`, `nodes.node-b.cpus`). Returns, per element set, the field
+    /// path it set, or the first key it had to create (what a problem about an unknown
+    /// field points at).
     ///
     /// # Errors
-    /// A message when the path indexes past a sequence's end, indexes a mapping or a
-    /// scalar, or names a key inside a sequence or scalar.
-    pub(crate) fn apply(&self, root: &mut Value) -> Result<FieldPath, String> {
-        let mut at = FieldPath::root();
-        let mut node = root;
-        for key in &self.keys {
+    /// A message when the path indexes past a sequence's end, names no element, indexes
+    /// a mapping or a scalar, or names a key inside a scalar.
+    pub(crate) fn apply(&self, root: &mut Value) -> Result<Vec<FieldPath>, String> {
+        let mut out = Vec::new();
+        self.apply_from(root, 0, FieldPath::root(), None, &mut out)?;
+        Ok(out)
+    }
+
+    fn apply_from(
+        &self,
+        mut node: &mut Value,
+        from: usize,
+        mut at: FieldPath,
+        mut created: Option<FieldPath>,
+        out: &mut Vec<FieldPath>,
+    ) -> Result<(), String> {
+        for (d, key) in self.keys.iter().enumerate().skip(from) {
             if node.is_null() {
                 *node = Value::Mapping(Mapping::new());
             }
             node = match node {
                 Value::Sequence(seq) => {
                     let len = seq.len();
-                    let Ok(i) = key.parse::<usize>() else {
-                        return Err(format!(
-                            "{at} is a list; use an index (0..{len}) instead of `{key}`"
-                        ));
+                    let list = match at.0.last() {
+                        Some(PathSegment::Key(k)) => k.clone(),
+                        _ => at.to_string(),
                     };
-                    let here = at.clone();
+                    if key == "*" {
+                        for (i, item) in seq.iter_mut().enumerate() {
+                            self.apply_from(item, d + 1, at.with(i), created.clone(), out)?;
+                        }
+                        return Ok(());
+                    }
+                    let i = match key.parse::<usize>() {
+                        Ok(i) => i,
+                        Err(_) => {
+                            let names: Vec<&str> = seq
+                                .iter()
+                                .filter_map(|v| v.get("name").and_then(Value::as_str))
+                                .collect();
+                            if names.is_empty() {
+                                return Err(format!(
+                                    "{at} is a list; use an index ({}) or `*` instead of `{key}`",
+                                    index_choices(len)
+                                ));
+                            }
+                            seq.iter()
+                                .position(|v| v.get("name").and_then(Value::as_str) == Some(key.as_str()))
+                                .ok_or_else(|| {
+                                    format!(
+                                        "no {list} named `{key}` ({list}: {}; or an index {}, or `*`)",
+                                        names.join(", "),
+                                        index_choices(len)
+                                    )
+                                })?
+                        }
+                    };
                     at = at.with(i);
                     seq.get_mut(i).ok_or_else(|| {
-                        let name = match here.0.last() {
-                            Some(PathSegment::Key(k)) => k.clone(),
-                            _ => here.to_string(),
+                        let list = if len == 1 {
+                            list.strip_suffix('s').map_or(list.clone(), str::to_owned)
+                        } else {
+                            list.clone()
                         };
-                        format!("there is no {at} ({len} {name})")
+                        format!("there is no {at} ({len} {list}: use {})", index_choices(len))
                     })?
                 }
                 Value::Mapping(map) => {
                     at = at.with(key.as_str());
-                    map.entry(Value::String(key.clone())).or_insert(Value::Null)
+                    let k = Value::String(key.clone());
+                    if created.is_none() && !map.contains_key(&k) {
+                        created = Some(at.clone());
+                    }
+                    map.entry(k).or_insert(Value::Null)
                 }
                 Value::Tagged(_) | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Null => {
                     return Err(format!("{at} is a single value; it has no `{key}` inside"));
@@ -171,7 +219,19 @@ impl Override {
             };
         }
         *node = self.value.clone();
-        Ok(at)
+        out.push(created.unwrap_or(at));
+        Ok(())
+    }
+}
+
+/// The indices of a list of `len` items in words: `0`, `0 or 1`, `0, 1 or 2`, `0 to 9`.
+fn index_choices(len: usize) -> String {
+    match len {
+        0 => "none: the list is empty".to_owned(),
+        1 => "0".to_owned(),
+        2 => "0 or 1".to_owned(),
+        3 => "0, 1 or 2".to_owned(),
+        n => format!("0 to {}", n - 1),
     }
 }
 
@@ -211,7 +271,8 @@ mod tests {
             .unwrap()
             .apply(&mut d)
             .unwrap();
-        assert_eq!(p.to_string(), "nodes[0].sysctl.net.netfilter.nf_conntrack_max");
+        // node 0 has no `sysctl` yet: the first key created is what a problem points at.
+        assert_eq!(p[0].to_string(), "nodes[0].sysctl");
         assert_eq!(
             d["nodes"][0]["sysctl"]["net.netfilter.nf_conntrack_max"],
             Value::Number(524_288.into())
@@ -230,17 +291,57 @@ mod tests {
             .unwrap()
             .apply(&mut d)
             .unwrap_err();
-        assert_eq!(e, "there is no workloads[7] (2 workloads)");
+        assert_eq!(e, "there is no workloads[7] (2 workloads: use 0 or 1)");
         let e = Override::parse("workloads.first.rate=1k/s")
             .unwrap()
             .apply(&mut d)
             .unwrap_err();
-        assert!(e.contains("is a list; use an index"), "{e}");
+        assert!(
+            e.contains("no workloads named `first` (workloads: a, b; or an index 0 or 1, or `*`)"),
+            "{e}"
+        );
+        let mut one: Value = serde_norway::from_str("nodes:\n- name: n\n").unwrap();
+        let e = Override::parse("nodes.1.cpus=2")
+            .unwrap()
+            .apply(&mut one)
+            .unwrap_err();
+        assert_eq!(e, "there is no nodes[1] (1 node: use 0)");
         let e = Override::parse("workloads.0.name.x=1")
             .unwrap()
             .apply(&mut d)
             .unwrap_err();
         assert!(e.contains("workloads[0].name is a single value"), "{e}");
+    }
+
+    /// `*` sets every element of a list, a name the element with that `name`.
+    #[test]
+    fn a_star_sets_every_element_and_a_name_selects_one() {
+        let mut d: Value = serde_norway::from_str("nodes:\n- name: node-a\n- name: node-b\n").unwrap();
+        let set = Override::parse("nodes.*.sysctl.net.netfilter.nf_conntrack_max=524288")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap();
+        assert_eq!(set.len(), 2);
+        for i in 0..2 {
+            assert_eq!(
+                d["nodes"][i]["sysctl"]["net.netfilter.nf_conntrack_max"],
+                Value::Number(524_288.into())
+            );
+        }
+        let set = Override::parse("nodes.node-b.cpus=8")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap();
+        assert_eq!(set[0].to_string(), "nodes[1].cpus");
+        assert_eq!(d["nodes"][1]["cpus"], Value::Number(8.into()));
+        let e = Override::parse("nodes.node-c.cpus=8")
+            .unwrap()
+            .apply(&mut d)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "no nodes named `node-c` (nodes: node-a, node-b; or an index 0 or 1, or `*`)"
+        );
     }
 
     #[test]

@@ -264,7 +264,7 @@ pub const MAX_SERVICES: u64 = 100_000;
 /// background endpoints together (Kubernetes is tested with 150,000 pods per cluster).
 pub const MAX_PODS: u64 = 1_000_000;
 
-pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) -> Checked {
+pub(crate) fn validate(file: &str, mut f: ScenarioFile, raw: Value, map: SourceMap) -> Checked {
     let mut c = Checker::default();
     // Counts first, by arithmetic: everything below allocates per node, per Service and
     // per pod, so a hostile count is refused before any of it.
@@ -275,6 +275,7 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
         };
     }
     let top = check_top_level(&mut c, &f);
+    let implicit_kube_dns = add_implicit_kube_dns(&mut f, top.service_cidr);
     let kube_proxy = check_kube_proxy(&mut c, &f.kube_proxy);
     let cost = cost_model(&f.cost);
     let nodes = check_nodes(
@@ -326,6 +327,7 @@ pub(crate) fn validate(file: &str, f: ScenarioFile, raw: Value, map: SourceMap) 
             workloads,
             variants,
             baseline,
+            implicit_kube_dns,
             raw,
             map,
         })
@@ -401,6 +403,63 @@ fn check_sizes(c: &mut Checker, f: &ScenarioFile) -> bool {
         );
     }
     c.problems.len() == before
+}
+
+/// The cluster DNS Service kubeadm deploys, added when the scenario needs DNS (a workload
+/// resolves names, or NodeLocal DNSCache is on) and declares no `kube-dns` in
+/// `kube-system` nor another `dns.service`: the 10th address of the Service CIDR, port 53
+/// over UDP and TCP, two CoreDNS replicas on the first node answering in 100 µs each.
+/// Returns what was added, in words, for the report.
+fn add_implicit_kube_dns(f: &mut ScenarioFile, service_cidr: Cidr) -> Option<String> {
+    let declared = f
+        .services
+        .iter()
+        .any(|s| s.name == "kube-dns" && s.namespace.as_deref() == Some("kube-system"));
+    let needs = f.workloads.iter().any(|w| w.dns.mode != file::DnsMode::None)
+        || f.dns.node_local_dns_cache.as_ref().is_some_and(|n| n.enabled);
+    let first = f.nodes.first().map(|n| n.name.clone())?;
+    if declared || f.dns.service.is_some() || !needs {
+        return None;
+    }
+    let ip = service_cidr.nth(10)?;
+    let port = |protocol| file::ServicePortSpec {
+        name: Some(format!(
+            "dns{}",
+            if protocol == file::ProtocolSpec::Tcp {
+                "-tcp"
+            } else {
+                ""
+            }
+        )),
+        port: 53,
+        target_port: None,
+        protocol,
+        node_port: None,
+    };
+    f.services.push(file::ServiceSpec {
+        name: "kube-dns".into(),
+        namespace: Some("kube-system".into()),
+        service_type: file::ServiceType::ClusterIP,
+        cluster_ip: Some(ip.to_string()),
+        ports: vec![port(file::ProtocolSpec::Udp), port(file::ProtocolSpec::Tcp)],
+        endpoints: vec![file::EndpointsSpec {
+            node: first.clone(),
+            count: Some(2),
+            ips: Vec::new(),
+        }],
+        server: Some(file::ServerSpec {
+            service_time: Some(file::ServiceTimeSpec::Constant {
+                value: SimDuration::from_micros(100),
+            }),
+            concurrency: None,
+            backlog: None,
+            capacity: None,
+            behavior: file::ServerBehavior::default(),
+        }),
+    });
+    Some(format!(
+        "the scenario declares no kube-dns Service: an implicit one was added (kube-system/kube-dns {ip}:53 UDP and TCP, 2 CoreDNS pods on {first}, 100us per query, no capacity limit); declare it under services to change it"
+    ))
 }
 
 /// The top-level settings the other parts depend on.
@@ -1058,20 +1117,51 @@ fn check_workloads(
                 format!("workload `{}` is declared twice", w.name),
             );
         }
-        let node = nodes.find(&w.node);
-        if node.is_none() {
-            c.bad(
-                ProblemKind::UnknownReference,
-                at("node"),
-                format!("unknown node `{}` (nodes: {})", w.node, nodes.names()),
-            );
+        let names = w.node.names();
+        if names.is_empty() {
+            c.value(at("node"), "an empty list of nodes: name at least one");
         }
+        let found: Vec<Option<usize>> = names.iter().map(|n| nodes.find(n)).collect();
+        for (name, f) in names.iter().zip(&found) {
+            if f.is_none() {
+                c.bad(
+                    ProblemKind::UnknownReference,
+                    at("node"),
+                    format!("unknown node `{name}` (nodes: {})", nodes.names()),
+                );
+            }
+        }
+        let pod_nodes: Vec<usize> = found.iter().flatten().copied().collect();
+        let node = (pod_nodes.len() == names.len())
+            .then(|| pod_nodes.first().copied())
+            .flatten();
         if w.pods == 0 {
             c.value(at("pods"), "pods must be at least 1");
         }
+        // Pod k on the (k mod n)-th node, its address from that node's podCIDR.
         let pod_ips: Vec<Ipv4Addr> = match node {
-            Some(n) => (0..w.pods).map(|_| addresses.pod(c, n, at("pods"))).collect(),
+            Some(_) => (0..w.pods as usize)
+                .map(|k| addresses.pod(c, pod_nodes[k % pod_nodes.len()], at("pods")))
+                .collect(),
             None => Vec::new(),
+        };
+        let rate = match (w.rate, w.rate_profile.first()) {
+            (Some(r), _) => r,
+            (None, Some(first)) if first.at == SimDuration::ZERO => first.rate,
+            (None, first) => {
+                c.bad(
+                    ProblemKind::MissingField,
+                    at("rate"),
+                    match first {
+                        Some(f) => format!(
+                            "missing: the rate before the first rateProfile step (at {}); give `rate`, or start rateProfile at 0s",
+                            f.at
+                        ),
+                        None => "missing: give `rate` (such as 1k/s), or a rateProfile starting at 0s".to_owned(),
+                    },
+                );
+                crate::scenario::Rate::from_milli_per_sec(0)
+            }
         };
         let target = check_target(c, &w.target, &namespace, services, at("target"));
         let rate_profile = check_rate_profile(c, i, &w.rate_profile);
@@ -1086,12 +1176,16 @@ fn check_workloads(
             name: w.name.clone(),
             namespace,
             node: NodeId(u32::try_from(node.unwrap_or(0)).unwrap_or(0)),
+            nodes: pod_nodes
+                .iter()
+                .map(|n| NodeId(u32::try_from(*n).unwrap_or(0)))
+                .collect(),
             pods: pod_ips,
             target: target.unwrap_or(WorkloadTarget::Address(SocketAddrV4::new(
                 Ipv4Addr::UNSPECIFIED,
                 0,
             ))),
-            rate: w.rate,
+            rate,
             rate_profile,
             connection,
             timeout,

@@ -26,7 +26,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::iptables::hash16;
 use super::proxy::{
-    DataPlane, FirstPacket, FlowOrigin, LookupCost, ModeNote, ProxyDrop, ProxyVerdict, ServiceProxy,
+    BaseChains, DataPlane, FirstPacket, FlowOrigin, LookupCost, ModeNote, ProxyDrop, ProxyVerdict,
+    ServiceProxy,
 };
 use super::{Endpoint, ProxyConfig, ServicePort, TrafficPolicy, is_proxied};
 use crate::netfilter::{FixedState, Hook};
@@ -617,7 +618,7 @@ impl NftTable {
                     "\t\ttype {} hook {} priority {}; policy accept;",
                     chain_type(b.kind),
                     hook_name(b.hook),
-                    priority_name(b.priority)
+                    priority_name(b.hook, b.priority)
                 );
             }
             if let Some(cm) = &c.comment {
@@ -658,15 +659,20 @@ fn hook_name(h: Hook) -> &'static str {
     }
 }
 
-/// `nft list` prints the standard priorities by name (`dstnat` -100, `filter` 0, `srcnat`
-/// 100).
-fn priority_name(p: i32) -> String {
-    match p {
-        -100 => "dstnat".into(),
-        0 => "filter".into(),
-        100 => "srcnat".into(),
-        p if p < -50 => format!("dstnat - {}", -100 - p),
-        p => p.to_string(),
+/// How `nft list ruleset` (nftables 1.0.6, Debian 12) prints a base chain's priority: by
+/// name where the name is valid for the hook (`filter` 0 on every hook, `dstnat` -100 on
+/// prerouting, `srcnat` 100 on postrouting), as a plain number elsewhere. Before nftables
+/// 1.0.9, `dstnat` on the output hook is refused (`invalid priority expression value in
+/// this context`), which is why kube-proxy's library (knftables) writes every priority as
+/// a number; the listing printed here loads with the older and the newer `nft -f`.
+fn priority_name(hook: Hook, p: i32) -> String {
+    match (hook, p) {
+        (_, 0) => "filter".into(),
+        (Hook::Prerouting, -100) => "dstnat".into(),
+        (Hook::Prerouting, p) if (-150..-100).contains(&p) => format!("dstnat - {}", -100 - p),
+        (Hook::Prerouting, p) if (-99..-50).contains(&p) => format!("dstnat + {}", p + 100),
+        (Hook::Postrouting, 100) => "srcnat".into(),
+        (_, p) => p.to_string(),
     }
 }
 
@@ -1149,6 +1155,35 @@ struct NatOut {
     masquerade: bool,
 }
 
+/// One chain a first packet went through ([`NftablesProxy::first_packet_explained`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftChainStep {
+    /// Chain name.
+    pub chain: String,
+    /// Its hook registration, for a base chain.
+    pub base: Option<BaseChain>,
+    /// Rules tested in this visit.
+    pub tested: u32,
+    /// The rule that matched (1-based position, as `nft list` prints it), if any.
+    pub matched: Option<(usize, String)>,
+}
+
+impl NftChainStep {
+    /// `type hook` of a base chain (`nat output`), else the chain's name.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self.base {
+            Some(b) => format!(
+                "{} (type {} hook {})",
+                self.chain,
+                chain_type(b.kind),
+                hook_name(b.hook)
+            ),
+            None => self.chain.clone(),
+        }
+    }
+}
+
 /// kube-proxy's nftables mode behind the [`ServiceProxy`] contract: the generated table,
 /// the contents of its dynamic affinity sets, and the node's local addresses
 /// (`fib saddr type local`).
@@ -1244,7 +1279,7 @@ impl NftablesProxy {
     /// Runs one base chain (`nft_do_chain`): jump pushes a return frame, goto does not,
     /// falling off a regular chain returns, falling off the base chain accepts.
     #[allow(clippy::too_many_arguments)]
-    fn run_chain(
+    fn run_chain<W: FnMut(NftChainId, usize, bool)>(
         &mut self,
         start: NftChainId,
         p: &mut NftPacket,
@@ -1252,6 +1287,7 @@ impl NftablesProxy {
         now: SimTime,
         cost: &mut LookupCost,
         out: &mut NatOut,
+        watch: &mut W,
     ) -> HookVerdict {
         let mut stack = [(NftChainId(0), 0usize); JUMP_STACK];
         let mut depth = 0;
@@ -1268,7 +1304,9 @@ impl NftablesProxy {
             };
             pos += 1;
             cost.rules_evaluated += 1;
-            if !self.matches(rule, p, now, cost) {
+            let matched = self.matches(rule, p, now, cost);
+            watch(chain, pos - 1, matched);
+            if !matched {
                 continue;
             }
             let rule_drop = c.drop_reason.unwrap_or(ProxyDrop::NoLocalEndpoints);
@@ -1356,6 +1394,56 @@ impl NftablesProxy {
         rng: &mut SimRng,
         now: SimTime,
     ) -> FirstPacket {
+        self.first_packet_watched(origin, tuple, rng, now, &mut |_, _, _| {})
+    }
+
+    /// [`NftablesProxy::first_packet_from`], with every rule tested, chain by chain
+    /// (`nft monitor trace` in words): each step is a chain entered, the rules tested in
+    /// it and the one that matched, rendered as `nft list` prints it.
+    pub fn first_packet_explained(
+        &mut self,
+        origin: FlowOrigin,
+        tuple: Tuple,
+        rng: &mut SimRng,
+        now: SimTime,
+    ) -> (FirstPacket, Vec<NftChainStep>) {
+        let mut raw: Vec<(NftChainId, u32, Option<usize>)> = Vec::new();
+        let fp = self.first_packet_watched(origin, tuple, rng, now, &mut |c, rule, matched| match raw
+            .last_mut()
+        {
+            Some(last) if last.0 == c && last.2.is_none() => {
+                last.1 += 1;
+                if matched {
+                    last.2 = Some(rule);
+                }
+            }
+            _ => raw.push((c, 1, matched.then_some(rule))),
+        });
+        let steps = raw
+            .into_iter()
+            .map(|(c, tested, matched)| {
+                let chain = &self.table.chains[c.0 as usize];
+                NftChainStep {
+                    chain: chain.name.clone(),
+                    base: chain.base,
+                    tested,
+                    matched: matched
+                        .and_then(|r| chain.rules.get(r).map(|rule| (r + 1, self.table.rule_text(rule)))),
+                }
+            })
+            .collect();
+        (fp, steps)
+    }
+
+    fn first_packet_watched<W: FnMut(NftChainId, usize, bool)>(
+        &mut self,
+        origin: FlowOrigin,
+        tuple: Tuple,
+        rng: &mut SimRng,
+        now: SimTime,
+        watch: &mut W,
+    ) -> FirstPacket {
+        let mut ran = BaseChains::default();
         let hooks = match origin {
             FlowOrigin::Pod => [Hook::Prerouting, Hook::Forward, Hook::Postrouting],
             FlowOrigin::Host => [Hook::Output, Hook::Output, Hook::Postrouting],
@@ -1383,8 +1471,11 @@ impl NftablesProxy {
             let n = self.hooks[hook_index(hook)].len();
             for i in 0..n {
                 let chain = self.hooks[hook_index(hook)][i];
+                if let Some(b) = self.table.chains[chain.0 as usize].base {
+                    ran.insert(b.kind, b.hook);
+                }
                 let before = out.dnat;
-                let v = self.run_chain(chain, &mut p, rng, now, &mut cost, &mut out);
+                let v = self.run_chain(chain, &mut p, rng, now, &mut cost, &mut out, watch);
                 if let (None, Some(to)) = (before, out.dnat) {
                     p.dst = *to.ip();
                     p.dport = to.port();
@@ -1399,7 +1490,7 @@ impl NftablesProxy {
                     verdict,
                     masquerade: false,
                     cost,
-                    note: ModeNote::None,
+                    note: ModeNote::Nftables { base_chains: ran },
                 };
             }
         }
@@ -1412,7 +1503,7 @@ impl NftablesProxy {
             },
             masquerade: out.masquerade,
             cost,
-            note: ModeNote::None,
+            note: ModeNote::Nftables { base_chains: ran },
         }
     }
 }

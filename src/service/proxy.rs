@@ -130,6 +130,11 @@ pub enum ModeNote {
         /// one SYN retransmission timeout.
         drop_first_syn: bool,
     },
+    /// nftables.
+    Nftables {
+        /// The base chains the packet went through.
+        base_chains: BaseChains,
+    },
     /// Cilium eBPF.
     Ebpf {
         /// A live (unexpired) BPF CT entry was evicted by the LRU to make room.
@@ -138,6 +143,65 @@ pub enum ModeNote {
         /// NOTRACK rules, `installNoConntrackIptablesRules`).
         netfilter_tracks: bool,
     },
+}
+
+/// A set of nftables base chains, by type and hook (`type nat hook output`): which ones a
+/// first packet went through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct BaseChains(u16);
+
+impl BaseChains {
+    fn bit(kind: super::nftables::ChainType, hook: Hook) -> u16 {
+        let k = match kind {
+            super::nftables::ChainType::Filter => 0,
+            super::nftables::ChainType::Nat => 5,
+        };
+        let h = match hook {
+            Hook::Prerouting => 0,
+            Hook::Input => 1,
+            Hook::Forward => 2,
+            Hook::Output => 3,
+            Hook::Postrouting => 4,
+        };
+        1 << (k + h)
+    }
+
+    /// Adds `type kind hook hook`.
+    pub fn insert(&mut self, kind: super::nftables::ChainType, hook: Hook) {
+        self.0 |= Self::bit(kind, hook);
+    }
+
+    /// Whether a chain of `type kind hook hook` ran.
+    #[must_use]
+    pub fn contains(self, kind: super::nftables::ChainType, hook: Hook) -> bool {
+        self.0 & Self::bit(kind, hook) != 0
+    }
+}
+
+impl std::fmt::Display for BaseChains {
+    /// `filter output, nat output, nat postrouting` (in hook order, filter first).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::nftables::ChainType;
+        let mut first = true;
+        for hook in [
+            Hook::Prerouting,
+            Hook::Input,
+            Hook::Forward,
+            Hook::Output,
+            Hook::Postrouting,
+        ] {
+            for (kind, name) in [(ChainType::Filter, "filter"), (ChainType::Nat, "nat")] {
+                if self.contains(kind, hook) {
+                    if !first {
+                        f.write_str(", ")?;
+                    }
+                    first = false;
+                    write!(f, "{name} {}", hook.chain_name().to_lowercase())?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a proxy data plane decides for the first packet of a flow to a Service frontend.

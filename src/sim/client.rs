@@ -275,7 +275,8 @@ impl NodeSim {
         if r.state == ReqState::Done || r.state == ReqState::Backoff {
             return;
         }
-        *self.tally.failures_by_cause.entry(cause.to_string()).or_insert(0) += 1;
+        self.note_failure(cause, cx.now());
+        let Some(r) = self.reqs.get_mut(req) else { return };
         let wl = usize::from(r.wl);
         let retries = self.sc.workloads[wl].retries;
         r.stage = Attempt(r.stage.0.wrapping_add(1)); // invalidates the attempt's deadline

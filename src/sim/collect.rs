@@ -189,6 +189,7 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
             node_local: sim.node_local_report(),
         },
         workloads,
+        notes: sc.implicit_kube_dns.clone().into_iter().collect(),
         engine: EngineReport {
             events,
             events_by_kind: Event::KINDS

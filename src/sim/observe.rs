@@ -32,6 +32,20 @@ pub(super) struct Tally {
     /// Packets lost on the path, by node (`None`: outside any host namespace), kind and
     /// reason.
     pub(super) packet_drops: BTreeMap<(Option<u16>, &'static str, DropReason), u64>,
+    /// When each cause of failure first happened (the verdict's ranking).
+    pub(super) cause_onsets: CauseOnsets,
+}
+
+/// When each cause of failure first happened: the verdict ranks causes by the request
+/// attempts they failed and shows each one's onset (`verdict.rs`).
+#[derive(Debug, Default)]
+pub(super) struct CauseOnsets {
+    /// First failed attempt per cause (the keys of `Tally::failures_by_cause`).
+    pub(super) attempts: BTreeMap<String, SimTime>,
+    /// First SYN or handshake ACK a full listen queue dropped.
+    pub(super) listen_overflow: Option<SimTime>,
+    /// First lookup that hit the resolver's 5 s timeout.
+    pub(super) dns_timeout: Option<SimTime>,
 }
 
 /// Requests of one workload, by outcome.
@@ -74,6 +88,27 @@ pub(super) struct TableCensus {
 }
 
 impl NodeSim {
+    /// A request attempt failed for `cause` at `at`: counted, and its cause's onset kept.
+    pub(super) fn note_failure(&mut self, cause: &str, at: SimTime) {
+        match self.tally.failures_by_cause.get_mut(cause) {
+            Some(n) => *n += 1,
+            None => {
+                self.tally.failures_by_cause.insert(cause.to_string(), 1);
+                self.tally.cause_onsets.attempts.insert(cause.to_string(), at);
+            }
+        }
+    }
+
+    /// A full listen queue dropped a SYN or a handshake's ACK at `at`.
+    pub(super) fn note_listen_overflow(&mut self, at: SimTime) {
+        self.tally.cause_onsets.listen_overflow.get_or_insert(at);
+    }
+
+    /// A lookup hit the resolver's 5 s timeout (seen when it ended, at `at`).
+    pub(super) fn note_dns_timeout(&mut self, at: SimTime) {
+        self.tally.cause_onsets.dns_timeout.get_or_insert(at);
+    }
+
     pub(super) fn counters(&self, n: usize) -> crate::conntrack::CtStats {
         self.world.nodes[n].ct.stats_sum(0)
     }

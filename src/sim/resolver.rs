@@ -205,6 +205,7 @@ impl NodeSim {
         let pod = slot.pod as usize;
         if slot.had_timeout || outcome.elapsed >= SimDuration::from_secs(5) {
             self.tally.lookups_with_timeout += 1;
+            self.note_dns_timeout(now);
         }
         let ok = matches!(outcome.result, LookupResult::Resolved { .. });
         let first = match &outcome.result {

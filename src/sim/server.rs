@@ -113,7 +113,7 @@ impl NodeSim {
                 let netns = self.world.pods[sp as usize].netns;
                 self.send(cx, netns, reply, now, Purpose::SynAck { flow }, false, None);
             }
-            SynOutcome::Dropped => {}
+            SynOutcome::Dropped => self.note_listen_overflow(now),
         }
     }
 
@@ -184,7 +184,11 @@ impl NodeSim {
                         // (a simplification, docs/model.md).
                         let _registered = pod.sockets.insert_established(st, now).is_ok();
                     }
-                    AckOutcome::Overflow | AckOutcome::Reset => return,
+                    AckOutcome::Overflow => {
+                        self.note_listen_overflow(now);
+                        return;
+                    }
+                    AckOutcome::Reset => return,
                 }
             }
         }

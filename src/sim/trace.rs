@@ -5,12 +5,16 @@
 
 use super::SimError;
 use super::hops::{self, Hop, Hops, Step, Walked};
-use super::world::World;
+use super::world::{PodRole, World};
 use crate::datapath::{Confirmed, DropReason, HalfVerdict, PathObserver};
-use crate::netfilter::{Evaluation, Hook, TableKind, Trace};
+use crate::netfilter::{
+    CtStateMatch, EvalContext, EvalState, Evaluation, Hook, LocalAddrs, NatAction, TableKind, Trace, Verdict,
+};
 use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
 use crate::scenario::Scenario;
+use crate::service::node::ProxyImpl;
+use crate::service::proxy::FlowOrigin;
 use crate::time::SimTime;
 use crate::topology::{Forwarding, NetnsId, RouteDecision};
 use std::fmt::Write as _;
@@ -41,10 +45,10 @@ impl PathObserver for Recorder {
 
     fn table(&mut self, hook: Hook, table: TableKind, ev: &Evaluation, trace: Option<&Trace>) {
         let summary = format!(
-            "{} rules evaluated -> {:?}{}{}",
+            "{} rules evaluated -> {}{}{}",
             ev.rules_evaluated,
-            ev.verdict,
-            ev.nat.map(|n| format!(", {n:?}")).unwrap_or_default(),
+            verdict_text(ev.verdict),
+            ev.nat.map(|n| format!(", {}", nat_text(n))).unwrap_or_default(),
             if ev.notrack { ", NOTRACK" } else { "" }
         );
         // Per chain visited, in order: (chain, rules tested, matched rule).
@@ -76,6 +80,59 @@ impl PathObserver for Recorder {
             hook,
             text: text.to_string(),
         });
+    }
+}
+
+/// `ACCEPT`, `DROP`, `REJECT`, as iptables prints targets.
+fn verdict_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "ACCEPT",
+        Verdict::Drop => "DROP",
+        Verdict::Reject => "REJECT",
+    }
+}
+
+/// A NAT decision as iptables writes its target.
+fn nat_text(n: NatAction) -> String {
+    let ports = |p: Option<crate::netfilter::PortRange>| {
+        p.map(|p| {
+            if p.first == p.last {
+                format!(":{}", p.first)
+            } else {
+                format!(":{}-{}", p.first, p.last)
+            }
+        })
+        .unwrap_or_default()
+    };
+    match n {
+        NatAction::Dnat { addr, port } => format!(
+            "DNAT to {addr}{}",
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        NatAction::Snat { range } => {
+            let addrs = if range.min_addr == range.max_addr {
+                range.min_addr.to_string()
+            } else {
+                format!("{}-{}", range.min_addr, range.max_addr)
+            };
+            format!(
+                "SNAT to {addrs}{}{}{}",
+                ports(range.ports),
+                if range.random { " --random" } else { "" },
+                if range.random_fully { " --random-fully" } else { "" }
+            )
+        }
+        NatAction::Masquerade {
+            ports: p,
+            random,
+            random_fully,
+        } => format!(
+            "MASQUERADE{}{}{}",
+            p.map(|_| format!(" --to-ports {}", &ports(p)[1..]))
+                .unwrap_or_default(),
+            if random { " --random" } else { "" },
+            if random_fully { " --random-fully" } else { "" }
+        ),
     }
 }
 
@@ -139,6 +196,8 @@ struct TraceWalk<'a> {
     world: &'a mut World,
     rng: &'a mut SimRng,
     out: &'a mut String,
+    /// Show the proxy data plane's rules for packets that open a flow (the first walk).
+    explain: bool,
 }
 
 impl Hops for TraceWalk<'_> {
@@ -160,6 +219,14 @@ impl Hops for TraceWalk<'_> {
 
     fn host(&mut self, node: u16, hop: Hop, pkt: Packet, t: SimTime) -> Step<Self::Suspend> {
         let n = usize::from(node);
+        if self.explain {
+            let origin = if hop.in_dev.is_none() {
+                FlowOrigin::Host
+            } else {
+                FlowOrigin::Pod
+            };
+            explain_proxy(self.world, n, origin, &pkt, t, self.out);
+        }
         let mut rec = Recorder::default();
         let world = &mut *self.world;
         let node_ref = &mut world.nodes[n];
@@ -214,7 +281,7 @@ impl Hops for TraceWalk<'_> {
                 );
             }
             RouteDecision::Unreachable(u) => {
-                let _ = writeln!(self.out, "  UNREACHABLE: {u:?}");
+                let _ = writeln!(self.out, "  UNREACHABLE: {}", unreachable_text(*u));
             }
         }
     }
@@ -228,9 +295,103 @@ impl Hops for TraceWalk<'_> {
             .to_string();
         let encap = match decision.encap {
             crate::topology::Encap::None => String::new(),
-            e => format!(" ({e:?}, +{} bytes)", e.overhead_bytes()),
+            e @ crate::topology::Encap::Vxlan => format!(" (VXLAN, +{} bytes)", e.overhead_bytes()),
+            e @ crate::topology::Encap::Ipip => format!(" (IP-in-IP, +{} bytes)", e.overhead_bytes()),
         };
         let _ = writeln!(self.out, "    -> out {out_name}{encap}");
+    }
+}
+
+/// Why a route lookup failed, as `ip route get` would say it.
+fn unreachable_text(u: crate::topology::Unreachable) -> &'static str {
+    match u {
+        crate::topology::Unreachable::NoRoute => "no route (ENETUNREACH)",
+        crate::topology::Unreachable::Blackhole => "blackhole route",
+        crate::topology::Unreachable::NoNeighbour => "no neighbour answers for the next hop (EHOSTUNREACH)",
+    }
+}
+
+/// The rules a node's proxy data plane tests for a packet that opens a flow, chain by
+/// chain: nftables' base and regular chains (replayed on a copy of the data plane's random
+/// stream, so the choice shown is the one the packet gets), IPVS mode's ipset-matched
+/// iptables rules. iptables mode needs nothing here: its rules are the namespace's
+/// tables, shown with them.
+fn explain_proxy(
+    world: &mut World,
+    n: usize,
+    origin: FlowOrigin,
+    pkt: &Packet,
+    t: SimTime,
+    out: &mut String,
+) {
+    let node_ip = world.nodes[n].host.local.0.clone();
+    let Some(np) = world.nodes[n].host.proxy.as_mut() else {
+        return;
+    };
+    let hook = match origin {
+        FlowOrigin::Host => Hook::Output,
+        FlowOrigin::Pod => Hook::Prerouting,
+    };
+    let mut rng = np.rng.clone();
+    match &mut np.imp {
+        ProxyImpl::Nftables(p) => {
+            let (fp, steps) = p.first_packet_explained(origin, pkt.tuple, &mut rng, t);
+            let _ = writeln!(
+                out,
+                "    {:<11} nftables table ip kube-proxy: {} rules tested, base chains {}",
+                hook.chain_name(),
+                fp.cost.rules_evaluated,
+                match fp.note {
+                    crate::service::proxy::ModeNote::Nftables { base_chains } => base_chains.to_string(),
+                    _ => String::new(),
+                }
+            );
+            for st in steps {
+                match &st.matched {
+                    Some((pos, rule)) => {
+                        let _ = writeln!(
+                            out,
+                            "      {:<28} {:>6} tested, matched #{pos}: {rule}",
+                            st.label(),
+                            st.tested
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "      {:<28} {:>6} tested, none matched",
+                            st.label(),
+                            st.tested
+                        );
+                    }
+                }
+            }
+        }
+        ProxyImpl::Ipvs(p) => {
+            let rs = p.ruleset();
+            let mut local = node_ip;
+            local.push(pkt.tuple.dst);
+            let local = LocalAddrs(local);
+            let mut state = EvalState::new();
+            let mut records = Vec::new();
+            let filter_hook = match origin {
+                FlowOrigin::Host => Hook::Output,
+                FlowOrigin::Pod => Hook::Input,
+            };
+            for (table, h) in [(TableKind::Nat, hook), (TableKind::Filter, filter_hook)] {
+                let cx = EvalContext::new(CtStateMatch::NEW, &local, t);
+                let (ev, trace) = rs.evaluate_traced(table, h, pkt, &cx, &mut state, &mut rng);
+                let mut rec = Recorder::default();
+                rec.table(h, table, &ev, Some(&trace));
+                records.extend(rec.steps);
+            }
+            let _ = writeln!(
+                out,
+                "    IPVS mode's iptables rules (ipsets; the virtual server then picks the real server):"
+            );
+            render(rs, &records, out);
+        }
+        ProxyImpl::Ebpf(_) => {}
     }
 }
 
@@ -242,8 +403,14 @@ fn walk(
     pkt: Packet,
     rng: &mut SimRng,
     out: &mut String,
+    explain: bool,
 ) -> Option<(NetnsId, Packet)> {
-    let mut w = TraceWalk { world, rng, out };
+    let mut w = TraceWalk {
+        world,
+        rng,
+        out,
+        explain,
+    };
     match hops::walk(&mut w, Hop::origin(from), pkt, SimTime::ZERO) {
         Walked::Delivered { netns, pkt, .. } => Some((netns, pkt)),
         Walked::Dropped {
@@ -265,42 +432,62 @@ fn walk(
     }
 }
 
-/// Traces a TCP connection's SYN from pod `from` to `to` (`SERVICE:PORT`, `SERVICE.NS:PORT`
-/// or `IP:PORT`) and its SYN-ACK back, on a fresh copy of the scenario's world.
+/// Traces a connection's first packet from client pod `from` (or, given a node's name,
+/// from that node's host namespace and address, entering at OUTPUT) to `to` (`SERVICE:PORT`,
+/// `SERVICE.NS:PORT` or `IP:PORT`) and its answer back, on a fresh copy of the
+/// scenario's world: a TCP SYN and SYN-ACK, or a UDP datagram and its reply. `proto`
+/// defaults to the Service port's protocol (TCP for `IP:PORT`); a Service port of
+/// another protocol is refused, naming the one it has.
 ///
 /// # Errors
-/// [`SimError::UnknownName`] for an unknown pod or destination.
-pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimError> {
+/// [`SimError::UnknownName`] for an unknown pod or destination, or a protocol the
+/// Service port does not serve.
+pub fn trace(scenario: &Scenario, from: &str, to: &str, proto: Option<Proto>) -> Result<String, SimError> {
     let mut world = World::build(scenario)?;
-    let from_netns = world
-        .topo
-        .netns_by_name(from)
-        .filter(|n| world.pod_of_netns.get(n.index()).copied().flatten().is_some())
-        .ok_or_else(|| {
-            let pods: Vec<&str> = world
-                .pods
-                .iter()
-                .take(3)
-                .filter_map(|p| world.topo.netns(p.netns).map(crate::topology::Netns::name))
-                .collect();
-            SimError::UnknownName {
-                flag: "--from",
-                message: format!("no pod named `{from}` (pods are named like {})", pods.join(", ")),
-            }
-        })?;
-    let dst = resolve_target(scenario, to)?;
-    let pod_ip = world.pods[world.pod_of_netns[from_netns.index()].unwrap_or(0) as usize].ip;
+    let client = world.topo.netns_by_name(from).filter(|n| {
+        matches!(
+            world
+                .pod_of_netns
+                .get(n.index())
+                .copied()
+                .flatten()
+                .map(|p| world.pods[p as usize].role),
+            Some(PodRole::Client { .. })
+        )
+    });
+    // A node's name: a host-network flow, from the node's own address through OUTPUT.
+    let host = scenario.nodes.iter().find(|n| n.name == from).and_then(|n| {
+        world
+            .topo
+            .netns_by_name(&n.name)
+            .filter(|ns| world.host_of(*ns).is_some())
+            .map(|ns| (ns, n.ip))
+    });
+    let (from_netns, src_ip) = match (client, host) {
+        (Some(ns), _) => (
+            ns,
+            world.pods[world.pod_of_netns[ns.index()].unwrap_or(0) as usize].ip,
+        ),
+        (None, Some(h)) => h,
+        (None, None) => return Err(unknown_pod(&world, scenario, from)),
+    };
+    let (dst, proto) = resolve_target(scenario, to, proto)?;
     let mut rng = SimRng::stream(scenario.seed, "trace");
     let sport = 40_000;
-    let tuple = Tuple::new(Proto::Tcp, pod_ip, sport, *dst.ip(), dst.port());
+    let tuple = Tuple::new(proto, src_ip, sport, *dst.ip(), dst.port());
+    let (first, answer, flags, answer_flags) = match proto {
+        Proto::Udp => ("UDP", "reply", TcpFlags::NONE, TcpFlags::NONE),
+        _ => ("SYN", "SYN-ACK", TcpFlags::SYN, TcpFlags::SYN_ACK),
+    };
     let mut out = String::new();
-    let _ = writeln!(out, "SYN {tuple}");
+    let _ = writeln!(out, "{first} {tuple}");
     let Some((at, delivered)) = walk(
         &mut world,
         from_netns,
-        Packet::new(tuple, TcpFlags::SYN),
+        Packet::new(tuple, flags),
         &mut rng,
         &mut out,
+        true,
     ) else {
         return Ok(out);
     };
@@ -310,13 +497,14 @@ pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimErr
         netns_label(&world, at),
         delivered.tuple
     );
-    let _ = writeln!(out, "\nSYN-ACK {}", delivered.tuple.reversed());
+    let _ = writeln!(out, "\n{answer} {}", delivered.tuple.reversed());
     if let Some((back, pkt)) = walk(
         &mut world,
         at,
-        Packet::new(delivered.tuple.reversed(), TcpFlags::SYN_ACK),
+        Packet::new(delivered.tuple.reversed(), answer_flags),
         &mut rng,
         &mut out,
+        false,
     ) {
         let _ = writeln!(
             out,
@@ -340,9 +528,65 @@ pub fn trace(scenario: &Scenario, from: &str, to: &str) -> Result<String, SimErr
     Ok(out)
 }
 
-fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimError> {
+/// `--from` names no client pod: suggest the client pods, those whose name is closest
+/// first (a case-insensitive match, then a shared prefix).
+fn unknown_pod(world: &World, scenario: &Scenario, from: &str) -> SimError {
+    let mut names: Vec<String> = world
+        .pods
+        .iter()
+        .filter(|p| matches!(p.role, PodRole::Client { .. }))
+        .filter_map(|p| world.topo.netns(p.netns).map(|n| n.name().to_owned()))
+        .collect();
+    let lower = from.to_ascii_lowercase();
+    let score = |n: &String| {
+        let nl = n.to_ascii_lowercase();
+        let common = nl.chars().zip(lower.chars()).take_while(|(a, b)| a == b).count();
+        (nl != lower, usize::MAX - common)
+    };
+    names.sort_by_key(|n| score(n));
+    let hint = match names.first() {
+        Some(n) if n.eq_ignore_ascii_case(from) => format!(" (did you mean `{n}`?)"),
+        _ => String::new(),
+    };
+    let workloads: Vec<String> = scenario
+        .workloads
+        .iter()
+        .map(|w| {
+            let on: Vec<&str> = w.nodes.iter().map(|n| scenario.node(*n).name.as_str()).collect();
+            format!(
+                "{}-0..{}-{} on {} {}",
+                w.name,
+                w.name,
+                w.pods.len().saturating_sub(1),
+                if on.len() == 1 { "node" } else { "nodes" },
+                on.join(", ")
+            )
+        })
+        .collect();
+    SimError::UnknownName {
+        flag: "--from",
+        message: format!(
+            "no client pod or node named `{from}`{hint}; client pods are {}; a node's name ({}) traces a host-network flow",
+            workloads.join(", "),
+            scenario
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .trim_end()
+        .to_owned(),
+    }
+}
+
+fn resolve_target(
+    scenario: &Scenario,
+    to: &str,
+    proto: Option<Proto>,
+) -> Result<(SocketAddrV4, Proto), SimError> {
     if let Ok(a) = to.parse::<SocketAddrV4>() {
-        return Ok(a);
+        return Ok((a, proto.unwrap_or(Proto::Tcp)));
     }
     let (name, port) = to
         .rsplit_once(':')
@@ -362,15 +606,28 @@ fn resolve_target(scenario: &Scenario, to: &str) -> Result<SocketAddrV4, SimErro
     let p = s
         .ports
         .iter()
-        .find(|p| p.port == port)
-        .ok_or_else(|| to_error(to, format!("Service `{}` has no port {port}", s.name)))?;
-    match s.cluster_ip {
-        Some(ip) => Ok(SocketAddrV4::new(ip, p.port)),
-        None => Ok(SocketAddrV4::new(
+        .find(|p| p.port == port && proto.is_none_or(|x| x == p.protocol))
+        .ok_or_else(|| match (proto, s.ports.iter().find(|p| p.port == port)) {
+            (Some(want), Some(have)) => to_error(
+                to,
+                format!(
+                    "Service `{}` port {port} is {}, not {}; use --proto {}",
+                    s.name,
+                    have.protocol.as_str().to_ascii_uppercase(),
+                    want.as_str().to_ascii_uppercase(),
+                    have.protocol.as_str()
+                ),
+            ),
+            _ => to_error(to, format!("Service `{}` has no port {port}", s.name)),
+        })?;
+    let addr = match s.cluster_ip {
+        Some(ip) => SocketAddrV4::new(ip, p.port),
+        None => SocketAddrV4::new(
             s.endpoints.first().map_or(Ipv4Addr::UNSPECIFIED, |e| e.ip),
             p.target_port,
-        )),
-    }
+        ),
+    };
+    Ok((addr, p.protocol))
 }
 
 fn to_error(to: &str, what: String) -> SimError {

@@ -1,13 +1,219 @@
-//! The verdict: the first conntrack counter to rise on any node, and why, in the
-//! kernel's terms.
+//! The verdict: the failure the users felt (causes ranked by the request attempts they
+//! failed, each with its onset), and the first conntrack counter to rise on any node, and
+//! why, in the kernel's terms.
 
 use super::collect::round3;
 use super::model::NodeSim;
-use crate::report::{NodeReport, Verdict};
+use crate::report::{FailureCause, NodeReport, Verdict};
 use crate::time::SimTime;
 
-/// The first thing that went wrong, and why, in the kernel's terms.
+/// The verdict of a finished run.
 pub(super) fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
+    let mut v = conntrack_verdict(sim, nodes);
+    v.failures = failure_ranking(sim, nodes);
+    let Some(largest) = v.failures.first() else {
+        return v;
+    };
+    if largest.cause == CONNTRACK {
+        return v;
+    }
+    // Another failure hurt more requests than conntrack: it leads, and the conntrack
+    // finding follows it.
+    let first = v
+        .failures
+        .iter()
+        .filter_map(|f| f.onset_s.map(|t| (t, f)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f);
+    let mut text = format!(
+        "{}: {} failed request attempts{}",
+        largest.cause,
+        largest.attempts,
+        largest
+            .onset_s
+            .map_or_else(String::new, |t| format!(" from t={t:.3}s"))
+    );
+    if let Some(f) = first.filter(|f| f.cause != largest.cause) {
+        text.push_str(&format!(
+            " (the first failure: {} at t={:.3}s)",
+            f.cause,
+            f.onset_s.unwrap_or_default()
+        ));
+    }
+    let mut cause = largest.detail.clone();
+    if v.kind != "none" {
+        cause.push_str(&format!("; conntrack: {}: {}", v.text, v.cause));
+    }
+    v.text = text;
+    v.cause = cause;
+    v
+}
+
+const CONNTRACK: &str = "conntrack drops";
+
+/// Failure causes ranked by request attempts failed (largest first; ties: earliest onset).
+///
+/// Attempts that timed out in connect are shared out among the causes of the packets lost
+/// on the way (conntrack drops, listen-queue overflows, other drops), in proportion to the
+/// packets each lost; with none lost and a saturated node, they go to CPU saturation.
+/// Attempts that timed out waiting for the response go to CPU saturation when a node was
+/// saturated.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
+    let by = &sim.tally.failures_by_cause;
+    let onsets = &sim.tally.cause_onsets.attempts;
+    let matching = |pred: &dyn Fn(&str) -> bool| -> (u64, Option<SimTime>) {
+        let n = by.iter().filter(|(k, _)| pred(k)).map(|(_, v)| *v).sum();
+        let t = onsets.iter().filter(|(k, _)| pred(k)).map(|(_, t)| *t).min();
+        (n, t)
+    };
+    let is_connect = |k: &str| k.starts_with("timeout in connect") || k.starts_with("ETIMEDOUT");
+    let is_response = |k: &str| k.starts_with("timeout waiting for the response");
+    let is_dns = |k: &str| k.starts_with("timeout waiting for DNS") || k.starts_with("DNS:");
+    let is_addr = |k: &str| k.starts_with("EADDRNOTAVAIL");
+    let is_refused = |k: &str| k.starts_with("ECONNREFUSED");
+    let (connect, connect_at) = matching(&is_connect);
+    let (response, response_at) = matching(&is_response);
+    let (dns, dns_at) = matching(&is_dns);
+    let (addr, addr_at) = matching(&is_addr);
+    let (refused, refused_at) = matching(&is_refused);
+    let (other, other_at) =
+        matching(&|k| !(is_connect(k) || is_response(k) || is_dns(k) || is_addr(k) || is_refused(k)));
+
+    let ct_lost: u64 = nodes.iter().map(|n| n.conntrack.stats.drop).sum();
+    let listen_lost: u64 = nodes.iter().map(|n| n.sockets.listen_overflows).sum();
+    let other_lost: u64 = nodes
+        .iter()
+        .flat_map(|n| n.packet_drops.iter())
+        .filter(|(k, _)| !k.contains("conntrack"))
+        .map(|(_, v)| *v)
+        .sum();
+    let saturated: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.cpu.peak_demand_pct > 100.0)
+        .map(|n| n.name.as_str())
+        .collect();
+    let lost = ct_lost + listen_lost + other_lost;
+    let share = |part: u64| -> u64 {
+        if lost == 0 {
+            0
+        } else {
+            (connect as f64 * part as f64 / lost as f64).round() as u64
+        }
+    };
+    let (ct_share, listen_share) = (share(ct_lost), share(listen_lost));
+    let mut cpu_attempts = 0;
+    let mut other_attempts = other;
+    if lost == 0 {
+        if saturated.is_empty() {
+            other_attempts += connect;
+        } else {
+            cpu_attempts += connect;
+        }
+    } else {
+        other_attempts += connect.saturating_sub(ct_share + listen_share);
+    }
+    if saturated.is_empty() {
+        other_attempts += response;
+    } else {
+        cpu_attempts += response;
+    }
+
+    let secs = |t: Option<SimTime>| t.map(|t| round3(t.as_secs_f64()));
+    let ct_at = sim
+        .onsets
+        .iter()
+        .flat_map(|o| [o.drop, o.insert_failed])
+        .flatten()
+        .map(|(t, _)| t)
+        .min();
+    let cpu_at = sim
+        .samples
+        .iter()
+        .find(|s| s.cpu_pct.iter().any(|p| *p >= 99.5))
+        .map(|s| round3(s.t_s));
+    let mut out = vec![
+        FailureCause {
+            cause: CONNTRACK.into(),
+            attempts: ct_share,
+            onset_s: secs(ct_at),
+            detail: format!(
+                "{ct_lost} packets dropped by conntrack (drop, insert_failed) on the path; {connect} attempts timed out in connect, {ct_share} of them put down to these drops"
+            ),
+        },
+        FailureCause {
+            cause: "DNS timeouts".into(),
+            attempts: dns,
+            onset_s: secs(
+                [dns_at, sim.tally.cause_onsets.dns_timeout]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            ),
+            detail: format!(
+                "{dns} attempts failed waiting for DNS; {} lookups hit the resolver's 5 s timeout, {} failed; CoreDNS answered {} queries",
+                sim.tally.lookups_with_timeout, sim.tally.lookups_failed, sim.tally.coredns_queries
+            ),
+        },
+        FailureCause {
+            cause: "CPU saturation".into(),
+            attempts: cpu_attempts,
+            onset_s: cpu_at.or(secs(response_at)),
+            detail: format!(
+                "{} saturated (CPU demand above 100 %); {response} attempts timed out waiting for the response",
+                if saturated.is_empty() {
+                    "no node".to_owned()
+                } else {
+                    saturated.join(", ")
+                }
+            ),
+        },
+        FailureCause {
+            cause: "listen-queue overflows".into(),
+            attempts: listen_share,
+            onset_s: secs(sim.tally.cause_onsets.listen_overflow),
+            detail: format!(
+                "{listen_lost} SYNs or handshake ACKs dropped by full listen queues (ListenOverflows)"
+            ),
+        },
+        FailureCause {
+            cause: "EADDRNOTAVAIL".into(),
+            attempts: addr,
+            onset_s: secs(addr_at),
+            detail: format!("{addr} connect() calls found no free ephemeral port"),
+        },
+        FailureCause {
+            cause: "no endpoints".into(),
+            attempts: refused,
+            onset_s: secs(refused_at),
+            detail: format!("{refused} connects refused: a Service without endpoints"),
+        },
+        FailureCause {
+            cause: "other".into(),
+            attempts: other_attempts,
+            onset_s: secs([other_at, connect_at].into_iter().flatten().min()),
+            detail: format!(
+                "{other_lost} packets lost to other drops (filter rules, routing, proxy); other failed attempts"
+            ),
+        },
+    ];
+    out.retain(|f| f.attempts > 0);
+    out.sort_by(|a, b| {
+        b.attempts.cmp(&a.attempts).then(
+            a.onset_s
+                .unwrap_or(f64::MAX)
+                .total_cmp(&b.onset_s.unwrap_or(f64::MAX)),
+        )
+    });
+    out
+}
+
+/// The first conntrack counter to rise on any node, and why, in the kernel's terms.
+fn conntrack_verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
     // Earliest onset across nodes and counters. On a tie insert_failed wins: a clash at
     // confirm raises insert_failed and drop together, and the clash is the cause.
     let mut best: Option<(SimTime, usize, &'static str, u32)> = None;
@@ -31,6 +237,7 @@ pub(super) fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
             at_s: None,
             text: "no conntrack drop, insert_failed or early_drop on any node".into(),
             cause: String::new(),
+            failures: Vec::new(),
         };
     };
     let n = &nodes[i];
@@ -88,5 +295,6 @@ pub(super) fn verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
         at_s: Some(round3(t.as_secs_f64())),
         text,
         cause,
+        failures: Vec::new(),
     }
 }

@@ -243,7 +243,7 @@ fn pod_specs(sc: &Scenario) -> (Vec<PodSpec>, Vec<Vec<u32>>) {
             wl_pods[wi].push(u32::try_from(specs.len()).unwrap_or(u32::MAX));
             specs.push(PodSpec {
                 name: format!("{}-{k}", w.name),
-                node: w.node.0 as usize,
+                node: w.pod_node(k).0 as usize,
                 ip: *ip,
                 role: PodRole::Client {
                     wl: u16::try_from(wi).unwrap_or(u16::MAX),

@@ -18,6 +18,7 @@ use crate::report::{Report, RunReport, TimeSeries};
 use crate::scenario::{Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
 
+use super::horizon::{Horizon, Sufficiency};
 use super::runner::Job;
 
 /// The name of the unmodified scenario's column.
@@ -32,9 +33,115 @@ pub struct VariantRun {
     pub overrides: Vec<String>,
     /// The run's report, with its alert replay and census.
     pub report: RunReport,
+    /// Whether the run lasted long enough to reach the table's steady state.
+    pub run: Sufficiency,
+    /// What the variant did against the baseline, judged only from runs long enough.
+    pub outcome: VariantOutcome,
+    /// What changed by more than 2× on each node against the baseline, and why.
+    pub node_changes: Vec<String>,
     /// The run's time series (charts; not serialised).
     #[serde(skip)]
     pub timeseries: TimeSeries,
+}
+
+/// A variant's effect against the baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The baseline column itself: it fails.
+    Fails,
+    /// Nothing dropped and no request failed, in a run long enough.
+    Holds,
+    /// The baseline fails; this variant does not, in a run long enough.
+    Fixed,
+    /// Fewer than half the baseline's failures.
+    Improved,
+    /// About the baseline's failures (within a factor of 2).
+    NotFixed,
+    /// More than twice the baseline's failures.
+    Worse,
+    /// No failure, or not fewer than the baseline's, in a run too short to tell.
+    Inconclusive,
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutcomeKind::Fails => "fails",
+            OutcomeKind::Holds => "holds",
+            OutcomeKind::Fixed => "fixed",
+            OutcomeKind::Improved => "improved",
+            OutcomeKind::NotFixed => "not fixed",
+            OutcomeKind::Worse => "worse",
+            OutcomeKind::Inconclusive => "inconclusive",
+        })
+    }
+}
+
+/// The outcome and its explanation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VariantOutcome {
+    /// What kind.
+    pub kind: OutcomeKind,
+    /// In words, with the numbers compared.
+    pub text: String,
+}
+
+/// Failures a run shows: conntrack `drop` + `insert_failed` over nodes, and failed requests.
+fn failures(r: &Report) -> u64 {
+    r.nodes
+        .iter()
+        .map(|n| n.conntrack.stats.drop + n.conntrack.stats.insert_failed)
+        .sum::<u64>()
+        + r.requests.failed
+}
+
+/// Judges `v` against `base`; `run` says whether `v`'s run was long enough.
+fn outcome(base: Option<&Report>, v: &Report, run: &Sufficiency) -> VariantOutcome {
+    let f = failures(v);
+    let mk = |kind, text: String| VariantOutcome { kind, text };
+    let Some(base) = base else {
+        return if f > 0 {
+            mk(
+                OutcomeKind::Fails,
+                format!("fails: {f} drops, insert_failed and failed requests"),
+            )
+        } else if run.long_enough {
+            mk(OutcomeKind::Holds, "holds at the steady state".to_owned())
+        } else {
+            mk(
+                OutcomeKind::Inconclusive,
+                format!("inconclusive: no failure yet, but {}", run.reason),
+            )
+        };
+    };
+    let b = failures(base);
+    if !run.long_enough {
+        return mk(
+            OutcomeKind::Inconclusive,
+            format!(
+                "inconclusive ({f} failures against the baseline's {b} so far): {}; run with --set duration={:.0}s",
+                run.reason, run.needed_s
+            ),
+        );
+    }
+    let kind = match (b, f) {
+        (0, 0) => OutcomeKind::Holds,
+        (_, 0) => OutcomeKind::Fixed,
+        (b, f) if f.saturating_mul(2) <= b => OutcomeKind::Improved,
+        (b, f) if f >= b.saturating_mul(2) => OutcomeKind::Worse,
+        _ => OutcomeKind::NotFixed,
+    };
+    let text = match kind {
+        OutcomeKind::Holds => "holds at the steady state, as the baseline".to_owned(),
+        OutcomeKind::Fixed => {
+            format!("fixed: no drop, insert_failed or failed request at the steady state (baseline: {b})")
+        }
+        OutcomeKind::Improved => format!("improved: {f} failures against the baseline's {b}"),
+        OutcomeKind::Worse => format!("worse: {f} failures against the baseline's {b}"),
+        _ => format!("not fixed: {f} failures against the baseline's {b}"),
+    };
+    mk(kind, text)
 }
 
 /// A whole comparison.
@@ -48,6 +155,8 @@ pub struct Comparison {
     pub seed: u64,
     /// Columns, baseline first.
     pub variants: Vec<VariantRun>,
+    /// Caveats about the runs (too short for a steady state, ...).
+    pub warnings: Vec<String>,
 }
 
 /// Schema version of [`Comparison`]'s JSON.
@@ -129,7 +238,7 @@ impl Comparison {
         jobs: &[Job],
         outcomes: Vec<Result<Outcome, SimError>>,
     ) -> Result<Comparison, CompareError> {
-        let mut runs = Vec::with_capacity(jobs.len());
+        let mut runs: Vec<VariantRun> = Vec::with_capacity(jobs.len());
         for (job, out) in jobs.iter().zip(outcomes) {
             let out = out.map_err(|source| CompareError::Sim {
                 name: job.label.clone(),
@@ -140,25 +249,51 @@ impl Comparison {
                 .find(|v| v.name == job.label)
                 .map(|v| v.overrides.iter().map(|o| o.as_str().to_owned()).collect())
                 .unwrap_or_default();
+            let run = Horizon::of(&job.scenario).check(out.report.duration_s);
+            let baseline = runs.first().map(|b| &b.report.report);
+            let outcome = outcome(baseline, &out.report, &run);
+            let node_changes = baseline.map_or_else(Vec::new, |b| node_changes(b, &out.report));
             runs.push(VariantRun {
                 name: job.label.clone(),
                 overrides,
                 report: RunReport::new(out.report, &out.timeseries),
+                run,
+                outcome,
+                node_changes,
                 timeseries: out.timeseries,
             });
+        }
+        let short: Vec<&str> = runs
+            .iter()
+            .filter(|r| !r.run.long_enough)
+            .map(|r| r.name.as_str())
+            .collect();
+        let mut warnings = Vec::new();
+        if let Some(first) = runs.iter().find(|r| !r.run.long_enough) {
+            let needed = runs.iter().map(|r| r.run.needed_s).fold(0.0, f64::max);
+            warnings.push(format!(
+                "{} of {} runs are too short to reach the steady state ({}): no variant is called fixed from them; run with --set duration={needed:.0}s",
+                short.len(),
+                runs.len(),
+                first.run.reason
+            ));
         }
         Ok(Comparison {
             schema_version: COMPARE_SCHEMA_VERSION,
             scenario: base.file.clone(),
             seed: base.seed,
             variants: runs,
+            warnings,
         })
     }
 
     /// The side-by-side table: `(metric, one cell per variant)`.
     #[must_use]
     pub fn table(&self) -> Vec<(String, Vec<String>)> {
-        let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+        let mut rows: Vec<(String, Vec<String>)> = vec![(
+            "outcome".to_owned(),
+            self.variants.iter().map(|v| v.outcome.kind.to_string()).collect(),
+        )];
         let mut row = |label: &str, f: &dyn Fn(&Report) -> String| {
             rows.push((
                 label.to_owned(),
@@ -285,10 +420,10 @@ impl Comparison {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} (seed {}): {} variants",
+            "{} (seed {}): {}",
             self.scenario,
             self.seed,
-            self.variants.len()
+            super::count(self.variants.len(), "column", "columns")
         );
         let _ = write!(s, "{:label_w$}", "");
         for (v, w) in self.variants.iter().zip(&widths) {
@@ -304,13 +439,20 @@ impl Comparison {
         }
         s.push('\n');
         for v in &self.variants {
-            let _ = writeln!(s, "{}: {}", v.name, v.report.verdict.text);
+            let _ = writeln!(s, "{}: {}", v.name, v.outcome.text);
+            let _ = writeln!(s, "  first: {}", v.report.verdict.text);
             if !v.report.verdict.cause.is_empty() {
                 let _ = writeln!(s, "  why: {}", v.report.verdict.cause);
+            }
+            for c in &v.node_changes {
+                let _ = writeln!(s, "  {c}");
             }
             if !v.overrides.is_empty() {
                 let _ = writeln!(s, "  set: {}", v.overrides.join(", "));
             }
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
         s
     }
@@ -560,6 +702,113 @@ fn top_class(r: &RunReport) -> String {
             || "no census".to_owned(),
             |(s, total)| format!("{} ({} of {total})", s.key, s.entries),
         )
+}
+
+/// Whether a count moved by more than 2× (and by at least 100, so that small numbers do
+/// not count).
+fn moved(x: u64, y: u64) -> bool {
+    x.max(y) >= 100 && (y > x.saturating_mul(2) || x > y.saturating_mul(2))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn change(x: u64, y: u64) -> String {
+    if x == 0 {
+        format!("{x} → {y}")
+    } else {
+        format!("{x} → {y} (×{:.2})", y as f64 / x as f64)
+    }
+}
+
+/// What changed by more than 2× on each node of `v` against `base`: the counters, the
+/// packets lost there by kind, the DNS entries it held, its CPU, and the mechanisms the
+/// numbers point to across nodes (a node that admits flows by `early_drop` and another
+/// that drops them; CPU spent on rules by flows no longer dropped at conntrack).
+#[must_use]
+pub fn node_changes(base: &Report, v: &Report) -> Vec<String> {
+    let pair = |name: &str| -> Option<(&crate::report::NodeReport, &crate::report::NodeReport)> {
+        Some((
+            base.nodes.iter().find(|x| x.name == name)?,
+            v.nodes.iter().find(|x| x.name == name)?,
+        ))
+    };
+    let mut out = Vec::new();
+    for n in &v.nodes {
+        let Some((b, n)) = pair(&n.name) else { continue };
+        let (bs, ns) = (&b.conntrack.stats, &n.conntrack.stats);
+        let mut changed: Vec<String> = [
+            ("drop", bs.drop, ns.drop),
+            ("insert_failed", bs.insert_failed, ns.insert_failed),
+            ("early_drop", bs.early_drop, ns.early_drop),
+            (
+                "entries created",
+                b.conntrack.entries_created,
+                n.conntrack.entries_created,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, x, y)| moved(*x, *y))
+        .map(|(k, x, y)| format!("{k} {}", change(x, y)))
+        .collect();
+        let cpu_moved = (n.cpu.mean_pct > 2.0 * b.cpu.mean_pct || b.cpu.mean_pct > 2.0 * n.cpu.mean_pct)
+            && (n.cpu.mean_pct - b.cpu.mean_pct).abs() >= 5.0;
+        if cpu_moved {
+            changed.push(format!(
+                "CPU mean {:.1}% → {:.1}%",
+                b.cpu.mean_pct, n.cpu.mean_pct
+            ));
+        }
+        if changed.is_empty() {
+            continue;
+        }
+        let mut line = format!("{}: {}", n.name, changed.join(", "));
+        let kinds: std::collections::BTreeSet<&String> =
+            b.packet_drops.keys().chain(n.packet_drops.keys()).collect();
+        let lost: Vec<String> = kinds
+            .into_iter()
+            .filter_map(|k| {
+                let x = b.packet_drops.get(k).copied().unwrap_or(0);
+                let y = n.packet_drops.get(k).copied().unwrap_or(0);
+                moved(x, y).then(|| format!("{k} {x} → {y}"))
+            })
+            .collect();
+        if !lost.is_empty() {
+            let _ = write!(line, "; packets lost here: {}", lost.join(", "));
+        }
+        let (bu, nu) = (b.conntrack.dns_udp_entries_end, n.conntrack.dns_udp_entries_end);
+        let (bt, nt) = (b.conntrack.dns_tcp_entries_end, n.conntrack.dns_tcp_entries_end);
+        if bu != nu || bt != nt {
+            let _ = write!(
+                line,
+                "; DNS entries held at the end: UDP {bu} → {nu}, TCP {bt} → {nt}"
+            );
+        }
+        // A node whose drops rose while another node's early_drop rose: the other node
+        // admitted new flows by evicting non-ASSURED entries, and they died here.
+        if moved(bs.drop, ns.drop) && ns.drop > bs.drop {
+            for m in &v.nodes {
+                let Some((mb, mn)) = pair(&m.name) else { continue };
+                let (x, y) = (mb.conntrack.stats.early_drop, mn.conntrack.stats.early_drop);
+                if m.name != n.name && moved(x, y) && y > x {
+                    let _ = write!(
+                        line,
+                        "; why: {} admitted more new flows by early_drop ({x} → {y}: it evicted non-ASSURED entries, such as the SYN_SENT entries of SYNs dropped further on) and {}'s full table dropped them",
+                        m.name, n.name
+                    );
+                }
+            }
+        }
+        // CPU up while this node's own drops fell: flows that used to die at conntrack
+        // (before the nat table) now walk the rules.
+        if cpu_moved && n.cpu.mean_pct > b.cpu.mean_pct && ns.drop < bs.drop {
+            let _ = write!(
+                line,
+                "; why: fewer new flows were dropped here at conntrack, before the nat table, so more walked its {:.0} rules per new connection",
+                n.rules.mean_per_new_connection
+            );
+        }
+        out.push(line);
+    }
+    out
 }
 
 /// Reads one `conntrack -S` counter.

@@ -19,6 +19,7 @@ use std::num::NonZeroUsize;
 use serde::Serialize;
 
 use super::compare;
+use super::horizon::{Horizon, Sufficiency};
 use super::knob::{Condition, Knob};
 use super::runner::{Job, run_jobs};
 use crate::scenario::{ConnectionMode, Override, Scenario, ScenarioError, Variant};
@@ -240,6 +241,9 @@ pub struct Plan {
     pub duration_s: f64,
     /// Runs made in total.
     pub runs: usize,
+    /// Whether the runs reach the table's steady state; answers from shorter runs are
+    /// inconclusive (the value found fills the table within the run, not for good).
+    pub run: Sufficiency,
     /// Caveats (duration too short for a steady state, ...).
     pub warnings: Vec<String>,
     /// Per variant, baseline first.
@@ -555,6 +559,7 @@ pub fn plan(
         resolution_pct: ppm_to_pct(settings.resolution_ppm),
         duration_s: secs(base.duration.as_nanos()),
         runs,
+        run: Horizon::of(base).check(secs(base.duration.as_nanos())),
         warnings: warnings(base, &settings.until),
         variants: out,
     })
@@ -620,32 +625,17 @@ fn analytic(s: &Scenario, knob: &Knob, until: &Condition, seeds: &[SeedSearch]) 
         .min_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s))
 }
 
-/// Caveats about the runs' length: a conntrack condition on short connections needs the
-/// table to reach its steady state, TIME_WAIT (`nf_conntrack_tcp_timeout_time_wait`) plus
-/// the connection lifetime after the load starts.
+/// Caveats about the runs' length: a condition on short connections needs the table to
+/// reach its steady state, TIME_WAIT (`nf_conntrack_tcp_timeout_time_wait`) plus the
+/// connection lifetime after the load settles ([`Horizon`]).
 fn warnings(s: &Scenario, until: &Condition) -> Vec<String> {
     let mut out = Vec::new();
-    let short = s
-        .workloads
-        .iter()
-        .any(|w| w.connection.mode == ConnectionMode::Short);
-    if until.metric.is_conntrack() && short {
-        let tw = s
-            .nodes
-            .iter()
-            .map(|n| n.sysctls.values.ct_timeouts.tcp_time_wait)
-            .max()
-            .unwrap_or_default();
-        let need = tw.as_nanos() + tw.as_nanos() / 20;
-        if s.duration.as_nanos() < need {
-            out.push(format!(
-                "the runs last {:.0} s, less than TIME_WAIT ({:.0} s) + 5 %: closed connections' conntrack entries have not started to expire, so the table never reaches its steady state and the value found is the one that fills it within {:.0} s, not a sustainable one; run longer (--set duration={:.0}s)",
-                secs(s.duration.as_nanos()),
-                secs(tw.as_nanos()),
-                secs(s.duration.as_nanos()),
-                (secs(need) + 10.0).ceil()
-            ));
-        }
+    let run = Horizon::of(s).check(secs(s.duration.as_nanos()));
+    if !run.long_enough {
+        out.push(format!(
+            "inconclusive: {}: the value found for {until} is the one that shows it within {:.0} s, not a sustainable one (a capacity found this way is too high, a safe value may not be); run with --set duration={:.0}s",
+            run.reason, run.run_s, run.needed_s
+        ));
     }
     if s.workloads.iter().any(|w| !w.rate_profile.is_empty()) {
         out.push(
@@ -668,13 +658,13 @@ impl Plan {
         let seeds = self.variants.first().map_or(0, |v| v.seeds.len());
         let _ = writeln!(
             s,
-            "{}: find {} until {} ({} seeds, resolution {}%, {} runs of {:.0} s simulated)",
+            "{}: find {} until {} ({}, resolution {}%, {} of {:.0} s simulated)",
             self.scenario,
             self.knob.paths.join(","),
             self.until,
-            seeds,
+            super::count(seeds, "seed", "seeds"),
             self.resolution_pct,
-            self.runs,
+            super::count(self.runs, "run", "runs"),
             self.duration_s
         );
         let width = self
@@ -700,6 +690,11 @@ impl Plan {
                     .map(|sd| format!("seed {}: {}", sd.seed, self.answer_text(&sd.answer)))
                     .collect::<Vec<_>>()
                     .join("; "),
+            };
+            let line = if self.run.long_enough {
+                line
+            } else {
+                format!("inconclusive (runs too short, see the warning): {line}")
             };
             let _ = writeln!(s, "{:width$}  {line}", v.name);
             if let Some(a) = &v.analytic {

@@ -27,6 +27,7 @@ use std::num::NonZeroUsize;
 
 use serde::Serialize;
 
+use super::horizon::Horizon;
 use super::runner::{Job, run_jobs};
 use crate::conntrack as sizing;
 use crate::report::Report;
@@ -103,6 +104,42 @@ pub struct Recommendation {
     pub numbers: Vec<(String, String)>,
     /// The re-run with `settings` applied (`None` for analytic-only ones).
     pub verified: Option<Verification>,
+    /// How long the measuring run and the re-run lasted, and why.
+    pub runs: RunLength,
+}
+
+/// How long a recommendation's runs lasted: at least what its question needs
+/// ([`Horizon`]), lengthened from the scenario's own duration when that is shorter.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunLength {
+    /// Simulated seconds of each run.
+    pub duration_s: f64,
+    /// The scenario's own duration when the runs were lengthened past it.
+    pub lengthened_from_s: Option<f64>,
+    /// What the question needs, in words.
+    pub reason: String,
+}
+
+impl RunLength {
+    /// The runs of a question needing `h` for a scenario of `scenario_s` seconds.
+    fn of(h: &Horizon, scenario_s: f64) -> RunLength {
+        let duration_s = scenario_s.max(h.steady_s);
+        RunLength {
+            duration_s,
+            lengthened_from_s: (duration_s > scenario_s).then_some(scenario_s),
+            reason: h.check(duration_s).reason,
+        }
+    }
+
+    fn render(&self) -> String {
+        match self.lengthened_from_s {
+            Some(from) => format!(
+                "{:.0} s, lengthened from the scenario's {from:.0} s ({})",
+                self.duration_s, self.reason
+            ),
+            None => format!("{:.0} s ({})", self.duration_s, self.reason),
+        }
+    }
 }
 
 impl Recommendation {
@@ -117,6 +154,7 @@ impl Recommendation {
         for (k, v) in &self.numbers {
             let _ = writeln!(s, "  {k}: {v}");
         }
+        let _ = writeln!(s, "  runs: {}", self.runs.render());
         match &self.verified {
             Some(v) => {
                 let _ = writeln!(
@@ -220,7 +258,12 @@ pub fn conntrack(
 ) -> Result<Recommendation, RecommendError> {
     let headroom = check_headroom(headroom_pct)?;
     let sysctl = |i: usize, name: &str, v: u64| format!("nodes.{i}.sysctl.net.netfilter.{name}={v}");
-    let measure: Vec<String> = (0..base.nodes.len())
+    // Both runs last until the table's steady state (TIME_WAIT + lifetime after the load
+    // settles): a shorter measuring run sees a table still filling and sizes it too small.
+    let horizon = Horizon::of(base);
+    let runs = RunLength::of(&horizon, base.duration.as_secs_f64());
+    let lengthen = horizon.lengthen(base.duration);
+    let mut measure: Vec<String> = (0..base.nodes.len())
         .flat_map(|i| {
             let m = u64::from(UNCONSTRAINED_MAX);
             [
@@ -229,6 +272,7 @@ pub fn conntrack(
             ]
         })
         .collect();
+    measure.extend(lengthen.clone());
     let measured = run_all(
         &[derive(base, "measuring run (unconstrained table)", &measure)?],
         threads,
@@ -250,8 +294,10 @@ pub fn conntrack(
             ]
         })
         .collect();
+    let mut check_set = settings.clone();
+    check_set.extend(lengthen);
     let check = run_all(
-        &[derive(base, "re-run with the recommended table", &settings)?],
+        &[derive(base, "re-run with the recommended table", &check_set)?],
         threads,
     )?;
     let mut numbers = vec![
@@ -300,6 +346,7 @@ pub fn conntrack(
         settings,
         numbers,
         verified: Some(verification(&check[0])),
+        runs,
     })
 }
 
@@ -342,8 +389,15 @@ pub fn pool(
         p("poolSize", &size.to_string()),
         p("idleTimeout", &format!("{idle_s}s")),
     ];
+    // The re-run lasts until the pooled table's steady state (closed pool connections
+    // hold TIME_WAIT entries too).
+    let pooled = derive(base, "re-run with the recommended pool", &settings)?;
+    let horizon = Horizon::of(&pooled.scenario);
+    let runs = RunLength::of(&horizon, base.duration.as_secs_f64());
+    let mut check_set = settings.clone();
+    check_set.extend(horizon.lengthen(base.duration));
     let check = run_all(
-        &[derive(base, "re-run with the recommended pool", &settings)?],
+        &[derive(base, "re-run with the recommended pool", &check_set)?],
         threads,
     )?;
     Ok(Recommendation {
@@ -352,7 +406,10 @@ pub fn pool(
         numbers: vec![
             (
                 "rate per pod".to_owned(),
-                format!("{rate_per_pod:.1}/s ({} pods)", w.pods.len()),
+                format!(
+                    "{rate_per_pod:.1}/s ({})",
+                    super::count(w.pods.len(), "pod", "pods")
+                ),
             ),
             (
                 "p99 latency with a generous pool (W)".to_owned(),
@@ -381,6 +438,7 @@ pub fn pool(
             ),
         ],
         verified: Some(verification(&check[0])),
+        runs,
     })
 }
 
@@ -524,6 +582,19 @@ pub fn snat_ports(
     if base.duration.as_secs_f64() < hold + 10.0 {
         check_set.push(format!("duration={min_s}s"));
     }
+    let runs = {
+        let scenario_s = base.duration.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let duration_s = scenario_s.max(min_s as f64);
+        RunLength {
+            duration_s,
+            lengthened_from_s: (duration_s > scenario_s).then_some(scenario_s),
+            reason: format!(
+                "the re-run needs the SNAT ports' steady state: conntrack TIME_WAIT {tw:.0} s + lifetime {:.1} ms + 10 s",
+                lifetime * 1_000.0
+            ),
+        }
+    };
     let check = run_all(
         &[derive(base, "re-run with the recommended endpoints", &check_set)?],
         threads,
@@ -627,6 +698,7 @@ pub fn snat_ports(
         settings,
         numbers,
         verified: Some(verification(&check[0])),
+        runs,
     })
 }
 
@@ -657,7 +729,12 @@ pub struct Crossover {
     /// `(mode, smallest Service count where it beats iptables)`, `None` when it never
     /// does in the range or was not simulated.
     pub crossover: Vec<(String, Option<u64>)>,
+    /// How long each run lasted, and why.
+    pub runs: RunLength,
 }
+
+/// Seconds of load at its final rate the CPU cost per connection is measured over.
+pub const CPU_SETTLE_S: f64 = 10.0;
 
 impl Crossover {
     /// Text table.
@@ -665,6 +742,7 @@ impl Crossover {
     pub fn render_text(&self) -> String {
         let mut s =
             String::from("proxy mode crossover (CPU busy core-seconds, rules per new connection, p99):\n");
+        let _ = writeln!(s, "  runs: {}", self.runs.render());
         for c in &self.cells {
             match (c.busy_core_s, &c.not_simulated) {
                 (Some(b), _) => {
@@ -715,17 +793,30 @@ pub fn proxy_mode_crossover(
 ) -> Result<Crossover, RecommendError> {
     let mut all: Vec<&str> = vec!["iptables"];
     all.extend(modes.iter().filter(|m| **m != "iptables"));
+    // The question is the CPU a new connection costs: it needs the load at its final rate
+    // for CPU_SETTLE_S, not the table's steady state.
+    let settled = Horizon::of(base).load_settled_s;
+    let needed = (settled + CPU_SETTLE_S).ceil();
+    let scenario_s = base.duration.as_secs_f64();
+    let duration_s = scenario_s.max(needed);
+    let runs = RunLength {
+        duration_s,
+        lengthened_from_s: (duration_s > scenario_s).then_some(scenario_s),
+        reason: format!(
+            "the CPU cost per new connection needs {CPU_SETTLE_S:.0} s of load at its final rate (from {settled:.0} s)"
+        ),
+    };
     let mut jobs = Vec::new();
     for &m in &all {
         for &n in service_counts {
-            jobs.push(derive(
-                base,
-                &format!("{m} with {n} Services"),
-                &[
-                    format!("kubeProxy.mode={m}"),
-                    format!("backgroundServices.count={n}"),
-                ],
-            )?);
+            let mut set = vec![
+                format!("kubeProxy.mode={m}"),
+                format!("backgroundServices.count={n}"),
+            ];
+            if runs.lengthened_from_s.is_some() {
+                set.push(format!("duration={needed:.0}s"));
+            }
+            jobs.push(derive(base, &format!("{m} with {n} Services"), &set)?);
         }
     }
     let outs = run_jobs(&jobs, threads, &|_, _| {});
@@ -776,7 +867,11 @@ pub fn proxy_mode_crossover(
             (m.to_owned(), at)
         })
         .collect();
-    Ok(Crossover { cells, crossover })
+    Ok(Crossover {
+        cells,
+        crossover,
+        runs,
+    })
 }
 
 #[cfg(test)]

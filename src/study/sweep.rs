@@ -13,6 +13,7 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+use super::horizon::Horizon;
 use super::knob::{Knob, KnobError};
 use super::runner::{Job, run_reports};
 use crate::report::chart::{Axis, Dash, Heatmap, LineChart, Series, ValueFormat};
@@ -278,6 +279,15 @@ pub struct Row {
     pub failed: u64,
     /// Highest CPU use over nodes, percent.
     pub cpu_peak_pct: f64,
+    /// Whether the row's answer stands: the run showed a drop, insert_failed or failed
+    /// request, or lasted long enough for the table's steady state. A clean row from a
+    /// shorter run is inconclusive.
+    #[serde(default = "conclusive_default")]
+    pub conclusive: bool,
+}
+
+fn conclusive_default() -> bool {
+    true
 }
 
 /// A sweep, or one shard of it.
@@ -297,6 +307,9 @@ pub struct Sweep {
     pub shard: Option<Shard>,
     /// Rows, by index.
     pub rows: Vec<Row>,
+    /// Caveats (runs too short for the table's steady state).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The number of runs of a grid (points × seeds), `None` above [`MAX_ROWS`] (computed
@@ -443,7 +456,7 @@ impl Sweep {
         for p in &self.params {
             let _ = write!(s, ",{}", p.paths.join("+"));
         }
-        s.push_str(",seed,verdict,verdict_at_s,count_peak,max,drop,insert_failed,early_drop,p50_ms,p99_ms,sent,timeouts,failed,cpu_peak_pct\n");
+        s.push_str(",seed,verdict,verdict_at_s,count_peak,max,drop,insert_failed,early_drop,p50_ms,p99_ms,sent,timeouts,failed,cpu_peak_pct,conclusive\n");
         for r in &self.rows {
             let _ = write!(s, "{}", r.index);
             for v in &r.values {
@@ -451,7 +464,7 @@ impl Sweep {
             }
             let _ = writeln!(
                 s,
-                ",{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{:.2}",
+                ",{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{:.2},{}",
                 r.seed,
                 r.verdict.replace(',', ";"),
                 r.verdict_at_s.map_or_else(String::new, |t| format!("{t:.3}")),
@@ -465,7 +478,8 @@ impl Sweep {
                 r.sent,
                 r.timeouts,
                 r.failed,
-                r.cpu_peak_pct
+                r.cpu_peak_pct,
+                r.conclusive
             );
         }
         s
@@ -586,24 +600,25 @@ impl Sweep {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{}: sweep of {} ({} runs{})",
+            "{}: sweep of {} ({}{})",
             self.scenario,
             self.params
                 .iter()
                 .map(|p| p.text.as_str())
                 .collect::<Vec<_>>()
                 .join(" x "),
-            self.rows.len(),
+            super::count(self.rows.len(), "run", "runs"),
             self.shard
                 .map_or_else(String::new, |sh| format!(", shard {}/{}", sh.index, sh.count))
         );
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "{:>5}  {}  seed {}  {}{}  peak {}/{}  drop {}  insert_failed {}  p99 {:.1} ms  timeouts {}",
+                "{:>5}  {}  seed {}  {}{}{}  peak {}/{}  drop {}  insert_failed {}  p99 {:.1} ms  timeouts {}",
                 r.index,
                 r.values.join(" "),
                 r.seed,
+                if r.conclusive { "" } else { "inconclusive: " },
                 r.verdict,
                 r.verdict_at_s
                     .map_or_else(String::new, |t| format!(" at {t:.3}s")),
@@ -614,6 +629,9 @@ impl Sweep {
                 r.p99_ms,
                 r.timeouts
             );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "warning: {w}");
         }
         s
     }
@@ -639,6 +657,9 @@ pub struct SweepPlan {
     jobs: Vec<Job>,
     /// Per job: its row index, the parameters' values and the seed.
     meta: Vec<(usize, Vec<String>, u64)>,
+    /// Why the base scenario's runs are too short for the table's steady state, said
+    /// when a row is inconclusive.
+    short_run: String,
 }
 
 impl SweepPlan {
@@ -718,9 +739,11 @@ impl SweepPlan {
                 seeds,
                 shard,
                 rows: Vec::new(),
+                warnings: Vec::new(),
             },
             jobs,
             meta,
+            short_run: Horizon::of(base).check(base.duration.as_secs_f64()).reason,
         })
     }
 
@@ -775,7 +798,13 @@ impl SweepPlan {
         let made = run_reports(&todo, threads, on_done, &|i, out| {
             let (index, values, seed) = todo_meta[i].clone();
             let row = match out {
-                Ok(report) => row_of(index, values, seed, &report),
+                Ok(report) => {
+                    let mut row = row_of(index, values, seed, &report);
+                    let run = Horizon::of(&todo[i].scenario).check(report.duration_s);
+                    let failed = row.drop + row.insert_failed + row.failed > 0;
+                    row.conclusive = failed || run.long_enough;
+                    row
+                }
                 Err(SimError::Unsupported { what }) => Row {
                     verdict: format!("not simulated ({what})"),
                     ..row_of(index, values, seed, &empty_report())
@@ -798,8 +827,18 @@ impl SweepPlan {
                 }
             }
         }
+        let rows: Vec<Row> = rows.into_values().collect();
+        let warnings = if rows.iter().any(|r| !r.conclusive) {
+            vec![format!(
+                "rows without drops from runs shorter than the table's steady state are inconclusive (the `conclusive` column): {}",
+                self.short_run
+            )]
+        } else {
+            Vec::new()
+        };
         Ok(Sweep {
-            rows: rows.into_values().collect(),
+            rows,
+            warnings,
             ..self.header
         })
     }
@@ -854,6 +893,12 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     if let Some(missing) = seen.iter().position(|s| !s) {
         return err(format!("shard {missing}/{count} is missing"));
     }
+    let mut warnings: Vec<String> = Vec::new();
+    for w in shards.iter().flat_map(|s| &s.warnings) {
+        if !warnings.contains(w) {
+            warnings.push(w.clone());
+        }
+    }
     let mut rows: Vec<Row> = shards.into_iter().flat_map(|s| s.rows).collect();
     rows.sort_by_key(|r| r.index);
     if rows.len() != total || rows.iter().enumerate().any(|(i, r)| r.index != i) {
@@ -865,6 +910,7 @@ pub fn merge(mut shards: Vec<Sweep>) -> Result<Sweep, SweepError> {
     Ok(Sweep {
         shard: None,
         rows,
+        warnings,
         ..first
     })
 }
@@ -889,6 +935,7 @@ fn row_of(index: usize, values: Vec<String>, seed: u64, r: &crate::report::Repor
         timeouts: r.requests.timeouts,
         failed: r.requests.failed,
         cpu_peak_pct: r.nodes.iter().map(|n| n.cpu.peak_pct).fold(0.0, f64::max),
+        conclusive: true,
     }
 }
 
@@ -906,6 +953,7 @@ fn empty_report() -> crate::report::Report {
             at_s: None,
             text: String::new(),
             cause: String::new(),
+            failures: Vec::new(),
         },
         nodes: Vec::new(),
         latency_ms: crate::report::LatencyReport::default(),
@@ -914,6 +962,7 @@ fn empty_report() -> crate::report::Report {
         baseline: None,
         workloads: Vec::new(),
         engine: crate::report::EngineReport::default(),
+        notes: Vec::new(),
     }
 }
 

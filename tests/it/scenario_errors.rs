@@ -216,7 +216,7 @@ fn bad_set_path_names_the_override() {
     assert_eq!(p.kind, ProblemKind::BadOverride);
     assert!(
         p.to_string()
-            .ends_with("--set workloads.7.rate=1k/s: there is no workloads[7] (1 workloads)"),
+            .ends_with("--set workloads.7.rate=1k/s: there is no workloads[7] (1 workload: use 0)"),
         "{p}"
     );
 }

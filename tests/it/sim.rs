@@ -172,13 +172,13 @@ fn keepalive_pools_cut_new_connections() {
 #[test]
 fn trace_shows_dnat_and_the_reply_un_nat() {
     let sc = scenario("scenarios/small.yaml", &[]);
-    let text = k8s_netsim::sim::trace(&sc, "client-0", "echo:80").unwrap();
+    let text = k8s_netsim::sim::trace(&sc, "client-0", "echo:80", None).unwrap();
     assert!(text.contains("nat: DNAT"), "{text}");
     assert!(text.contains("KUBE-SERVICES"));
     assert!(text.contains("confirmed"));
     assert!(text.contains("restores the original tuple"), "{text}");
-    assert!(k8s_netsim::sim::trace(&sc, "nobody", "echo:80").is_err());
-    assert!(k8s_netsim::sim::trace(&sc, "client-0", "nosuch:80").is_err());
+    assert!(k8s_netsim::sim::trace(&sc, "nobody", "echo:80", None).is_err());
+    assert!(k8s_netsim::sim::trace(&sc, "client-0", "nosuch:80", None).is_err());
 }
 
 #[test]

@@ -15,7 +15,8 @@ pub(crate) struct CompareArgs {
     /// A variant: `NAME:PATH=VALUE[,PATH=VALUE...]` (same paths as --set); repeatable.
     #[arg(long = "variant", value_name = "NAME:PATH=VALUE,...")]
     variants: Vec<String>,
-    /// Run only these variants of the scenario file (comma-separated names).
+    /// Of the scenario file's `variants:`, run only these (comma-separated names; the
+    /// baseline always runs). Without it, all of them run.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Ignore the scenario file's `variants:` (run the baseline and --variant ones).
@@ -52,6 +53,7 @@ pub(crate) fn compare(a: CompareArgs) -> anyhow::Result<()> {
     }
     let threads = a.opts.threads();
     let progress = RunsProgress::new("variants");
+    progress.start("compare", jobs.len(), base.duration.as_secs_f64());
     let outcomes = study::run_jobs(&jobs, threads, &|done, total| progress.update(done, total));
     progress.finish();
     let cmp = compare::Comparison::new(&base, &variants, &jobs, outcomes).map_err(|e| {

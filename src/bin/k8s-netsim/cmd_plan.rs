@@ -35,10 +35,12 @@ pub(crate) struct PlanArgs {
     /// A variant: `NAME:PATH=VALUE[,PATH=VALUE...]`; repeatable.
     #[arg(long = "variant", value_name = "NAME:PATH=VALUE,...")]
     variants: Vec<String>,
-    /// Also search the scenario file's variants with these names (comma-separated).
+    /// Of the scenario file's `variants:`, search only these (comma-separated names; the
+    /// baseline is always searched), as `compare --only`.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
-    /// Also search every variant of the scenario file.
+    /// Search every variant of the scenario file too (without it and without --only, only
+    /// the baseline and the --variant ones).
     #[arg(long)]
     file_variants: bool,
     /// `--seed` (the first seed), `--set`, `--threads`.
@@ -113,9 +115,21 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
     };
     let threads = a.opts.threads();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let searches = (variants.len() + 1) * settings.seeds.len();
+    eprintln!(
+        "plan: {searches} {} ({} {} x {} {}), runs of {:.0} s simulated each; a line per round of bisection",
+        crate::plural(searches, "search", "searches"),
+        variants.len() + 1,
+        crate::plural(variants.len() + 1, "column", "columns"),
+        settings.seeds.len(),
+        crate::plural(settings.seeds.len(), "seed", "seeds"),
+        base.duration.as_secs_f64()
+    );
     let result = plan::plan(&base, &variants, &knob, &settings, threads, &|round, runs| {
         if tty {
             eprint!("\rround {round}: {runs} runs simulated");
+        } else {
+            eprintln!("round {round}: {runs} runs simulated");
         }
     });
     if tty {
@@ -171,6 +185,9 @@ pub(crate) struct RecommendArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also write recommend.json and recommend.txt into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
@@ -178,6 +195,10 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     let base = a.opts.load(&a.scenario)?;
     a.opts.check(&a.scenario, &base, usize::MAX)?;
     let threads = a.opts.threads();
+    eprintln!(
+        "recommend --for {}: a measuring run and a re-run (or one run per mode and Service count), lengthened to what the question needs",
+        crate::cli_name(a.topic)
+    );
     let bad = |e: recommend::RecommendError| {
         let user = e.is_user_error();
         crate::classify(&a.scenario, e, user)
@@ -198,5 +219,9 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
             (serde_json::to_string_pretty(&r)?, r.render_text())
         }
     };
-    emit(None, a.json, &json, &text, &[])
+    let files = [
+        ("recommend.json".to_owned(), format!("{json}\n")),
+        ("recommend.txt".to_owned(), text.clone()),
+    ];
+    emit(a.out.as_deref(), a.json, &json, &text, &files)
 }

@@ -79,7 +79,7 @@ pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
         .map(sweep::Shard::parse)
         .transpose()
         .map_err(|e| BadInput(e.to_string()))?;
-    let seeds = (0..u64::from(a.seeds.get()))
+    let seeds: Vec<u64> = (0..u64::from(a.seeds.get()))
         .map(|i| base.seed.wrapping_add(i))
         .collect();
     let plan = SweepPlan::new(&base, params, seeds, shard).map_err(|e| {
@@ -103,6 +103,7 @@ pub(crate) fn sweep(a: SweepArgs) -> anyhow::Result<()> {
     }
     let threads = a.opts.threads();
     let progress = RunsProgress::new("grid points");
+    progress.start("sweep", plan.jobs().len(), base.duration.as_secs_f64());
     let save_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let result = plan.run(
         threads,

@@ -1,4 +1,4 @@
-//! `k8s-netsim trace SCENARIO --from POD --to SERVICE:PORT`.
+//! `k8s-netsim trace SCENARIO --from POD --to SERVICE:PORT [--proto udp|tcp] [--seed N]`.
 
 use crate::load;
 use k8s_netsim::scenario::Override;
@@ -6,9 +6,15 @@ use std::io::Write as _;
 use std::path::Path;
 
 /// Prints one connection's first packet and its answer hop by hop.
-pub(crate) fn trace(path: &Path, from: &str, to: &str, overrides: &[Override]) -> anyhow::Result<()> {
+pub(crate) fn trace(
+    path: &Path,
+    from: &str,
+    to: &str,
+    proto: Option<k8s_netsim::packet::Proto>,
+    overrides: &[Override],
+) -> anyhow::Result<()> {
     let scenario = load(path, overrides)?;
-    let text = k8s_netsim::sim::trace(&scenario, from, to).map_err(|e| {
+    let text = k8s_netsim::sim::trace(&scenario, from, to, proto).map_err(|e| {
         let user = e.is_user_error();
         crate::classify(path, e, user)
     })?;

@@ -33,6 +33,11 @@ pub(crate) fn validate(a: ValidateArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write!(out, "{}", validate::text_table(&checks))?;
     if let Some(path) = &a.write {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            anyhow::Context::with_context(std::fs::create_dir_all(dir), || {
+                format!("creating {}", dir.display())
+            })?;
+        }
         crate::files::write_atomic(path, &validate::markdown(&checks))?;
         writeln!(out, "wrote {}", path.display())?;
     }

@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// Replay a scenario and report when conntrack drop / insert_failed / early_drop start, and why.
     Run(RunArgs),
-    /// Print the iptables ruleset kube-proxy programs (iptables-save format).
+    /// Print the rules kube-proxy programs: iptables-save (iptables, IPVS + `ipvsadm -Ln`) or nft text (nftables), for a synthetic cluster or a scenario's node.
     Rules(RulesArgs),
     /// Follow one connection's first packet hop by hop through a scenario's data path.
     Trace(TraceArgs),
@@ -131,15 +131,27 @@ struct RulesArgs {
 struct TraceArgs {
     /// Scenario file.
     scenario: PathBuf,
-    /// Source pod: a workload pod name such as `order-service-0`.
+    /// Source: a client pod name such as `order-service-0`, or a node name for a host-network flow (enters at OUTPUT).
     #[arg(long)]
     from: String,
     /// Destination: `SERVICE:PORT` (a Service of the scenario) or `IP:PORT`.
     #[arg(long)]
     to: String,
+    /// Protocol of the first packet (default: the Service port's; TCP for `IP:PORT`).
+    #[arg(long, value_enum)]
+    proto: Option<TraceProto>,
+    /// Override the scenario's seed (picks another endpoint where the data plane draws one).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Override a scenario field.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TraceProto {
+    Tcp,
+    Udp,
 }
 
 /// An error that is the user's input, not ours (exit 2).
@@ -173,7 +185,12 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Rules(a) => rules(a),
         Command::Trace(a) => {
-            parse_overrides(&a.set, None).and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, &o))
+            let proto = a.proto.map(|p| match p {
+                TraceProto::Tcp => k8s_netsim::packet::Proto::Tcp,
+                TraceProto::Udp => k8s_netsim::packet::Proto::Udp,
+            });
+            parse_overrides(&a.set, a.seed)
+                .and_then(|o| cmd_trace::trace(&a.scenario, &a.from, &a.to, proto, &o))
         }
         Command::Compare(a) => cmd_compare::compare(a),
         Command::Plan(a) => cmd_plan::plan(a),
@@ -185,6 +202,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`| head`): the output was wanted up to there.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(bad) = e.downcast_ref::<BadInput>() {
                 eprintln!("error: {bad}");
@@ -197,13 +216,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether an error is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub(crate) fn parse_overrides(set: &[String], seed: Option<u64>) -> anyhow::Result<Vec<Override>> {
     let mut out = Vec::new();
     if let Some(s) = seed {
         out.push(Override::parse(&format!("seed={s}")).map_err(|e| BadInput(format!("--seed: {e}")))?);
     }
     for s in set {
-        out.push(Override::parse(s).map_err(|e| BadInput(format!("--set {s}: {e}")))?);
+        out.push(Override::parse(s).map_err(|e| BadInput(e.to_string()))?);
     }
     Ok(out)
 }
@@ -350,8 +377,9 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
                 (Mode::Nftables, RulesFormat::IptablesSave)
                 | (Mode::Iptables | Mode::Ipvs, RulesFormat::Nft) => {
                     return Err(BadInput(format!(
-                        "--format {:?} does not fit --mode {mode:?} (nft text is nftables mode's; iptables-save is iptables and IPVS mode's)",
-                        a.format
+                        "--format {} does not fit --mode {} (nft text is nftables mode's; iptables-save is iptables and IPVS mode's)",
+                        cli_name(a.format),
+                        cli_name(mode)
                     ))
                     .into());
                 }
@@ -366,6 +394,17 @@ fn rules(a: RulesArgs) -> anyhow::Result<()> {
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// A value's spelling on the command line (`iptables-save`, `nftables`).
+pub(crate) fn cli_name<V: ValueEnum>(v: V) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_owned())
+}
+
+/// `n` with the singular or plural noun.
+pub(crate) fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 /// Options every multi-run command shares (`compare`, `plan`, `sweep`, `recommend`).

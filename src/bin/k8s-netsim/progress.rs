@@ -102,11 +102,14 @@ impl Progress {
     }
 }
 
-/// The progress of a study (runs finished of total), called from worker threads.
+/// The progress of a study (runs finished of total), called from worker threads: a bar
+/// with an ETA on a terminal, else a line at every tenth of the runs.
 pub(crate) struct RunsProgress {
     tty: bool,
     what: &'static str,
     started: Mutex<Instant>,
+    /// Tenths of the runs already reported by a line (not on a terminal).
+    shown: std::sync::atomic::AtomicUsize,
 }
 
 impl RunsProgress {
@@ -115,12 +118,25 @@ impl RunsProgress {
             tty: std::io::stderr().is_terminal(),
             what,
             started: Mutex::new(now()),
+            shown: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Says what is about to run (always, so a long study never starts silently).
+    pub(crate) fn start(&self, command: &str, runs: usize, simulated_s: f64) {
+        eprintln!(
+            "{command}: {runs} {} of {simulated_s:.0} s simulated each",
+            crate::plural(runs, "run", "runs")
+        );
     }
 
     #[allow(clippy::cast_precision_loss)]
     pub(crate) fn update(&self, done: usize, total: usize) {
         if !self.tty {
+            let tenth = (done * 10).checked_div(total).unwrap_or(10);
+            if self.shown.fetch_max(tenth, std::sync::atomic::Ordering::Relaxed) < tenth {
+                eprintln!("{done}/{total} {} simulated", self.what);
+            }
             return;
         }
         let elapsed = self.started.lock().map_or(0.0, |s| s.elapsed().as_secs_f64());

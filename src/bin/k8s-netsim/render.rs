@@ -44,6 +44,22 @@ pub(crate) fn summary(r: &RunReport) -> String {
     if !r.verdict.cause.is_empty() {
         let _ = writeln!(s, "  why: {}", r.verdict.cause);
     }
+    if !r.verdict.failures.is_empty() {
+        let _ = writeln!(s, "  failed request attempts by cause, largest first:");
+        for f in &r.verdict.failures {
+            let _ = writeln!(
+                s,
+                "    {}: {}{} ({})",
+                f.cause,
+                f.attempts,
+                f.onset_s.map_or_else(String::new, |t| format!(" from t={t:.3}s")),
+                f.detail
+            );
+        }
+    }
+    for note in &r.notes {
+        let _ = writeln!(s, "note: {note}");
+    }
     let _ = writeln!(
         s,
         "\nscenario {} · seed {} · kernel {} · kube-proxy {} · {:.1}s simulated · {} events",

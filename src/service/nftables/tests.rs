@@ -126,6 +126,12 @@ fn overall_rules_match_kube_proxy_test_structure() {
         )
     );
     assert!(listed.contains("type filter hook prerouting priority dstnat - 10;"));
+    // nft before 1.0.9 refuses `dstnat` on the output hook: numbers there, as knftables
+    // writes them and as nft 1.0.6 lists them.
+    assert!(listed.contains("type filter hook output priority -110;"));
+    assert!(listed.contains("type nat hook output priority -100;"));
+    assert!(listed.contains("type nat hook postrouting priority srcnat;"));
+    assert!(!listed.contains("hook output priority dstnat"), "{listed}");
 }
 
 /// docs/kube-proxy.md §Objects per mode, nftables row.
@@ -385,4 +391,46 @@ fn masquerade_is_fully_random_whatever_the_iptables_flag() {
     cfg.proxy.random_fully = false;
     let text = generate(&synthetic_cluster_ip(2, 2, false), &cfg).to_nft_text();
     assert!(text.contains("masquerade fully-random"), "{text}");
+}
+
+/// Issue 11: a flow a node's own process opens (NodeLocal DNSCache's upstream query, a
+/// host-network client) enters at OUTPUT, where kube-proxy's `nat-output` and
+/// `filter-output` base chains run; a pod's flow enters at PREROUTING. Before host flows
+/// reached OUTPUT, both ran the prerouting chains.
+#[test]
+fn host_flows_run_the_output_base_chains_and_pod_flows_prerouting() {
+    let svcs = synthetic_cluster_ip(2, 1, false);
+    let mut p = NftablesProxy::new(&svcs, &NftablesConfig::default());
+    let mut rng = SimRng::from_seed(3);
+    let node = Ipv4Addr::new(192, 168, 0, 10);
+    let chains = |fp: &FirstPacket| match fp.note {
+        ModeNote::Nftables { base_chains } => base_chains,
+        _ => panic!("not an nftables note: {:?}", fp.note),
+    };
+    let host = p.first_packet_from(
+        FlowOrigin::Host,
+        Tuple::new(Proto::Tcp, node, 1, svcs[0].cluster_ip, 80),
+        &mut rng,
+        SimTime::ZERO,
+    );
+    assert_eq!(host.verdict, ProxyVerdict::Translate);
+    let ran = chains(&host);
+    assert!(ran.contains(ChainType::Nat, Hook::Output), "{ran}");
+    assert!(ran.contains(ChainType::Filter, Hook::Output), "{ran}");
+    assert!(ran.contains(ChainType::Nat, Hook::Postrouting), "{ran}");
+    assert!(!ran.contains(ChainType::Nat, Hook::Prerouting), "{ran}");
+    assert!(!ran.contains(ChainType::Filter, Hook::Prerouting), "{ran}");
+    assert_eq!(ran.to_string(), "filter output, nat output, nat postrouting");
+
+    let pod = p.first_packet_from(
+        FlowOrigin::Pod,
+        Tuple::new(Proto::Tcp, pod(), 1, svcs[0].cluster_ip, 80),
+        &mut rng,
+        SimTime::ZERO,
+    );
+    let ran = chains(&pod);
+    assert!(ran.contains(ChainType::Nat, Hook::Prerouting), "{ran}");
+    assert!(ran.contains(ChainType::Filter, Hook::Prerouting), "{ran}");
+    assert!(!ran.contains(ChainType::Nat, Hook::Output), "{ran}");
+    assert!(!ran.contains(ChainType::Filter, Hook::Output), "{ran}");
 }
