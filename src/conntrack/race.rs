@@ -465,4 +465,28 @@ mod tests {
         }
         assert_eq!(ThreadPlacement::parse("pinned"), None);
     }
+
+    #[test]
+    fn clash_kinds_follow_proto_nat_and_outcome() {
+        use crate::packet::Proto;
+        let k = ClashKind::classify;
+        assert_eq!(
+            k(Proto::Udp, false, false, false),
+            ClashKind::UdpPairDifferentBackends
+        );
+        assert_eq!(k(Proto::Udp, false, true, false), ClashKind::UdpPairSameBackend);
+        assert_eq!(k(Proto::Tcp, true, false, false), ClashKind::SnatPortCollision);
+        assert_eq!(k(Proto::Udp, true, true, false), ClashKind::SnatPortCollision);
+        assert_eq!(k(Proto::Tcp, false, false, false), ClashKind::TcpTupleReuse);
+        assert_eq!(k(Proto::Tcp, true, false, true), ClashKind::HashChainTooLong);
+        for kind in [
+            ClashKind::UdpPairDifferentBackends,
+            ClashKind::UdpPairSameBackend,
+            ClashKind::SnatPortCollision,
+            ClashKind::TcpTupleReuse,
+            ClashKind::HashChainTooLong,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+    }
 }

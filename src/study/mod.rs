@@ -14,6 +14,7 @@
 
 pub mod compare;
 pub mod knob;
+pub mod onset;
 pub mod plan;
 pub mod recommend;
 pub mod runner;

@@ -3,6 +3,7 @@
 mod cli;
 mod dns_remedies;
 mod doc_refs;
+mod insert_failed;
 mod layering;
 mod modes;
 mod oracle_traces;
