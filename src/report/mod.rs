@@ -391,7 +391,8 @@ pub struct DnsReport {
     pub lookups_failed: u64,
     /// Parallel A/AAAA pairs whose second query the race model sent into the first's
     /// conntrack window (`dns.threadPlacement`); a busy CPU can still keep one from
-    /// clashing.
+    /// clashing, and queries that conntrack does not track (NodeLocal DNSCache's NOTRACK)
+    /// cannot clash.
     pub pairs_raced: u64,
     /// Queries that reached CoreDNS pods (all replicas, UDP and TCP).
     pub coredns_queries: u64,

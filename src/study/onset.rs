@@ -121,6 +121,7 @@ fn why(
 ) -> &'static str {
     let sum = |m: &BTreeMap<ClashKind, (u64, u64)>| m.values().fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1));
     let (bi, _) = sum(b);
+    let base_resolved = |m: &BTreeMap<ClashKind, (u64, u64)>| sum(m).1;
     let (vi, vc) = sum(v);
     let udp_diff = |m: &BTreeMap<ClashKind, (u64, u64)>| {
         m.get(&ClashKind::UdpPairDifferentBackends)
@@ -128,6 +129,14 @@ fn why(
     };
     if bi > 0 && vi == 0 && vc > 0 {
         return "the clashes still happen but the kernel resolves them at confirm (clash_resolve), so none fails";
+    }
+    let cache_answered = variant
+        .dns
+        .node_local
+        .as_ref()
+        .is_some_and(|n| n.hits + n.misses > 0);
+    if bi + base_resolved(b) > 0 && vi + vc == 0 && cache_answered {
+        return "pods' queries went to NodeLocal DNSCache, whose traffic is NOTRACKed: the pairs created no conntrack entry to clash";
     }
     if base.dns.pairs_raced > 0 && variant.dns.pairs_raced == 0 {
         return if variant.dns.queries == 0 {
