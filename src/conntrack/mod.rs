@@ -45,7 +45,7 @@ mod tcp;
 mod tests;
 mod warm;
 
-pub use race::{RaceCurve, RaceKind, RaceModel, ThreadPlacement, WindowFactor};
+pub use race::{ClashKind, RaceCurve, RaceKind, RaceModel, ThreadPlacement, WindowFactor};
 pub use sizing::{
     KERNEL_BYTES_PER_BUCKET, KERNEL_BYTES_PER_ENTRY, default_sizing, kernel_memory_bytes, kube_proxy_buckets,
     kube_proxy_max, round_buckets,

@@ -23,7 +23,8 @@ use crate::rng::SimRng;
 use crate::time::SimDuration;
 
 /// How the two sending threads of a pair sit on CPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ThreadPlacement {
     /// One CPU: one thread sending both (back-to-back `send()`s or one `sendmmsg()`,
     /// glibc and musl), or two threads pinned to one CPU. Never races.
@@ -54,6 +55,86 @@ impl ThreadPlacement {
             "different" => Some(ThreadPlacement::Different),
             "scheduler" => Some(ThreadPlacement::Scheduler),
             _ => None,
+        }
+    }
+}
+
+/// The mechanism behind one clash at confirm (`insert_failed` or `clash_resolve`), in
+/// operators' terms: what two packets met, and why their entries collided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClashKind {
+    /// Two packets of one UDP socket (a resolver's A/AAAA pair) raced and were DNATed
+    /// to different backends: the entries share the ORIGINAL tuple but not the reply.
+    UdpPairDifferentBackends,
+    /// Two packets of one UDP socket raced and got the same translation (same backend,
+    /// or no NAT): identical entries, merged where the kernel allows.
+    UdpPairSameBackend,
+    /// Two flows that SNAT/MASQUERADE mapped to one reply tuple (the XING race: each
+    /// kept or picked a source port the other's unconfirmed entry also held).
+    SnatPortCollision,
+    /// A TCP packet whose original tuple a confirmed entry already held (two SYNs of one
+    /// tuple, a port reused while the old entry lived), without source NAT.
+    TcpTupleReuse,
+    /// A hash chain walked at confirm was longer than the kernel's limit (6.x).
+    HashChainTooLong,
+}
+
+impl ClashKind {
+    /// The name used in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ClashKind::UdpPairDifferentBackends => "udp-pair-different-backends",
+            ClashKind::UdpPairSameBackend => "udp-pair-same-backend",
+            ClashKind::SnatPortCollision => "snat-port-collision",
+            ClashKind::TcpTupleReuse => "tcp-tuple-reuse",
+            ClashKind::HashChainTooLong => "hash-chain-too-long",
+        }
+    }
+
+    /// One line on the mechanism.
+    #[must_use]
+    pub fn mechanism(self) -> &'static str {
+        match self {
+            ClashKind::UdpPairDifferentBackends => {
+                "a UDP pair from one socket (DNS A/AAAA) raced and was DNATed to different backends"
+            }
+            ClashKind::UdpPairSameBackend => {
+                "a UDP pair from one socket (DNS A/AAAA) raced and was DNATed to the same backend"
+            }
+            ClashKind::SnatPortCollision => {
+                "two flows SNATed to the same reply tuple (port collision, the XING race)"
+            }
+            ClashKind::TcpTupleReuse => "a TCP SYN met an entry holding its original tuple",
+            ClashKind::HashChainTooLong => "a conntrack hash chain over the kernel's length limit at confirm",
+        }
+    }
+
+    /// Classifies a clash from the loser's entry as it was before confirm and what
+    /// confirm did: `merged_into_other` when the packet went on in another (the
+    /// winner's) entry, `dropped` when it was dropped for the clash, `chain_too_long`
+    /// when the walk hit the chain limit.
+    #[must_use]
+    pub fn classify(
+        proto: crate::packet::Proto,
+        src_nat: bool,
+        merged_into_other: bool,
+        chain_too_long: bool,
+    ) -> ClashKind {
+        use crate::packet::Proto;
+        if chain_too_long {
+            return ClashKind::HashChainTooLong;
+        }
+        if src_nat {
+            return ClashKind::SnatPortCollision;
+        }
+        match proto {
+            // A merge needs identical translations (`nf_ct_match`); a reply-only insert
+            // (6.x) or a drop (5.4) follows from different ones.
+            Proto::Udp if merged_into_other => ClashKind::UdpPairSameBackend,
+            Proto::Udp => ClashKind::UdpPairDifferentBackends,
+            _ => ClashKind::TcpTupleReuse,
         }
     }
 }
@@ -383,5 +464,29 @@ mod tests {
             assert_eq!(ThreadPlacement::parse(p.name()), Some(p));
         }
         assert_eq!(ThreadPlacement::parse("pinned"), None);
+    }
+
+    #[test]
+    fn clash_kinds_follow_proto_nat_and_outcome() {
+        use crate::packet::Proto;
+        let k = ClashKind::classify;
+        assert_eq!(
+            k(Proto::Udp, false, false, false),
+            ClashKind::UdpPairDifferentBackends
+        );
+        assert_eq!(k(Proto::Udp, false, true, false), ClashKind::UdpPairSameBackend);
+        assert_eq!(k(Proto::Tcp, true, false, false), ClashKind::SnatPortCollision);
+        assert_eq!(k(Proto::Udp, true, true, false), ClashKind::SnatPortCollision);
+        assert_eq!(k(Proto::Tcp, false, false, false), ClashKind::TcpTupleReuse);
+        assert_eq!(k(Proto::Tcp, true, false, true), ClashKind::HashChainTooLong);
+        for kind in [
+            ClashKind::UdpPairDifferentBackends,
+            ClashKind::UdpPairSameBackend,
+            ClashKind::SnatPortCollision,
+            ClashKind::TcpTupleReuse,
+            ClashKind::HashChainTooLong,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
     }
 }

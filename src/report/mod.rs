@@ -341,6 +341,23 @@ pub struct NodeConntrack {
     pub dns_tcp_entries_end: u64,
     /// Entries at the end with a destination NAT binding (Service DNAT).
     pub dnat_entries_end: u64,
+    /// What clashed at confirm: one row per mechanism, whose `insert_failed` and
+    /// `clash_resolve` sum to `stats`' (host namespace).
+    pub clashes: Vec<ClashReport>,
+}
+
+/// The clashes at confirm of one mechanism on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClashReport {
+    /// The mechanism (`udp-pair-different-backends`, `udp-pair-same-backend`,
+    /// `snat-port-collision`, `tcp-tuple-reuse`, `hash-chain-too-long`).
+    pub kind: crate::conntrack::ClashKind,
+    /// One line on the mechanism.
+    pub mechanism: String,
+    /// `insert_failed` it raised.
+    pub insert_failed: u64,
+    /// `clash_resolve` it raised.
+    pub clash_resolve: u64,
 }
 
 /// First-rise times of the counters that matter.
@@ -464,6 +481,11 @@ pub struct DnsReport {
     pub lookups_with_timeout: u64,
     /// Lookups that failed entirely.
     pub lookups_failed: u64,
+    /// Parallel A/AAAA pairs whose second query the race model sent into the first's
+    /// conntrack window (`dns.threadPlacement`); a busy CPU can still keep one from
+    /// clashing, and queries that conntrack does not track (NodeLocal DNSCache's NOTRACK)
+    /// cannot clash.
+    pub pairs_raced: u64,
     /// Queries that reached CoreDNS pods (all replicas, UDP and TCP).
     pub coredns_queries: u64,
     /// Mean CoreDNS query rate over the run (per second, all replicas).

@@ -836,12 +836,14 @@ pub struct WorkloadDnsSpec {
     /// resolv.conf `options single-request-reopen` (default false).
     #[serde(default)]
     pub single_request_reopen: Option<bool>,
-    /// Threads the client sends a parallel A/AAAA pair from (default 1): 1 = glibc or
-    /// musl sending both from one thread, back to back on one CPU (they never race in
-    /// conntrack); 2 = two threads (e.g. Go's resolver, or parallel `getaddrinfo`
-    /// calls), so the two packets are processed on independently chosen CPUs.
+    /// Where the threads that send a parallel A/AAAA pair sit: `same` (default: one
+    /// thread sends both, as glibc's and musl's resolvers do; never races), `different`
+    /// (two threads on two CPUs) or `scheduler` (two threads, CPUs drawn independently).
     #[serde(default)]
-    pub resolver_threads: Option<u8>,
+    pub thread_placement: Option<String>,
+    /// Replaced by `threadPlacement`; kept only to refuse it with a message that says so.
+    #[serde(default)]
+    pub resolver_threads: Option<serde_norway::Value>,
     /// Gap between the two sends of a pair (default 2us).
     #[serde(default)]
     pub pair_gap: Option<SimDuration>,

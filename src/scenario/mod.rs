@@ -36,6 +36,7 @@ pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sys
 pub use unit::{ByteSize, PortRange, Rate};
 pub use validate::{MAX_CLUSTER_NODES, MAX_PODS, MAX_SERVICES};
 
+use crate::conntrack::ThreadPlacement;
 use crate::kernel::KernelProfile;
 use crate::packet::{Cidr, Proto};
 use crate::time::{SimDuration, SimTime};
@@ -526,8 +527,8 @@ pub struct WorkloadDns {
     pub parallel_aaaa: bool,
     /// resolv.conf `single-request-reopen`.
     pub single_request_reopen: bool,
-    /// Threads a parallel A/AAAA pair is sent from (1 or 2); see `docs/scenario-format.md`.
-    pub resolver_threads: u8,
+    /// Where the threads sending a parallel A/AAAA pair sit (`dns.threadPlacement`).
+    pub thread_placement: ThreadPlacement,
     /// Gap between the two sends of a pair.
     pub pair_gap: SimDuration,
 }

@@ -21,6 +21,7 @@ use super::{
     WorkloadTarget,
 };
 use super::{ConnectionMode, DnsMode};
+use crate::conntrack::ThreadPlacement;
 use crate::kernel::KernelProfile;
 use crate::packet::{Cidr, Proto};
 use crate::time::SimDuration;
@@ -1536,15 +1537,26 @@ fn check_workload_dns(
             "ttl must be above 0s when dns mode is cached",
         );
     }
-    let resolver_threads = d.resolver_threads.unwrap_or(1);
-    if !(1..=2).contains(&resolver_threads) {
+    if d.resolver_threads.is_some() {
         c.value(
             fp!("workloads", i, "dns", "resolverThreads"),
-            format!("resolverThreads must be 1 or 2, not {resolver_threads}"),
+            "resolverThreads was replaced by threadPlacement: write `threadPlacement: same` for one thread \
+             (resolverThreads: 1, glibc and musl) or `threadPlacement: scheduler` for two threads the scheduler \
+             places (resolverThreads: 2); `different` pins the two threads to two CPUs",
         );
     }
+    let thread_placement = match d.thread_placement.as_deref() {
+        None => ThreadPlacement::Same,
+        Some(t) => ThreadPlacement::parse(t).unwrap_or_else(|| {
+            c.value(
+                fp!("workloads", i, "dns", "threadPlacement"),
+                format!("threadPlacement must be same, different or scheduler, not `{t}`"),
+            );
+            ThreadPlacement::Same
+        }),
+    };
     WorkloadDns {
-        resolver_threads,
+        thread_placement,
         pair_gap: d.pair_gap.unwrap_or(SimDuration::from_micros(2)),
         mode: d.mode,
         name: name.unwrap_or_default(),

@@ -8,9 +8,9 @@ use super::node_rules::proxy_mode_name;
 use super::verdict::verdict;
 use super::world::{self, PodRole};
 use crate::report::{
-    CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
-    NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
-    SCHEMA_VERSION, SocketReport, TimeSeries, WorkloadReport,
+    ClashReport, CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport,
+    LookupTotals, NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport,
+    RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, WorkloadReport,
 };
 use crate::scenario::Provenance;
 use crate::service::node::ProxyImpl;
@@ -179,6 +179,7 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
             },
             lookups_with_timeout: t.lookups_with_timeout,
             lookups_failed: t.lookups_failed,
+            pairs_raced: sim.races.pairs_raced,
             coredns_queries: t.coredns_queries,
             coredns_qps_mean: if duration.as_nanos() == 0 {
                 0.0
@@ -263,6 +264,15 @@ fn node_report(sim: &NodeSim, i: usize) -> NodeReport {
                 .filter_map(|id| n.ct.conn(id))
                 .filter(|c| c.dst_nat)
                 .count() as u64,
+            clashes: sim.races.clashes[i]
+                .iter()
+                .map(|(k, c)| ClashReport {
+                    kind: *k,
+                    mechanism: k.mechanism().into(),
+                    insert_failed: c.insert_failed,
+                    clash_resolve: c.clash_resolve,
+                })
+                .collect(),
         },
         onset_s: Onsets {
             drop: o.drop.map(|(t, _)| round3(secs(t))),

@@ -30,6 +30,7 @@
 //! | `cpu` | which CPU processes a packet, when, and its booking |
 //! | `client` | requests, attempts, deadlines, retries, connections and pools |
 //! | `server` | listeners and workers of backend pods |
+//! | `race` | whether a parallel A/AAAA pair races (the measured race model), the census of clashes by kind |
 //! | `resolver`, `coredns`, `nodelocal` | the pods' resolvers, CoreDNS pods, NodeLocal DNSCache |
 //! | `observe` | counters, onsets, the table at an onset, the time series |
 //! | `collect`, `verdict` | the report of a finished run |
@@ -47,6 +48,7 @@ mod node_rules;
 mod nodelocal;
 mod observe;
 mod path;
+mod race;
 mod resolver;
 mod server;
 mod slab;

@@ -78,6 +78,8 @@ pub(super) struct NodeSim {
     pub(super) rng_path: SimRng,
     pub(super) rng_server: SimRng,
     pub(super) rng_client: SimRng,
+    /// The insertion race model and the clash census.
+    pub(super) races: super::race::Races,
     pub(super) horizon: SimTime,
     pub(super) tally: Tally,
     pub(super) latency: Histogram,
@@ -189,6 +191,7 @@ impl NodeSim {
             rng_path: SimRng::stream(sc.seed, "datapath"),
             rng_server: SimRng::stream(sc.seed, "servers"),
             rng_client: SimRng::stream(sc.seed, "clients"),
+            races: super::race::Races::new(sc.seed, n_nodes),
             horizon,
             tally: Tally {
                 syn_retransmits: vec![0; n_nodes],

@@ -14,7 +14,7 @@ use super::hops::{self, Hop, Hops, NODE_LINK_LATENCY, Step, Walked};
 use super::model::{CpuLane, NodeSim, schedule};
 use super::slab::FlightId;
 use super::world::World;
-use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict, Quiet};
+use crate::datapath::{Confirmed, CtStep, DropReason, FirstHalf, HalfVerdict, Quiet};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto, Tuple};
 use crate::service::node::ProxyImpl;
@@ -212,7 +212,12 @@ impl NodeSim {
     /// the packet was dropped there, if it was.
     fn confirm(&mut self, n: usize, half: &FirstHalf, cpu: u16, at: SimTime) -> Option<DropReason> {
         let node = &mut self.world.nodes[n];
+        let loser = match half.ct {
+            CtStep::New { id } => node.ct.conn(id),
+            _ => None,
+        };
         let c = node.host.confirm(&mut node.ct, half, cpu, at, &mut Quiet);
+        self.note_clash_kind(n, loser.as_ref(), c);
         match c {
             Confirmed::Dropped(reason) => {
                 self.note_confirm_drop(n, at, reason, &half.pkt);

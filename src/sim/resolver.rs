@@ -111,8 +111,8 @@ impl NodeSim {
     }
 
     /// Sends query `q` of lookup `id`, the `sends`-th of this resolver step (the second
-    /// of a parallel A/AAAA pair leaves `pairGap` later, from another thread's CPU when
-    /// the workload's resolver uses two threads).
+    /// of a parallel A/AAAA pair races the first or leaves `pairGap` later, as
+    /// [`NodeSim::pair_second`] decides from the workload's `threadPlacement`).
     fn send_query(&mut self, cx: &mut Context<'_, Event>, id: LookupId, q: &Query, sends: u32) {
         let now = cx.now();
         let Some(slot) = self.lookups.get_mut(id) else {
@@ -145,27 +145,14 @@ impl NodeSim {
             PodRole::Server { .. } => 0,
         };
         let d = &self.sc.workloads[wl].dns;
-        // The second send of a parallel pair: from another thread (other CPU) or back to
-        // back on the same thread.
+        let (placement, gap) = (d.thread_placement, d.pair_gap.saturating_mul(u64::from(sends)));
+        let node = usize::from(p.node);
+        // The second send of a parallel pair: racing the first or not, as the race model
+        // decides (`sim::race`).
         let (at, cpu) = if sends == 0 {
             (now, None)
         } else {
-            let gap = d.pair_gap.saturating_mul(u64::from(sends));
-            if d.resolver_threads >= 2 {
-                let cpus = self.world.nodes[usize::from(p.node)].cpus;
-                (
-                    now + gap,
-                    Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0)),
-                )
-            } else {
-                (now + gap, None)
-            }
-        };
-        let first_cpu = if sends == 0 && d.resolver_threads >= 2 {
-            let cpus = self.world.nodes[usize::from(p.node)].cpus;
-            Some(u16::try_from(self.rng_client.below(u64::from(cpus))).unwrap_or(0))
-        } else {
-            None
+            self.pair_second(node, &tuple, placement, gap, now)
         };
         self.tally.dns_queries += 1;
         let purpose = Purpose::DnsQuery {
@@ -191,7 +178,7 @@ impl NodeSim {
                 },
             );
         } else {
-            self.send(cx, netns, pkt, at, purpose, true, first_cpu.or(cpu));
+            self.send(cx, netns, pkt, at, purpose, true, cpu);
         }
     }
 

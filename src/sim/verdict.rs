@@ -271,20 +271,10 @@ fn conntrack_verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
                 "packets dropped at confirm after an unresolvable clash (insert_failed + drop)".into()
             }
         }
-        "insert_failed" => {
-            let causes: Vec<String> = sim.tally.insert_failed_causes[i]
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            format!(
-                "insertion clash at confirm, not a full table (count {count} of {max}): {}",
-                if causes.is_empty() {
-                    "clash resolved (counted as insert_failed on this kernel)".into()
-                } else {
-                    causes.join("; ")
-                }
-            )
-        }
+        "insert_failed" => format!(
+            "insertion clash at confirm, not a full table (count {count} of {max}); what clashed: {}",
+            clash_census(n)
+        ),
         _ => {
             "the table was at nf_conntrack_max and new flows evicted non-ASSURED entries (early_drop)".into()
         }
@@ -297,4 +287,26 @@ fn conntrack_verdict(sim: &NodeSim, nodes: &[NodeReport]) -> Verdict {
         cause,
         failures: Vec::new(),
     }
+}
+
+/// The node's clashes at confirm by mechanism, largest first: `kind: insert_failed N,
+/// clash_resolve M (mechanism)`.
+pub(super) fn clash_census(n: &NodeReport) -> String {
+    let mut rows: Vec<_> = n.conntrack.clashes.iter().collect();
+    rows.sort_by_key(|c| std::cmp::Reverse(c.insert_failed + c.clash_resolve));
+    if rows.is_empty() {
+        return "nothing (no clash on this node)".into();
+    }
+    rows.iter()
+        .map(|c| {
+            format!(
+                "{}: insert_failed {}, clash_resolve {} ({})",
+                c.kind.name(),
+                c.insert_failed,
+                c.clash_resolve,
+                c.mechanism
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

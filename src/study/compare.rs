@@ -19,6 +19,7 @@ use crate::scenario::{Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
 
 use super::horizon::{Horizon, Sufficiency};
+use super::onset;
 use super::runner::Job;
 
 /// The name of the unmodified scenario's column.
@@ -365,6 +366,23 @@ impl Comparison {
         row("DNS lookups with 5 s timeout", &|r| {
             r.dns.lookups_with_timeout.to_string()
         });
+        row("A/AAAA pairs raced", &|r| r.dns.pairs_raced.to_string());
+        let mut kinds: Vec<crate::conntrack::ClashKind> = self
+            .variants
+            .iter()
+            .flat_map(|v| onset::clashes_by_kind(&v.report).into_keys())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        for k in kinds {
+            row(
+                &format!("clashed: {} (insert_failed/clash_resolve)", k.name()),
+                &|r| {
+                    let (i, c) = onset::clashes_by_kind(r).get(&k).copied().unwrap_or_default();
+                    format!("{i}/{c}")
+                },
+            );
+        }
         let replays = self.variants.first().map_or(0, |v| v.report.alerts.replays.len());
         for k in 0..replays {
             let label = self.variants[0].report.alerts.replays[k].settings.label;
@@ -438,6 +456,19 @@ impl Comparison {
             s.push('\n');
         }
         s.push('\n');
+        if let Some(base) = self.variants.first() {
+            let _ = writeln!(s, "insert_failed onset against {}:", base.name);
+            let sample_s = base.timeseries.interval_s();
+            for v in self.variants.iter().skip(1) {
+                let _ = writeln!(
+                    s,
+                    "  {}: {}",
+                    v.name,
+                    onset::explain(&base.report, &v.report, sample_s)
+                );
+            }
+            s.push('\n');
+        }
         for v in &self.variants {
             let _ = writeln!(s, "{}: {}", v.name, v.outcome.text);
             let _ = writeln!(s, "  first: {}", v.report.verdict.text);

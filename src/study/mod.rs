@@ -15,6 +15,7 @@
 pub mod compare;
 pub mod horizon;
 pub mod knob;
+pub mod onset;
 pub mod plan;
 pub mod recommend;
 pub mod runner;

@@ -99,7 +99,7 @@ fn the_5_4_a_aaaa_clash_disappears_with_the_cache() {
         "duration=6s",
         "workloads.0.rate=300/s",
         "workloads.0.dns.mode=perRequest",
-        "workloads.0.dns.resolverThreads=2",
+        "workloads.0.dns.threadPlacement=scheduler",
         "services.1.endpoints.0.count=2",
         "kernel=5.4",
     ];

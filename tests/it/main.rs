@@ -5,6 +5,7 @@ mod dns_remedies;
 mod doc_refs;
 mod evidence;
 mod first_use;
+mod insert_failed;
 mod layering;
 mod modes;
 mod node_fields;

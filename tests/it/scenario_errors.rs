@@ -319,3 +319,39 @@ fn a_node_local_cache_on_a_cluster_or_service_address_is_refused() {
     ];
     assert!(Scenario::load(scenario_path("small.yaml"), &ok).is_ok());
 }
+
+/// `resolverThreads` was replaced by `dns.threadPlacement`: refused, naming the
+/// replacement, never silently ignored; an unknown placement is named too.
+#[test]
+fn resolver_threads_is_refused_with_its_replacement_named() {
+    for (set, field, words) in [
+        (
+            "workloads.0.dns.resolverThreads=2",
+            "workloads[0].dns.resolverThreads",
+            "replaced by threadPlacement",
+        ),
+        (
+            "workloads.0.dns.threadPlacement=pinned",
+            "workloads[0].dns.threadPlacement",
+            "same, different or scheduler, not `pinned`",
+        ),
+    ] {
+        let o = vec![Override::parse(set).unwrap()];
+        let e = Scenario::load(scenario_path("small.yaml"), &o).expect_err(set);
+        assert_eq!(e.problems().len(), 1, "{e}");
+        let p = &e.problems()[0];
+        assert_eq!(p.field.to_string(), field, "{p}");
+        assert!(p.message.contains(words), "{p}");
+    }
+    let ok = vec![Override::parse("workloads.0.dns.threadPlacement=scheduler").unwrap()];
+    let s = Scenario::load(scenario_path("small.yaml"), &ok).unwrap();
+    assert_eq!(
+        s.workloads[0].dns.thread_placement,
+        k8s_netsim::conntrack::ThreadPlacement::Scheduler
+    );
+    let default = Scenario::load(scenario_path("small.yaml"), &[]).unwrap();
+    assert_eq!(
+        default.workloads[0].dns.thread_placement,
+        k8s_netsim::conntrack::ThreadPlacement::Same
+    );
+}

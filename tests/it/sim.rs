@@ -105,7 +105,7 @@ fn dns_race_fails_on_5_4_and_resolves_on_6_18() {
         "duration=6s",
         "workloads.0.rate=300/s",
         "workloads.0.dns.mode=perRequest",
-        "workloads.0.dns.resolverThreads=2",
+        "workloads.0.dns.threadPlacement=scheduler",
         "services.1.endpoints.0.count=2",
     ];
     let mut old: Vec<&str> = base.to_vec();
@@ -117,7 +117,7 @@ fn dns_race_fails_on_5_4_and_resolves_on_6_18() {
     assert!(r_old.dns.lookups_with_timeout > 0);
     assert_eq!(r_old.verdict.kind, "insert_failed");
     assert!(
-        r_old.verdict.cause.contains("UDP clash"),
+        r_old.verdict.cause.contains("udp-pair-different-backends"),
         "{}",
         r_old.verdict.cause
     );

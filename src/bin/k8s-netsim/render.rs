@@ -82,6 +82,16 @@ pub(crate) fn summary(r: &RunReport) -> String {
             onset(n.onset_s.early_drop),
             onset(n.onset_s.clash_resolve)
         );
+        for k in &c.clashes {
+            let _ = writeln!(
+                s,
+                "  clashed at confirm: {} insert_failed {}, clash_resolve {} ({})",
+                k.kind.name(),
+                k.insert_failed,
+                k.clash_resolve,
+                k.mechanism
+            );
+        }
         if c.table_full_log_lines > 0 {
             let _ = writeln!(
                 s,
@@ -169,8 +179,8 @@ pub(crate) fn summary(r: &RunReport) -> String {
     let d = &r.dns;
     let _ = writeln!(
         s,
-        "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed",
-        d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed
+        "dns: {} queries, CoreDNS peak {:.0} QPS, {} lookups hit a 5 s timeout, {} failed, {} A/AAAA pairs raced",
+        d.queries, d.coredns_qps_peak, d.lookups_with_timeout, d.lookups_failed, d.pairs_raced
     );
     let _ = writeln!(
         s,
