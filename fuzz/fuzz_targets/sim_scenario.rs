@@ -153,9 +153,9 @@ impl<'a> Arbitrary<'a> for Gen {
             if with_dns && u.arbitrary::<bool>()? {
                 let _ = writeln!(
                     t,
-                    "    dns: {{mode: {}, resolverThreads: {}}}",
+                    "    dns: {{mode: {}, threadPlacement: {}}}",
                     pick(u, &["perRequest", "cached"])?,
-                    u.int_in_range(1u8..=2)?
+                    pick(u, &["same", "different", "scheduler"])?
                 );
             }
             if u.arbitrary::<bool>()? {
