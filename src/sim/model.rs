@@ -11,7 +11,7 @@
 use super::client::{ClientState, Flow, Request};
 use super::event::{Event, Purpose, QueryOf};
 use super::nodelocal::{Fwd, NodeLocal, UpConn};
-use super::observe::{NodeOnsets, SampleBase, Tally, WorkloadTally};
+use super::observe::{NodeOnsets, SampleBase, Tally, UsersTally, WorkloadTally};
 use super::path::InFlight;
 use super::resolver::LookupSlot;
 use super::server::ServerState;
@@ -66,6 +66,8 @@ pub(super) struct NodeSim {
     pub(super) wl_latency: Vec<Histogram>,
     pub(super) wl_tally: Vec<WorkloadTally>,
     pub(super) interval_latency: Histogram,
+    /// Every finished request, failures included (the callers' view).
+    pub(super) users: UsersTally,
     pub(super) onsets: Vec<NodeOnsets>,
     pub(super) samples: Vec<Sample>,
     pub(super) last_busy: Vec<u128>,
@@ -172,6 +174,7 @@ impl NodeSim {
             wl_latency: (0..n_wl).map(|_| Histogram::new()).collect(),
             wl_tally: vec![WorkloadTally::default(); n_wl],
             interval_latency: Histogram::new(),
+            users: UsersTally::new(n_wl, n_nodes),
             onsets: vec![NodeOnsets::default(); n_nodes],
             samples: Vec::new(),
             last_busy: vec![0; n_nodes],

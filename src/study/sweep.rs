@@ -704,6 +704,7 @@ fn empty_report() -> crate::report::Report {
             cause: String::new(),
         },
         nodes: Vec::new(),
+        users: crate::report::UsersView::default(),
         latency_ms: crate::report::LatencyReport::default(),
         requests: crate::report::RequestReport::default(),
         dns: crate::report::DnsReport::default(),
