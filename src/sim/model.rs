@@ -68,6 +68,10 @@ pub(super) struct NodeSim {
     pub(super) interval_latency: Histogram,
     /// Every finished request, failures included (the callers' view).
     pub(super) users: UsersTally,
+    /// Addresses to pods and Services for the census (built at the first snapshot).
+    pub(super) census_ix: Option<Box<super::census::CensusIndex>>,
+    /// Onset snapshots waiting for the next sample row.
+    pub(super) census_pending: Vec<crate::report::census::CensusSnapshot>,
     pub(super) onsets: Vec<NodeOnsets>,
     pub(super) samples: Vec<Sample>,
     pub(super) last_busy: Vec<u128>,
@@ -175,6 +179,8 @@ impl NodeSim {
             wl_tally: vec![WorkloadTally::default(); n_wl],
             interval_latency: Histogram::new(),
             users: UsersTally::new(n_wl, n_nodes),
+            census_ix: None,
+            census_pending: Vec::new(),
             onsets: vec![NodeOnsets::default(); n_nodes],
             samples: Vec::new(),
             last_busy: vec![0; n_nodes],

@@ -6,6 +6,7 @@ use super::model::{NodeSim, schedule};
 use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto};
+use crate::report::census::OnsetCounter;
 use crate::report::{Histogram, LatencyBuckets, Sample};
 use crate::time::SimTime;
 use std::collections::BTreeMap;
@@ -133,6 +134,7 @@ impl NodeSim {
             o.drop = Some((at, count));
             let census = self.census(n, at);
             self.onsets[n].table_at_drop = Some(census);
+            self.onset_census(n, at, OnsetCounter::Drop);
         }
         // early_drop only happens when an allocation found the table at its max.
         if half.new_entry
@@ -141,6 +143,7 @@ impl NodeSim {
             && self.counters(n).early_drop > 0
         {
             self.onsets[n].early_drop = Some((at, count));
+            self.onset_census(n, at, OnsetCounter::EarlyDrop);
         }
     }
 
@@ -196,14 +199,20 @@ impl NodeSim {
     pub(super) fn check_counter_onsets(&mut self, n: usize, at: SimTime, count: u32) {
         let s = self.counters(n);
         let o = &mut self.onsets[n];
+        let mut rose = Vec::new();
         if o.insert_failed.is_none() && s.insert_failed > 0 {
             o.insert_failed = Some((at, count));
+            rose.push(OnsetCounter::InsertFailed);
         }
         if o.clash_resolve.is_none() && s.clash_resolve > 0 {
             o.clash_resolve = Some((at, count));
         }
         if o.drop.is_none() && s.drop > 0 {
             o.drop = Some((at, count));
+            rose.push(OnsetCounter::Drop);
+        }
+        for counter in rose {
+            self.onset_census(n, at, counter);
         }
     }
 
@@ -256,6 +265,7 @@ impl NodeSim {
             row.users_p99_ms = Some(all.quantile_ppm(990_000) as f64 / 1e6);
         }
         self.users.interval_all.clear();
+        row.census = self.sample_census(now);
         self.samples.push(row);
         if now + interval <= self.horizon {
             schedule(cx, now + interval, Event::Sample);
