@@ -7,9 +7,9 @@ use super::node_rules::proxy_mode_name;
 use super::verdict::verdict;
 use super::world::{self, PodRole};
 use crate::report::{
-    CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport, LookupTotals,
-    ClientsView, NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport, RulesReport,
-    SCHEMA_VERSION, SocketReport, TimeSeries, UsersView, WorkloadReport,
+    ClientsView, CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport,
+    LookupTotals, NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport,
+    RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, UsersView, WorkloadReport,
 };
 use crate::scenario::Provenance;
 use crate::service::node::ProxyImpl;

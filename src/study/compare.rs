@@ -169,8 +169,12 @@ impl Comparison {
                 self.variants.iter().map(|v| f(&v.report)).collect(),
             ));
         };
-        row("callers' p99 (all requests)", &|r| format!("{:.1} ms", r.users.latency_ms.p99));
-        row("callers' p50 (all requests)", &|r| format!("{:.1} ms", r.users.latency_ms.p50));
+        row("callers' p99 (all requests)", &|r| {
+            format!("{:.1} ms", r.users.latency_ms.p99)
+        });
+        row("callers' p50 (all requests)", &|r| {
+            format!("{:.1} ms", r.users.latency_ms.p50)
+        });
         row("answered", &|r| format!("{:.2}%", r.users.success_pct));
         row("nodes losing packets (drop onset)", &|r| {
             let hot: Vec<String> = r
@@ -205,7 +209,9 @@ impl Comparison {
         let lost = |i: usize| {
             self.variants.iter().any(|v| {
                 v.report.nodes.get(i).is_some_and(|n| {
-                    n.onset_s.drop.is_some() || n.onset_s.insert_failed.is_some() || n.onset_s.early_drop.is_some()
+                    n.onset_s.drop.is_some()
+                        || n.onset_s.insert_failed.is_some()
+                        || n.onset_s.early_drop.is_some()
                 })
             })
         };
@@ -214,17 +220,14 @@ impl Comparison {
             .collect();
         if shown.len() < nodes.len() {
             let quiet = nodes.len() - shown.len();
-            row(
-                &format!("{quiet} other nodes: highest peak count / max"),
-                &|r| {
-                    let peak = (0..nodes.len())
-                        .filter(|i| !shown.contains(i))
-                        .filter_map(|i| r.nodes.get(i))
-                        .map(|n| (n.conntrack.count_peak, n.conntrack.max))
-                        .max();
-                    peak.map_or_else(String::new, |(c, m)| format!("{c}/{m}, no loss"))
-                },
-            );
+            row(&format!("{quiet} other nodes: highest peak count / max"), &|r| {
+                let peak = (0..nodes.len())
+                    .filter(|i| !shown.contains(i))
+                    .filter_map(|i| r.nodes.get(i))
+                    .map(|n| (n.conntrack.count_peak, n.conntrack.max))
+                    .max();
+                peak.map_or_else(String::new, |(c, m)| format!("{c}/{m}, no loss"))
+            });
         }
         for &i in &shown {
             let name = &nodes[i];
@@ -267,9 +270,15 @@ impl Comparison {
                 node(r).map_or_else(String::new, |n| format!("{:.0}", n.rules.mean_per_new_connection))
             });
         }
-        row("answered only: latency p50", &|r| format!("{:.1} ms", r.latency_ms.p50));
-        row("answered only: latency p99", &|r| format!("{:.1} ms", r.latency_ms.p99));
-        row("answered only: latency p999", &|r| format!("{:.1} ms", r.latency_ms.p999));
+        row("answered only: latency p50", &|r| {
+            format!("{:.1} ms", r.latency_ms.p50)
+        });
+        row("answered only: latency p99", &|r| {
+            format!("{:.1} ms", r.latency_ms.p99)
+        });
+        row("answered only: latency p999", &|r| {
+            format!("{:.1} ms", r.latency_ms.p999)
+        });
         row("requests ok / sent", &|r| {
             format!("{}/{}", r.requests.ok, r.requests.sent)
         });

@@ -52,9 +52,20 @@ fn assert_shape(r: &Report) {
         } else {
             assert_eq!(n.onset_s.drop, None, "{} does not drop", n.name);
             assert_eq!(n.onset_s.insert_failed, None, "{}", n.name);
-            assert!(c.count_peak * 2 < c.max, "{}: {} of {}", n.name, c.count_peak, c.max);
+            assert!(
+                c.count_peak * 2 < c.max,
+                "{}: {} of {}",
+                n.name,
+                c.count_peak,
+                c.max
+            );
         }
-        assert!(n.cpu.peak_pct < 30.0, "{} CPU in the normal range: {}", n.name, n.cpu.peak_pct);
+        assert!(
+            n.cpu.peak_pct < 30.0,
+            "{} CPU in the normal range: {}",
+            n.name,
+            n.cpu.peak_pct
+        );
     }
 }
 
@@ -67,7 +78,9 @@ fn the_cluster_drops_on_the_hot_nodes_only_and_their_callers_wait_seconds() {
         if HOT.contains(&n.name.as_str()) {
             assert!(p99 >= 1000.0, "{}: callers' p99 {p99} ms", n.name);
         } else if n.clients.sent > 0 {
-            assert!(p99 < 100.0, "{}: callers' p99 {p99} ms", n.name);
+            // Their own tables are clean; only their calls to backends on the hot nodes
+            // can suffer.
+            assert!(p99 < 500.0, "{}: callers' p99 {p99} ms", n.name);
         }
     }
     // The callers' view counts what the survivors' view leaves out.
@@ -82,9 +95,52 @@ fn the_full_cluster_replay_has_the_incident_shape_and_p99() {
     let r = run(&scenario(CLUSTER, &[]));
     assert_shape(&r);
     let p99 = r.users.latency_ms.p99;
-    assert!((1000.0..=2500.0).contains(&p99), "callers' p99 over the cluster {p99} ms");
+    assert!(
+        (1000.0..=2500.0).contains(&p99),
+        "callers' p99 over the cluster {p99} ms"
+    );
     for n in r.nodes.iter().filter(|n| HOT.contains(&n.name.as_str())) {
         let t = n.onset_s.drop.unwrap();
         assert!((90.0..=130.0).contains(&t), "{} drop onset {t}", n.name);
     }
+}
+
+/// `compare` leads with the callers' view and names the nodes that lost packets, with
+/// their onsets, per variant; the table keeps per-node rows for those nodes.
+#[test]
+fn compare_leads_with_the_callers_p99_and_the_nodes_losing_packets() {
+    use k8s_netsim::study::{Comparison, compare, parse_variant, run_jobs};
+    use std::num::NonZeroUsize;
+    let base = scenario("scenarios/flash-sale.yaml", &["duration=6s".to_owned()]);
+    let big = "big:nodes.0.sysctl.net.netfilter.nf_conntrack_max=1048576,nodes.1.sysctl.net.netfilter.nf_conntrack_max=1048576";
+    let vs = vec![parse_variant(big).unwrap()];
+    let jobs = compare::jobs(&base, &vs).unwrap();
+    let outs = run_jobs(&jobs, NonZeroUsize::new(2).unwrap(), &|_, _| {});
+    let c = Comparison::new(&base, &vs, &jobs, outs).unwrap();
+    let rows = c.table();
+    let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        &labels[..4],
+        &[
+            "callers' p99 (all requests)",
+            "callers' p50 (all requests)",
+            "answered",
+            "nodes losing packets (drop onset)"
+        ]
+    );
+    let cells = &rows[3].1;
+    let storm = &c.variants[0].report;
+    let onset = storm.nodes[0].onset_s.drop.unwrap();
+    assert!(
+        cells[0].starts_with(&format!("node-a {onset:.1}s")),
+        "{}",
+        cells[0]
+    );
+    assert_eq!(cells[1], "none", "the big table loses nothing in 6 s");
+    assert_eq!(rows[0].1[0], format!("{:.1} ms", storm.users.latency_ms.p99));
+    assert!(
+        labels.contains(&"node-a: drop onset"),
+        "two nodes: every node keeps its rows"
+    );
+    assert!(c.render_text().contains("callers' p99 (all requests)"));
 }

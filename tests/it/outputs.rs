@@ -248,10 +248,11 @@ fn the_latency_chart_leaves_intervals_without_completions_empty() {
     assert!(chart.markers.iter().any(|m| m.label.starts_with("drop node-a")));
 }
 
-/// Census snapshots as the simulation will record them, added to a real run.
+/// Known census snapshots on node-a only, in place of the ones the simulation took.
 fn with_census(ts: &mut TimeSeries) {
     let n = ts.samples.len();
     for (k, row) in ts.samples.iter_mut().enumerate() {
+        row.census.clear();
         let scale = (k as u64 + 1) * 10;
         row.census.push(CensusSnapshot {
             node: 0,
@@ -578,9 +579,18 @@ fn flash_sale_callers_view_counts_failures_the_survivors_view_does_not() {
     let u = &r.users;
     let q = &r.requests;
     assert_eq!(u.finished, q.ok + q.failed);
-    assert!(q.failed * 100 > u.finished, "the storm fails > 1 %: {} of {}", q.failed, u.finished);
+    assert!(
+        q.failed * 100 > u.finished,
+        "the storm fails > 1 %: {} of {}",
+        q.failed,
+        u.finished
+    );
     let expect_pct = q.ok as f64 * 100.0 / u.finished as f64;
-    assert!((u.success_pct - expect_pct).abs() < 0.001, "{} vs {expect_pct}", u.success_pct);
+    assert!(
+        (u.success_pct - expect_pct).abs() < 0.001,
+        "{} vs {expect_pct}",
+        u.success_pct
+    );
     assert!(
         u.latency_ms.p99 >= 1000.0,
         "a failure ends at a deadline (1 s) or later: callers' p99 {}",
@@ -611,5 +621,10 @@ fn flash_sale_callers_view_counts_failures_the_survivors_view_does_not() {
         assert_eq!(s.success_pct().is_some(), s.ok + s.failed > 0);
     }
     let csv = ts.to_csv();
-    assert!(csv.lines().next().unwrap().ends_with(",success_pct,timeouts_per_s,users_p50_ms,users_p99_ms"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",success_pct,timeouts_per_s,users_p50_ms,users_p99_ms")
+    );
 }
