@@ -14,7 +14,7 @@ use crate::report::census::{
     TupleClass,
 };
 use crate::time::SimTime;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// At most this many periodic snapshots per node over a run (the sample rows between
@@ -33,13 +33,12 @@ enum Source {
 /// Where a flow goes: (scenario Service, Service port), or elsewhere.
 type Destination = Option<(u16, u16)>;
 
-/// Addresses to the pods and Services they belong to, built once (looked up, never
-/// iterated: the census' order comes from its `BTreeMap`).
+/// Addresses to the pods and Services they belong to, built once.
 #[derive(Debug, Default)]
 pub(super) struct CensusIndex {
-    sources: HashMap<Ipv4Addr, Source>,
+    sources: BTreeMap<Ipv4Addr, Source>,
     /// (address, port the flow was addressed to) → (Service, Service port).
-    destinations: HashMap<(Ipv4Addr, u16), (u16, u16)>,
+    destinations: BTreeMap<(Ipv4Addr, u16), (u16, u16)>,
 }
 
 impl NodeSim {
