@@ -149,7 +149,7 @@ impl NodeSim {
         let rows = (self.sc.duration.as_nanos() / interval).max(1);
         let every = rows.div_ceil(PERIODIC_SNAPSHOTS).max(1);
         let row = now.as_nanos() / interval;
-        if row % every == 0 {
+        if row.is_multiple_of(every) {
             for n in 0..self.world.nodes.len() {
                 let census = self.take_census(n);
                 out.push(CensusSnapshot {
