@@ -348,9 +348,10 @@ pub fn run_page(r: &RunReport, ts: &TimeSeries) -> String {
             "failed".into(),
             "timeouts".into(),
             "retries".into(),
-            "p50".into(),
-            "p99".into(),
-            "p99.9".into(),
+            "callers' p50".into(),
+            "callers' p99".into(),
+            "callers' p99.9".into(),
+            "answered only: p99".into(),
         ],
         &[vec![
             "all workloads".into(),
@@ -359,9 +360,10 @@ pub fn run_page(r: &RunReport, ts: &TimeSeries) -> String {
             q.failed.to_string(),
             q.timeouts.to_string(),
             q.retries.to_string(),
-            format!("{:.1} ms", r.latency_ms.p50),
+            format!("{:.1} ms", r.users.latency_ms.p50),
+            format!("{:.1} ms", r.users.latency_ms.p99),
+            format!("{:.1} ms", r.users.latency_ms.p999),
             format!("{:.1} ms", r.latency_ms.p99),
-            format!("{:.1} ms", r.latency_ms.p999),
         ]],
     );
     page.heading("Who fills the table");

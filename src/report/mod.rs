@@ -53,8 +53,12 @@ pub struct Report {
     pub verdict: Verdict,
     /// Per-node results, in scenario order.
     pub nodes: Vec<NodeReport>,
-    /// Request latency percentiles in milliseconds (successful requests, from first
-    /// attempt to response, including DNS, connect, retries).
+    /// Latency as the callers saw it: every request that finished, an answered one at
+    /// its answer and a failed one when it finally failed (its last deadline or error).
+    pub users: UsersView,
+    /// Request latency percentiles in milliseconds of the *answered* requests only (from
+    /// first attempt to response, including DNS, connect, retries): a survivors'
+    /// statistic, blind to the requests that failed.
     pub latency_ms: LatencyReport,
     /// Request outcomes.
     pub requests: RequestReport,
@@ -186,6 +190,8 @@ pub struct NodeReport {
     pub onset_s: Onsets,
     /// Packet-processing CPU use.
     pub cpu: CpuReport,
+    /// The requests of the client pods on this node, as their callers saw them.
+    pub clients: ClientsView,
     /// Netfilter rule counts and evaluation cost.
     pub rules: RulesReport,
     /// Socket-layer counters of the pods on this node.
@@ -449,6 +455,56 @@ impl LatencyReport {
     }
 }
 
+/// Requests as their callers saw them: percentiles over every finished request, a failed
+/// request counted at the time it finally failed (its last attempt's deadline, or the
+/// error that ended it), next to the share that was answered.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct UsersView {
+    /// Percentiles over all finished requests, milliseconds.
+    pub latency_ms: LatencyReport,
+    /// Requests that finished (answered + failed); requests still in flight at the end
+    /// are not counted.
+    pub finished: u64,
+    /// Answered / finished, percent (100 when nothing finished).
+    pub success_pct: f64,
+}
+
+impl UsersView {
+    /// The view from a histogram of every finished request and the answered count.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn new(all: &Histogram, ok: u64) -> UsersView {
+        let finished = all.count();
+        UsersView {
+            latency_ms: LatencyReport::from_histogram(all),
+            finished,
+            success_pct: if finished == 0 {
+                100.0
+            } else {
+                (ok as f64 * 100_000.0 / finished as f64).round() / 1000.0
+            },
+        }
+    }
+}
+
+/// The requests of one node's client pods: outcomes, what their callers saw, and the
+/// answered requests' latency.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct ClientsView {
+    /// Requests issued by client pods on the node (first attempts).
+    pub sent: u64,
+    /// Answered.
+    pub ok: u64,
+    /// Failed after all retries.
+    pub failed: u64,
+    /// Attempts that hit the per-request timeout.
+    pub timeouts: u64,
+    /// All finished requests, failures at their failure time.
+    pub users: UsersView,
+    /// Answered requests only (survivors).
+    pub latency_ms: LatencyReport,
+}
+
 /// Request outcomes.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RequestReport {
@@ -523,7 +579,9 @@ pub struct NodeLocalDnsReport {
 pub struct WorkloadReport {
     /// Workload name.
     pub name: String,
-    /// Latency of its successful requests.
+    /// Its requests as the callers saw them (failures counted at their failure time).
+    pub users: UsersView,
+    /// Latency of its answered requests only (survivors).
     pub latency_ms: LatencyReport,
     /// Its request outcomes.
     pub requests: RequestReport,

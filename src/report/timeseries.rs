@@ -79,6 +79,12 @@ pub struct Sample {
     pub latency: Option<LatencyBuckets>,
     /// Census snapshots taken in the interval (empty: none taken).
     pub census: Vec<CensusSnapshot>,
+    /// Latency of every request that finished in the interval, answered or failed (a
+    /// failure at its failure time): p50 and p99 in ms (`None`: nothing finished, or not
+    /// measured).
+    pub users_p50_ms: Option<f64>,
+    /// See `users_p50_ms`.
+    pub users_p99_ms: Option<f64>,
 }
 
 impl Sample {
@@ -92,6 +98,15 @@ impl Sample {
     #[must_use]
     pub fn p99_ms(&self) -> Option<f64> {
         (self.ok > 0).then_some(self.latency_p99_ms)
+    }
+
+    /// Answered share of the requests that finished in the interval, percent (`None`
+    /// when nothing finished).
+    #[must_use]
+    pub fn success_pct(&self) -> Option<f64> {
+        let done = self.ok + self.failed;
+        #[allow(clippy::cast_precision_loss)]
+        (done > 0).then(|| self.ok as f64 * 100.0 / done as f64)
     }
 }
 
@@ -121,14 +136,15 @@ impl TimeSeries {
         v
     }
 
-    /// CSV text: one row per sample, per-node column groups, `timeouts` last. The
-    /// latency columns are empty in intervals where no request completed; `timeouts` is
-    /// empty when not measured.
+    /// CSV text: one row per sample, per-node column groups, then `timeouts` and the
+    /// users' view: `success_pct`, `timeouts_per_s`, `users_p50_ms`, `users_p99_ms`. The
+    /// latency columns are empty in intervals where no request completed (finished, for
+    /// the users' columns); `timeouts` and `timeouts_per_s` are empty when not measured.
     #[must_use]
     pub fn to_csv(&self) -> String {
         let mut s = csv_header(&self.nodes);
         for r in &self.samples {
-            s.push_str(&csv_row(r, self.nodes.len()));
+            s.push_str(&csv_row(r, self.nodes.len(), self.interval_s()));
         }
         s
     }
@@ -146,13 +162,14 @@ pub fn csv_header(nodes: &[String]) -> String {
             let _ = write!(s, ",{n}.{name}");
         }
     }
-    s.push_str(",timeouts\n");
+    s.push_str(",timeouts,success_pct,timeouts_per_s,users_p50_ms,users_p99_ms\n");
     s
 }
 
-/// One line of the time-series CSV (with its newline) for a run of `nodes` nodes.
+/// One line of the time-series CSV (with its newline) for a run of `nodes` nodes sampled
+/// every `interval_s` seconds.
 #[must_use]
-pub fn csv_row(r: &Sample, nodes: usize) -> String {
+pub fn csv_row(r: &Sample, nodes: usize, interval_s: f64) -> String {
     let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
     let mut s = String::new();
     let _ = write!(
@@ -178,6 +195,19 @@ pub fn csv_row(r: &Sample, nodes: usize) -> String {
         }
     }
     let _ = write!(s, ",{}", r.timeouts.map_or_else(String::new, |t| t.to_string()));
+    #[allow(clippy::cast_precision_loss)]
+    let per_s = r
+        .timeouts
+        .filter(|_| interval_s > 0.0)
+        .map(|t| t as f64 / interval_s);
+    let _ = write!(
+        s,
+        ",{},{},{},{}",
+        opt(r.success_pct()),
+        opt(per_s),
+        opt(r.users_p50_ms),
+        opt(r.users_p99_ms)
+    );
     s.push('\n');
     s
 }
@@ -212,8 +242,15 @@ mod tests {
         assert!(rows[1].starts_with("0.100,0,3,0,0,1.500,2.500,0,"), "{}", rows[1]);
         assert!(rows[2].starts_with("0.200,0,0,4,0,,,0,"), "{}", rows[2]);
         assert!(
-            rows[0].ends_with(",timeouts") && rows[2].ends_with(','),
-            "timeouts last, empty when not measured"
+            rows[0].ends_with(",timeouts,success_pct,timeouts_per_s,users_p50_ms,users_p99_ms"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[1].ends_with(",,100.000,,,"), "{}", rows[1]);
+        assert!(
+            rows[2].ends_with(",,0.000,,,"),
+            "timeouts empty when not measured: {}",
+            rows[2]
         );
         assert_eq!(ts.samples[1].p99_ms(), None);
         assert_eq!(ts.interval_s(), 0.1);

@@ -91,6 +91,7 @@ impl NodeSim {
         self.wl_next_pod[w] = self.wl_next_pod[w].wrapping_add(1);
         self.tally.sent += 1;
         self.wl_tally[w].sent += 1;
+        self.users.node[usize::from(self.world.pods[pod as usize].node)].sent += 1;
         let req = self.reqs.insert(Request {
             wl,
             pod,
@@ -297,6 +298,12 @@ impl NodeSim {
             r.state = ReqState::Done;
             self.tally.failed += 1;
             self.wl_tally[wl].failed += 1;
+            // The caller sees the failure now: at the last attempt's deadline, or when
+            // the error that ended it came back.
+            let (started, pod) = (r.started, r.pod as usize);
+            let node = usize::from(self.world.pods[pod].node);
+            self.users
+                .finished(wl, node, cx.now().saturating_since(started).as_nanos(), false);
             self.reqs.remove(req);
         }
     }
@@ -311,6 +318,7 @@ impl NodeSim {
         }
         self.tally.timeouts += 1;
         self.wl_tally[usize::from(r.wl)].timeouts += 1;
+        self.users.node[usize::from(self.world.pods[r.pod as usize].node)].timeouts += 1;
         let cause = match r.state {
             ReqState::WaitDns => "timeout waiting for DNS",
             ReqState::WaitConn => "timeout waiting for a pooled connection",
@@ -374,6 +382,8 @@ impl NodeSim {
             self.interval_latency.record(lat.as_nanos());
             let wl = usize::from(r.wl);
             self.wl_latency[wl].record(lat.as_nanos());
+            let node = usize::from(self.world.pods[r.pod as usize].node);
+            self.users.finished(wl, node, lat.as_nanos(), true);
             self.tally.ok += 1;
             self.wl_tally[wl].ok += 1;
             let cfg = self.sc.workloads[wl].connection;

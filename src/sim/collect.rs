@@ -8,9 +8,9 @@ use super::node_rules::proxy_mode_name;
 use super::verdict::verdict;
 use super::world::{self, PodRole};
 use crate::report::{
-    ClashReport, CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport, LookupReport,
-    LookupTotals, NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report, RequestReport,
-    RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, WorkloadReport,
+    ClashReport, ClientsView, CpuReport, DnsReport, EbpfReport, EngineReport, IpvsReport, LatencyReport,
+    LookupReport, LookupTotals, NftablesReport, NodeConntrack, NodeReport, Onsets, ProxyReport, Report,
+    RequestReport, RulesReport, SCHEMA_VERSION, SocketReport, TimeSeries, UsersView, WorkloadReport,
 };
 use crate::scenario::Provenance;
 use crate::service::node::ProxyImpl;
@@ -147,6 +147,7 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
             let t = sim.wl_tally[i];
             WorkloadReport {
                 name: w.name.clone(),
+                users: UsersView::new(&sim.users.wl_all[i], t.ok),
                 latency_ms: LatencyReport::from_histogram(&sim.wl_latency[i]),
                 requests: RequestReport {
                     sent: t.sent,
@@ -168,6 +169,7 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
         duration_s: duration.as_secs_f64(),
         verdict,
         nodes,
+        users: UsersView::new(&sim.users.all, t.ok),
         latency_ms: LatencyReport::from_histogram(&sim.latency),
         requests,
         dns: DnsReport {
@@ -294,6 +296,17 @@ fn node_report(sim: &NodeSim, i: usize) -> NodeReport {
             } else {
                 round3(n.rules_ns as f64 * 100.0 / n.busy_ns as f64)
             },
+        },
+        clients: {
+            let c = sim.users.node[i];
+            ClientsView {
+                sent: c.sent,
+                ok: c.ok,
+                failed: c.failed,
+                timeouts: c.timeouts,
+                users: UsersView::new(&sim.users.node_all[i], c.ok),
+                latency_ms: LatencyReport::from_histogram(&sim.users.node_ok[i]),
+            }
         },
         rules: RulesReport {
             nat_rules: sim.world.nat_rules[i].0,

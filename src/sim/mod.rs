@@ -32,10 +32,12 @@
 //! | `server` | listeners and workers of backend pods |
 //! | `race` | whether a parallel A/AAAA pair races (the measured race model), the census of clashes by kind |
 //! | `resolver`, `coredns`, `nodelocal` | the pods' resolvers, CoreDNS pods, NodeLocal DNSCache |
-//! | `observe` | counters, onsets, the table at an onset, the time series |
+//! | `observe` | counters, onsets, the table at an onset, the time series, the callers' view |
+//! | `census` | who fills each table: periodic and onset census snapshots |
 //! | `collect`, `verdict` | the report of a finished run |
 //! | `trace` | `k8s-netsim trace` |
 
+mod census;
 mod client;
 mod collect;
 mod coredns;

@@ -11,7 +11,7 @@
 use super::client::{ClientState, Flow, Request};
 use super::event::{Event, Purpose, QueryOf};
 use super::nodelocal::{Fwd, NodeLocal, UpConn};
-use super::observe::{NodeOnsets, SampleBase, Tally, WorkloadTally};
+use super::observe::{NodeOnsets, SampleBase, Tally, UsersTally, WorkloadTally};
 use super::path::InFlight;
 use super::resolver::LookupSlot;
 use super::server::ServerState;
@@ -86,6 +86,12 @@ pub(super) struct NodeSim {
     pub(super) wl_latency: Vec<Histogram>,
     pub(super) wl_tally: Vec<WorkloadTally>,
     pub(super) interval_latency: Histogram,
+    /// Every finished request, failures included (the callers' view).
+    pub(super) users: UsersTally,
+    /// Addresses to pods and Services for the census (built at the first snapshot).
+    pub(super) census_ix: Option<Box<super::census::CensusIndex>>,
+    /// Onset snapshots waiting for the next sample row.
+    pub(super) census_pending: Vec<crate::report::census::CensusSnapshot>,
     pub(super) onsets: Vec<NodeOnsets>,
     /// Rows taken since `sim::run_with` last handed them to its sink.
     pub(super) samples: Vec<Sample>,
@@ -202,6 +208,9 @@ impl NodeSim {
             wl_latency: (0..n_wl).map(|_| Histogram::new()).collect(),
             wl_tally: vec![WorkloadTally::default(); n_wl],
             interval_latency: Histogram::new(),
+            users: UsersTally::new(n_wl, n_nodes),
+            census_ix: None,
+            census_pending: Vec::new(),
             onsets: vec![NodeOnsets::default(); n_nodes],
             samples: Vec::new(),
             cpu_peak_pct: vec![0.0; n_nodes],

@@ -6,7 +6,8 @@ use super::model::{NodeSim, schedule};
 use crate::datapath::{Confirmed, DropReason, FirstHalf, HalfVerdict};
 use crate::engine::Context;
 use crate::packet::{Packet, Proto};
-use crate::report::Sample;
+use crate::report::census::OnsetCounter;
+use crate::report::{Histogram, LatencyBuckets, Sample};
 use crate::time::SimTime;
 use std::collections::BTreeMap;
 
@@ -56,6 +57,50 @@ pub(super) struct WorkloadTally {
     pub(super) failed: u64,
     pub(super) timeouts: u64,
     pub(super) retries: u64,
+}
+
+/// Requests as their callers saw them: every finished request's latency, an answered
+/// one at its answer and a failed one at its final failure, overall, per interval, per
+/// workload and per client node, next to the answered-only histograms per node. All
+/// histograms are allocated at start; recording never allocates.
+#[derive(Debug)]
+pub(super) struct UsersTally {
+    pub(super) all: Histogram,
+    pub(super) interval_all: Histogram,
+    pub(super) wl_all: Vec<Histogram>,
+    pub(super) node_all: Vec<Histogram>,
+    pub(super) node_ok: Vec<Histogram>,
+    pub(super) node: Vec<WorkloadTally>,
+    /// `timeouts` at the previous sample.
+    pub(super) last_timeouts: u64,
+}
+
+impl UsersTally {
+    pub(super) fn new(workloads: usize, nodes: usize) -> UsersTally {
+        UsersTally {
+            all: Histogram::new(),
+            interval_all: Histogram::new(),
+            wl_all: (0..workloads).map(|_| Histogram::new()).collect(),
+            node_all: (0..nodes).map(|_| Histogram::new()).collect(),
+            node_ok: (0..nodes).map(|_| Histogram::new()).collect(),
+            node: vec![WorkloadTally::default(); nodes],
+            last_timeouts: 0,
+        }
+    }
+
+    /// A request of workload `wl` from a pod on `node` finished after `nanos`.
+    pub(super) fn finished(&mut self, wl: usize, node: usize, nanos: u64, answered: bool) {
+        self.all.record(nanos);
+        self.interval_all.record(nanos);
+        self.wl_all[wl].record(nanos);
+        self.node_all[node].record(nanos);
+        if answered {
+            self.node_ok[node].record(nanos);
+            self.node[node].ok += 1;
+        } else {
+            self.node[node].failed += 1;
+        }
+    }
 }
 
 /// The running totals a time-series row is the difference from.
@@ -124,6 +169,7 @@ impl NodeSim {
             o.drop = Some((at, count));
             let census = self.census(n, at);
             self.onsets[n].table_at_drop = Some(census);
+            self.onset_census(n, at, OnsetCounter::Drop);
         }
         // early_drop only happens when an allocation found the table at its max.
         if half.new_entry
@@ -132,6 +178,7 @@ impl NodeSim {
             && self.counters(n).early_drop > 0
         {
             self.onsets[n].early_drop = Some((at, count));
+            self.onset_census(n, at, OnsetCounter::EarlyDrop);
         }
     }
 
@@ -187,14 +234,20 @@ impl NodeSim {
     pub(super) fn check_counter_onsets(&mut self, n: usize, at: SimTime, count: u32) {
         let s = self.counters(n);
         let o = &mut self.onsets[n];
+        let mut rose = Vec::new();
         if o.insert_failed.is_none() && s.insert_failed > 0 {
             o.insert_failed = Some((at, count));
+            rose.push(OnsetCounter::InsertFailed);
         }
         if o.clash_resolve.is_none() && s.clash_resolve > 0 {
             o.clash_resolve = Some((at, count));
         }
         if o.drop.is_none() && s.drop > 0 {
             o.drop = Some((at, count));
+            rose.push(OnsetCounter::Drop);
+        }
+        for counter in rose {
+            self.onset_census(n, at, counter);
         }
     }
 
@@ -240,7 +293,17 @@ impl NodeSim {
         };
         row.latency_p50_ms = self.interval_latency.quantile_ppm(500_000) as f64 / 1e6;
         row.latency_p99_ms = self.interval_latency.quantile_ppm(990_000) as f64 / 1e6;
+        row.latency = Some(LatencyBuckets::from_histogram(&self.interval_latency));
         self.interval_latency.clear();
+        row.timeouts = Some(self.tally.timeouts - self.users.last_timeouts);
+        self.users.last_timeouts = self.tally.timeouts;
+        let all = &self.users.interval_all;
+        if all.count() > 0 {
+            row.users_p50_ms = Some(all.quantile_ppm(500_000) as f64 / 1e6);
+            row.users_p99_ms = Some(all.quantile_ppm(990_000) as f64 / 1e6);
+        }
+        self.users.interval_all.clear();
+        row.census = self.sample_census(now);
         self.samples.push(row);
         if now + interval <= self.horizon {
             schedule(cx, now + interval, Event::Sample);

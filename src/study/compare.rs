@@ -163,6 +163,10 @@ pub struct Comparison {
 /// Schema version of [`Comparison`]'s JSON.
 pub const COMPARE_SCHEMA_VERSION: u32 = 1;
 
+/// Up to this many nodes the table has every node's rows; above it, only the nodes that
+/// lost packets in some variant (a cluster's quiet nodes share one row).
+pub const PER_NODE_ROWS_ALWAYS: usize = 4;
+
 /// Why a comparison could not be set up or run.
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -301,6 +305,31 @@ impl Comparison {
                 self.variants.iter().map(|v| f(&v.report)).collect(),
             ));
         };
+        row("callers' p99 (all requests)", &|r| {
+            format!("{:.1} ms", r.users.latency_ms.p99)
+        });
+        row("callers' p50 (all requests)", &|r| {
+            format!("{:.1} ms", r.users.latency_ms.p50)
+        });
+        row("answered", &|r| format!("{:.2}%", r.users.success_pct));
+        row("nodes losing packets (drop onset)", &|r| {
+            let hot: Vec<String> = r
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let t = match (n.onset_s.drop, n.onset_s.insert_failed) {
+                        (Some(a), Some(b)) => a.min(b),
+                        (a, b) => a.or(b)?,
+                    };
+                    Some(format!("{} {t:.1}s", n.name))
+                })
+                .collect();
+            if hot.is_empty() {
+                "none".to_owned()
+            } else {
+                hot.join(", ")
+            }
+        });
         row("first counter", &|r| match (&r.verdict.node, r.verdict.at_s) {
             (Some(n), Some(t)) => format!("{} {t:.3}s {n}", r.verdict.kind),
             _ => "none".to_owned(),
@@ -311,7 +340,33 @@ impl Comparison {
             .first()
             .map(|v| v.report.nodes.iter().map(|n| n.name.clone()).collect())
             .unwrap_or_default();
-        for (i, name) in nodes.iter().enumerate() {
+        // With many nodes, the per-node rows are kept for the nodes that lost packets in
+        // some variant; the others are summed up in one row.
+        let lost = |i: usize| {
+            self.variants.iter().any(|v| {
+                v.report.nodes.get(i).is_some_and(|n| {
+                    n.onset_s.drop.is_some()
+                        || n.onset_s.insert_failed.is_some()
+                        || n.onset_s.early_drop.is_some()
+                })
+            })
+        };
+        let shown: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes.len() <= PER_NODE_ROWS_ALWAYS || lost(i))
+            .collect();
+        if shown.len() < nodes.len() {
+            let quiet = nodes.len() - shown.len();
+            row(&format!("{quiet} other nodes: highest peak count / max"), &|r| {
+                let peak = (0..nodes.len())
+                    .filter(|i| !shown.contains(i))
+                    .filter_map(|i| r.nodes.get(i))
+                    .map(|n| (n.conntrack.count_peak, n.conntrack.max))
+                    .max();
+                peak.map_or_else(String::new, |(c, m)| format!("{c}/{m}, no loss"))
+            });
+        }
+        for &i in &shown {
+            let name = &nodes[i];
             let node = move |r: &Report| r.nodes.get(i).cloned();
             let onset = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.3}s"));
             row(&format!("{name}: drop onset"), &|r| {
@@ -351,9 +406,15 @@ impl Comparison {
                 node(r).map_or_else(String::new, |n| format!("{:.0}", n.rules.mean_per_new_connection))
             });
         }
-        row("latency p50", &|r| format!("{:.1} ms", r.latency_ms.p50));
-        row("latency p99", &|r| format!("{:.1} ms", r.latency_ms.p99));
-        row("latency p999", &|r| format!("{:.1} ms", r.latency_ms.p999));
+        row("answered only: latency p50", &|r| {
+            format!("{:.1} ms", r.latency_ms.p50)
+        });
+        row("answered only: latency p99", &|r| {
+            format!("{:.1} ms", r.latency_ms.p99)
+        });
+        row("answered only: latency p999", &|r| {
+            format!("{:.1} ms", r.latency_ms.p999)
+        });
         row("requests ok / sent", &|r| {
             format!("{}/{}", r.requests.ok, r.requests.sent)
         });

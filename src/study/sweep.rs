@@ -956,6 +956,7 @@ fn empty_report() -> crate::report::Report {
             failures: Vec::new(),
         },
         nodes: Vec::new(),
+        users: crate::report::UsersView::default(),
         latency_ms: crate::report::LatencyReport::default(),
         requests: crate::report::RequestReport::default(),
         dns: crate::report::DnsReport::default(),

@@ -113,7 +113,13 @@ fn run_json_has_the_documented_keys_and_out_writes_files() {
     }
     for key in ["p50", "p90", "p99", "p999", "max"] {
         assert!(v["latency_ms"].get(key).is_some());
+        assert!(
+            v["users"]["latency_ms"].get(key).is_some(),
+            "users.latency_ms.{key}"
+        );
     }
+    assert!(v["users"]["success_pct"].is_number());
+    assert!(v["nodes"][0]["clients"]["users"]["finished"].is_number());
     for key in ["sent", "ok", "failed", "timeouts", "retries"] {
         assert!(v["requests"].get(key).is_some());
     }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per behaviour.
 
 mod cli;
+mod cluster;
 mod dns_remedies;
 mod doc_refs;
 mod evidence;

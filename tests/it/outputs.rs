@@ -248,10 +248,11 @@ fn the_latency_chart_leaves_intervals_without_completions_empty() {
     assert!(chart.markers.iter().any(|m| m.label.starts_with("drop node-a")));
 }
 
-/// Census snapshots as the simulation will record them, added to a real run.
+/// Known census snapshots on node-a only, in place of the ones the simulation took.
 fn with_census(ts: &mut TimeSeries) {
     let n = ts.samples.len();
     for (k, row) in ts.samples.iter_mut().enumerate() {
+        row.census.clear();
         let scale = (k as u64 + 1) * 10;
         row.census.push(CensusSnapshot {
             node: 0,
@@ -309,10 +310,9 @@ fn a_census_renders_in_json_text_metrics_chart_and_html() {
     assert!(page.contains("No census: the simulation took no snapshot of this node"));
 }
 
-/// The acceptance check the simulation's census must pass once it exists (the lead
-/// fills `Sample::census`; see docs/report-format.md).
+/// The simulation's census: every periodic snapshot's total is `nf_conntrack_count` of
+/// its row, every breakdown sums to its total, and the `drop` onset has a snapshot.
 #[test]
-#[ignore = "needs the simulation to take census snapshots (Sample::census)"]
 fn flash_sale_census_sums_to_the_count() {
     let (r, ts) = flash_sale();
     let c = &r.census[0];
@@ -567,4 +567,64 @@ fn the_alert_replay_agrees_with_promtool_test_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(checks >= 7, "{checks}");
+}
+
+/// The callers' view (docs/report-format.md "The callers' view and the survivors' view"):
+/// every finished request counts, a failure at its failure time, so in a storm where more
+/// than 1 % fail the callers' P99 sits at a failure time (at least the 1 s deadline) while
+/// the survivors' P99 is lower; per-node and per-interval figures add up to the totals.
+#[test]
+fn flash_sale_callers_view_counts_failures_the_survivors_view_does_not() {
+    let (r, ts) = flash_sale();
+    let u = &r.users;
+    let q = &r.requests;
+    assert_eq!(u.finished, q.ok + q.failed);
+    assert!(
+        q.failed * 100 > u.finished,
+        "the storm fails > 1 %: {} of {}",
+        q.failed,
+        u.finished
+    );
+    let expect_pct = q.ok as f64 * 100.0 / u.finished as f64;
+    assert!(
+        (u.success_pct - expect_pct).abs() < 0.001,
+        "{} vs {expect_pct}",
+        u.success_pct
+    );
+    assert!(
+        u.latency_ms.p99 >= 1000.0,
+        "a failure ends at a deadline (1 s) or later: callers' p99 {}",
+        u.latency_ms.p99
+    );
+    assert!(
+        u.latency_ms.p99 > r.latency_ms.p99,
+        "callers' p99 {} vs survivors' {}",
+        u.latency_ms.p99,
+        r.latency_ms.p99
+    );
+    assert!(u.latency_ms.max >= r.latency_ms.max);
+    // Per node: the client node carries every request; the server node none.
+    let sent: u64 = r.nodes.iter().map(|n| n.clients.sent).sum();
+    let finished: u64 = r.nodes.iter().map(|n| n.clients.users.finished).sum();
+    assert_eq!(sent, q.sent);
+    assert_eq!(finished, u.finished);
+    assert_eq!(r.nodes[0].clients.timeouts, q.timeouts);
+    assert_eq!(r.nodes[1].clients.sent, 0);
+    assert_eq!(r.workloads[0].users.finished, u.finished);
+    // Per interval: timeouts add up, and where nothing failed the two views agree.
+    let timeouts: u64 = ts.samples.iter().map(|s| s.timeouts.unwrap()).sum();
+    assert_eq!(timeouts, q.timeouts);
+    for s in &ts.samples {
+        if s.failed == 0 {
+            assert_eq!(s.users_p99_ms, s.p99_ms(), "t={}", s.t_s);
+        }
+        assert_eq!(s.success_pct().is_some(), s.ok + s.failed > 0);
+    }
+    let csv = ts.to_csv();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",success_pct,timeouts_per_s,users_p50_ms,users_p99_ms")
+    );
 }

@@ -65,6 +65,7 @@ pub(crate) fn summary(r: &RunReport) -> String {
         "\nscenario {} · seed {} · kernel {} · kube-proxy {} · {:.1}s simulated · {} events",
         r.scenario, r.seed, r.kernel, r.proxy_mode, r.duration_s, r.engine.events
     );
+    users(&mut s, r);
     for n in &r.nodes {
         let c = &n.conntrack;
         let _ = writeln!(
@@ -115,6 +116,14 @@ pub(crate) fn summary(r: &RunReport) -> String {
             n.rules.mean_per_new_connection,
             n.cpu.rules_share_pct
         );
+        let cl = &n.clients;
+        if cl.sent > 0 {
+            let _ = writeln!(
+                s,
+                "  clients here: {} requests, {:.2}% answered, {} timeouts; callers' p99 {:.1} ms (answered only {:.1} ms)",
+                cl.sent, cl.users.success_pct, cl.timeouts, cl.users.latency_ms.p99, cl.latency_ms.p99
+            );
+        }
         if let Some(p) = &n.proxy {
             let c = p.per_new_connection;
             let mut line = format!(
@@ -160,7 +169,7 @@ pub(crate) fn summary(r: &RunReport) -> String {
     let q = &r.requests;
     let _ = writeln!(
         s,
-        "\nlatency (successful requests): {}",
+        "\nlatency of answered requests only (survivors): {}",
         latency_line(&r.latency_ms)
     );
     let _ = writeln!(
@@ -204,7 +213,14 @@ pub(crate) fn summary(r: &RunReport) -> String {
     }
     if r.workloads.len() > 1 {
         for w in &r.workloads {
-            let _ = writeln!(s, "  workload {}: {}", w.name, latency_line(&w.latency_ms));
+            let _ = writeln!(
+                s,
+                "  workload {}: callers' {}, {:.2}% answered; answered only p99 {:.1} ms",
+                w.name,
+                latency_line(&w.users.latency_ms),
+                w.users.success_pct,
+                w.latency_ms.p99
+            );
         }
     }
     let _ = writeln!(
@@ -216,6 +232,46 @@ pub(crate) fn summary(r: &RunReport) -> String {
     }
     census(&mut s, r);
     s
+}
+
+/// What the callers saw, first: every finished request's latency (a failure at its
+/// failure time) next to the answered-only figure, and which nodes lost packets when.
+fn users(s: &mut String, r: &RunReport) {
+    let u = &r.users;
+    let _ = writeln!(
+        s,
+        "\nwhat the callers saw (all {} finished requests, a failure counted when it failed): {}",
+        u.finished,
+        latency_line(&u.latency_ms)
+    );
+    let _ = writeln!(
+        s,
+        "  {:.2}% answered, {} timeouts; answered requests only (survivors): p99 {:.1} ms",
+        u.success_pct, r.requests.timeouts, r.latency_ms.p99
+    );
+    let hot: Vec<String> = r
+        .nodes
+        .iter()
+        .filter(|n| n.onset_s.drop.is_some() || n.onset_s.insert_failed.is_some())
+        .map(|n| {
+            format!(
+                "{} (drop {}, insert_failed {}, callers' p99 {:.1} ms)",
+                n.name,
+                onset(n.onset_s.drop),
+                onset(n.onset_s.insert_failed),
+                n.clients.users.latency_ms.p99
+            )
+        })
+        .collect();
+    let quiet = r.nodes.len() - hot.len();
+    if hot.is_empty() {
+        let _ = writeln!(s, "  no node counted drop or insert_failed");
+    } else {
+        let _ = writeln!(s, "  nodes losing packets: {}", hot.join("; "));
+        if quiet > 0 {
+            let _ = writeln!(s, "  {quiet} other node(s): no drop, no insert_failed");
+        }
+    }
 }
 
 /// Who fills the table: the top 5 tuple classes at each node's first onset (or peak).

@@ -68,6 +68,8 @@ impl Thinned {
 pub(crate) struct CsvStream {
     file: Pending,
     nodes: usize,
+    /// The sampling interval: the first row's time.
+    interval_s: Option<f64>,
     error: Option<std::io::Error>,
 }
 
@@ -78,13 +80,15 @@ impl CsvStream {
         Ok(CsvStream {
             file,
             nodes: nodes.len(),
+            interval_s: None,
             error,
         })
     }
 
     pub(crate) fn row(&mut self, r: &Sample) {
+        let interval_s = *self.interval_s.get_or_insert(r.t_s);
         if self.error.is_none()
-            && let Err(e) = self.file.write_all(csv_row(r, self.nodes).as_bytes())
+            && let Err(e) = self.file.write_all(csv_row(r, self.nodes, interval_s).as_bytes())
         {
             self.error = Some(e);
         }
