@@ -120,15 +120,16 @@ fn compare_leads_with_the_callers_p99_and_the_nodes_losing_packets() {
     let rows = c.table();
     let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
-        &labels[..4],
+        &labels[..5],
         &[
+            "outcome",
             "callers' p99 (all requests)",
             "callers' p50 (all requests)",
             "answered",
             "nodes losing packets (drop onset)"
         ]
     );
-    let cells = &rows[3].1;
+    let cells = &rows[4].1;
     let storm = &c.variants[0].report;
     let onset = storm.nodes[0].onset_s.drop.unwrap();
     assert!(
@@ -137,7 +138,7 @@ fn compare_leads_with_the_callers_p99_and_the_nodes_losing_packets() {
         cells[0]
     );
     assert_eq!(cells[1], "none", "the big table loses nothing in 6 s");
-    assert_eq!(rows[0].1[0], format!("{:.1} ms", storm.users.latency_ms.p99));
+    assert_eq!(rows[1].1[0], format!("{:.1} ms", storm.users.latency_ms.p99));
     assert!(
         labels.contains(&"node-a: drop onset"),
         "two nodes: every node keeps its rows"
