@@ -117,8 +117,7 @@ pub enum CtStep {
         /// Direction of the packet.
         dir: Direction,
     },
-    /// A new, still unconfirmed entry: [`NetnsPath::confirm`] must follow (or
-    /// [`NetnsPath::abort`] if the packet is dropped elsewhere).
+    /// A new, still unconfirmed entry: [`NetnsPath::confirm`] must follow.
     New {
         /// The entry.
         id: ConnId,
@@ -266,7 +265,7 @@ impl NetnsPath {
 
     /// Everything before the confirm: tc ingress, raw, conntrack, mangle, nat, routing,
     /// filter and the POSTROUTING nat for a packet entering this namespace (one step
-    /// per hook, see [`half`]).
+    /// per hook, in the private `half` module).
     ///
     /// `cpu` attributes conntrack counters; `rng` feeds `-m statistic` and NAT port
     /// offsets. A new entry is left unconfirmed: call [`NetnsPath::confirm`] when the
