@@ -183,6 +183,28 @@ pub struct LineChart {
     pub stacked: bool,
 }
 
+/// The opening of a chart's SVG: the root element (base font size `font_px`), a white
+/// background, the title and the subtitle.
+fn svg_head(font_px: u32, title: &str, subtitle: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="{font_px}">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{L}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{L}" y="40" font-size="12" fill="#555">{}</text>"##,
+        esc(subtitle)
+    );
+    s
+}
+
 const W: f64 = 960.0;
 const H: f64 = 440.0;
 const L: f64 = 76.0;
@@ -528,22 +550,7 @@ impl LineChart {
     )]
     pub fn render(&self) -> String {
         let (f, xt, yt) = self.frame();
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{L}" y="22" font-size="15" font-weight="bold">{}</text>"#,
-            esc(&self.title)
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{L}" y="40" font-size="12" fill="#555">{}</text>"##,
-            esc(&self.subtitle)
-        );
+        let mut s = svg_head(12, &self.title, &self.subtitle);
         // Grid and tick labels.
         let ystep = yt.windows(2).map(|w| w[1] - w[0]).fold(f64::MAX, f64::min);
         for v in &yt {
@@ -837,22 +844,7 @@ impl Heatmap {
         let ny = self.y_values.len().max(1) as f64;
         let (pw, ph) = (W - L - R, H - T - B);
         let (cw, ch) = (pw / nx, ph / ny);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
-        );
-        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{L}" y="22" font-size="15" font-weight="bold">{}</text>"#,
-            esc(&self.title)
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{L}" y="40" font-size="12" fill="#555">{}</text>"##,
-            esc(&self.subtitle)
-        );
+        let mut s = svg_head(11, &self.title, &self.subtitle);
         for (yi, row) in self.cells.iter().enumerate() {
             for (xi, cell) in row.iter().enumerate() {
                 let x = L + xi as f64 * cw;
