@@ -168,8 +168,11 @@ pub struct FailureCause {
     /// `conntrack drops`, `DNS timeouts`, `CPU saturation`, `listen-queue overflows`,
     /// `EADDRNOTAVAIL`, `no endpoints` or `other`.
     pub cause: String,
-    /// Request attempts it failed (connect timeouts are shared out among the causes of the
-    /// packets lost, in proportion to them).
+    /// Request attempts it failed. A timed-out attempt counts under the loss that held it
+    /// up (a packet of its connection, or of a pooled connection it waited for, dropped
+    /// by conntrack, a full listen queue or another drop); with no loss behind it, under
+    /// CPU saturation when a node was saturated, else `other`. The causes' attempts sum
+    /// to the failed attempts.
     pub attempts: u64,
     /// When it first happened, seconds.
     pub onset_s: Option<f64>,

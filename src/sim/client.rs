@@ -2,6 +2,7 @@
 //! connections (short or pooled), and closing them.
 
 use super::event::{Attempt, Event, Purpose};
+use super::observe::Loss;
 use super::model::{NodeSim, schedule};
 use super::slab::{FlowId, LookupId, ReqId};
 use super::world::PodRole;
@@ -35,6 +36,9 @@ pub(super) struct Flow {
     pub(super) peer: Option<SocketAddrV4>,
     pub(super) requests: u32,
     pub(super) idle_since: SimTime,
+    /// A packet of this connection was lost on the way and it has not made progress
+    /// since (cleared when the handshake completes or a request is answered).
+    pub(super) lost: Option<Loss>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +65,9 @@ pub(super) struct Request {
     pub(super) flow: Option<FlowId>,
     /// Address resolved for this request (per-request DNS, headless targets).
     pub(super) addr: Option<Ipv4Addr>,
+    /// This attempt was held up by a lost packet: one of its connection's, or one of the
+    /// pooled connections it waited for. A timeout of the attempt is put down to it.
+    pub(super) delayed_by: Option<Loss>,
 }
 
 /// Per client pod dynamic state.
@@ -74,6 +81,18 @@ pub(super) struct ClientState {
     pub(super) idle: Vec<FlowId>,
     pub(super) open: u32,
     pub(super) conn_waiters: VecDeque<ReqId>,
+    /// Open connections that lost a packet and have not made progress since.
+    pub(super) stalled: u32,
+    /// What lost the latest of those packets.
+    pub(super) stalled_by: Option<Loss>,
+}
+
+impl ClientState {
+    /// What holds up a request that has to wait for one of this pod's pooled
+    /// connections: a loss, while any of them is stalled by one.
+    fn pool_stall(&self) -> Option<Loss> {
+        self.stalled_by.filter(|_| self.stalled > 0)
+    }
 }
 
 impl NodeSim {
@@ -101,6 +120,7 @@ impl NodeSim {
             state: ReqState::WaitDns,
             flow: None,
             addr: None,
+            delayed_by: None,
         });
         self.start_attempt(cx, req);
     }
@@ -111,6 +131,7 @@ impl NodeSim {
         r.stage = Attempt(r.stage.0.wrapping_add(1));
         r.attempt += 1;
         r.flow = None;
+        r.delayed_by = None;
         let (attempt, wl, pod) = (r.stage, usize::from(r.wl), r.pod);
         let timeout = self.sc.workloads[wl].timeout;
         self.schedule_timer(cx, timeout, Event::Deadline { req, attempt });
@@ -164,8 +185,10 @@ impl NodeSim {
             let cs = &mut self.clients[r.pod as usize];
             if cs.open >= cfg.pool_size.max(1) {
                 cs.conn_waiters.push_back(req);
+                let stall = cs.pool_stall();
                 if let Some(rm) = self.reqs.get_mut(req) {
                     rm.state = ReqState::WaitConn;
+                    rm.delayed_by = rm.delayed_by.or(stall);
                 }
                 return;
             }
@@ -216,6 +239,7 @@ impl NodeSim {
             peer: None,
             requests: 0,
             idle_since: now,
+            lost: None,
         });
         self.clients[r.pod as usize].open += 1;
         if let Some(rm) = self.reqs.get_mut(req) {
@@ -249,6 +273,7 @@ impl NodeSim {
             crate::socket::SynDeadline::TimedOut(_) => {
                 // connect() fails with ETIMEDOUT after the last retransmission.
                 if let Some(req) = f.req {
+                    self.note_timeout_after_loss(req);
                     self.abort_client_socket(pod, tuple, cx.now());
                     self.drop_flow(flow);
                     self.attempt_failed(cx, req, "ETIMEDOUT (SYN retries exhausted)");
@@ -268,6 +293,48 @@ impl NodeSim {
         if let Some(f) = self.flows.remove(flow) {
             let cs = &mut self.clients[f.pod as usize];
             cs.open = cs.open.saturating_sub(1);
+            if f.lost.is_some() {
+                cs.stalled = cs.stalled.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A packet of `flow` was lost on the way: the connection stalls until its next
+    /// progress, and the request it carries is held up by the loss.
+    pub(super) fn note_flow_loss(&mut self, flow: FlowId, loss: Loss) {
+        let Some(f) = self.flows.get_mut(flow) else { return };
+        let first = f.lost.is_none();
+        f.lost = Some(loss);
+        let (pod, req) = (f.pod as usize, f.req);
+        let cs = &mut self.clients[pod];
+        if first {
+            cs.stalled += 1;
+        }
+        cs.stalled_by = Some(loss);
+        if let Some(r) = req.and_then(|req| self.reqs.get_mut(req)) {
+            r.delayed_by = Some(loss);
+        }
+    }
+
+    /// `flow` made progress (its handshake completed or a request was answered).
+    fn note_flow_progress(&mut self, flow: FlowId) {
+        let Some(f) = self.flows.get_mut(flow) else { return };
+        if f.lost.take().is_some() {
+            let cs = &mut self.clients[f.pod as usize];
+            cs.stalled = cs.stalled.saturating_sub(1);
+        }
+    }
+
+    /// Request `req`'s attempt timed out: if a lost packet held it up, the loss is
+    /// counted as the cause (the verdict's ranking).
+    fn note_timeout_after_loss(&mut self, req: ReqId) {
+        let Some(r) = self.reqs.get(req) else { return };
+        let stall = match r.state {
+            ReqState::WaitConn => self.clients[r.pod as usize].pool_stall(),
+            _ => None,
+        };
+        if let Some(loss) = r.delayed_by.or(stall) {
+            self.tally.timeouts_after_loss[loss.index()] += 1;
         }
     }
 
@@ -317,6 +384,7 @@ impl NodeSim {
             return;
         }
         self.tally.timeouts += 1;
+        self.note_timeout_after_loss(req);
         self.wl_tally[usize::from(r.wl)].timeouts += 1;
         self.users.node[usize::from(self.world.pods[r.pod as usize].node)].timeouts += 1;
         let cause = match r.state {
@@ -371,6 +439,7 @@ impl NodeSim {
 
     pub(super) fn request_done(&mut self, cx: &mut Context<'_, Event>, flow: FlowId) {
         let now = cx.now();
+        self.note_flow_progress(flow);
         let Some(f) = self.flows.get_mut(flow) else { return };
         let Some(req) = f.req.take() else { return };
         f.requests += 1;
@@ -418,6 +487,10 @@ impl NodeSim {
         let Some(f) = self.flows.remove(flow) else { return };
         let pod_idx = f.pod as usize;
         self.clients[pod_idx].open = self.clients[pod_idx].open.saturating_sub(1);
+        if f.lost.is_some() {
+            let cs = &mut self.clients[pod_idx];
+            cs.stalled = cs.stalled.saturating_sub(1);
+        }
         self.clients[pod_idx].idle.retain(|x| *x != flow);
         let netns = self.world.pods[pod_idx].netns;
         let role = if client_first {
@@ -558,6 +631,8 @@ impl NodeSim {
         }
         f.state = FlowState::Established;
         f.syn_timer = None;
+        self.note_flow_progress(flow);
+        let Some(f) = self.flows.get(flow) else { return };
 
         let req = f.req;
         if let Some(req) = req {

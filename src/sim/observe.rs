@@ -35,6 +35,46 @@ pub(super) struct Tally {
     pub(super) packet_drops: BTreeMap<(Option<u16>, &'static str, DropReason), u64>,
     /// When each cause of failure first happened (the verdict's ranking).
     pub(super) cause_onsets: CauseOnsets,
+    /// Attempts that timed out (in connect, waiting for a pooled connection or for the
+    /// response) after a packet of their connection, or of a pooled connection they
+    /// waited for, was lost, by what lost it (indexed by [`Loss::index`]).
+    pub(super) timeouts_after_loss: [u64; Loss::COUNT],
+}
+
+/// What lost a packet of a connection on its way: the cause a later timeout of the
+/// request it carried (or of requests waiting for it in a pool) is put down to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Loss {
+    /// Conntrack dropped it (`drop`, `insert_failed`, `chaintoolong`).
+    Conntrack,
+    /// A full listen queue dropped the SYN or the handshake's ACK (ListenOverflows).
+    ListenQueue,
+    /// Any other drop on the path (filter rules, routing, the proxy's data plane).
+    OtherDrop,
+}
+
+impl Loss {
+    /// How many kinds there are.
+    pub(super) const COUNT: usize = 3;
+
+    /// The kind of loss a drop on the path is.
+    pub(super) fn of(reason: DropReason) -> Loss {
+        match reason {
+            DropReason::ConntrackTableFull
+            | DropReason::ConntrackInsertFailed
+            | DropReason::ConntrackChainTooLong => Loss::Conntrack,
+            _ => Loss::OtherDrop,
+        }
+    }
+
+    /// Its slot in [`Tally::timeouts_after_loss`].
+    pub(super) fn index(self) -> usize {
+        match self {
+            Loss::Conntrack => 0,
+            Loss::ListenQueue => 1,
+            Loss::OtherDrop => 2,
+        }
+    }
 }
 
 /// When each cause of failure first happened: the verdict ranks causes by the request

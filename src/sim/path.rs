@@ -12,6 +12,7 @@ use super::cpu::{Admission, Booking, PacketCost};
 use super::event::{Event, Purpose};
 use super::hops::{self, Hop, Hops, NODE_LINK_LATENCY, Step, Walked};
 use super::model::{CpuLane, NodeSim, schedule};
+use super::observe::Loss;
 use super::slab::FlightId;
 use super::world::World;
 use crate::datapath::{Confirmed, CtStep, DropReason, FirstHalf, HalfVerdict, Quiet};
@@ -327,6 +328,14 @@ impl NodeSim {
             Purpose::Silent => "FIN/ACK",
         };
         *self.tally.packet_drops.entry((node, what, reason)).or_insert(0) += 1;
+        match purpose {
+            Purpose::Syn { flow }
+            | Purpose::SynAck { flow }
+            | Purpose::Request { flow }
+            | Purpose::Response { flow }
+            | Purpose::Reset { flow } => self.note_flow_loss(flow, Loss::of(reason)),
+            _ => {}
+        }
     }
 
     /// A suspended packet's time to start on its CPU (or to enter its namespace) came.

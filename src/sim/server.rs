@@ -3,6 +3,7 @@
 
 use super::event::{Event, Purpose};
 use super::model::{NodeSim, schedule};
+use super::observe::Loss;
 use super::slab::FlowId;
 use super::world::PodRole;
 use crate::engine::Context;
@@ -113,7 +114,10 @@ impl NodeSim {
                 let netns = self.world.pods[sp as usize].netns;
                 self.send(cx, netns, reply, now, Purpose::SynAck { flow }, false, None);
             }
-            SynOutcome::Dropped => self.note_listen_overflow(now),
+            SynOutcome::Dropped => {
+                self.note_listen_overflow(now);
+                self.note_flow_loss(flow, Loss::ListenQueue);
+            }
         }
     }
 
@@ -186,6 +190,7 @@ impl NodeSim {
                     }
                     AckOutcome::Overflow => {
                         self.note_listen_overflow(now);
+                        self.note_flow_loss(flow, Loss::ListenQueue);
                         return;
                     }
                     AckOutcome::Reset => return,

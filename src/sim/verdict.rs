@@ -4,6 +4,7 @@
 
 use super::collect::round3;
 use super::model::NodeSim;
+use super::observe::Loss;
 use crate::report::{FailureCause, NodeReport, Verdict};
 use crate::time::SimTime;
 
@@ -53,16 +54,12 @@ const CONNTRACK: &str = "conntrack drops";
 
 /// Failure causes ranked by request attempts failed (largest first; ties: earliest onset).
 ///
-/// Attempts that timed out in connect are shared out among the causes of the packets lost
-/// on the way (conntrack drops, listen-queue overflows, other drops), in proportion to the
-/// packets each lost; with none lost and a saturated node, they go to CPU saturation.
-/// Attempts that timed out waiting for the response go to CPU saturation when a node was
-/// saturated.
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
+/// An attempt that timed out (in connect, waiting for a pooled connection, or waiting
+/// for the response) is put down to the packet loss that held it up, when there was
+/// one: a packet of its own connection, or of the pod's pooled connections it waited
+/// for, lost to conntrack, a full listen queue or another drop. Timeouts with no loss
+/// behind them go to CPU saturation when a node was saturated, else to `other`.
+#[allow(clippy::too_many_lines)] // one table of causes, each row with its own wording
 fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
     let by = &sim.tally.failures_by_cause;
     let onsets = &sim.tally.cause_onsets.attempts;
@@ -71,18 +68,21 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
         let t = onsets.iter().filter(|(k, _)| pred(k)).map(|(_, t)| *t).min();
         (n, t)
     };
-    let is_connect = |k: &str| k.starts_with("timeout in connect") || k.starts_with("ETIMEDOUT");
-    let is_response = |k: &str| k.starts_with("timeout waiting for the response");
+    let is_timeout = |k: &str| {
+        k.starts_with("timeout in connect")
+            || k.starts_with("ETIMEDOUT")
+            || k.starts_with("timeout waiting for a pooled connection")
+            || k.starts_with("timeout waiting for the response")
+    };
     let is_dns = |k: &str| k.starts_with("timeout waiting for DNS") || k.starts_with("DNS:");
     let is_addr = |k: &str| k.starts_with("EADDRNOTAVAIL");
     let is_refused = |k: &str| k.starts_with("ECONNREFUSED");
-    let (connect, connect_at) = matching(&is_connect);
-    let (response, response_at) = matching(&is_response);
+    let (timeouts, timeout_at) = matching(&is_timeout);
     let (dns, dns_at) = matching(&is_dns);
     let (addr, addr_at) = matching(&is_addr);
     let (refused, refused_at) = matching(&is_refused);
     let (other, other_at) =
-        matching(&|k| !(is_connect(k) || is_response(k) || is_dns(k) || is_addr(k) || is_refused(k)));
+        matching(&|k| !(is_timeout(k) || is_dns(k) || is_addr(k) || is_refused(k)));
 
     let ct_lost: u64 = nodes.iter().map(|n| n.conntrack.stats.drop).sum();
     let listen_lost: u64 = nodes.iter().map(|n| n.sockets.listen_overflows).sum();
@@ -97,31 +97,18 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
         .filter(|n| n.cpu.peak_demand_pct > 100.0)
         .map(|n| n.name.as_str())
         .collect();
-    let lost = ct_lost + listen_lost + other_lost;
-    let share = |part: u64| -> u64 {
-        if lost == 0 {
-            0
-        } else {
-            (connect as f64 * part as f64 / lost as f64).round() as u64
-        }
+    let after = |l: Loss| sim.tally.timeouts_after_loss[l.index()];
+    let (ct_attempts, listen_attempts, dropped_attempts) = (
+        after(Loss::Conntrack),
+        after(Loss::ListenQueue),
+        after(Loss::OtherDrop),
+    );
+    let no_loss = timeouts.saturating_sub(ct_attempts + listen_attempts + dropped_attempts);
+    let (cpu_attempts, unexplained) = if saturated.is_empty() {
+        (0, no_loss)
+    } else {
+        (no_loss, 0)
     };
-    let (ct_share, listen_share) = (share(ct_lost), share(listen_lost));
-    let mut cpu_attempts = 0;
-    let mut other_attempts = other;
-    if lost == 0 {
-        if saturated.is_empty() {
-            other_attempts += connect;
-        } else {
-            cpu_attempts += connect;
-        }
-    } else {
-        other_attempts += connect.saturating_sub(ct_share + listen_share);
-    }
-    if saturated.is_empty() {
-        other_attempts += response;
-    } else {
-        cpu_attempts += response;
-    }
 
     let secs = |t: Option<SimTime>| t.map(|t| round3(t.as_secs_f64()));
     let ct_at = sim
@@ -139,10 +126,10 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
     let mut out = vec![
         FailureCause {
             cause: CONNTRACK.into(),
-            attempts: ct_share,
+            attempts: ct_attempts,
             onset_s: secs(ct_at),
             detail: format!(
-                "{ct_lost} packets dropped by conntrack (drop, insert_failed) on the path; {connect} attempts timed out in connect, {ct_share} of them put down to these drops"
+                "{ct_lost} packets dropped by conntrack (drop, insert_failed) on the path; {ct_attempts} attempts timed out after one of their connection's packets, or of the pooled connections they waited for, was among them"
             ),
         },
         FailureCause {
@@ -162,9 +149,9 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
         FailureCause {
             cause: "CPU saturation".into(),
             attempts: cpu_attempts,
-            onset_s: cpu_at.or(secs(response_at)),
+            onset_s: cpu_at.or(secs(timeout_at)),
             detail: format!(
-                "{} saturated (CPU demand above 100 %); {response} attempts timed out waiting for the response",
+                "{} saturated (CPU demand above 100 %); {cpu_attempts} attempts timed out with no packet of theirs lost",
                 if saturated.is_empty() {
                     "no node".to_owned()
                 } else {
@@ -174,10 +161,10 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
         },
         FailureCause {
             cause: "listen-queue overflows".into(),
-            attempts: listen_share,
+            attempts: listen_attempts,
             onset_s: secs(sim.tally.cause_onsets.listen_overflow),
             detail: format!(
-                "{listen_lost} SYNs or handshake ACKs dropped by full listen queues (ListenOverflows)"
+                "{listen_lost} SYNs or handshake ACKs dropped by full listen queues (ListenOverflows); {listen_attempts} attempts timed out after one of them"
             ),
         },
         FailureCause {
@@ -194,10 +181,10 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
         },
         FailureCause {
             cause: "other".into(),
-            attempts: other_attempts,
-            onset_s: secs([other_at, connect_at].into_iter().flatten().min()),
+            attempts: other + dropped_attempts + unexplained,
+            onset_s: secs([other_at, timeout_at].into_iter().flatten().min()),
             detail: format!(
-                "{other_lost} packets lost to other drops (filter rules, routing, proxy); other failed attempts"
+                "{other_lost} packets lost to other drops (filter rules, routing, proxy) and {dropped_attempts} attempts timed out after one of them; {unexplained} timed out with no packet lost and no node saturated; {other} failed otherwise"
             ),
         },
     ];

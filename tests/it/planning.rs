@@ -188,6 +188,40 @@ fn the_headline_is_the_failure_that_failed_the_most_attempts() {
     assert_eq!(r.verdict.failures[0].cause, "conntrack drops");
 }
 
+/// Pooled clients behind a full table: most attempts time out waiting for a pooled
+/// connection (the pool's connections are retransmitting SYNs that conntrack dropped),
+/// some waiting for the response after such a wait. The headline puts them down to the
+/// conntrack drops, not to `other`, and the causes share out every failed attempt.
+#[test]
+fn timeouts_behind_a_pool_stalled_by_conntrack_drops_are_put_down_to_them() {
+    let sc = load(
+        "scenarios/small.yaml",
+        &[
+            "workloads.0.connection.mode=pool",
+            "workloads.0.connection.poolSize=4",
+            "workloads.0.connection.maxRequestsPerConnection=5",
+            "nodes.0.sysctl.net.netfilter.nf_conntrack_max=1000",
+            "duration=12s",
+        ],
+    );
+    let r = k8s_netsim::sim::run(&sc, &mut |_, _| {}).unwrap().report;
+    let by = &r.requests.failures_by_cause;
+    let pooled = by["timeout waiting for a pooled connection"];
+    assert!(pooled > 1000, "{by:?}");
+    let v = &r.verdict;
+    assert!(v.text.starts_with("drop starts at"), "{}", v.text);
+    let first = &v.failures[0];
+    assert_eq!(first.cause, "conntrack drops", "{:?}", v.failures);
+    let all: u64 = by.values().sum();
+    assert!(first.attempts * 100 >= all * 95, "{:?} of {all}", v.failures);
+    assert_eq!(
+        v.failures.iter().map(|f| f.attempts).sum::<u64>(),
+        all,
+        "every failed attempt has one cause: {:?}",
+        v.failures
+    );
+}
+
 /// plan and sweep: answers from runs shorter than the steady state are marked.
 #[test]
 fn plan_and_sweep_mark_answers_from_short_runs_inconclusive() {
