@@ -15,6 +15,7 @@ mod outputs;
 mod plan;
 mod planning;
 mod race_fit;
+mod readme;
 mod real_tools;
 mod recommend;
 mod reliability;

@@ -2,7 +2,8 @@
 //! `iptables-restore` into a fresh network namespace (after creating the nfacct object
 //! kube-proxy creates), and `iptables-save` gives back the same rules, read through the
 //! project's own importer; the nft text passes `nft -c -f`, loads with `nft -f`, and
-//! `nft list ruleset` prints it back line for line.
+//! `nft list ruleset` prints it back line for line, from which the project's nft
+//! importer recovers the same Services and endpoints.
 //!
 //! These need root (a network namespace) and iptables, nftables, nfacct and iproute2.
 //! Without root they say so and pass; in CI (`CI` set, `.ci/run` installs the tools and
@@ -11,6 +12,7 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
+use k8s_netsim::evidence::rules::parse_nft;
 use k8s_netsim::netfilter::import;
 use k8s_netsim::netfilter::{Match, Ruleset, Target};
 
@@ -270,6 +272,26 @@ fn nft_accepts_the_nftables_table_and_lists_it_back() {
         );
         let base_chains = back.lines().filter(|l| l.trim().starts_with("type ")).count();
         assert!(base_chains >= 8, "{what}: {base_chains} base chains\n{back}");
+        // The project's own nft importer (the one `import` uses on a node's
+        // `nft list ruleset`) recovers the same Services and endpoints from both.
+        let recovered = |text: &str| {
+            let ev = parse_nft(text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(ev.skipped.is_empty() && !ev.lower_bound, "{what}: {:?}", ev.skipped);
+            ev.services
+                .into_iter()
+                .map(|p| {
+                    let mut eps = p.endpoints;
+                    eps.sort();
+                    (p.namespace, p.name, p.port_name, p.cluster_ip, p.port, p.protocol, eps)
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let (mine, theirs) = (recovered(&text), recovered(&back));
+        assert!(
+            !mine.is_empty() && mine.iter().all(|p| !p.6.is_empty()),
+            "{what}: the importer found no Service with endpoints in our own text: {mine:?}"
+        );
+        assert_eq!(mine, theirs, "{what}: the importer reads back other Services");
         eprintln!(
             "{what}: nft -c -f and nft -f accepted {} lines; nft list ruleset printed the same table",
             text.lines().count()
