@@ -2,8 +2,8 @@
 //! connections (short or pooled), and closing them.
 
 use super::event::{Attempt, Event, Purpose};
-use super::observe::Loss;
 use super::model::{NodeSim, schedule};
+use super::observe::Loss;
 use super::slab::{FlowId, LookupId, ReqId};
 use super::world::PodRole;
 use crate::engine::Context;

@@ -81,8 +81,7 @@ fn failure_ranking(sim: &NodeSim, nodes: &[NodeReport]) -> Vec<FailureCause> {
     let (dns, dns_at) = matching(&is_dns);
     let (addr, addr_at) = matching(&is_addr);
     let (refused, refused_at) = matching(&is_refused);
-    let (other, other_at) =
-        matching(&|k| !(is_timeout(k) || is_dns(k) || is_addr(k) || is_refused(k)));
+    let (other, other_at) = matching(&|k| !(is_timeout(k) || is_dns(k) || is_addr(k) || is_refused(k)));
 
     let ct_lost: u64 = nodes.iter().map(|n| n.conntrack.stats.drop).sum();
     let listen_lost: u64 = nodes.iter().map(|n| n.sockets.listen_overflows).sum();

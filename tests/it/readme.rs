@@ -64,9 +64,13 @@ fn shown(readme: &str) -> Vec<Shown> {
         }
         // Code spans in prose that are whole commands.
         for (k, span) in raw.split('`').enumerate() {
-            let command = ["k8s-netsim ", "cargo run --release -- ", "cargo run --release --example "]
-                .iter()
-                .any(|p| span.starts_with(p));
+            let command = [
+                "k8s-netsim ",
+                "cargo run --release -- ",
+                "cargo run --release --example ",
+            ]
+            .iter()
+            .any(|p| span.starts_with(p));
             if k % 2 == 1 && command {
                 out.push(Shown::Command {
                     line: n,

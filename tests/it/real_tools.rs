@@ -276,13 +276,25 @@ fn nft_accepts_the_nftables_table_and_lists_it_back() {
         // `nft list ruleset`) recovers the same Services and endpoints from both.
         let recovered = |text: &str| {
             let ev = parse_nft(text).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(ev.skipped.is_empty() && !ev.lower_bound, "{what}: {:?}", ev.skipped);
+            assert!(
+                ev.skipped.is_empty() && !ev.lower_bound,
+                "{what}: {:?}",
+                ev.skipped
+            );
             ev.services
                 .into_iter()
                 .map(|p| {
                     let mut eps = p.endpoints;
                     eps.sort();
-                    (p.namespace, p.name, p.port_name, p.cluster_ip, p.port, p.protocol, eps)
+                    (
+                        p.namespace,
+                        p.name,
+                        p.port_name,
+                        p.cluster_ip,
+                        p.port,
+                        p.protocol,
+                        eps,
+                    )
                 })
                 .collect::<std::collections::BTreeSet<_>>()
         };
