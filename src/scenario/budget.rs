@@ -135,6 +135,8 @@ const MILLI: u64 = 1_000;
 impl Estimate {
     /// The estimate of running `s` once.
     #[must_use]
+    // Long on purpose: each resource's arithmetic (events, rows, memory per part) in one
+    // place, so the refusal can name every part of the estimate together.
     pub fn of(s: &Scenario) -> Estimate {
         let duration_ns = s.duration.as_nanos();
         let duration_s = duration_ns.div_ceil(NANOS_PER_SEC);

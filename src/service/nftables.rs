@@ -752,6 +752,8 @@ struct Base {
     reject_chain: NftChainId,
 }
 
+// Long on purpose: the table's sets, maps and base chains declared one after another in
+// the order they are printed.
 fn setup(t: &mut NftTable, cfg: &NftablesConfig) -> Base {
     use NftAction as A;
     use NftMatch as M;

@@ -294,6 +294,7 @@ impl Comparison {
 
     /// The side-by-side table: `(metric, one cell per variant)`.
     #[must_use]
+    // Long on purpose: one block per row of the table, in the order the table prints.
     pub fn table(&self) -> Vec<(String, Vec<String>)> {
         let mut rows: Vec<(String, Vec<String>)> = vec![(
             "outcome".to_owned(),

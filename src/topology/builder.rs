@@ -374,6 +374,9 @@ impl TopologyBuilder {
     ///
     /// # Errors
     /// The first problem found, in declaration order: see [`TopologyError`].
+    // Long on purpose: the layout's passes (node namespaces and devices, routes per CNI,
+    // pods, the name index) share the growing device and address tables, and ids must
+    // come out in declaration order.
     pub fn build(self) -> Result<Topology, TopologyError> {
         self.validate()?;
         let TopologyBuilder {

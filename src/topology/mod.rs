@@ -357,6 +357,8 @@ impl Topology {
     /// PREROUTING/OUTPUT has applied DNAT, pass the translated address. An id from
     /// another topology gives [`Unreachable::NoRoute`].
     #[must_use]
+    // Long on purpose: one match over the outgoing device's kind (loopback, veth, bridge,
+    // cilium_host, ethernet, VXLAN/IPIP), each arm the forwarding that device does.
     pub fn route(&self, netns: NetnsId, dst: Ipv4Addr) -> RouteDecision {
         let Some(ns) = self.netns(netns) else {
             return RouteDecision::Unreachable(Unreachable::NoRoute);

@@ -79,6 +79,8 @@ fn real_rows(series: &[SeriesRow], f: impl Fn(&SeriesRow) -> f64) -> Vec<(f64, f
 }
 
 /// Experiment a: a table full of ASSURED TIME_WAIT entries.
+// Long on purpose: one recorded experiment replayed and compared row by row in the
+// recording's order, so a row reads next to the step it checks.
 pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "a-full-assured")?;
     let mut rows = Rows::new("a-full-assured", &exp.kernel());

@@ -25,6 +25,8 @@ pub(crate) fn run_scenario(dir: &Path, file: &str) -> Result<crate::sim::Outcome
 }
 
 /// Experiment i, both levels.
+// Long on purpose: one recorded experiment at both levels, row by row in the
+// recording's order.
 pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "i-storm-tw")?;
     let mut rows = Rows::new("i-storm-tw", &exp.kernel());

@@ -38,6 +38,8 @@ fn baseline_lines(s: &mut String, b: &k8s_netsim::report::BaselineReport) {
 
 /// The human summary: verdict first, then counters, latency and request outcomes, the
 /// alert replay and who fills the table.
+// Long on purpose: the summary's sections top to bottom, in the order they print, each a
+// few lines; split, the order would live in a second place.
 pub(crate) fn summary(r: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", r.verdict.text);
