@@ -156,11 +156,12 @@ fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
     };
     'nodes: for (node, n) in cpus.into_iter().enumerate() {
         for _ in 0..n {
-            let (Ok(start), Ok(confirm)) = (engine.add_lane(), engine.add_lane()) else {
-                // Out of lanes: the remaining CPUs' events use the heap (same order).
+            let lanes: Result<Vec<_>, _> = (0..model::CPU_LANES).map(|_| engine.add_lane()).collect();
+            // Out of lanes: the remaining CPUs' events use the heap (same order).
+            let Some(lanes) = lanes.ok().and_then(|l| <[_; model::CPU_LANES]>::try_from(l).ok()) else {
                 break 'nodes;
             };
-            engine.model_mut().add_cpu_lanes(node, [start, confirm]);
+            engine.model_mut().add_cpu_lanes(node, lanes);
         }
     }
     // The model schedules its own first events through the engine.
