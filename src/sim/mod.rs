@@ -149,6 +149,11 @@ fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
             engine.model_mut().add_lane(delay, lane);
         }
     }
+    for timeout in engine.model().syn_timeouts() {
+        if let Ok(lane) = engine.add_lane() {
+            engine.model_mut().add_syn_lane(timeout, lane);
+        }
+    }
     let cpus: Vec<u32> = match cpu_lanes {
         CpuLanes::On => engine.model().world.nodes.iter().map(|n| n.cpus).collect(),
         #[cfg(test)]
