@@ -539,10 +539,12 @@ impl ConntrackTable {
         len
     }
 
-    /// Bytes the model uses: entry slab plus bucket array.
+    /// Bytes the model uses: entry slab, bucket array and bucket summaries.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * ENTRY_BYTES + self.buckets.capacity() * 4
+        self.entries.capacity() * ENTRY_BYTES
+            + self.buckets.capacity() * 4
+            + self.summaries.capacity() * std::mem::size_of::<BucketSummary>()
     }
 
     /// A snapshot of entry `id`, or `None` if it was freed.
