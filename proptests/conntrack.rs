@@ -4,7 +4,7 @@
 //! 8-bucket window of the new tuple, `insert` stays 0.
 
 use k8s_netsim::conntrack::{
-    ConfirmOutcome, ConnId, ConntrackTable, CtConfig, CtDrop, CtLookup, NetnsConfig,
+    ConfirmOutcome, ConnId, ConntrackTable, CtConfig, CtDrop, CtLookup, NatRange, NetnsConfig, SrcNat,
 };
 use k8s_netsim::kernel::{KernelProfile, Sysctls};
 use k8s_netsim::packet::{Packet, Proto, TcpFlags, Tuple};
@@ -40,6 +40,13 @@ enum Op {
     List {
         ns: u16,
     },
+    /// The SRC binding of an unconfirmed entry: the null binding, or SNAT to one
+    /// address and a few ports (so the port search meets taken tuples).
+    Snat {
+        pick: usize,
+        ports: Option<u16>,
+        seed: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,6 +61,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u32..40_000).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Gc),
         1 => (0u16..2).prop_map(|ns| Op::List { ns }),
+        3 => (any::<usize>(), prop::option::of(1u16..24), any::<u64>())
+            .prop_map(|(pick, ports, seed)| Op::Snat { pick, ports, seed }),
     ]
 }
 
@@ -249,6 +258,16 @@ fn apply(ct: &mut ConntrackTable, op: &Op, now: &mut SimTime, pending: &mut Vec<
         Op::List { ns } => {
             ct.list(ns, *now);
         }
+        Op::Snat { pick, ports, seed } if !pending.is_empty() => {
+            let id = pending[pick % pending.len()];
+            let nat = match ports {
+                None => SrcNat::Null,
+                Some(n) => {
+                    SrcNat::Snat(NatRange::single(Ipv4Addr::new(10, 244, 0, 1)).with_ports(1000, 1000 + n))
+                }
+            };
+            let _ = ct.apply_src_nat(id, 0, nat, &mut SimRng::from_seed(seed), *now);
+        }
         _ => {}
     }
     pending.retain(|id| ct.conn(*id).is_some());
@@ -270,9 +289,10 @@ fn observable(ct: &ConntrackTable) -> (Vec<String>, Vec<u32>, Vec<String>) {
 proptest! {
     #![proptest_config(config())]
 
-    /// `early_drop` skips chains whose summary says the walk cannot change them
-    /// (docs/model.md §Work the simulator folds). Walking every chain, as the kernel
-    /// does, must leave the same entries, counts and counters after every operation.
+    /// `early_drop`, lookups, the NAT port search and confirm skip chains whose summary
+    /// says the walk can neither change nor find anything (docs/model.md §Work the
+    /// simulator folds). Walking every chain, as the kernel does, must leave the same
+    /// entries, counts and counters after every operation.
     #[test]
     fn early_drop_skipping_inert_chains_changes_nothing(
         max in 4u32..40,

@@ -351,15 +351,23 @@ impl ConntrackTable {
             let e = &self.entries[idx as usize];
             (e.ns, *e.original())
         };
-        let b = self.bucket_of(ns, reply);
+        let h = self.hash_of(ns, reply);
+        let b = self.bucket_of_hash(h);
+        if !self.exhaustive_scans && self.summaries[b as usize].lookup_misses(h, now.as_nanos()) {
+            // No expired node to reap and no node that can hold the tuple.
+            return false;
+        }
+        let mut earliest = u64::MAX;
         let mut n = self.buckets[b as usize];
         while n != super::table::NIL {
             let other = node_idx(n);
             let next = self.next_of(n);
-            if self.entries[other as usize].is_expired(now) {
+            let e = &self.entries[other as usize];
+            if e.is_expired(now) {
                 n = self.free_in_walk(other, next);
                 continue;
             }
+            earliest = earliest.min(e.timeout);
             if self.key_equal(n, reply, ns) {
                 if *self.entries[other as usize].original() == our_orig {
                     n = next;
@@ -370,6 +378,8 @@ impl ConntrackTable {
             }
             n = next;
         }
+        // The walk saw every node left: the exact earliest deadline.
+        self.summaries[b as usize].min_expiry = earliest;
         false
     }
 

@@ -213,33 +213,84 @@ pub struct ConntrackTable {
     pub(super) exhaustive_scans: bool,
 }
 
-/// What a bucket's chain holds, as far as `early_drop` is concerned, kept up to date as
-/// nodes are linked, unlinked, refreshed and made ASSURED.
+/// What a bucket's chain holds, kept up to date as nodes are linked, unlinked,
+/// refreshed and made ASSURED: enough to tell, without walking the chain, that a walk
+/// would change nothing and find nothing.
 ///
 /// `early_drop_list` changes a chain only by reaping an expired node or deleting a
 /// non-ASSURED one. A chain with no non-ASSURED node (`evictable == 0`) and no node
 /// whose timeout has passed (`min_expiry > now`; a lower bound of the nodes' deadlines)
 /// is therefore left exactly as it was: the scan can move to the next bucket without
-/// walking it. The counters, the entries and which bucket yields the victim are the
-/// same as with the walk (`docs/model.md` §Work the simulator folds).
+/// walking it. A lookup (`____nf_conntrack_find`, `nf_conntrack_tuple_taken`) in a
+/// chain with no expired node and no node whose key falls in the looked-up key's class
+/// (`keys`, counts of nodes per class of their hash) reaps nothing and finds nothing,
+/// so it returns at once; confirm's walk, which reaps nothing, does the same when the
+/// chain is also too short for its length limit. The counters, the entries and every
+/// result are the same as with the walk (`docs/model.md` §Work the simulator folds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(align(64))]
 pub(super) struct BucketSummary {
     /// At most the earliest timeout of a node in the chain (`u64::MAX`: none yet).
     pub(super) min_expiry: u64,
     /// Nodes in the chain whose entry is not ASSURED.
     pub(super) evictable: u32,
+    /// Nodes in the chain.
+    pub(super) nodes: u32,
+    /// Per class of key ([`key_class`]), the nodes of the chain whose key is in it;
+    /// a count that reached 255 stays there (it then only means "maybe").
+    pub(super) keys: [u8; KEY_CLASSES],
+}
+
+/// Classes of keys a bucket summary counts: one cache line per bucket with the rest
+/// of the summary.
+pub(super) const KEY_CLASSES: usize = 48;
+
+/// The class of a key with hash `h` (its low bits; the bucket uses the high ones).
+#[inline]
+pub(super) const fn key_class(h: u32) -> usize {
+    (((h & 0xFFFF) as usize) * KEY_CLASSES) >> 16
 }
 
 impl BucketSummary {
     const EMPTY: BucketSummary = BucketSummary {
         min_expiry: u64::MAX,
         evictable: 0,
+        nodes: 0,
+        keys: [0; KEY_CLASSES],
     };
 
     /// Whether `early_drop_list` at `now` would leave the chain unchanged.
     #[inline]
-    pub(super) const fn is_inert(self, now: u64) -> bool {
+    pub(super) const fn is_inert(&self, now: u64) -> bool {
         self.evictable == 0 && self.min_expiry > now
+    }
+
+    /// Whether no node of the chain can have a key of hash `h`.
+    #[inline]
+    pub(super) const fn lacks(&self, h: u32) -> bool {
+        self.keys[key_class(h)] == 0
+    }
+
+    /// Whether a lookup of a key of hash `h` at `now` would reap nothing and find
+    /// nothing.
+    #[inline]
+    pub(super) const fn lookup_misses(&self, h: u32, now: u64) -> bool {
+        self.min_expiry > now && self.lacks(h)
+    }
+
+    fn add_key(&mut self, h: u32) {
+        let c = &mut self.keys[key_class(h)];
+        *c = c.saturating_add(1);
+        self.nodes += 1;
+    }
+
+    fn remove_key(&mut self, h: u32) {
+        let c = &mut self.keys[key_class(h)];
+        debug_assert!(*c > 0, "invariant: a linked node's key class is counted");
+        if *c < u8::MAX {
+            *c -= 1;
+        }
+        self.nodes -= 1;
     }
 }
 
@@ -461,7 +512,19 @@ impl ConntrackTable {
     /// The bucket `tuple` hashes to in `ns` (`hash_conntrack` + `scale_hash`).
     #[must_use]
     pub fn bucket_of(&self, ns: u16, tuple: &Tuple) -> u32 {
-        reciprocal_scale(tuple_hash(self.key, ns, tuple), self.cfg.buckets)
+        self.bucket_of_hash(self.hash_of(ns, tuple))
+    }
+
+    /// The 32-bit hash of `tuple` in `ns` (`hash_conntrack_raw`).
+    #[inline]
+    pub(super) fn hash_of(&self, ns: u16, tuple: &Tuple) -> u32 {
+        tuple_hash(self.key, ns, tuple)
+    }
+
+    /// The bucket of a key whose hash is `h` (`scale_hash`).
+    #[inline]
+    pub(super) fn bucket_of_hash(&self, h: u32) -> u32 {
+        reciprocal_scale(h, self.cfg.buckets)
     }
 
     /// Number of nodes in bucket `b`'s chain (diagnostics and tests).
@@ -476,10 +539,12 @@ impl ConntrackTable {
         len
     }
 
-    /// Bytes the model uses: entry slab plus bucket array.
+    /// Bytes the model uses: entry slab, bucket array and bucket summaries.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * ENTRY_BYTES + self.buckets.capacity() * 4
+        self.entries.capacity() * ENTRY_BYTES
+            + self.buckets.capacity() * 4
+            + self.summaries.capacity() * std::mem::size_of::<BucketSummary>()
     }
 
     /// A snapshot of entry `id`, or `None` if it was freed.
@@ -572,9 +637,11 @@ impl ConntrackTable {
 
     pub(super) fn link(&mut self, idx: u32, dir: Direction) {
         let e = &self.entries[idx as usize];
-        let b = self.bucket_of(e.ns, &e.tuple[dir_slot(dir)]) as usize;
+        let h = self.hash_of(e.ns, &e.tuple[dir_slot(dir)]);
+        let b = self.bucket_of_hash(h) as usize;
         let s = &mut self.summaries[b];
         s.min_expiry = s.min_expiry.min(e.timeout);
+        s.add_key(h);
         if !e.has(status::ASSURED) {
             s.evictable += 1;
         }
@@ -584,9 +651,12 @@ impl ConntrackTable {
 
     fn unlink(&mut self, idx: u32, dir: Direction) {
         let e = &self.entries[idx as usize];
-        let b = self.bucket_of(e.ns, &e.tuple[dir_slot(dir)]) as usize;
+        let h = self.hash_of(e.ns, &e.tuple[dir_slot(dir)]);
+        let b = self.bucket_of_hash(h) as usize;
+        let s = &mut self.summaries[b];
+        s.remove_key(h);
         if !e.has(status::ASSURED) {
-            self.summaries[b].evictable -= 1;
+            s.evictable -= 1;
         }
         let target = node(idx, dir);
         let after = e.next[dir_slot(dir)];
@@ -671,21 +741,33 @@ impl ConntrackTable {
 
     /// `____nf_conntrack_find`: walks the bucket of `tuple`, reaping expired entries it
     /// meets, and returns the first confirmed same-namespace node with that tuple.
+    ///
+    /// A chain whose summary shows no expired node and no node in the key's class is
+    /// not walked: the walk would reap nothing and find nothing.
     pub(super) fn find(&mut self, ns: u16, tuple: &Tuple, now: SimTime) -> Option<(u32, Direction)> {
-        let b = self.bucket_of(ns, tuple);
+        let h = self.hash_of(ns, tuple);
+        let b = self.bucket_of_hash(h);
+        if !self.exhaustive_scans && self.summaries[b as usize].lookup_misses(h, now.as_nanos()) {
+            return None;
+        }
+        let mut earliest = u64::MAX;
         let mut n = self.buckets[b as usize];
         while n != NIL {
             let idx = node_idx(n);
             let next = self.next_of(n);
-            if self.entries[idx as usize].is_expired(now) {
+            let e = &self.entries[idx as usize];
+            if e.is_expired(now) {
                 n = self.free_in_walk(idx, next);
                 continue;
             }
+            earliest = earliest.min(e.timeout);
             if self.key_equal(n, tuple, ns) {
                 return Some((idx, node_dir(n)));
             }
             n = next;
         }
+        // The walk saw every node left: the exact earliest deadline.
+        self.summaries[b as usize].min_expiry = earliest;
         None
     }
 
@@ -737,8 +819,9 @@ impl ConntrackTable {
         self.entries[idx as usize].status |= status::ASSURED;
     }
 
-    /// Walk chains even where the bucket summaries say nothing would change (a check of
-    /// the summaries; the results are the same either way).
+    /// Walk chains even where the bucket summaries say the walk would change and find
+    /// nothing (`early_drop`, lookups, confirm): a check of the summaries; the results
+    /// are the same either way.
     pub fn set_exhaustive_scans(&mut self, on: bool) {
         self.exhaustive_scans = on;
     }
@@ -971,7 +1054,14 @@ impl ConntrackTable {
         };
         for dir in [Direction::Original, Direction::Reply] {
             let t = e.tuple[dir_slot(dir)];
-            let b = self.bucket_of(ns, &t);
+            let h = self.hash_of(ns, &t);
+            let b = self.bucket_of_hash(h);
+            let s = &self.summaries[b as usize];
+            // No equal key possible and too few nodes to pass the limit: the walk
+            // (which reaps nothing) would end without an outcome.
+            if !self.exhaustive_scans && s.lacks(h) && u64::from(s.nodes) <= chain_limit.saturating_add(1) {
+                continue;
+            }
             let mut chainlen: u64 = 0;
             let mut n = self.buckets[b as usize];
             while n != NIL {

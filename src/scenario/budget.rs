@@ -32,8 +32,9 @@ pub const BYTES_PER_CONNECTION: u64 = 400;
 /// Memory per request in flight (its events, packets queued for a CPU, retry state);
 /// the largest part when a node's CPUs are saturated.
 pub const BYTES_PER_REQUEST_IN_FLIGHT: u64 = 10 << 10;
-/// Memory per conntrack hash bucket (`nf_conntrack_buckets`).
-pub const BYTES_PER_BUCKET: u64 = 4;
+/// Memory per conntrack hash bucket (`nf_conntrack_buckets`): the chain head and the
+/// bucket's one-cache-line summary.
+pub const BYTES_PER_BUCKET: u64 = 4 + 64;
 /// Memory per NodeLocal DNSCache entry.
 pub const BYTES_PER_DNS_CACHE_ENTRY: u64 = 256;
 /// Time-series rows a run keeps in memory (for charts); beyond this the rows are

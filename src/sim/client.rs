@@ -247,11 +247,7 @@ impl NodeSim {
             rm.flow = Some(flow);
         }
         self.tally.new_connections += 1;
-        self.schedule_timer(
-            cx,
-            timer.deadline().at().saturating_since(now),
-            Event::SynTimer { flow },
-        );
+        self.schedule_syn_timer(cx, timer.rto(), timer.deadline().at(), Event::SynTimer { flow });
         let mut pkt = Packet::new(connected.tuple, TcpFlags::SYN);
         pkt.seq = connected.isn;
         self.send(cx, netns, pkt, now, Purpose::Syn { flow }, true, None);
@@ -264,11 +260,12 @@ impl NodeSim {
         }
         let Some(mut timer) = f.syn_timer else { return };
         let next = timer.on_timer();
+        let rto = timer.rto();
         f.syn_timer = Some(timer);
         let (tuple, isn, pod) = (f.tuple, f.isn, f.pod);
         match next {
             crate::socket::SynDeadline::Retransmit(t) => {
-                self.schedule_timer(cx, t.saturating_since(cx.now()), Event::SynTimer { flow });
+                self.schedule_syn_timer(cx, rto, t, Event::SynTimer { flow });
             }
             crate::socket::SynDeadline::TimedOut(_) => {
                 // connect() fails with ETIMEDOUT after the last retransmission.

@@ -149,6 +149,11 @@ fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
             engine.model_mut().add_lane(delay, lane);
         }
     }
+    for timeout in engine.model().syn_timeouts() {
+        if let Ok(lane) = engine.add_lane() {
+            engine.model_mut().add_syn_lane(timeout, lane);
+        }
+    }
     let cpus: Vec<u32> = match cpu_lanes {
         CpuLanes::On => engine.model().world.nodes.iter().map(|n| n.cpus).collect(),
         #[cfg(test)]
@@ -156,11 +161,12 @@ fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
     };
     'nodes: for (node, n) in cpus.into_iter().enumerate() {
         for _ in 0..n {
-            let (Ok(start), Ok(confirm)) = (engine.add_lane(), engine.add_lane()) else {
-                // Out of lanes: the remaining CPUs' events use the heap (same order).
+            let lanes: Result<Vec<_>, _> = (0..model::CPU_LANES).map(|_| engine.add_lane()).collect();
+            // Out of lanes: the remaining CPUs' events use the heap (same order).
+            let Some(lanes) = lanes.ok().and_then(|l| <[_; model::CPU_LANES]>::try_from(l).ok()) else {
                 break 'nodes;
             };
-            engine.model_mut().add_cpu_lanes(node, [start, confirm]);
+            engine.model_mut().add_cpu_lanes(node, lanes);
         }
     }
     // The model schedules its own first events through the engine.

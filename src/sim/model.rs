@@ -38,14 +38,26 @@ pub(super) fn schedule(cx: &mut Context<'_, Event>, at: SimTime, ev: Event) {
     );
 }
 
-/// Which of a CPU's two engine lanes an event goes on.
+/// Which of a CPU's engine lanes an event goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum CpuLane {
     /// Packets waiting to start on the CPU ([`Event::HopStart`]).
     Start = 0,
     /// Their conntrack confirms ([`Event::Confirm`]).
     Confirm = 1,
+    /// Packets this CPU processed last, delivered to a local socket
+    /// ([`Event::Deliver`]).
+    Deliver = 2,
+    /// Packets this CPU sent to another node, arriving after the link
+    /// ([`Event::HopStart`] on the wire).
+    Link = 3,
+    /// Packets that came back to their booked slot and wait once more, for the
+    /// new-entry packet before them to finish ([`Event::HopStart`]).
+    Rewait = 4,
 }
+
+/// Lanes per CPU ([`CpuLane`]).
+pub(super) const CPU_LANES: usize = 5;
 
 /// The traffic process of a workload's `arrivals`.
 fn arrival_process(a: crate::scenario::ArrivalProcess) -> crate::traffic::Process {
@@ -103,10 +115,15 @@ pub(super) struct NodeSim {
     pub(super) coredns_peak_per_interval: u64,
     /// Engine lanes for constant-delay timers, by delay (nanoseconds).
     pub(super) lanes: Vec<(u64, crate::engine::LaneId)>,
-    /// Per node and CPU, the engine lanes of packets waiting for that CPU and of
-    /// their confirms ([`CpuLane`]): each CPU serves its queue in order, so their due
-    /// times rarely go back, and the heap stays small however long the queue grows.
-    pub(super) cpu_lanes: Vec<Vec<[crate::engine::LaneId; 2]>>,
+    /// Engine lanes for SYN retransmission timers, by the timeout they were armed with
+    /// (nanoseconds): the timer wheel's rounding keeps one timeout's expiries in the
+    /// order they were armed.
+    pub(super) syn_lanes: Vec<(u64, crate::engine::LaneId)>,
+    /// Per node and CPU, the engine lanes of packets waiting for that CPU, of their
+    /// confirms, and of the packets it delivers or puts on the wire ([`CpuLane`]): each
+    /// CPU serves its queue in order, so their due times rarely go back, and the heap
+    /// stays small however long the queue grows.
+    pub(super) cpu_lanes: Vec<Vec<[crate::engine::LaneId; CPU_LANES]>>,
     /// Events handled, by kind ([`Event::KINDS`]).
     pub(super) events_by_kind: [u64; Event::KINDS.len()],
 }
@@ -218,6 +235,7 @@ impl NodeSim {
             last_counts: SampleBase::default(),
             coredns_peak_per_interval: 0,
             lanes: Vec::new(),
+            syn_lanes: Vec::new(),
             cpu_lanes: Vec::new(),
             events_by_kind: [0; Event::KINDS.len()],
             world,
@@ -272,8 +290,46 @@ impl NodeSim {
         d
     }
 
-    /// Registers the two lanes of one CPU (created in node order, then CPU order).
-    pub(super) fn add_cpu_lanes(&mut self, node: usize, lanes: [crate::engine::LaneId; 2]) {
+    /// The timeouts SYN retransmission timers are armed with in this scenario.
+    pub(super) fn syn_timeouts(&self) -> Vec<u64> {
+        let mut d: Vec<u64> = Vec::new();
+        for n in &self.sc.nodes {
+            let (sends, fail) = self.sc.kernel.syn_schedule(n.sysctls.values.tcp_syn_retries);
+            for pair in sends.windows(2) {
+                d.push((pair[1] - pair[0]).as_nanos());
+            }
+            if let Some(last) = sends.last() {
+                d.push((fail - *last).as_nanos());
+            }
+        }
+        d.sort_unstable();
+        d.dedup();
+        d
+    }
+
+    /// Registers the lane created for SYN timers armed with `timeout`.
+    pub(super) fn add_syn_lane(&mut self, timeout: u64, lane: crate::engine::LaneId) {
+        self.syn_lanes.push((timeout, lane));
+    }
+
+    /// Schedules a SYN timer armed with `rto` to fire at `at`, on its lane if it has one.
+    pub(super) fn schedule_syn_timer(
+        &self,
+        cx: &mut Context<'_, Event>,
+        rto: SimDuration,
+        at: SimTime,
+        ev: Event,
+    ) {
+        match self.syn_lanes.iter().find(|(d, _)| *d == rto.as_nanos()) {
+            Some((_, lane)) => {
+                cx.schedule_lane_at(*lane, at, ev);
+            }
+            None => schedule(cx, at.max(cx.now()), ev),
+        }
+    }
+
+    /// Registers the lanes of one CPU (created in node order, then CPU order).
+    pub(super) fn add_cpu_lanes(&mut self, node: usize, lanes: [crate::engine::LaneId; CPU_LANES]) {
         if self.cpu_lanes.len() <= node {
             self.cpu_lanes.resize_with(node + 1, Vec::new);
         }

@@ -49,13 +49,13 @@ pub(super) enum InFlight {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Pause {
     /// Waiting to start at `at`; `reserved`: a CPU slot was booked for it there.
-    /// `queued`: the node and CPU whose queue it waits in (`None`: it is still on the
-    /// wire).
+    /// `queued`: the node and CPU whose queue it waits in, and which of its lanes
+    /// (`None`: it is still on the wire).
     Start {
         at: SimTime,
         flight: InFlight,
         reserved: bool,
-        queued: Option<(u16, u16)>,
+        queued: Option<(u16, u16, CpuLane)>,
     },
     /// Waiting for its confirm at `at`.
     Confirm { at: SimTime, flight: InFlight },
@@ -71,6 +71,9 @@ struct PacketWalk<'a> {
     cpu: Option<u16>,
     /// Whether the first host namespace booked a slot for this packet.
     reserved: bool,
+    /// The node and CPU that processed the packet last (where its next event is
+    /// queued when it is on the wire or delivered).
+    last_cpu: Option<(u16, u16)>,
 }
 
 impl Hops for PacketWalk<'_> {
@@ -102,18 +105,19 @@ impl Hops for PacketWalk<'_> {
             }
             match self.sim.world.nodes[n].cpu.admit(cpu, self.now, reserved) {
                 Admission::Start => self.now,
-                Admission::Wait { at, reserved } => {
+                Admission::Wait { at, reserved: booked } => {
                     let flight = InFlight::Waiting {
                         pkt,
                         hop,
                         purpose: self.purpose,
                         cpu: Some(cpu),
                     };
+                    let lane = if reserved { CpuLane::Rewait } else { CpuLane::Start };
                     return Step::Suspend(Pause::Start {
                         at,
                         flight,
-                        reserved,
-                        queued: Some((node, cpu)),
+                        reserved: booked,
+                        queued: Some((node, cpu, lane)),
                     });
                 }
             }
@@ -142,6 +146,7 @@ impl Hops for PacketWalk<'_> {
         };
         let end = start + sim.charge(n, cpu, start, self.now, &half, booking);
         sim.note_onsets(n, end, &half);
+        self.last_cpu = Some((node, cpu));
         if half.new_entry {
             if self.windowed {
                 let flight = InFlight::Confirming {
@@ -245,10 +250,21 @@ impl NodeSim {
         windowed: bool,
         cpu: Option<u16>,
     ) {
-        self.walk_from(cx, Hop::origin(from), pkt, at, purpose, windowed, cpu, false);
+        self.walk_from(
+            cx,
+            Hop::origin(from),
+            pkt,
+            at,
+            purpose,
+            windowed,
+            cpu,
+            false,
+            None,
+        );
     }
 
-    /// Walks `pkt` from `hop` at `t` and schedules what follows.
+    /// Walks `pkt` from `hop` at `t` and schedules what follows. `sender`: the node
+    /// and CPU that processed the packet before `hop`, if any.
     #[allow(clippy::too_many_arguments)]
     fn walk_from(
         &mut self,
@@ -260,6 +276,7 @@ impl NodeSim {
         windowed: bool,
         cpu: Option<u16>,
         reserved: bool,
+        sender: Option<(u16, u16)>,
     ) {
         let now = cx.now();
         let mut w = PacketWalk {
@@ -269,10 +286,14 @@ impl NodeSim {
             windowed,
             cpu,
             reserved,
+            last_cpu: sender,
         };
-        match hops::walk(&mut w, hop, pkt, t) {
+        let walked = hops::walk(&mut w, hop, pkt, t);
+        let last_cpu = w.last_cpu;
+        match walked {
             Walked::Delivered { pkt, t, .. } => {
-                schedule(cx, t.max(now), Event::Deliver { purpose, pkt });
+                let ev = Event::Deliver { purpose, pkt };
+                self.schedule_on(cx, last_cpu, CpuLane::Deliver, t.max(now), ev);
             }
             Walked::Dropped { node, reason } => self.on_dropped(node, reason, purpose),
             Walked::Suspended(Pause::Start {
@@ -286,11 +307,10 @@ impl NodeSim {
                     flight,
                     waited: reserved,
                 };
-                match queued.and_then(|(node, cpu)| self.cpu_lane(node, cpu, CpuLane::Start)) {
-                    Some(lane) => {
-                        cx.schedule_lane_at(lane, at, ev);
-                    }
-                    None => schedule(cx, at.max(now), ev),
+                match queued {
+                    Some((node, cpu, lane)) => self.schedule_on(cx, Some((node, cpu)), lane, at.max(now), ev),
+                    // On the wire: queued behind what its sender put there before.
+                    None => self.schedule_on(cx, last_cpu, CpuLane::Link, at.max(now), ev),
                 }
             }
             Walked::Suspended(Pause::Confirm { at, flight }) => {
@@ -307,6 +327,24 @@ impl NodeSim {
                     None => schedule(cx, at.max(now), ev),
                 }
             }
+        }
+    }
+
+    /// Schedules `ev` at `at` (not before now) on `which` lane of `cpu` (a node and
+    /// one of its CPUs), or in the heap when there is none: the same order either way.
+    fn schedule_on(
+        &self,
+        cx: &mut Context<'_, Event>,
+        cpu: Option<(u16, u16)>,
+        which: CpuLane,
+        at: SimTime,
+        ev: Event,
+    ) {
+        match cpu.and_then(|(node, cpu)| self.cpu_lane(node, cpu, which)) {
+            Some(lane) => {
+                cx.schedule_lane_at(lane, at, ev);
+            }
+            None => schedule(cx, at, ev),
         }
     }
 
@@ -350,7 +388,7 @@ impl NodeSim {
             return;
         };
         let now = cx.now();
-        self.walk_from(cx, hop, pkt, now, purpose, true, cpu, reserved);
+        self.walk_from(cx, hop, pkt, now, purpose, true, cpu, reserved, None);
     }
 
     /// A new-entry packet's processing ended: confirm its entry, then walk on.
@@ -373,19 +411,26 @@ impl NodeSim {
         }
         match half.verdict {
             HalfVerdict::Local => {
-                schedule(
-                    cx,
-                    now,
-                    Event::Deliver {
-                        purpose,
-                        pkt: half.pkt,
-                    },
-                );
+                let ev = Event::Deliver {
+                    purpose,
+                    pkt: half.pkt,
+                };
+                self.schedule_on(cx, Some((node, cpu)), CpuLane::Deliver, now, ev);
             }
             HalfVerdict::Forward { decision } => match hop.onward(&self.world.topo, &decision) {
                 Ok((next, other_node)) => {
                     let t = if other_node { now + NODE_LINK_LATENCY } else { now };
-                    self.walk_from(cx, next, half.pkt, t, purpose, true, None, false);
+                    self.walk_from(
+                        cx,
+                        next,
+                        half.pkt,
+                        t,
+                        purpose,
+                        true,
+                        None,
+                        false,
+                        Some((node, cpu)),
+                    );
                 }
                 Err(reason) => self.on_dropped(None, reason, purpose),
             },

@@ -87,6 +87,13 @@ impl SynTimer {
         }
     }
 
+    /// The retransmission timeout the next deadline was armed with (before the timer
+    /// wheel's rounding).
+    #[must_use]
+    pub fn rto(&self) -> SimDuration {
+        SimDuration::from_secs(self.rto_secs)
+    }
+
     /// The next deadline if no SYN-ACK arrives.
     #[must_use]
     pub fn deadline(&self) -> SynDeadline {
