@@ -438,7 +438,12 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                 let _ = writeln!(y, "    sysctl:");
                 any = true;
             }
-            let val = if v.value.chars().all(|c| c.is_ascii_digit()) && !v.value.is_empty() {
+            // A number as YAML reads one (no leading zeros), as check_sysctl_text has it.
+            let val = if v
+                .value
+                .parse::<i64>()
+                .is_ok_and(|n| n >= 0 && n.to_string() == v.value)
+            {
                 v.value.clone()
             } else {
                 q(&v.value)
