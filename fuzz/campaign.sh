@@ -29,16 +29,16 @@ run() {
     "$bin/$t" "corpus/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/" ${FUZZ_ARGS:-} >"$log" 2>&1 || true
     end=$(date +%s)
-    local done
+    local last
     # The last status line (DONE, or the last pulse of an interrupted run).
-    done=$(grep -aE '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true)
+    last=$(grep -aE '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -1 || true)
     printf '%s %s execs=%s wall_s=%s cov=%s ft=%s corp=%s peak_rss_mb=%s artifacts=%s args=%s\n' \
         "$(date -u +%FT%TZ)" "$t" \
         "$(grep -aE '^stat::number_of_executed_units' "$log" | awk '{print $2}' || true)" \
         "$((end - start))" \
-        "$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$done")" \
-        "$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$done")" \
-        "$(sed -nE 's/.*corp: ([^ ]+).*/\1/p' <<<"$done")" \
+        "$(sed -nE 's/.*cov: ([0-9]+).*/\1/p' <<<"$last")" \
+        "$(sed -nE 's/.*ft: ([0-9]+).*/\1/p' <<<"$last")" \
+        "$(sed -nE 's/.*corp: ([^ ]+).*/\1/p' <<<"$last")" \
         "$(grep -aE '^stat::peak_rss_mb' "$log" | awk '{print $2}' || true)" \
         "$(find "artifacts/$t" -type f | wc -l)" "'${FUZZ_ARGS:-}'" | tee -a logs/campaign.log
 }

@@ -11,10 +11,15 @@ secs=${FUZZ_SECONDS:-3}
 cargo fmt --check   # the fuzz workspace is outside the main one
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 export RUSTC_BOOTSTRAP=1
-t0=$SECONDS
-cargo fuzz build -O -s none --debug-assertions
-echo "fuzz build: $((SECONDS - t0)) s"
-bin=target/x86_64-unknown-linux-gnu/release
+# FUZZ_BIN_DIR: binaries already built (with the flags below) elsewhere; no build then.
+if [ -n "${FUZZ_BIN_DIR:-}" ]; then
+    bin=$FUZZ_BIN_DIR
+else
+    t0=$SECONDS
+    cargo fuzz build -O -s none --debug-assertions
+    echo "fuzz build: $((SECONDS - t0)) s"
+    bin=target/x86_64-unknown-linux-gnu/release
+fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 t1=$SECONDS

@@ -531,7 +531,20 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     if !by_service.is_empty() {
         let _ = writeln!(y, "services:");
     }
+    let mut cluster_ips = std::collections::BTreeSet::new();
     for ((ns, svc), ports) in &by_service {
+        // Two Services on one ClusterIP (a garbled dump): the first keeps it.
+        if !cluster_ips.insert(ports[0].cluster_ip) {
+            skipped.push(Skipped::new(
+                &ports[0].source,
+                0,
+                format!(
+                    "Service {ns}/{svc}: clusterIP {} is already another Service's; this Service is left out",
+                    ports[0].cluster_ip
+                ),
+            ));
+            continue;
+        }
         let _ = writeln!(y, "  - name: {}   # {}", q(svc), ports[0].source);
         let _ = writeln!(y, "    namespace: {}   # {}", q(ns), ports[0].source);
         let _ = writeln!(

@@ -789,3 +789,31 @@ fn warm_start_entries_in_a_state_the_model_does_not_have_are_left_out_with_a_not
         imported.skipped
     );
 }
+
+/// Found by the `evidence_import` fuzz target: two Services on one ClusterIP (a
+/// garbled dump) gave a scenario with the ClusterIP used twice. The later Service is
+/// left out, with a note.
+#[test]
+fn a_second_service_on_the_same_cluster_ip_is_left_out_with_a_note() {
+    let fixture_dump = std::fs::read_to_string(fixture().join("iptables-save.txt")).unwrap();
+    let rule = fixture_dump
+        .lines()
+        .find(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains("--dport 80 "))
+        .expect("the fixture's echo:http rule")
+        .to_string();
+    let other = rule.replace("default/echo:http", "default/other:http");
+    let dump = fixture_dump.replacen(&rule, &format!("{rule}\n{other}"), 1);
+    let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
+    let imported = import(&b, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Scenario::from_bytes("imported.yaml", imported.yaml.as_bytes(), &[])
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
+    assert!(sc.services.iter().any(|s| s.name == "echo"));
+    assert!(!sc.services.iter().any(|s| s.name == "other"));
+    assert!(
+        imported.skipped.iter().any(|n| n
+            .to_string()
+            .contains("Service default/other: clusterIP 10.96.0.10 is already another Service's")),
+        "{:?}",
+        imported.skipped
+    );
+}
