@@ -1,6 +1,8 @@
 //! The structured target: a random *valid* scenario (nodes, proxy mode, Services,
 //! workloads, DNS, conntrack sizes, all drawn by `arbitrary`) is written as YAML, loaded
-//! and simulated for at most 1.5 simulated seconds, twice. Checked: no panic; the
+//! and simulated for at most 200 simulated milliseconds at at most 500 requests a second
+//! per workload, twice (at most 300 requests a run: enough to fill the small conntrack
+//! tables drawn here, cheap enough for a hundred or more inputs a second). Checked: no panic; the
 //! scenario validates; the run succeeds (or is refused as unsupported); every node's
 //! `nf_conntrack_count` stays within `nf_conntrack_max`; request outcomes add up; the
 //! per-workload figures sum to the totals; the time series has one row per interval;
@@ -16,6 +18,9 @@ use std::fmt::Write as _;
 const KERNELS: [&str; 3] = ["6.18", "5.4", "4.19"];
 const MODES: [&str; 4] = ["iptables", "ipvs", "nftables", "ebpf"];
 const SCHEDULERS: [&str; 3] = ["rr", "lc", "sh"];
+/// Requests a second per workload, at most: with 200 ms and 3 workloads, at most 300
+/// requests a run.
+const MAX_RATE: u32 = 500;
 const CNIS: [&str; 4] = ["flannel-vxlan", "calico-ipip", "calico-bgp", "cilium-native"];
 
 #[derive(Debug)]
@@ -31,8 +36,8 @@ impl<'a> Arbitrary<'a> for Gen {
     #[allow(clippy::too_many_lines)]
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Gen> {
         let mut t = String::new();
-        let duration_ms = u.int_in_range(50u32..=1500)?;
-        let interval_ms = u.int_in_range(10u32..=duration_ms.min(500))?;
+        let duration_ms = u.int_in_range(20u32..=200)?;
+        let interval_ms = u.int_in_range(10u32..=duration_ms.min(100))?;
         let mode = pick(u, &MODES)?;
         let _ = writeln!(t, "version: 1\nname: fuzz\nseed: {}", u.arbitrary::<u64>()?);
         let _ = writeln!(t, "duration: {duration_ms}ms\nsampleInterval: {interval_ms}ms");
@@ -133,8 +138,8 @@ impl<'a> Arbitrary<'a> for Gen {
                 u.int_in_range(0..=nodes - 1)?,
                 u.int_in_range(1u32..=4)?,
                 u.int_in_range(0..=services - 1)?,
-                u.int_in_range(1u32..=3000)?,
-                u.int_in_range(20u32..=1000)?
+                u.int_in_range(1u32..=MAX_RATE)?,
+                u.int_in_range(20u32..=300)?
             );
             let _ = writeln!(
                 t,
@@ -162,9 +167,9 @@ impl<'a> Arbitrary<'a> for Gen {
                 let _ = writeln!(
                     t,
                     "    rateProfile: [{{at: 0s, rate: {}/s}}, {{at: {}ms, rate: {}/s, ramp: {}ms}}]",
-                    u.int_in_range(0u32..=2000)?,
+                    u.int_in_range(0u32..=MAX_RATE)?,
                     u.int_in_range(1u32..=duration_ms)?,
-                    u.int_in_range(0u32..=3000)?,
+                    u.int_in_range(0u32..=MAX_RATE)?,
                     u.int_in_range(0u32..=200)?
                 );
             }

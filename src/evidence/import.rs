@@ -14,7 +14,7 @@
 use super::bundle::Bundle;
 use super::ctstat::{self, CounterTable};
 use super::rules::{self, RecoveredPort};
-use super::{EvidenceError, Skipped, kernel, sysctl};
+use super::{EvidenceError, Skipped, kernel, sysctl, unsafe_in_yaml};
 use crate::packet::{Cidr, Proto};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,9 +69,37 @@ pub struct Imported {
     pub cost_is_lower_bound: bool,
 }
 
-/// A YAML double-quoted string.
+/// A YAML double-quoted string; characters a YAML document may not hold are escaped
+/// (`\uXXXX`), so any evidence text gives a valid scalar.
 fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if unsafe_in_yaml(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Evidence text for a YAML comment: on one line, characters a YAML document may not
+/// hold written as `\u{..}` (a garbled file's bytes stay visible in the note).
+fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if unsafe_in_yaml(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A name usable as a scenario node name.
@@ -258,6 +286,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             Vec::new(),
         ),
     };
+    let services = usable_ports(services, &mut skipped);
     let mut cost_is_lower_bound = false;
     if let Some(i) = &ipt {
         if mode == "iptables" {
@@ -355,7 +384,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                 "kernel: {}   # {}:1: {} (nearest profile{diff})",
                 q(k.profile.name),
                 kernel::UNAME,
-                k.release
+                comment_text(&k.release)
             );
         }
         None => {
@@ -397,11 +426,24 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             if !known.contains(k.as_str()) {
                 continue;
             }
+            if let Err(why) = crate::scenario::check_sysctl_text(k, &v.value) {
+                skipped.push(Skipped::new(
+                    &v.source,
+                    0,
+                    format!("{k}: {why}; left out (the default applies)"),
+                ));
+                continue;
+            }
             if !any {
                 let _ = writeln!(y, "    sysctl:");
                 any = true;
             }
-            let val = if v.value.chars().all(|c| c.is_ascii_digit()) && !v.value.is_empty() {
+            // A number as YAML reads one (no leading zeros), as check_sysctl_text has it.
+            let val = if v
+                .value
+                .parse::<i64>()
+                .is_ok_and(|n| n >= 0 && n.to_string() == v.value)
+            {
                 v.value.clone()
             } else {
                 q(&v.value)
@@ -410,7 +452,27 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         }
     }
     if let Some(ct) = &b.ctlist {
-        let slices = ct.warm_slices(opts.warm_slices);
+        // TCP states the model does not have (a garbled listing) are left out, noted.
+        let (slices, unknown): (Vec<_>, Vec<_>) =
+            ct.warm_slices(opts.warm_slices).into_iter().partition(|s| {
+                s.key
+                    .state
+                    .as_deref()
+                    .is_none_or(|st| crate::conntrack::CtState::from_name(st).is_some())
+            });
+        let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+        for s in unknown {
+            *by_state.entry(s.key.state.unwrap_or_default()).or_insert(0) += s.count;
+        }
+        for (state, n) in by_state {
+            skipped.push(Skipped::new(
+                super::ctlist::CONNTRACK_L,
+                0,
+                format!(
+                    "{n} TCP entries in state `{state}`, which the model does not have: not warm-started"
+                ),
+            ));
+        }
         if !slices.is_empty() {
             let _ = writeln!(y, "    conntrack:");
             let _ = writeln!(
@@ -469,7 +531,20 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     if !by_service.is_empty() {
         let _ = writeln!(y, "services:");
     }
+    let mut cluster_ips = std::collections::BTreeSet::new();
     for ((ns, svc), ports) in &by_service {
+        // Two Services on one ClusterIP (a garbled dump): the first keeps it.
+        if !cluster_ips.insert(ports[0].cluster_ip) {
+            skipped.push(Skipped::new(
+                &ports[0].source,
+                0,
+                format!(
+                    "Service {ns}/{svc}: clusterIP {} is already another Service's; this Service is left out",
+                    ports[0].cluster_ip
+                ),
+            ));
+            continue;
+        }
         let _ = writeln!(y, "  - name: {}   # {}", q(svc), ports[0].source);
         let _ = writeln!(y, "    namespace: {}   # {}", q(ns), ports[0].source);
         let _ = writeln!(
@@ -600,7 +675,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     let _ = writeln!(
         h,
         "# Scenario of node `{name}`, imported by `k8s-netsim import` from {}.",
-        b.origin
+        comment_text(&b.origin)
     );
     let _ = writeln!(
         h,
@@ -618,12 +693,12 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         let _ = writeln!(h, "# per-connection rule cost in this scenario is a LOWER BOUND.");
     }
     for w in &warnings {
-        let _ = writeln!(h, "# WARNING: {}", w.replace('\n', " "));
+        let _ = writeln!(h, "# WARNING: {}", comment_text(w));
     }
     if !skipped.is_empty() {
         let _ = writeln!(h, "# Left out of the evidence ({}):", skipped.len());
         for s in &skipped {
-            let _ = writeln!(h, "#   {}", s.to_string().replace('\n', " "));
+            let _ = writeln!(h, "#   {}", comment_text(&s.to_string()));
         }
     }
     if let Some(d) = b.file(DMESG) {
@@ -645,7 +720,12 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                 || l.contains("Using ipvs Proxier")
                 || l.contains("Using nftables Proxier")
             {
-                let _ = writeln!(h, "# {KUBE_PROXY_LOG}:{}: {}", i + 1, ctstat::clip(l.trim()));
+                let _ = writeln!(
+                    h,
+                    "# {KUBE_PROXY_LOG}:{}: {}",
+                    i + 1,
+                    comment_text(&ctstat::clip(l.trim()))
+                );
             }
         }
     }
@@ -668,6 +748,36 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         warnings,
         cost_is_lower_bound,
     })
+}
+
+/// The recovered ports a scenario can hold: port 0 (or a first endpoint on port 0)
+/// and a Service's second port with the same number and protocol are left out, each
+/// with a note.
+fn usable_ports(ports: Vec<RecoveredPort>, skipped: &mut Vec<Skipped>) -> Vec<RecoveredPort> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(ports.len());
+    for p in ports {
+        let why = if p.port == 0 || p.endpoints.first().is_some_and(|e| e.port() == 0) {
+            Some("port 0 is not a port".to_string())
+        } else if !seen.insert((p.namespace.clone(), p.name.clone(), p.port, p.protocol)) {
+            let proto = if p.protocol == Proto::Udp { "UDP" } else { "TCP" };
+            Some(format!(
+                "port {} {proto} was already given by an earlier rule",
+                p.port
+            ))
+        } else {
+            None
+        };
+        match why {
+            Some(why) => skipped.push(Skipped::new(
+                &p.source,
+                0,
+                format!("Service {}/{}: {why}; this port is left out", p.namespace, p.name),
+            )),
+            None => out.push(p),
+        }
+    }
+    out
 }
 
 /// `10.96.0.0/12` when it holds every ClusterIP (kube's default), else the smallest

@@ -48,6 +48,16 @@ impl EvidenceError {
     }
 }
 
+/// Characters a YAML document may not hold as they are: control characters other than
+/// the tab, the line and paragraph separators, the byte-order mark and the
+/// non-characters U+FFFE and U+FFFF. Evidence text carrying them is escaped where it
+/// becomes a comment or a string of the imported scenario, and refused where it would
+/// be carried as it is (`iptables-save`).
+pub(crate) fn unsafe_in_yaml(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+}
+
 /// Something in the evidence that was left out, and why (reported, never silent).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {

@@ -100,8 +100,24 @@ fn after<'a>(w: &'a [String], opt: &str) -> Option<&'a str> {
 ///
 /// # Errors
 /// A structural problem (a line outside any table, a malformed chain declaration, a
-/// jump loop): the dump cannot be trusted then; the error names the line.
+/// jump loop) or a control character: the dump cannot be trusted then; the error
+/// names the line.
 pub fn parse_iptables_save(text: &str) -> Result<IptablesEvidence, EvidenceError> {
+    // The dump is carried into the scenario as it is, so a character YAML cannot hold
+    // (iptables-save prints none: a corrupted file) is refused where it is.
+    for (i, line) in text.lines().enumerate() {
+        if let Some((col, c)) = line.chars().enumerate().find(|(_, c)| super::unsafe_in_yaml(*c)) {
+            return Err(EvidenceError::new(
+                IPTABLES_SAVE,
+                i + 1,
+                format!(
+                    "column {}: control character U+{:04X}; iptables-save prints none (a corrupted file?)",
+                    col + 1,
+                    u32::from(c)
+                ),
+            ));
+        }
+    }
     let lenient = import::parse_lenient(text).map_err(|e| {
         EvidenceError::new(
             IPTABLES_SAVE,
@@ -210,7 +226,7 @@ fn kube_proxy_services(text: &str) -> (Vec<RecoveredPort>, Option<(Cidr, String)
                     jump.to_string(),
                     RecoveredPort {
                         namespace: namespace.to_string(),
-                        name: if name.is_empty() {
+                        name: if name.trim().is_empty() {
                             fallback
                         } else {
                             name.to_string()

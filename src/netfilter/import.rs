@@ -98,6 +98,13 @@ pub fn parse_lenient(text: &str) -> Result<LenientImport, ImportError> {
         if let Some(name) = &foreign {
             if trimmed == "COMMIT" {
                 foreign = None;
+            } else if let Some(next) = trimmed.strip_prefix('*') {
+                // As in a modelled table: the dump's structure is broken.
+                return Err(err(
+                    line_no,
+                    line.len() - line.trim_start().len() + 1,
+                    format!("table `{name}` is not committed before `*{next}`"),
+                ));
             } else if trimmed.starts_with("-A") || trimmed.starts_with("--append") {
                 skipped.push(err(
                     line_no,

@@ -32,7 +32,10 @@ pub use file::{
 };
 pub use overrides::{Override, OverrideError};
 pub use source::{MAX_ALIAS_EXPANSION, MAX_DEPTH, MAX_FILE_BYTES, MAX_YAML_VALUES};
-pub use sysctl::{KubeProxyConntrack, NodeSysctls, Provenance, kernel_default_sysctls, known_sysctl_names};
+pub use sysctl::{
+    KubeProxyConntrack, NodeSysctls, Provenance, check_sysctl_text, kernel_default_sysctls,
+    known_sysctl_names,
+};
 pub use unit::{ByteSize, PortRange, Rate};
 pub use validate::{MAX_CLUSTER_NODES, MAX_PODS, MAX_SERVICES};
 

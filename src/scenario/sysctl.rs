@@ -307,6 +307,21 @@ pub fn known_sysctl_names() -> Vec<&'static str> {
     KNOWN.iter().map(|k| k.name).collect()
 }
 
+/// Whether `value`, written as a scenario's `sysctl` entry (an integer when it is a
+/// number written without leading zeros, else a string), is one a scenario accepts for
+/// `name` (`import` checks a node's values with it before carrying them over).
+///
+/// # Errors
+/// An unknown name, or a value the sysctl does not take, worded as validation words it.
+pub fn check_sysctl_text(name: &str, value: &str) -> Result<(), String> {
+    let k = known(name).ok_or_else(|| unknown_sysctl_message(name))?;
+    let v = match value.parse::<i64>() {
+        Ok(n) if n >= 0 && n.to_string() == value => SysctlValue::Int(n),
+        _ => SysctlValue::Text(value.to_string()),
+    };
+    k.slot.assign(&mut Sysctls::default(), &v)
+}
+
 fn known(name: &str) -> Option<&'static Known> {
     KNOWN.iter().find(|k| k.name == name)
 }
