@@ -273,15 +273,7 @@ impl NodeSim {
             d.push(w.timeout.as_nanos());
             d.push(w.retries.backoff.as_nanos());
         }
-        for n in &self.sc.nodes {
-            let (sends, fail) = self.sc.kernel.syn_schedule(n.sysctls.values.tcp_syn_retries);
-            for pair in sends.windows(2) {
-                d.push((pair[1] - pair[0]).as_nanos());
-            }
-            if let Some(last) = sends.last() {
-                d.push((fail - *last).as_nanos());
-            }
-        }
+        d.extend(self.syn_timeouts());
         d.push(SimDuration::from_secs(5).as_nanos());
         d.sort_unstable();
         d.dedup();

@@ -679,18 +679,24 @@ fn control_characters_in_evidence_are_escaped_in_the_scenario_and_refused_in_rul
     assert!(e.message.contains("column 38: control character U+0001"), "{e}");
 }
 
-/// Found by the `evidence_import` fuzz target: a dump naming the same Service port
-/// twice (the same `KUBE-SERVICES` rules twice) gave a scenario with the port declared
-/// twice, which does not validate. The second is left out, with a note, and so is a
-/// port 0.
-#[test]
-fn a_service_port_given_twice_or_port_zero_is_left_out_with_a_note() {
+/// The recorded bundle's `iptables-save.txt` and its `KUBE-SERVICES` rule for echo:http.
+fn fixture_dump_and_echo_rule() -> (String, String) {
     let fixture_dump = std::fs::read_to_string(fixture().join("iptables-save.txt")).unwrap();
     let rule = fixture_dump
         .lines()
         .find(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains("--dport 80 "))
         .expect("the fixture's echo:http rule")
         .to_string();
+    (fixture_dump, rule)
+}
+
+/// Found by the `evidence_import` fuzz target: a dump naming the same Service port
+/// twice (the same `KUBE-SERVICES` rules twice) gave a scenario with the port declared
+/// twice, which does not validate. The second is left out, with a note, and so is a
+/// port 0.
+#[test]
+fn a_service_port_given_twice_or_port_zero_is_left_out_with_a_note() {
+    let (fixture_dump, rule) = fixture_dump_and_echo_rule();
     let zero = rule
         .replace("--dport 80 ", "--dport 0 ")
         .replace("echo:http", "echo:zero");
@@ -795,12 +801,7 @@ fn warm_start_entries_in_a_state_the_model_does_not_have_are_left_out_with_a_not
 /// left out, with a note.
 #[test]
 fn a_second_service_on_the_same_cluster_ip_is_left_out_with_a_note() {
-    let fixture_dump = std::fs::read_to_string(fixture().join("iptables-save.txt")).unwrap();
-    let rule = fixture_dump
-        .lines()
-        .find(|l| l.starts_with("-A KUBE-SERVICES -d ") && l.contains("--dport 80 "))
-        .expect("the fixture's echo:http rule")
-        .to_string();
+    let (fixture_dump, rule) = fixture_dump_and_echo_rule();
     let other = rule.replace("default/echo:http", "default/other:http");
     let dump = fixture_dump.replacen(&rule, &format!("{rule}\n{other}"), 1);
     let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
