@@ -190,6 +190,30 @@ fn every_option_round_trips() {
     assert_eq!(super::import::parse_into(base, &out).unwrap(), rs);
 }
 
+/// Found by the `iptables_save` fuzz target: nfacct counters (like `recent` lists) are
+/// numbered in the order the text first uses them, and the canonical export prints
+/// `KUBE-NODEPORTS` before a `KUBE-FORWARD` the dump listed first, so the re-import
+/// numbers them the other way round. The rulesets are the same rules under other ids:
+/// the export of the re-import is the same text, and each rule names the same counter.
+#[test]
+fn named_counters_keep_their_names_through_a_reordering_export() {
+    let text = "*filter\n:KUBE-NODEPORTS -\n:KUBE-FORWARD - [0:0]\n\
+                -A KUBE-FORWARD -m nfacct --nfacct-name 0\n\
+                -A KUBE-NODEPORTS -p tcp -m nfacct --nfacct-name lJ\nCOMMIT\n";
+    let rs = parse(text).unwrap();
+    let out = to_iptables_save(&rs);
+    let again = parse(&out).unwrap();
+    assert_eq!(to_iptables_save(&again), out);
+    let names = |r: &Ruleset| {
+        let f = r.table(TableKind::Filter);
+        ["KUBE-FORWARD", "KUBE-NODEPORTS"].map(|c| {
+            let chain = f.chain_id(c).unwrap();
+            rule_to_string(r, TableKind::Filter, c, &f.chain(chain).rules()[0])
+        })
+    };
+    assert_eq!(names(&rs), names(&again));
+}
+
 fn tcp(dst: Ipv4Addr, dport: u16) -> Packet {
     Packet::new(
         Tuple::new(Proto::Tcp, Ipv4Addr::new(10, 0, 5, 5), 40_000, dst, dport),
