@@ -153,6 +153,27 @@ struct Tok {
     quoted: bool,
 }
 
+/// The name of a named object (nfacct counter, `recent` list): one word. `iptables-save`
+/// prints these names without quotes, so a name with a space or a quote could not be
+/// written back as the same rule.
+fn plain_name(tok: &Tok, line: usize, what: &str) -> Result<String, ImportError> {
+    let t = &tok.text;
+    if t.is_empty()
+        || t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'')
+    {
+        return Err(err(
+            line,
+            tok.col,
+            format!(
+                "{what} name must be one word without quotes, got `{}`",
+                t.escape_default()
+            ),
+        ));
+    }
+    Ok(t.clone())
+}
+
 fn err(line: usize, column: usize, message: impl Into<String>) -> ImportError {
     ImportError {
         line,
@@ -900,7 +921,7 @@ impl Importer {
                                 "option `--name` given twice for module `recent`",
                             ));
                         }
-                        l.recent_name = Some(arg("a list name")?.text.clone());
+                        l.recent_name = Some(plain_name(arg("a list name")?, line, "a `recent` list")?);
                     }
                     "--set" | "--rcheck" | "--update" => {
                         if l.seen & SEEN_A != 0 {
@@ -933,8 +954,8 @@ impl Importer {
             Module::Nfacct => {
                 dup(l, SEEN_A)?;
                 l.seen |= SEEN_A;
-                let a = arg("a counter name")?;
-                let counter = self.rs.nfacct_counter(&a.text);
+                let name = plain_name(arg("a counter name")?, line, "an nfacct counter")?;
+                let counter = self.rs.nfacct_counter(&name);
                 rule.matches[l.at] = Match::Nfacct { counter };
             }
             Module::Tcp | Module::Udp => {}

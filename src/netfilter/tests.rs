@@ -214,6 +214,22 @@ fn named_counters_keep_their_names_through_a_reordering_export() {
     assert_eq!(names(&rs), names(&again));
 }
 
+/// Found by the `iptables_save` fuzz target: a quoted nfacct name with a space imported,
+/// and its export (names are printed bare, as `iptables-save` does) did not. Names of
+/// counters and `recent` lists must be one word.
+#[test]
+fn nfacct_and_recent_names_with_spaces_or_quotes_are_refused() {
+    for (text, col) in [
+        ("*filter\n-A INPUT -m nfacct --nfacct-name \"c> .\"\nCOMMIT\n", 34),
+        ("*filter\n-A INPUT -m recent --name \"a b\" --set\nCOMMIT\n", 27),
+    ] {
+        let e = parse(text).expect_err(text);
+        assert_eq!((e.line, e.column), (2, col), "{text}: {e}");
+        assert!(e.message.contains("must be one word"), "{e}");
+    }
+    assert!(parse("*filter\n-A INPUT -m nfacct --nfacct-name kube-proxy.x_1\nCOMMIT\n").is_ok());
+}
+
 fn tcp(dst: Ipv4Addr, dport: u16) -> Packet {
     Packet::new(
         Tuple::new(Proto::Tcp, Ipv4Addr::new(10, 0, 5, 5), 40_000, dst, dport),
