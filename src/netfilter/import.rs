@@ -418,7 +418,7 @@ impl Importer {
     ) -> Result<(), ImportError> {
         let toks = tokenize(rest, line)?;
         let at = |t: &Tok| col + t.col - 1;
-        let Some(name) = toks.first() else {
+        let Some(name) = toks.first().filter(|t| !t.text.is_empty()) else {
             return Err(err(line, col, "expected a chain name after `:`"));
         };
         let Some(policy) = toks.get(1) else {

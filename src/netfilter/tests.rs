@@ -228,6 +228,11 @@ fn nfacct_and_recent_names_with_spaces_or_quotes_are_refused() {
         assert!(e.message.contains("must be one word"), "{e}");
     }
     assert!(parse("*filter\n-A INPUT -m nfacct --nfacct-name kube-proxy.x_1\nCOMMIT\n").is_ok());
+    // Found by the same target: an empty (quoted) chain name was declared, and its
+    // export `: - [0:0]` did not import.
+    let e = parse("*filter\n:\"\" -\nCOMMIT\n").unwrap_err();
+    assert_eq!((e.line, e.column), (2, 2), "{e}");
+    assert!(e.message.contains("expected a chain name"), "{e}");
 }
 
 fn tcp(dst: Ipv4Addr, dport: u16) -> Packet {
