@@ -327,6 +327,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             )
         }
     };
+    let services = outside_cluster_cidr(services, cluster_cidr, &mut skipped);
     // Services grouped by (namespace, name); endpoints on /24 nodes inside the CIDR.
     let mut by_service: BTreeMap<(String, String), Vec<&RecoveredPort>> = BTreeMap::new();
     for p in &services {
@@ -354,7 +355,13 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         ));
     };
     let vips: Vec<Ipv4Addr> = services.iter().map(|p| p.cluster_ip).collect();
-    let service_cidr = service_cidr_for(&vips);
+    let Some(service_cidr) = service_cidr_for(&vips, cluster_cidr) else {
+        return Err(EvidenceError::new(
+            rules::IPTABLES_SAVE,
+            0,
+            format!("cluster CIDR {cluster_cidr} leaves no room for a service range"),
+        ));
+    };
 
     // ---- the text ----
     if let Some(ct) = &b.ctlist {
@@ -780,24 +787,98 @@ fn usable_ports(ports: Vec<RecoveredPort>, skipped: &mut Vec<Skipped>) -> Vec<Re
     out
 }
 
-/// `10.96.0.0/12` when it holds every ClusterIP (kube's default), else the smallest
-/// prefix (at most /24) holding them all.
-fn service_cidr_for(vips: &[Ipv4Addr]) -> Cidr {
-    let default: Cidr = "10.96.0.0/12".parse().unwrap_or(Cidr::ANY);
-    if vips.iter().all(|ip| default.contains(*ip)) {
-        return default;
+/// The ports whose ClusterIPs one service range can hold without overlapping the
+/// cluster (pod) CIDR, in order; each other port is left out with a note. A ClusterIP
+/// inside the cluster CIDR, or one that would stretch the range the earlier ones share
+/// over it, cannot be part of one `serviceCIDR` (the scenario has one, as a cluster
+/// without multiple ServiceCIDRs does).
+fn outside_cluster_cidr(
+    ports: Vec<RecoveredPort>,
+    cluster: Cidr,
+    skipped: &mut Vec<Skipped>,
+) -> Vec<RecoveredPort> {
+    let mut range: Option<Cidr> = None;
+    let mut out = Vec::with_capacity(ports.len());
+    for p in ports {
+        let wider = widen(range, p.cluster_ip);
+        if wider.overlaps(cluster) {
+            skipped.push(Skipped::new(
+                &p.source,
+                0,
+                format!(
+                    "Service {}/{}: ClusterIP {} cannot share a service range with the ClusterIPs before it without overlapping the cluster CIDR {cluster}; this port is left out",
+                    p.namespace, p.name, p.cluster_ip
+                ),
+            ));
+        } else {
+            range = Some(wider);
+            out.push(p);
+        }
     }
-    let mut len = 24u8;
-    loop {
-        let base = u32::from(vips[0]) & (u32::MAX << (32 - u32::from(len)));
-        if let Ok(c) = Cidr::new(Ipv4Addr::from(base), len)
-            && vips.iter().all(|ip| c.contains(*ip))
-        {
-            return c;
+    out
+}
+
+/// The smallest prefix, at most a /24, holding `range` and `ip`.
+fn widen(range: Option<Cidr>, ip: Ipv4Addr) -> Cidr {
+    let (base, len) = match range {
+        Some(r) => {
+            let common = (u32::from(r.addr()) ^ u32::from(ip)).leading_zeros();
+            (r.addr(), u32::from(r.len()).min(common))
         }
-        if len == 1 {
-            return Cidr::ANY;
-        }
-        len -= 1;
+        None => (ip, 24),
+    };
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    Cidr::new(Ipv4Addr::from(u32::from(base) & mask), u8::try_from(len).unwrap_or(24)).unwrap_or(Cidr::ANY)
+}
+
+/// `10.96.0.0/12` when it holds every ClusterIP and not the cluster CIDR (kube's
+/// default), else the smallest prefix (at most /24) holding them all, which
+/// [`outside_cluster_cidr`] has kept clear of the cluster CIDR. With no ClusterIPs, the
+/// first of a few private ranges clear of the cluster CIDR; `None` when the cluster CIDR
+/// leaves no room for any.
+fn service_cidr_for(vips: &[Ipv4Addr], cluster: Cidr) -> Option<Cidr> {
+    let default = Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12).ok()?;
+    if !default.overlaps(cluster) && vips.iter().all(|ip| default.contains(*ip)) {
+        return Some(default);
+    }
+    if let Some(range) = vips.iter().fold(None, |r, ip| Some(widen(r, *ip))) {
+        return Some(range);
+    }
+    [
+        Ipv4Addr::new(172, 30, 0, 0),
+        Ipv4Addr::new(192, 168, 0, 0),
+        Ipv4Addr::new(100, 64, 0, 0),
+    ]
+    .into_iter()
+    .filter_map(|a| Cidr::new(a, 16).ok())
+    .find(|c| !c.overlaps(cluster))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_service_range_is_the_default_or_the_smallest_prefix_clear_of_the_pods() {
+        let pods = cidr("10.10.0.0/16");
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(service_cidr_for(&[ip("10.96.0.10")], pods), Some(cidr("10.96.0.0/12")));
+        assert_eq!(
+            service_cidr_for(&[ip("172.30.1.1"), ip("172.30.7.2")], pods),
+            Some(cidr("172.30.0.0/21"))
+        );
+        // The default overlaps these pods: the smallest prefix instead.
+        assert_eq!(
+            service_cidr_for(&[ip("10.96.0.10")], cidr("10.96.128.0/17")),
+            Some(cidr("10.96.0.0/24"))
+        );
+        // No ClusterIPs: the default, else a private range clear of the pods.
+        assert_eq!(service_cidr_for(&[], pods), Some(cidr("10.96.0.0/12")));
+        assert_eq!(service_cidr_for(&[], cidr("10.0.0.0/8")), Some(cidr("172.30.0.0/16")));
+        assert_eq!(service_cidr_for(&[], cidr("0.0.0.0/0")), None);
     }
 }

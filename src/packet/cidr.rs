@@ -69,6 +69,12 @@ impl Cidr {
         false
     }
 
+    /// Whether the two prefixes share an address (one holds the other's network address).
+    #[must_use]
+    pub fn overlaps(self, other: Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+
     /// Whether `ip` lies inside this prefix.
     #[must_use]
     pub fn contains(self, ip: Ipv4Addr) -> bool {

@@ -818,3 +818,37 @@ fn a_second_service_on_the_same_cluster_ip_is_left_out_with_a_note() {
         imported.skipped
     );
 }
+
+/// Found by the `evidence_import` fuzz target: a garbled ClusterIP (`11.96.0.10`) made
+/// the smallest range holding every ClusterIP `10.0.0.0/7`, which overlaps the cluster
+/// CIDR `10.10.0.0/16`, and the scenario did not validate. A ClusterIP that cannot share
+/// one service range with the earlier ones clear of the cluster CIDR, or lies inside
+/// it, is left out with a note.
+#[test]
+fn a_cluster_ip_that_would_stretch_the_service_range_over_the_pods_is_left_out() {
+    let (fixture_dump, rule) = fixture_dump_and_echo_rule();
+    let far = rule
+        .replace("default/echo:http", "default/far:http")
+        .replace("10.96.0.10", "11.96.0.10");
+    let inside = rule
+        .replace("default/echo:http", "default/inside:http")
+        .replace("10.96.0.10", "10.10.9.9");
+    let dump = fixture_dump.replacen(&rule, &format!("{rule}\n{far}\n{inside}"), 1);
+    let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
+    let imported = import(&b, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Scenario::from_bytes("imported.yaml", imported.yaml.as_bytes(), &[])
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
+    assert!(sc.services.iter().any(|s| s.name == "echo"));
+    assert!(!sc.services.iter().any(|s| s.name == "far" || s.name == "inside"));
+    assert!(imported.yaml.contains("serviceCIDR: 10.96.0.0/12"), "{}", imported.yaml);
+    for (name, ip) in [("far", "11.96.0.10"), ("inside", "10.10.9.9")] {
+        let note = format!(
+            "Service default/{name}: ClusterIP {ip} cannot share a service range with the ClusterIPs before it without overlapping the cluster CIDR 10.10.0.0/16"
+        );
+        assert!(
+            imported.skipped.iter().any(|n| n.to_string().contains(&note)),
+            "{note}: {:?}",
+            imported.skipped
+        );
+    }
+}
