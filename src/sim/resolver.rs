@@ -57,7 +57,7 @@ impl NodeSim {
             // An invalid name cannot be resolved: every waiter fails.
             let waiters = match owner {
                 Some(r) => vec![r],
-                None => std::mem::take(&mut self.clients[pod as usize].dns_waiters),
+                None => self.clients[pod as usize].take_dns_waiters(&self.reqs),
             };
             for r in waiters {
                 self.attempt_failed(cx, r, "DNS: invalid name");
@@ -219,7 +219,7 @@ impl NodeSim {
         // A per-request lookup serves its own request, if that request still waits for
         // it (it may have timed out and moved on).
         let waiters: Vec<ReqId> = match slot.owner {
-            None => std::mem::take(&mut self.clients[pod].dns_waiters),
+            None => self.clients[pod].take_dns_waiters(&self.reqs),
             Some((r, stage))
                 if self
                     .reqs
