@@ -62,10 +62,13 @@ pub fn parse_sysctl(text: &str) -> Result<SysctlDump, EvidenceError> {
     Ok(d)
 }
 
+/// The least memory a scenario's node may have (the scenario refuses less).
+const MIN_NODE_MEMORY: u64 = 64 << 20;
+
 /// `MemTotal` of `/proc/meminfo`, in bytes.
 ///
 /// # Errors
-/// No `MemTotal:` line, or one whose value is not `N kB`.
+/// No `MemTotal:` line, or one whose value is not `N kB` or is below 64 MiB.
 pub fn parse_meminfo(text: &str) -> Result<Sourced<u64>, EvidenceError> {
     for (i, line) in text.lines().enumerate() {
         if let Some(rest) = line.strip_prefix("MemTotal:") {
@@ -80,7 +83,15 @@ pub fn parse_meminfo(text: &str) -> Result<Sourced<u64>, EvidenceError> {
             if f.next() != Some("kB") {
                 return Err(EvidenceError::new(MEMINFO, i + 1, "expected the unit `kB`"));
             }
-            return Ok(Sourced::new(n.saturating_mul(1024), MEMINFO, i + 1));
+            let bytes = n.saturating_mul(1024);
+            if bytes < MIN_NODE_MEMORY {
+                return Err(EvidenceError::new(
+                    MEMINFO,
+                    i + 1,
+                    format!("MemTotal {n} kB is below 64 MiB: not a node's memory"),
+                ));
+            }
+            return Ok(Sourced::new(bytes, MEMINFO, i + 1));
         }
     }
     Err(EvidenceError::new(MEMINFO, 0, "no `MemTotal:` line"))
@@ -125,6 +136,12 @@ mod tests {
             24_573_712 * 1024
         );
         assert_eq!(parse_meminfo("MemTotal: 12 MB\n").unwrap_err().line, 1);
+        // Found by the evidence_import fuzz target: a garbled MemTotal gave a node the
+        // scenario refuses; it is an error naming the line now, like a CPU count of 0.
+        let e = parse_meminfo("MemFree: 1 kB\nMemTotal: 32 kB\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("below 64 MiB"), "{e}");
+        assert_eq!(parse_meminfo("MemTotal: 65536 kB\n").unwrap().value, 64 << 20);
         assert_eq!(parse_nproc("12\n").unwrap().value, 12);
         assert!(parse_nproc("0").is_err());
     }
