@@ -1,5 +1,7 @@
 //! Shared by the `remedy_*` examples: run the flash-sale storm with and without one
-//! remediation on the same seed and print what changed, every number from the model.
+//! remediation on the same seed and print what changed, every number from the model,
+//! with each side's outcome as `k8s-netsim compare` judges it (inconclusive when the
+//! run is too short to show it).
 
 #![allow(clippy::print_stdout, dead_code)]
 
@@ -48,8 +50,15 @@ pub(crate) fn show(r: &Remedy<'_>) -> Result<Comparison, Box<dyn std::error::Err
     println!("   set: {}", r.fix.join(", "));
     println!("   why: {}\n", r.why);
     let (before, after) = (&cmp.variants[0].report, &cmp.variants[1].report);
-    println!("   before: {}", before.verdict.text);
-    println!("   after:  {}\n", after.verdict.text);
+    // Each side's outcome as `compare` judges it: a run too short to show whether the
+    // table fills says so (inconclusive) instead of passing for a fix.
+    for (label, v) in [("before:", &cmp.variants[0]), ("after: ", &cmp.variants[1])] {
+        println!("   {label} {} [{}]", v.report.verdict.text, v.outcome.kind);
+        if !v.run.long_enough {
+            println!("           {}", v.run.reason);
+        }
+    }
+    println!();
     for (label, a, b) in changes(before, after) {
         println!("   {label:<40} {a:>14} -> {b:<14}{}", ratio(a, b));
     }

@@ -229,3 +229,30 @@ fn isolating_the_ingress_node_keeps_the_business_node_below_its_table() {
     );
     assert!(isolated.latency_ms.p99 < 100.0 && shared.latency_ms.p99 >= 1000.0);
 }
+
+/// The `remedy_*` examples print each side's outcome as `compare` judges it, so a
+/// remediation checked by a run too short to show it reads "inconclusive", with the
+/// run length that would decide it, never "fixed". (`remedy_time_wait`: 10 s runs; a
+/// 30 s TIME_WAIT table reaches its steady state only after about 36 s.)
+#[test]
+fn a_remedy_example_marks_a_run_too_short_to_judge_inconclusive() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["run", "--release", "--quiet", "--example", "remedy_time_wait"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("after:"))
+        .unwrap_or_else(|| panic!("no after line: {text}"));
+    assert!(after.ends_with("[inconclusive]"), "{after}\n{text}");
+    assert!(!text.contains("[fixed]"), "{text}");
+    assert!(text.contains("steady state needs 36 s"), "{text}");
+    assert!(text.contains("this run lasts 10 s"), "the run length: {text}");
+}
