@@ -33,25 +33,31 @@
 //! [`ConfirmOutcome::Dropped`]. [`CtError`] is returned only for API misuse (a stale
 //! [`ConnId`], an unknown CPU, NAT on a confirmed entry).
 
+mod confirm;
+mod entry;
 mod gc;
 mod hash;
+mod listing;
 mod nat;
 mod race;
 mod sizing;
 mod stats;
+mod summary;
 mod table;
 mod tcp;
 #[cfg(test)]
 mod tests;
+mod track;
 mod warm;
 
+pub use listing::{Conn, CtListEntry};
 pub use race::{ClashKind, RaceCurve, RaceKind, RaceModel, ThreadPlacement, WindowFactor};
 pub use sizing::{
     KERNEL_BYTES_PER_BUCKET, KERNEL_BYTES_PER_ENTRY, default_sizing, kernel_memory_bytes, kube_proxy_buckets,
     kube_proxy_max, round_buckets,
 };
 pub use stats::{CtCpuStats, CtStats, TableFullLog};
-pub use table::{Conn, ConntrackTable, CtListEntry, ENTRY_BYTES};
+pub use table::{ConntrackTable, ENTRY_BYTES};
 pub use tcp::CtState;
 pub use warm::{WarmEntry, WarmOutcome};
 

@@ -828,7 +828,11 @@ fn widen(range: Option<Cidr>, ip: Ipv4Addr) -> Cidr {
         None => (ip, 24),
     };
     let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    Cidr::new(Ipv4Addr::from(u32::from(base) & mask), u8::try_from(len).unwrap_or(24)).unwrap_or(Cidr::ANY)
+    Cidr::new(
+        Ipv4Addr::from(u32::from(base) & mask),
+        u8::try_from(len).unwrap_or(24),
+    )
+    .unwrap_or(Cidr::ANY)
 }
 
 /// `10.96.0.0/12` when it holds every ClusterIP and not the cluster CIDR (kube's
@@ -866,7 +870,10 @@ mod tests {
     fn the_service_range_is_the_default_or_the_smallest_prefix_clear_of_the_pods() {
         let pods = cidr("10.10.0.0/16");
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        assert_eq!(service_cidr_for(&[ip("10.96.0.10")], pods), Some(cidr("10.96.0.0/12")));
+        assert_eq!(
+            service_cidr_for(&[ip("10.96.0.10")], pods),
+            Some(cidr("10.96.0.0/12"))
+        );
         assert_eq!(
             service_cidr_for(&[ip("172.30.1.1"), ip("172.30.7.2")], pods),
             Some(cidr("172.30.0.0/21"))
@@ -878,7 +885,10 @@ mod tests {
         );
         // No ClusterIPs: the default, else a private range clear of the pods.
         assert_eq!(service_cidr_for(&[], pods), Some(cidr("10.96.0.0/12")));
-        assert_eq!(service_cidr_for(&[], cidr("10.0.0.0/8")), Some(cidr("172.30.0.0/16")));
+        assert_eq!(
+            service_cidr_for(&[], cidr("10.0.0.0/8")),
+            Some(cidr("172.30.0.0/16"))
+        );
         assert_eq!(service_cidr_for(&[], cidr("0.0.0.0/0")), None);
     }
 }

@@ -840,7 +840,11 @@ fn a_cluster_ip_that_would_stretch_the_service_range_over_the_pods_is_left_out()
         .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
     assert!(sc.services.iter().any(|s| s.name == "echo"));
     assert!(!sc.services.iter().any(|s| s.name == "far" || s.name == "inside"));
-    assert!(imported.yaml.contains("serviceCIDR: 10.96.0.0/12"), "{}", imported.yaml);
+    assert!(
+        imported.yaml.contains("serviceCIDR: 10.96.0.0/12"),
+        "{}",
+        imported.yaml
+    );
     for (name, ip) in [("far", "11.96.0.10"), ("inside", "10.10.9.9")] {
         let note = format!(
             "Service default/{name}: ClusterIP {ip} cannot share a service range with the ClusterIPs before it without overlapping the cluster CIDR 10.10.0.0/16"
