@@ -208,6 +208,9 @@ fn delta(a: CtStats, b: CtStats) -> [f64; 3] {
 const E_SEEDS: u64 = 200;
 
 /// Experiment e: SNAT port collision.
+// Long on purpose: per recorded parameter, the replay over E_SEEDS seeds and then one
+// `add` per compared counter of each step, in the order the report lists them; the
+// closures share the recorded steps and the per-seed columns.
 #[allow(clippy::too_many_lines)]
 pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "e-snat-collision")?;

@@ -261,6 +261,9 @@ fn setup(t: &mut NftTable, cfg: &NftablesConfig) -> Base {
 
 /// kube-proxy's nftables table for `services`, Services sorted by `ns/name:port` (kube-proxy
 /// iterates a Go map; in nftables mode the order changes nothing but the printout).
+// Long on purpose: syncProxyRules for each Service port in the order nft prints it
+// (endpoint chains and affinity sets, map elements, internal then external traffic,
+// the numgen dispatch); the parts share the Service's chain names and ready endpoints.
 #[must_use]
 #[allow(clippy::too_many_lines)]
 pub fn generate(services: &[ServicePort], cfg: &NftablesConfig) -> NftTable {
