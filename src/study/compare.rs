@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::report::alerts::AlertReplay;
 use crate::report::chart::{Axis, Dash, LineChart, Marker, MarkerKind, Series, ValueFormat, short_seconds};
 use crate::report::html::{self, Page};
 use crate::report::{Report, RunReport, TimeSeries};
@@ -448,36 +449,25 @@ impl Comparison {
         let replays = self.variants.first().map_or(0, |v| v.report.alerts.replays.len());
         for k in 0..replays {
             let label = self.variants[0].report.alerts.replays[k].settings.label;
-            rows.push((
-                format!("first alert ({label})"),
-                self.variants
-                    .iter()
-                    .map(|v| {
-                        v.report
-                            .alerts
-                            .replays
-                            .get(k)
-                            .and_then(|r| r.first_alert.as_ref())
-                            .map_or_else(
-                                || "none".to_owned(),
-                                |a| format!("{} {:.3}s {}", a.rule, a.at_s, a.node),
-                            )
-                    })
-                    .collect(),
-            ));
-            rows.push((
-                format!("warning before loss ({label})"),
-                self.variants
-                    .iter()
-                    .map(|v| {
-                        v.report
-                            .alerts
-                            .replays
-                            .get(k)
-                            .map_or_else(String::new, |r| html::lead_text(r.warning, r.lead_time_s))
-                    })
-                    .collect(),
-            ));
+            // One cell per variant from its k-th alert replay (`None`: it has none).
+            let mut replay_row = |label: String, cell: &dyn Fn(Option<&AlertReplay>) -> String| {
+                rows.push((
+                    label,
+                    self.variants
+                        .iter()
+                        .map(|v| cell(v.report.alerts.replays.get(k)))
+                        .collect(),
+                ));
+            };
+            replay_row(format!("first alert ({label})"), &|r| {
+                r.and_then(|r| r.first_alert.as_ref()).map_or_else(
+                    || "none".to_owned(),
+                    |a| format!("{} {:.3}s {}", a.rule, a.at_s, a.node),
+                )
+            });
+            replay_row(format!("warning before loss ({label})"), &|r| {
+                r.map_or_else(String::new, |r| html::lead_text(r.warning, r.lead_time_s))
+            });
         }
         rows.push((
             "top tuple class at first onset".to_owned(),
@@ -588,6 +578,22 @@ impl Comparison {
         out
     }
 
+    /// One solid line per variant, in the variant's palette slot, its points read off the
+    /// variant's time series by `points` (`None`: a gap).
+    fn per_variant(&self, points: impl Fn(&TimeSeries) -> Vec<(f64, Option<f64>)>) -> Vec<Series> {
+        self.variants
+            .iter()
+            .enumerate()
+            .map(|(slot, v)| Series {
+                name: v.name.clone(),
+                points: points(&v.timeseries),
+                slot,
+                dash: Dash::Solid,
+                dots: false,
+            })
+            .collect()
+    }
+
     /// Charts overlaying the variants, each variant in the same palette slot on every
     /// chart: `nf_conntrack_count` per node (each variant's `nf_conntrack_max` dashed
     /// where it differs from the baseline's), cumulative `drop` + `insert_failed`, p99
@@ -641,76 +647,46 @@ impl Comparison {
             let markers = self.onset_markers(i);
             out.push((
                 format!("compare-{node}-conntrack-count.svg"),
-                LineChart {
-                    title: format!("{node}: nf_conntrack_count per variant"),
-                    subtitle: sub.clone(),
-                    x: Axis::time(),
-                    y: Axis::linear("entries", ValueFormat::Count),
-                    series: count,
-                    markers: markers.clone(),
-                    stacked: false,
-                },
+                over_time(
+                    format!("{node}: nf_conntrack_count per variant"),
+                    sub.clone(),
+                    Axis::linear("entries", ValueFormat::Count),
+                    count,
+                    markers.clone(),
+                ),
             ));
             out.push((
                 format!("compare-{node}-drops.svg"),
-                LineChart {
-                    title: format!("{node}: drop + insert_failed (cumulative) per variant"),
-                    subtitle: sub.clone(),
-                    x: Axis::time(),
-                    y: Axis::linear("packets", ValueFormat::Count),
-                    series: drops,
+                over_time(
+                    format!("{node}: drop + insert_failed (cumulative) per variant"),
+                    sub.clone(),
+                    Axis::linear("packets", ValueFormat::Count),
+                    drops,
                     markers,
-                    stacked: false,
-                },
+                ),
             ));
         }
-        let p99 = self
-            .variants
-            .iter()
-            .enumerate()
-            .map(|(slot, v)| Series {
-                name: v.name.clone(),
-                points: v.timeseries.samples.iter().map(|r| (r.t_s, r.p99_ms())).collect(),
-                slot,
-                dash: Dash::Solid,
-                dots: false,
-            })
-            .collect();
+        let p99 = self.per_variant(|ts| ts.samples.iter().map(|r| (r.t_s, r.p99_ms())).collect());
         out.push((
             "compare-latency-p99.svg".to_owned(),
-            LineChart {
-                title: "p99 latency of requests completed in each interval, per variant".into(),
-                subtitle: format!("{sub} · gaps: intervals with no completed request"),
-                x: Axis::time(),
-                y: Axis::log("p99 latency (log)", ValueFormat::Millis),
-                series: p99,
-                markers: Vec::new(),
-                stacked: false,
-            },
+            over_time(
+                "p99 latency of requests completed in each interval, per variant".into(),
+                format!("{sub} · gaps: intervals with no completed request"),
+                Axis::log("p99 latency (log)", ValueFormat::Millis),
+                p99,
+                Vec::new(),
+            ),
         ));
-        let success = self
-            .variants
-            .iter()
-            .enumerate()
-            .map(|(slot, v)| Series {
-                name: v.name.clone(),
-                points: crate::report::success_pct(&v.timeseries),
-                slot,
-                dash: Dash::Solid,
-                dots: false,
-            })
-            .collect();
+        let success = self.per_variant(crate::report::success_pct);
         out.push((
             "compare-success.svg".to_owned(),
-            LineChart {
-                title: "share of completed requests that succeeded, per variant".into(),
-                subtitle: format!("{sub} · gaps: intervals with no completed request"),
-                x: Axis::time(),
-                y: Axis::linear("succeeded (% of completed)", ValueFormat::Percent),
-                series: success,
-                markers: Vec::new(),
-                stacked: false,
-            },
+            over_time(
+                "share of completed requests that succeeded, per variant".into(),
+                format!("{sub} · gaps: intervals with no completed request"),
+                Axis::linear("succeeded (% of completed)", ValueFormat::Percent),
+                success,
+                Vec::new(),
+            ),
         ));
         out
     }
@@ -906,6 +882,25 @@ pub fn node_changes(base: &Report, v: &Report) -> Vec<String> {
 
 /// Reads one `conntrack -S` counter.
 type Counter = fn(&crate::report::ConntrackCounters) -> u64;
+
+/// A comparison chart over simulated time: `series` against `y`, with `markers`.
+fn over_time(
+    title: String,
+    subtitle: String,
+    y: Axis,
+    series: Vec<Series>,
+    markers: Vec<Marker>,
+) -> LineChart {
+    LineChart {
+        title,
+        subtitle,
+        x: Axis::time(),
+        y,
+        series,
+        markers,
+        stacked: false,
+    }
+}
 
 #[allow(clippy::cast_precision_loss)]
 fn as_f64(v: u64) -> f64 {

@@ -3,12 +3,14 @@
 
 use super::check::{Tolerance as T, Unit as U};
 use super::ct_level::{dnat_80, mean, model_range, sample_at};
-use super::replay::{Begun, CLI, Closer, Node, RTR, SRV, SRV2, Sent, Start, TcpSpec, TcpStorm, VIP, at};
+use super::replay::{
+    CLI, Closer, Node, RTR, SRV, Start, TcpSpec, TcpStorm, VIP, answer_returns, at, finish_begun, vip_dnat,
+};
 use super::trace::Experiment;
 use super::{Rows, SEED, ValidateError};
 use crate::conntrack::{CtStats, DstNat, NatRange, RaceKind, RaceModel, SrcNat};
 use crate::kernel::{CtTimeouts, KernelProfile};
-use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
+use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
 use crate::time::SimDuration;
 use std::path::Path;
@@ -45,13 +47,7 @@ fn replay_d(exp: &Experiment, param: &str, gaps: &[i64], seed: u64) -> Result<DR
     let threads = exp.text(param, "params.mode")? == "threads";
     let rate = exp.num(param, "params.pair_rate_per_s")?;
     let steps = exp.steps(param)?;
-    let mut node = Node::new(
-        exp.num(param, "nf_conntrack_max")? as u32,
-        exp.num(param, "nf_conntrack_buckets")? as u32,
-        exp.hz(),
-        KernelProfile::LINUX_6_18,
-        seed,
-    )?;
+    let mut node = Node::recorded(exp, param, KernelProfile::LINUX_6_18, seed)?;
     node.enable(0, CtTimeouts::default());
     let model = RaceModel::MEASURED_6_18;
     let mut race_rng = SimRng::stream(seed, "validate-race");
@@ -68,20 +64,7 @@ fn replay_d(exp: &Experiment, param: &str, gaps: &[i64], seed: u64) -> Result<DR
             len: 60,
             ..Packet::new(tuple, TcpFlags::NONE)
         };
-        let mut dnat = || {
-            let addr = if backends == 2 && !stat.chance(0.5) {
-                SRV2
-            } else {
-                SRV
-            };
-            Some((
-                DstNat::To {
-                    addr,
-                    port: Some(5353),
-                },
-                SrcNat::Null,
-            ))
-        };
+        let mut dnat = || vip_dnat(backends, &mut stat);
         let dt = match gap.unsigned_abs() {
             g if g < D_CONCURRENT_NS => SimDuration::ZERO,
             g => SimDuration::from_nanos(g),
@@ -92,14 +75,8 @@ fn replay_d(exp: &Experiment, param: &str, gaps: &[i64], seed: u64) -> Result<DR
             // Both allocated and NATed before either confirms (two CPUs).
             let a = node.begin(0, 0, &pkt, dnat(), t0)?;
             let b = node.begin(0, 1, &pkt, dnat(), t0 + dt)?;
-            let fa = match a {
-                Begun::Pending(id) => node.finish(id, 0, t0 + w)?,
-                Begun::Done(s) => s,
-            };
-            let fb = match b {
-                Begun::Pending(id) => node.finish(id, 1, t0 + dt + w)?,
-                Begun::Done(s) => s,
-            };
+            let fa = finish_begun(&mut node, a, 0, t0 + w)?;
+            let fb = finish_begun(&mut node, b, 1, t0 + dt + w)?;
             (fa, fb)
         } else {
             let a = node.send(0, 0, &pkt, dnat(), t0)?;
@@ -110,20 +87,8 @@ fn replay_d(exp: &Experiment, param: &str, gaps: &[i64], seed: u64) -> Result<DR
         // answer must come back un-NATed to VIP:53 -> client.
         let mut answered = 0;
         for s in [first, second] {
-            let Sent::Tracked(id, _) = s else { continue };
-            let Some(conn) = node.ct.conn(id) else { continue };
-            let reply = Packet {
-                len: 60,
-                ..Packet::new(conn.reply, TcpFlags::NONE)
-            };
-            let t = t0 + dt + SimDuration::from_micros(200);
-            if let Sent::Tracked(rid, Direction::Reply) =
-                node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
-            {
-                let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
-                if back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port) {
-                    answered += 1;
-                }
+            if answer_returns(&mut node, s, port, t0 + dt + SimDuration::from_micros(200))? {
+                answered += 1;
             }
         }
         if answered == 2 {
@@ -243,6 +208,9 @@ fn delta(a: CtStats, b: CtStats) -> [f64; 3] {
 const E_SEEDS: u64 = 200;
 
 /// Experiment e: SNAT port collision.
+// Long on purpose: per recorded parameter, the replay over E_SEEDS seeds and then one
+// `add` per compared counter of each step, in the order the report lists them; the
+// closures share the recorded steps and the per-seed columns.
 #[allow(clippy::too_many_lines)]
 pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "e-snat-collision")?;
@@ -296,13 +264,7 @@ pub(crate) fn e_snat_collision(traces: &Path) -> Result<Rows, ValidateError> {
         let release = step_of("Release").map(|i| at(steps[i].start_s));
         let mut per_seed: Vec<Vec<f64>> = Vec::new();
         for s in 0..E_SEEDS {
-            let mut node = Node::new(
-                exp.num(param, "nf_conntrack_max")? as u32,
-                exp.num(param, "nf_conntrack_buckets")? as u32,
-                exp.hz(),
-                KernelProfile::LINUX_6_18,
-                SEED + s,
-            )?;
+            let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED + s)?;
             node.enable(0, CtTimeouts::default());
             let mut storm = TcpStorm::new(
                 (SRV, 7070),
@@ -453,13 +415,7 @@ pub(crate) fn j_storm_snat(traces: &Path) -> Result<Rows, ValidateError> {
         let seeds = 20u64;
         let (mut ok, mut found, mut inf, mut drop, mut count) = (vec![], vec![], vec![], vec![], vec![]);
         for s in 0..seeds {
-            let mut node = Node::new(
-                exp.num(param, "nf_conntrack_max")? as u32,
-                exp.num(param, "nf_conntrack_buckets")? as u32,
-                exp.hz(),
-                KernelProfile::LINUX_6_18,
-                SEED + s,
-            )?;
+            let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED + s)?;
             node.enable(0, CtTimeouts::default());
             let mut storm = TcpStorm::new((VIP, 80), Some((dnat_80(), snat)), Closer::Client, specs.clone());
             storm.sample_times = vec![steps[steps.len() - 1].end_s];

@@ -11,14 +11,14 @@
 
 use super::check::{Tolerance as T, Unit as U};
 use super::ct_level::{mean, model_range};
-use super::replay::{Begun, CLI, Node, RTR, SRV, SRV2, Sent, VIP, at};
+use super::replay::{CLI, Node, RTR, SRV, VIP, answer_returns, at, finish_begun, vip_dnat};
 use super::trace::{Experiment, RacePairRow};
 use super::{Rows, SEED, ValidateError};
 use crate::conntrack::{DstNat, RaceKind, RaceModel, SrcNat, WindowFactor};
 use crate::kernel::{CtTimeouts, KernelProfile};
-use crate::packet::{Direction, Packet, Proto, TcpFlags, Tuple};
+use crate::packet::{Packet, Proto, TcpFlags, Tuple};
 use crate::rng::SimRng;
-use crate::time::{SimDuration, SimTime};
+use crate::time::SimDuration;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -110,13 +110,7 @@ fn replay_udp(
     let model = RaceModel::MEASURED_6_18;
     let backends = exp.num(param, "params.backends")? as u32;
     let rate = exp.num(param, "params.pair_rate_per_s")?;
-    let mut node = Node::new(
-        exp.num(param, "nf_conntrack_max")? as u32,
-        exp.num(param, "nf_conntrack_buckets")? as u32,
-        exp.hz(),
-        profile,
-        seed,
-    )?;
+    let mut node = Node::recorded(exp, param, profile, seed)?;
     node.enable(0, CtTimeouts::default());
     let mut rng = SimRng::stream(seed, "validate-race");
     let f = model.same_tuple.draw_factor(&mut rng);
@@ -130,28 +124,15 @@ fn replay_udp(
             len: 60,
             ..Packet::new(Tuple::new(Proto::Udp, CLI, port, VIP, 53), TcpFlags::NONE)
         };
-        let mut dnat = || {
-            let addr = if backends == 2 && !stat.chance(0.5) {
-                SRV2
-            } else {
-                SRV
-            };
-            Some((
-                DstNat::To {
-                    addr,
-                    port: Some(5353),
-                },
-                SrcNat::Null,
-            ))
-        };
+        let mut dnat = || vip_dnat(backends, &mut stat);
         let dt = gap_of(r);
         let window = SimDuration::from_micros(20);
         let cpus = cpus_of(r);
         let sent = if race {
             let a = node.begin(0, cpus[0], &pkt, dnat(), t0)?;
             let b = node.begin(0, cpus[1], &pkt, dnat(), t0 + dt)?;
-            let fa = finish(&mut node, a, cpus[0], t0 + window)?;
-            let fb = finish(&mut node, b, cpus[1], t0 + dt + window)?;
+            let fa = finish_begun(&mut node, a, cpus[0], t0 + window)?;
+            let fb = finish_begun(&mut node, b, cpus[1], t0 + dt + window)?;
             [fa, fb]
         } else {
             [
@@ -176,33 +157,6 @@ fn replay_udp(
         drop: st.drop as f64,
         answered: answered as f64,
     })
-}
-
-fn finish(node: &mut Node, b: Begun, cpu: u16, t: SimTime) -> Result<Sent, ValidateError> {
-    match b {
-        Begun::Pending(id) => node.finish(id, cpu, t),
-        Begun::Done(s) => Ok(s),
-    }
-}
-
-/// The backend echoes from the address it was DNATed to; does the answer come back
-/// un-NATed to VIP:53?
-fn answer_returns(node: &mut Node, s: Sent, port: u16, t: SimTime) -> Result<bool, ValidateError> {
-    let Sent::Tracked(id, _) = s else { return Ok(false) };
-    let Some(conn) = node.ct.conn(id) else {
-        return Ok(false);
-    };
-    let reply = Packet {
-        len: 60,
-        ..Packet::new(conn.reply, TcpFlags::NONE)
-    };
-    if let Sent::Tracked(rid, Direction::Reply) =
-        node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
-    {
-        let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
-        return Ok(back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port));
-    }
-    Ok(false)
 }
 
 /// Experiment k: the A/AAAA race pair by pair.
@@ -350,13 +304,7 @@ fn replay_syn(
     let model = RaceModel::MEASURED_6_18;
     let rate = exp.num(param, "params.pair_rate_per_s")?;
     let base = exp.num(param, "params.sport_base")? as u16;
-    let mut node = Node::new(
-        exp.num(param, "nf_conntrack_max")? as u32,
-        exp.num(param, "nf_conntrack_buckets")? as u32,
-        exp.hz(),
-        KernelProfile::LINUX_6_18,
-        seed,
-    )?;
+    let mut node = Node::recorded(exp, param, KernelProfile::LINUX_6_18, seed)?;
     node.enable(0, CtTimeouts::default());
     let mut rng = SimRng::stream(seed, "validate-race");
     let f = model.snat_reply.draw_factor(&mut rng);
@@ -379,8 +327,8 @@ fn replay_syn(
         if race {
             let x = node.begin(0, cpus[0], &a, nat, t0)?;
             let y = node.begin(0, cpus[1], &b, nat, t0 + dt)?;
-            finish(&mut node, x, cpus[0], t0 + window)?;
-            finish(&mut node, y, cpus[1], t0 + dt + window)?;
+            finish_begun(&mut node, x, cpus[0], t0 + window)?;
+            finish_begun(&mut node, y, cpus[1], t0 + dt + window)?;
         } else {
             node.send(0, cpus[0], &a, nat, t0)?;
             node.send(0, cpus[1], &b, nat, t0 + dt + window)?;

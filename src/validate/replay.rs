@@ -3,6 +3,7 @@
 //! the times it asks for, and a TCP client model for the `tcp-storm` experiments.
 
 use super::ValidateError;
+use super::trace::Experiment;
 use crate::conntrack::{
     ConfirmOutcome, ConnId, ConntrackTable, CtConfig, CtDrop, CtLookup, CtStats, DstNat, NetnsConfig, SrcNat,
 };
@@ -66,6 +67,23 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// [`Node::new`] with the table of `param` in `exp` as recorded: its
+    /// `nf_conntrack_max`, `nf_conntrack_buckets` and the kernel's HZ.
+    pub(crate) fn recorded(
+        exp: &Experiment,
+        param: &str,
+        profile: KernelProfile,
+        seed: u64,
+    ) -> Result<Node, ValidateError> {
+        Node::new(
+            exp.num(param, "nf_conntrack_max")? as u32,
+            exp.num(param, "nf_conntrack_buckets")? as u32,
+            exp.hz(),
+            profile,
+            seed,
+        )
+    }
+
     /// A table with the recorded max and buckets, 2 CPUs, `hz`, the given profile. The
     /// gc worker's first run is at t = 0 (the kernel's phase is unknown;
     /// docs/kernel-semantics.md §Expired entries leave in steps).
@@ -195,6 +213,53 @@ impl Node {
         };
         self.send(ns, 0, &pkt, Some((DstNat::Null, SrcNat::Null)), now)
     }
+}
+
+/// The NAT kube-proxy gives a new datagram to `VIP:53`: DNAT to port 5353 of `SRV`, or
+/// with two backends of `SRV` or `SRV2` as `-m statistic --mode random --probability 0.5`
+/// picks (drawn from `stat`).
+pub(crate) fn vip_dnat(backends: u32, stat: &mut SimRng) -> Nat {
+    let addr = if backends == 2 && !stat.chance(0.5) {
+        SRV2
+    } else {
+        SRV
+    };
+    Some((
+        DstNat::To {
+            addr,
+            port: Some(5353),
+        },
+        SrcNat::Null,
+    ))
+}
+
+/// A packet [`Node::begin`] left pending, finished on `cpu` at `t`; one it handled at
+/// once, as it was.
+pub(crate) fn finish_begun(node: &mut Node, b: Begun, cpu: u16, t: SimTime) -> Result<Sent, ValidateError> {
+    match b {
+        Begun::Pending(id) => node.finish(id, cpu, t),
+        Begun::Done(s) => Ok(s),
+    }
+}
+
+/// The backend echoes from the address it was DNATed to; does the answer come back
+/// un-NATed to VIP:53?
+pub(crate) fn answer_returns(node: &mut Node, s: Sent, port: u16, t: SimTime) -> Result<bool, ValidateError> {
+    let Sent::Tracked(id, _) = s else { return Ok(false) };
+    let Some(conn) = node.ct.conn(id) else {
+        return Ok(false);
+    };
+    let reply = Packet {
+        len: 60,
+        ..Packet::new(conn.reply, TcpFlags::NONE)
+    };
+    if let Sent::Tracked(rid, Direction::Reply) =
+        node.send(0, 0, &reply, Some((DstNat::Null, SrcNat::Null)), t)?
+    {
+        let back = node.ct.conn(rid).map(|c| c.translated(Direction::Reply));
+        return Ok(back.is_some_and(|b| b.src == VIP && b.sport == 53 && b.dst == CLI && b.dport == port));
+    }
+    Ok(false)
 }
 
 /// The udp-flood tuple `i` (`netsim-oracle udp-flood`: sport = first + i / ndports,

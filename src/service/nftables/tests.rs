@@ -1,5 +1,14 @@
 use super::*;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::netfilter::Hook;
+use crate::packet::{Cidr, Proto, Tuple};
+use crate::rng::SimRng;
+use crate::service::proxy::{FirstPacket, FlowOrigin, ModeNote, ProxyDrop, ProxyVerdict, ServiceProxy};
+use crate::service::{Endpoint, ServicePort, TrafficPolicy};
 use crate::service::{ProxyConfig, ready_backends, synthetic_cluster_ip};
+use crate::time::{SimDuration, SimTime};
 
 fn ep(ip: [u8; 4], node: &str) -> Endpoint {
     Endpoint {
