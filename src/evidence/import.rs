@@ -539,6 +539,9 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         let _ = writeln!(y, "services:");
     }
     let mut cluster_ips = std::collections::BTreeSet::new();
+    // A pod address backs one Service in the scenario; a second Service selecting the
+    // same pod (the same DNAT target) keeps its ports but not that endpoint.
+    let mut claimed: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for ((ns, svc), ports) in &by_service {
         // Two Services on one ClusterIP (a garbled dump): the first keeps it.
         if !cluster_ips.insert(ports[0].cluster_ip) {
@@ -601,6 +604,17 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                 if !cluster_cidr.contains(*e.ip()) {
                     skipped.push(Skipped::new(&p.source, 0, format!("endpoint {e} of {ns}/{svc} is outside clusterCIDR {cluster_cidr} (host network?): no simulated backend; connections to it go unanswered")));
                     continue;
+                }
+                let owner = format!("{ns}/{svc}");
+                match claimed.get(e.ip()) {
+                    Some(first) if *first != owner => {
+                        skipped.push(Skipped::new(&p.source, 0, format!("endpoint {e} of {owner} is also an endpoint of Service {first}; a scenario's pod backs one Service, so it is left out here")));
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        claimed.insert(*e.ip(), owner);
+                    }
                 }
                 let block = Ipv4Addr::from(u32::from(*e.ip()) & 0xffff_ff00);
                 let v = eps.entry(block).or_default();

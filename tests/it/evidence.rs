@@ -856,3 +856,46 @@ fn a_cluster_ip_that_would_stretch_the_service_range_over_the_pods_is_left_out()
         );
     }
 }
+
+/// Found by the `evidence_import` fuzz target: two Services whose rules DNAT to the same
+/// pod (a garbled dump; in a cluster, two Services selecting one pod) gave a scenario
+/// using the pod address twice, which does not validate. The later Service keeps its
+/// ports and loses that endpoint, with a note.
+#[test]
+fn an_endpoint_shared_by_two_services_backs_the_first_only() {
+    let (fixture_dump, _) = fixture_dump_and_echo_rule();
+    let twin = fixture_dump
+        .lines()
+        .filter(|l| l.contains("default/echo:http"))
+        .map(|l| {
+            l.replace("default/echo:http", "default/twin:http")
+                .replace("10.96.0.10", "10.96.0.11")
+                .replace("KUBE-SVC-KHFWJ2CCLDUXD4NQ", "KUBE-SVC-TWINTWINTWINTWIN")
+                .replace("KUBE-SEP-7ZB4JWBQFS3NR4XT", "KUBE-SEP-TWINTWINTWINTWIN")
+        })
+        .collect::<Vec<_>>();
+    assert!(twin.len() >= 4, "{twin:?}");
+    let chains: Vec<String> = ["KUBE-SVC-TWINTWINTWINTWIN", "KUBE-SEP-TWINTWINTWINTWIN"]
+        .iter()
+        .map(|c| format!(":{c} - [0:0]"))
+        .collect();
+    // Into the nat table, before its COMMIT.
+    let at = fixture_dump.find("*nat").unwrap();
+    let (head, tail) = fixture_dump.split_at(at);
+    let added = format!("{}\n{}\nCOMMIT", chains.join("\n"), twin.join("\n"));
+    let dump = format!("{head}{}", tail.replacen("COMMIT", &added, 1));
+    let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
+    let imported = import(&b, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let sc = Scenario::from_bytes("imported.yaml", imported.yaml.as_bytes(), &[])
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
+    assert!(sc.services.iter().any(|s| s.name == "echo"));
+    assert!(sc.services.iter().any(|s| s.name == "twin"), "{}", imported.yaml);
+    assert!(
+        imported.skipped.iter().any(|n| n
+            .to_string()
+            .contains("of default/twin is also an endpoint of Service default/echo")),
+        "{:?}\n{}",
+        imported.skipped,
+        imported.yaml
+    );
+}
