@@ -2,13 +2,14 @@
 //! another, each after a `==> NAME <==` line (as `tail` prints several files), held in
 //! memory (`Bundle::from_files`). The import gives a scenario or an error naming a
 //! file, never a panic; its contract is that the scenario it returns validates, so an
-//! error saying the imported scenario does not validate is a failure here, and so is a
-//! returned scenario that does not load.
+//! error saying the imported scenario does not validate is a failure here. (The import
+//! loads its own output with `Scenario::from_bytes` before returning it and turns a
+//! failure into that error, so loading the returned scenario again here would only
+//! repeat the same deterministic check at a third of the target's time.)
 #![no_main]
 
 use k8s_netsim::evidence::bundle::Bundle;
 use k8s_netsim::evidence::import::{ImportOptions, import};
-use k8s_netsim::scenario::Scenario;
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
@@ -43,15 +44,10 @@ fuzz_target!(|data: &[u8]| {
         warm_slices: 4,
         duration_s: 1,
     };
-    match import(&bundle, &opts) {
-        Ok(i) => {
-            if let Err(e) = Scenario::from_bytes("imported.yaml", i.yaml.as_bytes(), &[]) {
-                panic!("the imported scenario does not load: {e}\n{}", i.yaml);
-            }
-        }
-        Err(e) => assert!(
+    if let Err(e) = import(&bundle, &opts) {
+        assert!(
             !e.message.contains("does not validate"),
             "{e}\n--- bundle ---\n{text}"
-        ),
+        );
     }
 });
