@@ -10,12 +10,20 @@
 //! node per endpoint /24 so workloads can target them by name; a warm start of the
 //! table from `conntrack -L`; the observed counters as the report's baseline. It holds
 //! no workload: the node's traffic is the user's question.
+//!
+//! `services` decides which recovered Services a scenario can hold and writes them;
+//! `baseline` reads the observed counters and writes them.
+
+mod baseline;
+mod services;
 
 use super::bundle::Bundle;
-use super::ctstat::{self, CounterTable};
+use super::ctstat;
 use super::rules::{self, RecoveredPort};
 use super::{EvidenceError, Skipped, kernel, sysctl, unsafe_in_yaml};
-use crate::packet::{Cidr, Proto};
+use crate::packet::Cidr;
+use baseline::{counters, write_baseline};
+use services::{outside_cluster_cidr, service_cidr_for, usable_ports, write_services};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -125,58 +133,6 @@ fn meta(text: Option<&str>) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
-}
-
-/// The counters: `conntrack -S` when present, else `/proc/net/stat/nf_conntrack`;
-/// minus the `.before` snapshot when the bundle has one.
-fn counters(
-    b: &Bundle,
-    warnings: &mut Vec<String>,
-    skipped: &mut Vec<Skipped>,
-) -> Result<Option<(CounterTable, String)>, EvidenceError> {
-    let proc_now = b
-        .file(ctstat::PROC_STAT)
-        .map(ctstat::parse_proc_stat)
-        .transpose()?;
-    let s_now = b
-        .file(ctstat::CONNTRACK_S)
-        .map(ctstat::parse_conntrack_s)
-        .transpose()?;
-    let (mut table, mut source) = match (s_now, &proc_now) {
-        (Some(t), _) => (t, format!("{} ({} CPUs)", ctstat::CONNTRACK_S, 0)),
-        (None, Some(t)) => (t.clone(), format!("{} ({} CPUs)", ctstat::PROC_STAT, 0)),
-        (None, None) => {
-            warnings.push(format!(
-                "neither {} nor {}: no baseline counters",
-                ctstat::CONNTRACK_S,
-                ctstat::PROC_STAT
-            ));
-            return Ok(None);
-        }
-    };
-    source = source.replace("(0 CPUs)", &format!("({} CPUs)", table.cpus));
-    skipped.extend(table.skipped.iter().cloned());
-    if let Some(p) = &proc_now {
-        table.entries = p.entries;
-    }
-    let before = match (b.file(CONNTRACK_S_BEFORE), b.file(PROC_STAT_BEFORE)) {
-        (Some(t), _) if source.starts_with(ctstat::CONNTRACK_S) => {
-            Some(ctstat::parse_conntrack_s(t).map_err(|e| EvidenceError {
-                file: CONNTRACK_S_BEFORE.into(),
-                ..e
-            })?)
-        }
-        (_, Some(t)) => Some(ctstat::parse_proc_stat(t).map_err(|e| EvidenceError {
-            file: PROC_STAT_BEFORE.into(),
-            ..e
-        })?),
-        _ => None,
-    };
-    if let Some(before) = before {
-        table = table.since(&before);
-        source.push_str(" minus the snapshot before the window");
-    }
-    Ok(Some((table, source)))
 }
 
 /// Builds the scenario of the bundle's node.
@@ -535,161 +491,11 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
     }
 
     // Services.
-    if !by_service.is_empty() {
-        let _ = writeln!(y, "services:");
-    }
-    let mut cluster_ips = std::collections::BTreeSet::new();
-    // A pod address backs one Service in the scenario; a second Service selecting the
-    // same pod (the same DNAT target) keeps its ports but not that endpoint.
-    let mut claimed: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-    for ((ns, svc), ports) in &by_service {
-        // Two Services on one ClusterIP (a garbled dump): the first keeps it.
-        if !cluster_ips.insert(ports[0].cluster_ip) {
-            skipped.push(Skipped::new(
-                &ports[0].source,
-                0,
-                format!(
-                    "Service {ns}/{svc}: clusterIP {} is already another Service's; this Service is left out",
-                    ports[0].cluster_ip
-                ),
-            ));
-            continue;
-        }
-        let _ = writeln!(y, "  - name: {}   # {}", q(svc), ports[0].source);
-        let _ = writeln!(y, "    namespace: {}   # {}", q(ns), ports[0].source);
-        let _ = writeln!(
-            y,
-            "    clusterIP: {}   # {}",
-            ports[0].cluster_ip, ports[0].source
-        );
-        if ports.iter().any(|p| p.cluster_ip != ports[0].cluster_ip) {
-            skipped.push(Skipped::new(
-                &ports[0].source,
-                0,
-                format!(
-                    "Service {ns}/{svc} has ports on several ClusterIPs; the first, {}, is used",
-                    ports[0].cluster_ip
-                ),
-            ));
-        }
-        let _ = writeln!(y, "    ports:");
-        let mut used_names = std::collections::BTreeSet::new();
-        for (k, p) in ports.iter().enumerate() {
-            let target = p.endpoints.first().map_or(p.port, |e| e.port());
-            let mut pname = if p.port_name.is_empty() {
-                format!("p{k}")
-            } else {
-                p.port_name.clone()
-            };
-            if !used_names.insert(pname.clone()) {
-                pname = format!("{pname}-{k}");
-                used_names.insert(pname.clone());
-            }
-            let name_field = if ports.len() > 1 || !p.port_name.is_empty() {
-                format!("name: {}, ", q(&pname))
-            } else {
-                String::new()
-            };
-            let proto = if p.protocol == Proto::Udp { "UDP" } else { "TCP" };
-            let _ = writeln!(
-                y,
-                "      - {{{name_field}port: {}, targetPort: {target}, protocol: {proto}}}   # {}",
-                p.port, p.source
-            );
-        }
-        // Endpoints: the union over the ports, by /24 node.
-        let mut eps: BTreeMap<Ipv4Addr, Vec<Ipv4Addr>> = BTreeMap::new();
-        for p in ports {
-            for e in &p.endpoints {
-                if !cluster_cidr.contains(*e.ip()) {
-                    skipped.push(Skipped::new(&p.source, 0, format!("endpoint {e} of {ns}/{svc} is outside clusterCIDR {cluster_cidr} (host network?): no simulated backend; connections to it go unanswered")));
-                    continue;
-                }
-                let owner = format!("{ns}/{svc}");
-                match claimed.get(e.ip()) {
-                    Some(first) if *first != owner => {
-                        skipped.push(Skipped::new(&p.source, 0, format!("endpoint {e} of {owner} is also an endpoint of Service {first}; a scenario's pod backs one Service, so it is left out here")));
-                        continue;
-                    }
-                    Some(_) => {}
-                    None => {
-                        claimed.insert(*e.ip(), owner);
-                    }
-                }
-                let block = Ipv4Addr::from(u32::from(*e.ip()) & 0xffff_ff00);
-                let v = eps.entry(block).or_default();
-                if !v.contains(e.ip()) {
-                    v.push(*e.ip());
-                }
-            }
-        }
-        if !eps.is_empty() {
-            let _ = writeln!(y, "    endpoints:");
-            for (block, ips) in &eps {
-                let o = block.octets();
-                let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
-                let _ = writeln!(
-                    y,
-                    "      - {{node: pods-{}-{}-{}, ips: [{}]}}   # the KUBE-SEP DNAT targets of the ports' chains",
-                    o[0],
-                    o[1],
-                    o[2],
-                    list.join(", ")
-                );
-            }
-        }
-    }
+    write_services(&mut y, &by_service, cluster_cidr, &mut skipped);
     let _ = writeln!(y, "workloads: []   # the node's traffic: add it here");
 
     // Baseline.
-    if let Some((t, source)) = observed {
-        let window = meta
-            .get("window_s")
-            .and_then(|w| w.parse::<u64>().ok())
-            .filter(|w| *w > 0);
-        let _ = writeln!(y, "baseline:");
-        let _ = writeln!(y, "  node: {}", q(&name));
-        let _ = writeln!(y, "  source: {}", q(&source));
-        if let Some(w) = window {
-            let _ = writeln!(y, "  window: {w}s   # {META}: window_s");
-        }
-        let _ = writeln!(y, "  counters:");
-        let counters_file = source.split(' ').next().unwrap_or_default().to_string();
-        let count = t
-            .entries
-            .map(|e| (e, format!("{}: entries", ctstat::PROC_STAT)))
-            .or_else(|| {
-                sysctls
-                    .as_ref()
-                    .and_then(|d| d.values.get("net.netfilter.nf_conntrack_count"))
-                    .and_then(|v| Some((v.value.parse().ok()?, v.source.clone())))
-            });
-        if let Some((c, src)) = count {
-            let _ = writeln!(y, "    count: {c}   # {src}");
-        }
-        for (k, v) in &t.sums {
-            if matches!(
-                k.as_str(),
-                "found"
-                    | "invalid"
-                    | "ignore"
-                    | "insert"
-                    | "insert_failed"
-                    | "drop"
-                    | "early_drop"
-                    | "error"
-                    | "search_restart"
-                    | "clash_resolve"
-                    | "chaintoolong"
-            ) {
-                let _ = writeln!(
-                    y,
-                    "    {k}: {v}   # {counters_file}: `{k}` summed over {} CPUs",
-                    t.cpus
-                );
-            }
-        }
-    }
+    write_baseline(&mut y, observed, &meta, sysctls.as_ref(), &name);
 
     // The header, now that every note is known.
     let mut h = String::new();
@@ -769,140 +575,4 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
         warnings,
         cost_is_lower_bound,
     })
-}
-
-/// The recovered ports a scenario can hold: port 0 (or a first endpoint on port 0)
-/// and a Service's second port with the same number and protocol are left out, each
-/// with a note.
-fn usable_ports(ports: Vec<RecoveredPort>, skipped: &mut Vec<Skipped>) -> Vec<RecoveredPort> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::with_capacity(ports.len());
-    for p in ports {
-        let why = if p.port == 0 || p.endpoints.first().is_some_and(|e| e.port() == 0) {
-            Some("port 0 is not a port".to_string())
-        } else if !seen.insert((p.namespace.clone(), p.name.clone(), p.port, p.protocol)) {
-            let proto = if p.protocol == Proto::Udp { "UDP" } else { "TCP" };
-            Some(format!(
-                "port {} {proto} was already given by an earlier rule",
-                p.port
-            ))
-        } else {
-            None
-        };
-        match why {
-            Some(why) => skipped.push(Skipped::new(
-                &p.source,
-                0,
-                format!("Service {}/{}: {why}; this port is left out", p.namespace, p.name),
-            )),
-            None => out.push(p),
-        }
-    }
-    out
-}
-
-/// The ports whose ClusterIPs one service range can hold without overlapping the
-/// cluster (pod) CIDR, in order; each other port is left out with a note. A ClusterIP
-/// inside the cluster CIDR, or one that would stretch the range the earlier ones share
-/// over it, cannot be part of one `serviceCIDR` (the scenario has one, as a cluster
-/// without multiple ServiceCIDRs does).
-fn outside_cluster_cidr(
-    ports: Vec<RecoveredPort>,
-    cluster: Cidr,
-    skipped: &mut Vec<Skipped>,
-) -> Vec<RecoveredPort> {
-    let mut range: Option<Cidr> = None;
-    let mut out = Vec::with_capacity(ports.len());
-    for p in ports {
-        let wider = widen(range, p.cluster_ip);
-        if wider.overlaps(cluster) {
-            skipped.push(Skipped::new(
-                &p.source,
-                0,
-                format!(
-                    "Service {}/{}: ClusterIP {} cannot share a service range with the ClusterIPs before it without overlapping the cluster CIDR {cluster}; this port is left out",
-                    p.namespace, p.name, p.cluster_ip
-                ),
-            ));
-        } else {
-            range = Some(wider);
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// The smallest prefix, at most a /24, holding `range` and `ip`.
-fn widen(range: Option<Cidr>, ip: Ipv4Addr) -> Cidr {
-    let (base, len) = match range {
-        Some(r) => {
-            let common = (u32::from(r.addr()) ^ u32::from(ip)).leading_zeros();
-            (r.addr(), u32::from(r.len()).min(common))
-        }
-        None => (ip, 24),
-    };
-    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    Cidr::new(
-        Ipv4Addr::from(u32::from(base) & mask),
-        u8::try_from(len).unwrap_or(24),
-    )
-    .unwrap_or(Cidr::ANY)
-}
-
-/// `10.96.0.0/12` when it holds every ClusterIP and not the cluster CIDR (kube's
-/// default), else the smallest prefix (at most /24) holding them all, which
-/// [`outside_cluster_cidr`] has kept clear of the cluster CIDR. With no ClusterIPs, the
-/// first of a few private ranges clear of the cluster CIDR; `None` when the cluster CIDR
-/// leaves no room for any.
-fn service_cidr_for(vips: &[Ipv4Addr], cluster: Cidr) -> Option<Cidr> {
-    let default = Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12).ok()?;
-    if !default.overlaps(cluster) && vips.iter().all(|ip| default.contains(*ip)) {
-        return Some(default);
-    }
-    if let Some(range) = vips.iter().fold(None, |r, ip| Some(widen(r, *ip))) {
-        return Some(range);
-    }
-    [
-        Ipv4Addr::new(172, 30, 0, 0),
-        Ipv4Addr::new(192, 168, 0, 0),
-        Ipv4Addr::new(100, 64, 0, 0),
-    ]
-    .into_iter()
-    .filter_map(|a| Cidr::new(a, 16).ok())
-    .find(|c| !c.overlaps(cluster))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cidr(s: &str) -> Cidr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn the_service_range_is_the_default_or_the_smallest_prefix_clear_of_the_pods() {
-        let pods = cidr("10.10.0.0/16");
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        assert_eq!(
-            service_cidr_for(&[ip("10.96.0.10")], pods),
-            Some(cidr("10.96.0.0/12"))
-        );
-        assert_eq!(
-            service_cidr_for(&[ip("172.30.1.1"), ip("172.30.7.2")], pods),
-            Some(cidr("172.30.0.0/21"))
-        );
-        // The default overlaps these pods: the smallest prefix instead.
-        assert_eq!(
-            service_cidr_for(&[ip("10.96.0.10")], cidr("10.96.128.0/17")),
-            Some(cidr("10.96.0.0/24"))
-        );
-        // No ClusterIPs: the default, else a private range clear of the pods.
-        assert_eq!(service_cidr_for(&[], pods), Some(cidr("10.96.0.0/12")));
-        assert_eq!(
-            service_cidr_for(&[], cidr("10.0.0.0/8")),
-            Some(cidr("172.30.0.0/16"))
-        );
-        assert_eq!(service_cidr_for(&[], cidr("0.0.0.0/0")), None);
-    }
 }

@@ -86,14 +86,7 @@ pub(crate) fn a_full_assured(traces: &Path) -> Result<Rows, ValidateError> {
     let mut rows = Rows::new("a-full-assured", &exp.kernel());
     for param in ["max100", "max200"] {
         let max = exp.num(param, "nf_conntrack_max")?;
-        let buckets = exp.num(param, "nf_conntrack_buckets")?;
-        let mut node = Node::new(
-            max as u32,
-            buckets as u32,
-            exp.hz(),
-            KernelProfile::LINUX_6_18,
-            SEED,
-        )?;
+        let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED)?;
         node.enable(0, CtTimeouts::default());
         let timeout = SimDuration::from_nanos((exp.num(param, "params.connect_timeout_s")? * 1e9) as u64);
         let specs = specs_from_log(&exp, param, timeout)?;
@@ -400,13 +393,7 @@ pub(crate) fn c_tw_expiry(traces: &Path) -> Result<Rows, ValidateError> {
     let mut rows = Rows::new("c-tw-expiry", &exp.kernel());
     for param in ["tw10", "tw20", "tw10-list"] {
         let tw = exp.num(param, "params.tcp_timeout_time_wait_s")?;
-        let mut node = Node::new(
-            exp.num(param, "nf_conntrack_max")? as u32,
-            exp.num(param, "nf_conntrack_buckets")? as u32,
-            exp.hz(),
-            KernelProfile::LINUX_6_18,
-            SEED,
-        )?;
+        let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED)?;
         let timeouts = CtTimeouts {
             tcp_time_wait: SimDuration::from_secs(tw as u64),
             ..CtTimeouts::default()
@@ -528,13 +515,7 @@ pub(crate) fn g_lazy_reap(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "g-lazy-reap")?;
     let mut rows = Rows::new("g-lazy-reap", &exp.kernel());
     for param in ["n50000", "n100000"] {
-        let mut node = Node::new(
-            exp.num(param, "nf_conntrack_max")? as u32,
-            exp.num(param, "nf_conntrack_buckets")? as u32,
-            exp.hz(),
-            KernelProfile::LINUX_6_18,
-            SEED,
-        )?;
+        let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED)?;
         let udp = |s: f64| CtTimeouts {
             udp: SimDuration::from_secs(s as u64),
             ..CtTimeouts::default()
@@ -607,13 +588,7 @@ pub(crate) fn h_netns_max(traces: &Path) -> Result<Rows, ValidateError> {
     let exp = Experiment::load(traces, "h-netns-max")?;
     let mut rows = Rows::new("h-netns-max", &exp.kernel());
     let param = "max100";
-    let mut node = Node::new(
-        exp.num(param, "nf_conntrack_max")? as u32,
-        exp.num(param, "nf_conntrack_buckets")? as u32,
-        exp.hz(),
-        KernelProfile::LINUX_6_18,
-        SEED,
-    )?;
+    let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED)?;
     // ns 0 = nso-rtr (nat table: null bindings), ns 1 = nso-cli (a filter rule with a
     // conntrack match, no nat table: no bindings).
     node.enable(0, CtTimeouts::default());

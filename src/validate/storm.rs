@@ -32,13 +32,7 @@ pub(crate) fn i_storm_tw(traces: &Path, scenarios: &Path) -> Result<Rows, Valida
     let mut rows = Rows::new("i-storm-tw", &exp.kernel());
     for param in ["r100", "r200"] {
         let max = exp.num(param, "nf_conntrack_max")?;
-        let mut node = Node::new(
-            max as u32,
-            exp.num(param, "nf_conntrack_buckets")? as u32,
-            exp.hz(),
-            KernelProfile::LINUX_6_18,
-            SEED,
-        )?;
+        let mut node = Node::recorded(&exp, param, KernelProfile::LINUX_6_18, SEED)?;
         node.enable(0, CtTimeouts::default());
         let timeout = SimDuration::from_nanos((exp.num(param, "params.connect_timeout_s")? * 1e9) as u64);
         let specs = specs_from_log(&exp, param, timeout)?;

@@ -5,6 +5,7 @@ mod cluster;
 mod dns_remedies;
 mod doc_refs;
 mod evidence;
+mod evidence_fuzz_found;
 mod first_use;
 mod insert_failed;
 mod layering;
