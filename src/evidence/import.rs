@@ -272,9 +272,25 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
 
     // Addresses: clusterCIDR from kube-proxy's masquerade rule, else a default that
     // holds the endpoints.
-    let cluster = ipt.as_ref().and_then(|i| i.cluster_cidr.clone());
+    let cluster = ipt.as_ref().and_then(|i| i.cluster_cidr);
     let (cluster_cidr, cluster_source) = match cluster {
-        Some((c, s)) => (c, format!("{s}: `! -s {c} -j KUBE-MARK-MASQ`")),
+        Some((c, line)) => {
+            // A node's pods get a /24 of the cluster CIDR, so a narrower prefix (a
+            // garbled or hand-edited masquerade rule naming one address) cannot be it.
+            if c.len() > 24 {
+                return Err(EvidenceError::new(
+                    rules::IPTABLES_SAVE,
+                    line,
+                    format!(
+                        "the cluster CIDR {c} in kube-proxy's masquerade rule (`! -s {c} -j KUBE-MARK-MASQ`) is narrower than the /24 a node's pods need; the rule should name the whole pod range (clusterCIDR)"
+                    ),
+                ));
+            }
+            (
+                c,
+                format!("{}:{line}: `! -s {c} -j KUBE-MARK-MASQ`", rules::IPTABLES_SAVE),
+            )
+        }
         None => {
             let c: Cidr = "10.244.0.0/16".parse().unwrap_or(Cidr::ANY);
             (

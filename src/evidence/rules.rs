@@ -49,8 +49,9 @@ pub struct IptablesEvidence {
     pub skipped: Vec<Skipped>,
     /// ClusterIP Service ports behind `KUBE-SERVICES`.
     pub services: Vec<RecoveredPort>,
-    /// The cluster CIDR from kube-proxy's `! -s CIDR -j KUBE-MARK-MASQ` rules.
-    pub cluster_cidr: Option<(Cidr, String)>,
+    /// The cluster CIDR from kube-proxy's `! -s CIDR -j KUBE-MARK-MASQ` rules, with the
+    /// 1-based line of the first such rule.
+    pub cluster_cidr: Option<(Cidr, usize)>,
     /// `KUBE-SERVICES` dispatches to `KUBE-SVC-*` chains (kube-proxy in iptables mode).
     pub iptables_mode: bool,
 }
@@ -186,7 +187,7 @@ pub fn parse_iptables_save(text: &str) -> Result<IptablesEvidence, EvidenceError
 }
 
 /// kube-proxy's ClusterIP Services in an `iptables-save` dump's nat table.
-fn kube_proxy_services(text: &str) -> (Vec<RecoveredPort>, Option<(Cidr, String)>, bool) {
+fn kube_proxy_services(text: &str) -> (Vec<RecoveredPort>, Option<(Cidr, usize)>, bool) {
     let mut in_nat = false;
     let mut fronts: Vec<(String, RecoveredPort)> = Vec::new();
     let mut svc_seps: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -252,7 +253,7 @@ fn kube_proxy_services(text: &str) -> (Vec<RecoveredPort>, Option<(Cidr, String)
             && w[pos - 1] == "!"
             && let Some(c) = w.get(pos + 1).and_then(|c| c.parse::<Cidr>().ok())
         {
-            cluster_cidr = Some((c, format!("{IPTABLES_SAVE}:{}", i + 1)));
+            cluster_cidr = Some((c, i + 1));
         } else if chain.starts_with("KUBE-SEP-")
             && jump == "DNAT"
             && let Some(to) = after(&w, "--to-destination").and_then(|d| d.parse::<SocketAddrV4>().ok())

@@ -291,3 +291,33 @@ fn an_endpoint_shared_by_two_services_backs_the_first_only() {
         imported.yaml
     );
 }
+
+/// Found by the `evidence_import` fuzz target: a masquerade rule naming one address
+/// (`! -s 10.6.0.10/32`) was taken as the cluster CIDR, and the node's pod block, the
+/// first /24 of it, fell outside it, so the imported scenario did not validate. A cluster
+/// CIDR narrower than a /24 is now an error naming the rule's line.
+#[test]
+fn a_cluster_cidr_narrower_than_a_node_block_is_an_error_naming_the_rule() {
+    let (fixture_dump, _) = fixture_dump_and_echo_rule();
+    let (line, _) = fixture_dump
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("! -s 10.10.0.0/16"))
+        .unwrap();
+    let dump = fixture_dump.replace("! -s 10.10.0.0/16", "! -s 10.6.0.10/32");
+    let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
+    let e = import(&b, &ImportOptions::default()).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("iptables-save.txt", line + 1), "{e}");
+    assert!(
+        e.message.contains("the cluster CIDR 10.6.0.10/32") && e.message.contains("narrower than the /24"),
+        "{e}"
+    );
+    // A /24 is still a cluster CIDR (one node's block); here the endpoints fill it.
+    let dump = fixture_dump.replace("! -s 10.10.0.0/16", "! -s 10.10.2.0/24");
+    let b = Bundle::from_files("x", files_with(&[("iptables-save.txt", Some(&dump))]), 1_000);
+    let e = import(&b, &ImportOptions::default()).unwrap_err();
+    assert!(
+        e.message.contains("has no /24 left for the node's own pods"),
+        "{e}"
+    );
+}
