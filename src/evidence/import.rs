@@ -550,7 +550,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
             .lines()
             .filter_map(|l| l.split("net_ratelimit:").nth(1))
             .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
-            .sum();
+            .fold(0, u64::saturating_add);
         let _ = writeln!(
             h,
             "# {DMESG}: {full} `table full, dropping packet` lines, {suppressed} more suppressed by net_ratelimit"

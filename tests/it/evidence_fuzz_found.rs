@@ -321,3 +321,22 @@ fn a_cluster_cidr_narrower_than_a_node_block_is_an_error_naming_the_rule() {
         "{e}"
     );
 }
+
+/// Found by the `evidence_import` fuzz target (built with overflow checks): `dmesg`
+/// lines whose `net_ratelimit: N callbacks suppressed` counts add up past 2^64 overflowed
+/// the sum for the scenario's header note. The count saturates now.
+#[test]
+fn net_ratelimit_counts_past_two_to_the_64_saturate() {
+    let dmesg = "[ 1.0] net_ratelimit: 18446744073709551615 callbacks suppressed\n\
+                 [ 2.0] net_ratelimit: 18446744073709551615 callbacks suppressed\n\
+                 [ 3.0] nf_conntrack: nf_conntrack: table full, dropping packet\n";
+    let b = Bundle::from_files("x", files_with(&[("dmesg-conntrack.txt", Some(dmesg))]), 1_000);
+    let imported = import(&b, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        imported
+            .yaml
+            .contains("1 `table full, dropping packet` lines, 18446744073709551615 more suppressed"),
+        "{}",
+        imported.yaml
+    );
+}
