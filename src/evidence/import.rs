@@ -282,7 +282,7 @@ pub fn import(b: &Bundle, opts: &ImportOptions) -> Result<Imported, EvidenceErro
                     rules::IPTABLES_SAVE,
                     line,
                     format!(
-                        "the cluster CIDR {c} in kube-proxy's masquerade rule (`! -s {c} -j KUBE-MARK-MASQ`) is narrower than the /24 a node's pods need; the rule should name the whole pod range (clusterCIDR)"
+                        "the cluster CIDR {c} in kube-proxy's masquerade rule (`! -s {c} -j KUBE-MARK-MASQ`) is narrower than the /24 the import gives the node's pods; the import needs the rule to name the cluster's pod range (a node whose kube-proxy names its own pod range, `--detect-local-mode=NodeCIDR`, with fewer than 256 addresses cannot be imported yet)"
                     ),
                 ));
             }
