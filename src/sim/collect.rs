@@ -215,7 +215,11 @@ pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
             .collect(),
         samples: sim.samples.clone(),
     };
-    Outcome { report, timeseries }
+    Outcome {
+        report,
+        timeseries,
+        stopped_at: None,
+    }
 }
 
 /// The report with the scenario's `baseline` set next to the simulated counters of

@@ -75,6 +75,49 @@ pub struct Outcome {
     pub report: Report,
     /// One row per sample interval.
     pub timeseries: TimeSeries,
+    /// When the run was stopped early by [`run_until_decided`]'s question (the report
+    /// then covers the run up to this time only); `None` for a run to its end.
+    pub stopped_at: Option<SimTime>,
+}
+
+/// A running simulation's counters that only ever grow, read at the end of each
+/// simulated second by [`run_until_decided`].
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    sim: &'a NodeSim,
+    now: SimTime,
+}
+
+impl Progress<'_> {
+    /// The simulated time reached.
+    #[must_use]
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The nodes' names, in scenario order.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.sim.world.nodes.iter().map(|n| n.name.as_str())
+    }
+
+    /// Node `node`'s `conntrack -S` counters so far (host namespace, summed over CPUs:
+    /// what the report's `conntrack.stats` will say if the run stops now).
+    #[must_use]
+    pub fn conntrack_stats(&self, node: usize) -> Option<crate::conntrack::CtStats> {
+        self.sim.world.nodes.get(node).map(|n| n.ct.stats_sum(0))
+    }
+
+    /// Requests that failed after all retries so far.
+    #[must_use]
+    pub fn failed(&self) -> u64 {
+        self.sim.tally.failed
+    }
+
+    /// Attempts that hit the per-request timeout so far.
+    #[must_use]
+    pub fn timeouts(&self) -> u64 {
+        self.sim.tally.timeouts
+    }
 }
 
 /// Runs a scenario to its end. `progress` is called with the simulated time about
@@ -101,7 +144,33 @@ pub fn run_with(
     progress: &mut dyn FnMut(SimTime, SimTime),
     sink: &mut dyn FnMut(Sample),
 ) -> Result<Outcome, SimError> {
-    run_engine(scenario, CpuLanes::On, progress, sink)
+    run_engine(scenario, CpuLanes::On, progress, sink, &mut |_| false)
+}
+
+/// Runs a scenario like [`run`] (keeping the time series) but asks `decided` at the end
+/// of every simulated second and stops the run the first time it says yes; the
+/// outcome's [`Outcome::stopped_at`] says when. The run up to the stop is the same
+/// as the whole run's first part (nothing in the model looks ahead to the scenario's
+/// end), so a question about counters that only grow gets the same answer from the
+/// stopped run as from the whole one: `plan` uses it for probes whose condition is
+/// already met.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_until_decided(
+    scenario: &Scenario,
+    decided: &mut dyn FnMut(&Progress<'_>) -> bool,
+) -> Result<Outcome, SimError> {
+    let mut samples = Vec::new();
+    let mut out = run_engine(
+        scenario,
+        CpuLanes::On,
+        &mut |_, _| {},
+        &mut |s| samples.push(s),
+        decided,
+    )?;
+    out.timeseries.samples = samples;
+    Ok(out)
 }
 
 /// Whether packets queued for a CPU wait on engine lanes (speed only; the tests compare).
@@ -117,6 +186,7 @@ fn run_engine(
     cpu_lanes: CpuLanes,
     progress: &mut dyn FnMut(SimTime, SimTime),
     sink: &mut dyn FnMut(Sample),
+    decided: &mut dyn FnMut(&Progress<'_>) -> bool,
 ) -> Result<Outcome, SimError> {
     let world = world::World::build(scenario)?;
     let horizon = SimTime::ZERO + scenario.duration;
@@ -126,6 +196,7 @@ fn run_engine(
     let step = SimDuration::from_secs(1).as_nanos();
     let mut events = 0;
     let mut at = 0u64;
+    let mut stopped_at = None;
     loop {
         let next = at.saturating_add(step).min(horizon.as_nanos());
         let part = engine.run_until(SimTime::from_nanos(next));
@@ -136,11 +207,21 @@ fn run_engine(
         if part.halted || next >= horizon.as_nanos() {
             break;
         }
+        let now = SimTime::from_nanos(next);
+        if decided(&Progress {
+            sim: engine.model(),
+            now,
+        }) {
+            stopped_at = Some(now);
+            break;
+        }
         progress(SimTime::from_nanos(next), horizon);
         at = next;
     }
     let sim = engine.into_model();
-    Ok(collect::collect(sim, events))
+    let mut out = collect::collect(sim, events);
+    out.stopped_at = stopped_at;
+    Ok(out)
 }
 
 fn prime(engine: &mut Engine<NodeSim>, cpu_lanes: CpuLanes) {
@@ -190,7 +271,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
         let sets = [Override::parse("duration=6s").unwrap()];
         let sc = Scenario::load(path, &sets).unwrap();
-        let run = |lanes| run_engine(&sc, lanes, &mut |_, _| {}, &mut |_| {}).unwrap();
+        let run = |lanes| run_engine(&sc, lanes, &mut |_, _| {}, &mut |_| {}, &mut |_| false).unwrap();
         let with = run(CpuLanes::On);
         let drops: u64 = with.report.nodes.iter().map(|n| n.conntrack.stats.drop).sum();
         assert!(
@@ -199,5 +280,40 @@ mod tests {
         );
         let json = |o: &Outcome| serde_json::to_string(&o.report).unwrap();
         assert_eq!(json(&with), json(&run(CpuLanes::Off)));
+    }
+
+    /// Nothing in the model looks ahead to the scenario's end: a run stopped at 5 s has
+    /// the same counters, requests and time series as a run of 5 s, which is what lets
+    /// `plan` stop a probe whose condition holds for good.
+    #[test]
+    fn a_stopped_run_is_the_first_part_of_the_whole_run() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
+        let load = |d: &str| {
+            let sets = [
+                Override::parse(&format!("duration={d}")).unwrap(),
+                Override::parse("backgroundServices.count=100").unwrap(),
+            ];
+            Scenario::load(path, &sets).unwrap()
+        };
+        let five = SimTime::ZERO + SimDuration::from_secs(5);
+        let stopped = run_until_decided(&load("9s"), &mut |p| p.now() >= five).unwrap();
+        assert_eq!(stopped.stopped_at, Some(five));
+        let whole = run(&load("5s"), &mut |_, _| {}).unwrap();
+        assert_eq!(whole.stopped_at, None);
+        for (a, b) in stopped.report.nodes.iter().zip(&whole.report.nodes) {
+            assert_eq!(json(&a.conntrack), json(&b.conntrack));
+            assert_eq!(json(&a.onset_s), json(&b.onset_s));
+        }
+        assert!(
+            stopped.report.nodes.iter().any(|n| n.conntrack.stats.drop > 0),
+            "the storm reaches the full table within 5 s"
+        );
+        assert_eq!(json(&stopped.report.requests), json(&whole.report.requests));
+        assert_eq!(json(&stopped.report.latency_ms), json(&whole.report.latency_ms));
+        assert_eq!(stopped.timeseries.to_csv(), whole.timeseries.to_csv());
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
     }
 }

@@ -481,6 +481,49 @@ impl Condition {
         })
     }
 
+    /// Whether a run that meets the condition at some point still meets it at its end:
+    /// true for the counters that only grow (the conntrack counters, and `failed` and
+    /// `timeouts` as counts). A share of requests, a latency percentile or the CPU peak
+    /// of a partial run says nothing certain about the whole run's, so those are never
+    /// decided early.
+    #[must_use]
+    pub fn only_grows(&self) -> bool {
+        match self.metric {
+            Metric::Drop | Metric::InsertFailed | Metric::EarlyDrop => true,
+            Metric::Failed | Metric::Timeouts => !self.percent,
+            Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Cpu => false,
+        }
+    }
+
+    /// Whether a running simulation already meets the condition for good: it holds on
+    /// counters that [`only grow`](Self::only_grows), so the run's end cannot undo it.
+    /// Always false for the other metrics.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn decided_by(&self, progress: &crate::sim::Progress<'_>) -> bool {
+        if !self.only_grows() {
+            return false;
+        }
+        let counter = |get: fn(&crate::conntrack::CtStats) -> u64| {
+            progress
+                .node_names()
+                .enumerate()
+                .filter(|(_, name)| self.node.as_deref().is_none_or(|x| x == *name))
+                .filter_map(|(i, _)| progress.conntrack_stats(i))
+                .map(|s| get(&s))
+                .fold(0u64, u64::saturating_add)
+        };
+        let observed = match self.metric {
+            Metric::Drop => counter(|s| s.drop),
+            Metric::InsertFailed => counter(|s| s.insert_failed),
+            Metric::EarlyDrop => counter(|s| s.early_drop),
+            Metric::Failed => progress.failed(),
+            Metric::Timeouts => progress.timeouts(),
+            Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Cpu => return false,
+        };
+        self.holds(observed as f64)
+    }
+
     /// Whether the measured value meets the condition.
     #[must_use]
     pub fn holds(&self, observed: f64) -> bool {

@@ -10,6 +10,11 @@
 //! condition did not hold and the first where it did are within `resolution_ppm` of each
 //! other. The breaking point is stated over seeds as min / median / max.
 //!
+//! A probe whose condition is on counters that only grow ([`Condition::only_grows`])
+//! stops at the end of the first simulated second at which it holds
+//! ([`crate::sim::run_until_decided`]): the rest of the run cannot undo it, so the
+//! search's steps and answer are those of whole runs (`full_runs` turns this off).
+//!
 //! The simulations are monotone in expectation only: at a bracket this narrow two seeds
 //! may disagree, which is what the spread shows.
 //!
@@ -25,7 +30,7 @@ use serde::Serialize;
 use super::compare;
 use super::horizon::{Horizon, Sufficiency};
 use super::knob::{Condition, Knob};
-use super::runner::{Job, run_jobs};
+use super::runner::{Job, run_jobs, run_jobs_until};
 use crate::scenario::{ConnectionMode, Override, Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
 use search::{Search, State};
@@ -47,6 +52,11 @@ pub struct PlanSettings {
     pub max_expansions: u32,
     /// Seeds; every (variant, seed) pair is searched separately.
     pub seeds: Vec<u64>,
+    /// Run every probe to its end even when its condition is decided earlier (by
+    /// default a probe stops at the end of the first simulated second at which a
+    /// condition on counters that only grow holds: the search's answer is the same,
+    /// the probe's `observed` is then the count at the stop).
+    pub full_runs: bool,
 }
 
 /// Why a plan could not be set up or run.
@@ -125,6 +135,9 @@ pub struct Probe {
     pub onset_s: Option<f64>,
     /// Median latency of successful requests (ms), for the analytic estimate.
     pub p50_ms: f64,
+    /// When the run was stopped because the condition held for good (seconds);
+    /// `observed` and `p50_ms` are then as of this time. `None`: the run went to its end.
+    pub stopped_at_s: Option<f64>,
 }
 
 /// The outcome of one search.
@@ -246,6 +259,8 @@ pub struct Plan {
     pub duration_s: f64,
     /// Runs made in total.
     pub runs: usize,
+    /// Of those, runs stopped once the condition held for good ([`Probe::stopped_at_s`]).
+    pub runs_stopped: usize,
     /// Whether the runs reach the table's steady state; answers from shorter runs are
     /// inconclusive (the value found fills the table within the run, not for good).
     pub run: Sufficiency,
@@ -325,7 +340,11 @@ pub fn plan(
         if jobs.is_empty() {
             break;
         }
-        let outcomes = run_jobs(&jobs, threads, &|_, _| {});
+        let outcomes = if settings.full_runs || !settings.until.only_grows() {
+            run_jobs(&jobs, threads, &|_, _| {})
+        } else {
+            run_jobs_until(&jobs, threads, &|_, _| {}, &|_, p| settings.until.decided_by(p))
+        };
         runs += jobs.len();
         round += 1;
         let mut per_search: Vec<Vec<Probe>> = vec![Vec::new(); searches.len()];
@@ -405,6 +424,12 @@ pub fn plan(
         resolution_pct: ppm_to_pct(settings.resolution_ppm),
         duration_s: secs(base.duration.as_nanos()),
         runs,
+        runs_stopped: out
+            .iter()
+            .flat_map(|v| &v.seeds)
+            .flat_map(|s| &s.probes)
+            .filter(|p| p.stopped_at_s.is_some())
+            .count(),
         run: Horizon::of(base).check(secs(base.duration.as_nanos())),
         warnings: warnings(base, &settings.until),
         variants: out,
@@ -420,6 +445,7 @@ fn probe(knob: &Knob, until: &Condition, value: u64, o: &Outcome) -> Probe {
         observed,
         onset_s,
         p50_ms: o.report.latency_ms.p50,
+        stopped_at_s: o.stopped_at.map(crate::time::SimTime::as_secs_f64),
     }
 }
 

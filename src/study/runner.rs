@@ -44,6 +44,23 @@ pub fn run_jobs(
     .collect()
 }
 
+/// Runs every job like [`run_jobs`], but stops each run at the end of the first simulated
+/// second at which `decided(job index, progress)` says its question is answered
+/// ([`crate::sim::run_until_decided`]).
+pub fn run_jobs_until(
+    jobs: &[Job],
+    threads: NonZeroUsize,
+    on_done: &(dyn Fn(usize, usize) + Sync),
+    decided: &(dyn Fn(usize, &crate::sim::Progress<'_>) -> bool + Sync),
+) -> Vec<Result<Outcome, SimError>> {
+    pool(jobs.len(), threads, on_done, &|i| {
+        crate::sim::run_until_decided(&jobs[i].scenario, &mut |p| decided(i, p))
+    })
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|| Err(stopped())))
+    .collect()
+}
+
 /// Runs every job like [`run_jobs`] but keeps only each run's report (the time series
 /// is streamed away, so a run's memory does not grow with its length), and hands it to
 /// `map(job index, report)` on the worker thread as soon as the run ends; returns what

@@ -40,6 +40,7 @@ fn plan_finds_the_flash_sale_breaking_rate_within_5_percent_of_the_analytic_rate
         resolution_ppm: 10_000,
         max_expansions: 6,
         seeds: vec![42, 43],
+        full_runs: false,
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -76,6 +77,7 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
         resolution_ppm: 100_000,
         max_expansions: 6,
         seeds: vec![42],
+        full_runs: false,
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(
@@ -86,6 +88,70 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
     // Within 5 s the table (131,072) fills above ~26k/s.
     let b = p.variants[0].breaking.unwrap();
     assert!(b.median > 20_000.0 && b.median < 32_000.0, "{b:?}");
+}
+
+/// A probe whose condition holds on a counter that only grows stops at the end of the
+/// first simulated second it holds; the search's answer, every probe's value, outcome and
+/// onset are the same as with every run to its end, and runs that never held are
+/// untouched. A latency condition is never stopped early.
+#[test]
+fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
+    let base = flash_sale(&["duration=8s", "backgroundServices.count=100"]);
+    let knob = Knob::resolve(&base, &["workloads.0.rate".to_owned()], None).unwrap();
+    let run = |until: &str, full_runs| {
+        let settings = plan::PlanSettings {
+            until: Condition::parse(until).unwrap(),
+            range: Some(knob.parse_range("8k/s..40k/s").unwrap()),
+            resolution_ppm: 100_000,
+            max_expansions: 6,
+            seeds: vec![42],
+            full_runs,
+        };
+        plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap()
+    };
+    let (stopped, full) = (run("drop>0", false), run("drop>0", true));
+    assert_eq!(full.runs_stopped, 0);
+    assert!(
+        stopped.runs_stopped > 0,
+        "the 40k/s probe fills the table within 8 s"
+    );
+    assert_eq!(stopped.runs, full.runs);
+    let (a, b) = (&stopped.variants[0].seeds[0], &full.variants[0].seeds[0]);
+    assert_eq!(a.answer, b.answer);
+    assert_eq!(a.probes.len(), b.probes.len());
+    for (x, y) in a.probes.iter().zip(&b.probes) {
+        assert_eq!((x.value, x.held, x.onset_s), (y.value, y.held, y.onset_s));
+        assert!(y.stopped_at_s.is_none());
+        match x.stopped_at_s {
+            Some(t) => {
+                assert!(x.held && t < 8.0, "{x:?}");
+                let onset = x.onset_s.expect("a held drop condition has an onset");
+                assert!(
+                    onset <= t && t - onset <= 1.0,
+                    "stops within a second of the onset: {x:?}"
+                );
+                assert!(x.observed > 0.0 && x.observed <= y.observed, "{x:?} {y:?}");
+            }
+            None => assert_eq!((x.observed, x.p50_ms), (y.observed, y.p50_ms)),
+        }
+    }
+    assert_eq!(
+        stopped.render_text().replace(
+            &format!("; {} stopped once drop>0 held for good", stopped.runs_stopped),
+            ""
+        ),
+        full.render_text()
+    );
+    assert!(
+        stopped
+            .render_text()
+            .contains("stopped once drop>0 held for good")
+    );
+    let latency = run("p99>200ms", false);
+    assert_eq!(
+        latency.runs_stopped, 0,
+        "a percentile of a partial run decides nothing"
+    );
 }
 
 /// The files directly in `dir` (not the saved points' subdirectory), sorted by name.

@@ -233,6 +233,7 @@ fn plan_and_sweep_mark_answers_from_short_runs_inconclusive() {
         resolution_ppm: 200_000,
         max_expansions: 2,
         seeds: vec![7],
+        full_runs: false,
     };
     let p = plan::plan(&base, &[], &knob, &settings, two(), &|_, _| {}).unwrap();
     assert!(!p.run.long_enough);

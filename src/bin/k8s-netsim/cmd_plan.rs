@@ -46,6 +46,12 @@ pub(crate) struct PlanArgs {
     /// `--seed` (the first seed), `--set`, `--threads`.
     #[command(flatten)]
     opts: StudyOpts,
+    /// Run every probe to its end. By default a probe whose condition is on a counter that
+    /// only grows (drop, insert_failed, early_drop, failed or timeouts as a count) stops at
+    /// the end of the first simulated second at which it holds: the answer is the same,
+    /// the probe's `observed` is then the count at the stop.
+    #[arg(long)]
+    full_runs: bool,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -112,6 +118,7 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
         seeds: (0..u64::from(a.seeds.get()))
             .map(|i| base.seed.wrapping_add(i))
             .collect(),
+        full_runs: a.full_runs,
     };
     let threads = a.opts.threads();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());

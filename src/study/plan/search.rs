@@ -185,6 +185,7 @@ mod tests {
             resolution_ppm: 10_000,
             max_expansions: 6,
             seeds: vec![1],
+            full_runs: false,
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
                     observed: 0.0,
                     onset_s: None,
                     p50_ms: 0.0,
+                    stopped_at_s: None,
                 })
                 .collect();
             search.record(k, s, probes);

@@ -16,9 +16,17 @@ impl Plan {
             KnobKind::Integer => "",
         };
         let seeds = self.variants.first().map_or(0, |v| v.seeds.len());
+        let stopped = if self.runs_stopped > 0 {
+            format!(
+                "; {} stopped once {} held for good",
+                self.runs_stopped, self.until
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "{}: find {} until {} ({}, resolution {}%, {} of {:.0} s simulated)",
+            "{}: find {} until {} ({}, resolution {}%, {} of {:.0} s simulated{stopped})",
             self.scenario,
             self.knob.paths.join(","),
             self.until,
