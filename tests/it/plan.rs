@@ -154,6 +154,34 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
     );
 }
 
+/// `--full-runs` reaches the library: without it the probes above the breaking rate stop
+/// (`runs_stopped`, `stopped_at_s`), with it none does; the answer is the same.
+#[test]
+fn plan_full_runs_flag_runs_every_probe_to_its_end() {
+    let scenario = root("scenarios/flash-sale.yaml");
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["plan", &scenario, "--until", "drop>0", "--range", "10k/s..40k/s"])
+            .args(["--resolution", "20", "--seeds", "1", "--json"])
+            .args(["--set", "duration=6s", "--set", "backgroundServices.count=100"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (stopped, full) = (run(&[]), run(&["--full-runs"]));
+    assert!(stopped["runs_stopped"].as_u64().unwrap() > 0, "{stopped}");
+    assert_eq!(full["runs_stopped"], 0);
+    let probes = |v: &serde_json::Value| v["variants"][0]["seeds"][0]["probes"].as_array().unwrap().clone();
+    assert!(probes(&full).iter().all(|p| p["stopped_at_s"].is_null()));
+    assert!(probes(&stopped).iter().any(|p| p["stopped_at_s"].is_number()));
+    assert_eq!(
+        stopped["variants"][0]["seeds"][0]["answer"],
+        full["variants"][0]["seeds"][0]["answer"]
+    );
+}
+
 /// The files directly in `dir` (not the saved points' subdirectory), sorted by name.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
