@@ -150,8 +150,10 @@ pub fn run_with(
 /// Runs a scenario like [`run`] (keeping the time series) but asks `decided` at the end
 /// of every simulated second and stops the run the first time it says yes; the
 /// outcome's [`Outcome::stopped_at`] says when. The run up to the stop is the same
-/// as the whole run's first part (nothing in the model looks ahead to the scenario's
-/// end), so a question about counters that only grow gets the same answer from the
+/// as the whole run's first part (nothing that changes the simulation looks ahead to
+/// the scenario's end: arrivals, timers and samples are scheduled from the current
+/// time; only the spacing of the periodic census snapshots, which read the tables and
+/// change nothing, follows the run's length), so a question about counters that only grow gets the same answer from the
 /// stopped run as from the whole one: `plan` uses it for probes whose condition is
 /// already met.
 ///
@@ -282,9 +284,10 @@ mod tests {
         assert_eq!(json(&with), json(&run(CpuLanes::Off)));
     }
 
-    /// Nothing in the model looks ahead to the scenario's end: a run stopped at 5 s has
-    /// the same counters, requests and time series as a run of 5 s, which is what lets
-    /// `plan` stop a probe whose condition holds for good.
+    /// Nothing that changes the simulation looks ahead to the scenario's end: a run
+    /// stopped at 5 s has the same counters, onsets, requests and time series (the CSV
+    /// columns; the census snapshots' spacing follows the run's length) as a run of
+    /// 5 s, which is what lets `plan` stop a probe whose condition holds for good.
     #[test]
     fn a_stopped_run_is_the_first_part_of_the_whole_run() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
