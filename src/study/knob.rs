@@ -560,6 +560,26 @@ mod tests {
         assert_eq!(c.metric, Metric::InsertFailed);
     }
 
+    /// Only counts that never go down decide a run early; a share of requests sent, a
+    /// percentile or the CPU peak of part of a run says nothing about the whole run's.
+    #[test]
+    fn only_counters_that_grow_are_decided_early() {
+        for (text, grows) in [
+            ("drop>0", true),
+            ("insert_failed>=5@node-a", true),
+            ("early_drop>0", true),
+            ("failed>10", true),
+            ("timeouts>0", true),
+            ("timeouts>0.1%", false),
+            ("failed>1%", false),
+            ("p99>200ms", false),
+            ("p50>1s", false),
+            ("cpu>80%", false),
+        ] {
+            assert_eq!(Condition::parse(text).unwrap().only_grows(), grows, "{text}");
+        }
+    }
+
     #[test]
     fn malformed_conditions_are_named_errors() {
         assert!(matches!(

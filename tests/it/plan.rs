@@ -93,16 +93,16 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
 /// A probe whose condition holds on a counter that only grows stops at the end of the
 /// first simulated second it holds; the search's answer, every probe's value, outcome and
 /// onset are the same as with every run to its end, and runs that never held are
-/// untouched. A latency condition is never stopped early.
+/// untouched.
 #[test]
 fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
-    let base = flash_sale(&["duration=8s", "backgroundServices.count=100"]);
+    let base = flash_sale(&["duration=6s", "backgroundServices.count=100"]);
     let knob = Knob::resolve(&base, &["workloads.0.rate".to_owned()], None).unwrap();
     let run = |until: &str, full_runs| {
         let settings = plan::PlanSettings {
             until: Condition::parse(until).unwrap(),
-            range: Some(knob.parse_range("8k/s..40k/s").unwrap()),
-            resolution_ppm: 100_000,
+            range: Some(knob.parse_range("10k/s..40k/s").unwrap()),
+            resolution_ppm: 200_000,
             max_expansions: 6,
             seeds: vec![42],
             full_runs,
@@ -113,7 +113,7 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
     assert_eq!(full.runs_stopped, 0);
     assert!(
         stopped.runs_stopped > 0,
-        "the 40k/s probe fills the table within 8 s"
+        "the 40k/s probe fills the table within 6 s"
     );
     assert_eq!(stopped.runs, full.runs);
     let (a, b) = (&stopped.variants[0].seeds[0], &full.variants[0].seeds[0]);
@@ -124,7 +124,7 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
         assert!(y.stopped_at_s.is_none());
         match x.stopped_at_s {
             Some(t) => {
-                assert!(x.held && t < 8.0, "{x:?}");
+                assert!(x.held && t < 6.0, "{x:?}");
                 let onset = x.onset_s.expect("a held drop condition has an onset");
                 assert!(
                     onset <= t && t - onset <= 1.0,
@@ -147,11 +147,6 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
             .render_text()
             .contains("stopped once drop>0 held for good")
     );
-    let latency = run("p99>200ms", false);
-    assert_eq!(
-        latency.runs_stopped, 0,
-        "a percentile of a partial run decides nothing"
-    );
 }
 
 /// `--full-runs` reaches the library: without it the probes above the breaking rate stop
@@ -161,8 +156,8 @@ fn plan_full_runs_flag_runs_every_probe_to_its_end() {
     let scenario = root("scenarios/flash-sale.yaml");
     let run = |extra: &[&str]| {
         let out = bin()
-            .args(["plan", &scenario, "--until", "drop>0", "--range", "10k/s..40k/s"])
-            .args(["--resolution", "20", "--seeds", "1", "--json"])
+            .args(["plan", &scenario, "--until", "drop>0", "--range", "20k/s..40k/s"])
+            .args(["--resolution", "40", "--seeds", "1", "--json"])
             .args(["--set", "duration=6s", "--set", "backgroundServices.count=100"])
             .args(extra)
             .output()
