@@ -149,13 +149,13 @@ pub fn run_with(
 
 /// Runs a scenario like [`run`] (keeping the time series) but asks `decided` at the end
 /// of every simulated second and stops the run the first time it says yes; the
-/// outcome's [`Outcome::stopped_at`] says when. The run up to the stop is the same
-/// as the whole run's first part (nothing that changes the simulation looks ahead to
-/// the scenario's end: arrivals, timers and samples are scheduled from the current
-/// time; only the spacing of the periodic census snapshots, which read the tables and
-/// change nothing, follows the run's length), so a question about counters that only grow gets the same answer from the
-/// stopped run as from the whole one: `plan` uses it for probes whose condition is
-/// already met.
+/// outcome's [`Outcome::stopped_at`] says when. The run up to the stop is the same as
+/// the whole run's first part: nothing that changes the simulation looks ahead to the
+/// scenario's end (arrivals, timers and samples are scheduled from the current time;
+/// only the spacing of the periodic census snapshots, which read the tables and change
+/// nothing, follows the run's length). So a question about counters that only grow
+/// gets the same answer from the stopped run as from the whole one: `plan` uses it for
+/// probes whose condition is already met.
 ///
 /// # Errors
 /// As [`run`].
