@@ -31,6 +31,7 @@ use super::compare;
 use super::horizon::{Horizon, Sufficiency};
 use super::knob::{Condition, Knob};
 use super::runner::{Job, run_jobs, run_jobs_until};
+use crate::scenario::budget::{Estimate, Limits};
 use crate::scenario::{ConnectionMode, Override, Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
 use search::{Search, State};
@@ -57,6 +58,11 @@ pub struct PlanSettings {
     /// condition on counters that only grow holds: the search's answer is the same,
     /// the probe's `observed` is then the count at the stop).
     pub full_runs: bool,
+    /// Limits every probe's run must fit in, with one run per thread at once: a search
+    /// that would go on to a probe over them ends with [`Answer::OverLimits`] instead of
+    /// starting that run (moving a rate by factors of 4 reaches sizes no machine holds
+    /// within a few steps).
+    pub limits: Limits,
 }
 
 /// Why a plan could not be set up or run.
@@ -164,6 +170,18 @@ pub enum Answer {
         lo: u64,
         /// Largest value tried.
         hi: u64,
+    },
+    /// The next value to try would make a run over the limits (`--max-memory`,
+    /// `--max-events`, `--max-rows`), so the search stopped before it.
+    OverLimits {
+        /// The value not run.
+        next: u64,
+        /// Why: the run's estimate against the limits, naming the fields that drive it.
+        reason: String,
+        /// Smallest and largest value run before it, when any was.
+        tried: Option<(u64, u64)>,
+        /// Whether the condition held at the last value run.
+        held: bool,
     },
     /// This build cannot simulate the variant.
     NotSimulated {
@@ -309,10 +327,11 @@ pub fn plan(
         .collect();
     let mut runs = 0usize;
     let mut round = 0usize;
+    let parallel = u64::try_from(threads.get().min(searches.len())).unwrap_or(u64::MAX);
     loop {
         let mut jobs = Vec::new();
         let mut owners: Vec<(usize, u64)> = Vec::new();
-        for (i, search) in searches.iter().enumerate() {
+        for (i, search) in searches.iter_mut().enumerate() {
             let column = &columns[i / settings.seeds.len()];
             let seed = settings.seeds[i % settings.seeds.len()];
             for value in search.next(knob, settings) {
@@ -330,6 +349,10 @@ pub fn plan(
                         value: knob.format(value),
                         source,
                     })?;
+                if let Err(e) = Estimate::of(&scenario).check(&scenario, &settings.limits, parallel) {
+                    search.stop_over_limits(value, e.to_string());
+                    break;
+                }
                 jobs.push(Job {
                     label: format!("{} seed {seed} {}", column.label, knob.format(value)),
                     scenario,

@@ -41,6 +41,7 @@ fn plan_finds_the_flash_sale_breaking_rate_within_5_percent_of_the_analytic_rate
         max_expansions: 6,
         seeds: vec![42, 43],
         full_runs: false,
+        limits: k8s_netsim::scenario::budget::Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -78,6 +79,7 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
         max_expansions: 6,
         seeds: vec![42],
         full_runs: false,
+        limits: k8s_netsim::scenario::budget::Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(
@@ -106,6 +108,7 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
             max_expansions: 6,
             seeds: vec![42],
             full_runs,
+            limits: k8s_netsim::scenario::budget::Limits::default(),
         };
         plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap()
     };
@@ -174,6 +177,72 @@ fn plan_full_runs_flag_runs_every_probe_to_its_end() {
     assert_eq!(
         stopped["variants"][0]["seeds"][0]["answer"],
         full["variants"][0]["seeds"][0]["answer"]
+    );
+}
+
+/// A search that moves the rate up by factors of 4 reaches runs no machine holds within
+/// a few steps; it stops before the first probe over the limits (here `--max-memory
+/// 1Gi`), says which value and why, and exits 0 with what it found so far.
+#[test]
+fn plan_stops_before_a_probe_over_the_limits() {
+    let out = bin()
+        .args([
+            "plan",
+            &root("scenarios/small.yaml"),
+            "--until",
+            "drop>1000000000",
+        ])
+        .args([
+            "--seeds",
+            "1",
+            "--set",
+            "duration=5s",
+            "--max-memory",
+            "1Gi",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seed = &v["variants"][0]["seeds"][0];
+    assert_eq!(seed["answer"]["kind"], "over_limits", "{seed}");
+    assert_eq!(seed["answer"]["next"], 64_000_000, "64k/s, in milli-requests/s");
+    assert_eq!(
+        seed["answer"]["tried"],
+        serde_json::json!([1_000_000, 16_000_000])
+    );
+    assert!(
+        seed["answer"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--max-memory")
+    );
+    let values: Vec<u64> = seed["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        [1_000_000, 4_000_000, 16_000_000],
+        "the 64k/s run never started"
+    );
+    let text = bin()
+        .args([
+            "plan",
+            &root("scenarios/small.yaml"),
+            "--until",
+            "drop>1000000000",
+        ])
+        .args(["--seeds", "1", "--set", "duration=5s", "--max-memory", "1Gi"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("never holds in 1k/s..16k/s; stopped before 64k/s: the run is too large to start"),
+        "{text}"
     );
 }
 

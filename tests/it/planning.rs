@@ -234,6 +234,7 @@ fn plan_and_sweep_mark_answers_from_short_runs_inconclusive() {
         max_expansions: 2,
         seeds: vec![7],
         full_runs: false,
+        limits: k8s_netsim::scenario::budget::Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, two(), &|_, _| {}).unwrap();
     assert!(!p.run.long_enough);

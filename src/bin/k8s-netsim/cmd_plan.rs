@@ -119,6 +119,7 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
             .map(|i| base.seed.wrapping_add(i))
             .collect(),
         full_runs: a.full_runs,
+        limits: a.opts.limits.limits(),
     };
     let threads = a.opts.threads();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -129,6 +129,23 @@ impl Search {
         self.finish_if_narrow(knob, s);
     }
 
+    /// Ends the search before `next`, whose run would be over the limits (`reason`).
+    pub(super) fn stop_over_limits(&mut self, next: u64, reason: String) {
+        let tried = self
+            .probes
+            .iter()
+            .map(|p| p.value)
+            .fold(None, |acc: Option<(u64, u64)>, v| {
+                Some(acc.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+            });
+        self.state = State::Done(Answer::OverLimits {
+            next,
+            reason,
+            tried,
+            held: self.probes.last().is_some_and(|p| p.held),
+        });
+    }
+
     fn finish_if_narrow(&mut self, knob: &Knob, s: &PlanSettings) {
         if let State::Bisect { safe, failing } = self.state {
             let width = safe.abs_diff(failing);
@@ -186,6 +203,7 @@ mod tests {
             max_expansions: 6,
             seeds: vec![1],
             full_runs: false,
+            limits: crate::scenario::budget::Limits::default(),
         }
     }
 
@@ -220,6 +238,44 @@ mod tests {
             State::Done(a) => (a, runs),
             other => panic!("not done: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_search_stopped_over_the_limits_says_what_it_tried() {
+        let k = knob(true, Some(1_000));
+        let s = settings(None);
+        let mut search = Search {
+            state: State::Start,
+            probes: Vec::new(),
+        };
+        for v in [1_000, 4_000] {
+            assert_eq!(search.next(&k, &s), [v]);
+            let probe = Probe {
+                value: v,
+                text: v.to_string(),
+                held: false,
+                observed: 0.0,
+                onset_s: None,
+                p50_ms: 0.0,
+                stopped_at_s: None,
+            };
+            search.record(&k, &s, vec![probe]);
+        }
+        assert_eq!(search.next(&k, &s), [16_000]);
+        search.stop_over_limits(16_000, "too large".into());
+        assert!(search.next(&k, &s).is_empty());
+        let State::Done(a) = &search.state else {
+            panic!("{:?}", search.state)
+        };
+        assert_eq!(
+            *a,
+            Answer::OverLimits {
+                next: 16_000,
+                reason: "too large".into(),
+                tried: Some((1_000, 4_000)),
+                held: false,
+            }
+        );
     }
 
     #[test]

@@ -104,6 +104,22 @@ impl Plan {
                 f(*hi)
             ),
             Answer::NeverHolds { lo, hi } => format!("{} never holds in {}..{}", self.until, f(*lo), f(*hi)),
+            Answer::OverLimits {
+                next,
+                reason,
+                tried,
+                held,
+            } => {
+                let before = tried.map_or_else(String::new, |(lo, hi)| {
+                    let verb = if *held {
+                        "holds at every value tried"
+                    } else {
+                        "never holds"
+                    };
+                    format!("{} {verb} in {}..{}; ", self.until, f(lo), f(hi))
+                });
+                format!("{before}stopped before {}: {reason}", f(*next))
+            }
             Answer::NotSimulated { reason } => format!("not simulated on this build ({reason})"),
         }
     }
