@@ -37,6 +37,7 @@ use super::horizon::Horizon;
 use super::runner::{Job, run_jobs};
 use crate::conntrack as sizing;
 use crate::report::Report;
+use crate::scenario::budget::{BudgetError, Estimate, Limits};
 use crate::scenario::{Override, Scenario, ScenarioError};
 use crate::sim::SimError;
 pub use crossover::{CPU_SETTLE_S, Crossover, ModeCell, proxy_mode_crossover};
@@ -60,6 +61,15 @@ pub enum RecommendError {
         what: String,
         /// Why.
         source: SimError,
+    },
+    /// A derived run would not fit the limits (`--max-memory`, `--max-events`,
+    /// `--max-rows`).
+    #[error("{what}: {source}")]
+    OverLimits {
+        /// Which run.
+        what: String,
+        /// Its estimate against the limits.
+        source: BudgetError,
     },
     /// The workload index does not exist.
     #[error("there is no workloads.{0}")]
@@ -204,7 +214,24 @@ fn derive(base: &Scenario, what: &str, set: &[String]) -> Result<Job, RecommendE
     })
 }
 
-fn run_all(jobs: &[Job], threads: NonZeroUsize) -> Result<Vec<Report>, RecommendError> {
+/// Refuses, before any starts, a batch of runs that would not fit `limits` with
+/// `threads` of them at once: the derived runs are larger than the scenario the command
+/// line checked (an unconstrained table, a generous pool, longer runs).
+fn check_limits(jobs: &[Job], threads: NonZeroUsize, limits: &Limits) -> Result<(), RecommendError> {
+    let parallel = u64::try_from(threads.get().min(jobs.len())).unwrap_or(u64::MAX);
+    for j in jobs {
+        Estimate::of(&j.scenario)
+            .check(&j.scenario, limits, parallel)
+            .map_err(|source| RecommendError::OverLimits {
+                what: j.label.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+fn run_all(jobs: &[Job], threads: NonZeroUsize, limits: &Limits) -> Result<Vec<Report>, RecommendError> {
+    check_limits(jobs, threads, limits)?;
     run_jobs(jobs, threads, &|_, _| {})
         .into_iter()
         .zip(jobs)
@@ -262,6 +289,7 @@ pub fn conntrack(
     base: &Scenario,
     headroom_pct: f64,
     threads: NonZeroUsize,
+    limits: &Limits,
 ) -> Result<Recommendation, RecommendError> {
     let headroom = check_headroom(headroom_pct)?;
     let sysctl = |i: usize, name: &str, v: u64| format!("nodes.{i}.sysctl.net.netfilter.{name}={v}");
@@ -283,6 +311,7 @@ pub fn conntrack(
     let measured = run_all(
         &[derive(base, "measuring run (unconstrained table)", &measure)?],
         threads,
+        limits,
     )?;
     let r = &measured[0];
     let peak = r.nodes.iter().map(|n| n.conntrack.count_peak).max().unwrap_or(0);
@@ -306,6 +335,7 @@ pub fn conntrack(
     let check = run_all(
         &[derive(base, "re-run with the recommended table", &check_set)?],
         threads,
+        limits,
     )?;
     let mut numbers = vec![
         (
@@ -371,6 +401,7 @@ pub fn pool(
     workload: usize,
     headroom_pct: f64,
     threads: NonZeroUsize,
+    limits: &Limits,
 ) -> Result<Recommendation, RecommendError> {
     let headroom = check_headroom(headroom_pct)?;
     let w = base
@@ -383,6 +414,7 @@ pub fn pool(
     let r = &run_all(
         &[derive(base, "measuring run (generous pool)", &measure)?],
         threads,
+        limits,
     )?[0];
     let pods = w.pods.len().max(1) as f64;
     let rate_per_pod = w.rate.as_per_sec_f64() / pods;
@@ -406,6 +438,7 @@ pub fn pool(
     let check = run_all(
         &[derive(base, "re-run with the recommended pool", &check_set)?],
         threads,
+        limits,
     )?;
     Ok(Recommendation {
         topic: format!("keep-alive pool for {}", w.name),
@@ -462,11 +495,11 @@ mod tests {
     fn headroom_outside_the_range_is_refused() {
         let t = NonZeroUsize::MIN;
         assert!(matches!(
-            conntrack(&small(), -1.0, t),
+            conntrack(&small(), -1.0, t, &Limits::default()),
             Err(RecommendError::Headroom(_))
         ));
         assert!(matches!(
-            pool(&small(), 7, 10.0, t),
+            pool(&small(), 7, 10.0, t, &Limits::default()),
             Err(RecommendError::NoWorkload(7))
         ));
     }

@@ -246,6 +246,31 @@ fn plan_stops_before_a_probe_over_the_limits() {
     );
 }
 
+/// `recommend`'s derived runs are larger than the scenario the command line checks (an
+/// unconstrained 16M-entry table, runs lengthened to the steady state): each is checked
+/// against the limits before it starts, and refused with exit 2 naming the run.
+#[test]
+fn recommend_refuses_a_derived_run_over_the_limits_before_it_starts() {
+    let out = bin()
+        .args([
+            "recommend",
+            &root("scenarios/flash-sale.yaml"),
+            "--for",
+            "conntrack",
+        ])
+        .args(["--max-memory", "2Gi", "--threads", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("measuring run (unconstrained table): the run is too large to start")
+            && err.contains("conntrack hash buckets")
+            && err.contains("--max-memory"),
+        "{err}"
+    );
+}
+
 /// The files directly in `dir` (not the saved points' subdirectory), sorted by name.
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -337,7 +362,13 @@ fn recommendations_hold_when_re_run() {
         "workloads.0.rate=2k/s",
         "backgroundServices.count=100",
     ]);
-    let r = recommend::conntrack(&base, 25.0, threads()).unwrap();
+    let r = recommend::conntrack(
+        &base,
+        25.0,
+        threads(),
+        &k8s_netsim::scenario::budget::Limits::default(),
+    )
+    .unwrap();
     let v = r.verified.as_ref().unwrap();
     assert!(v.holds, "{}", r.render_text());
     // The scenario's own table would drop at this load: the recommendation changed something.
@@ -360,7 +391,14 @@ fn recommendations_hold_when_re_run() {
         "nodes.1.sysctl.net.netfilter.nf_conntrack_max=32768",
         "backgroundServices.count=100",
     ]);
-    let r = recommend::pool(&base, 0, 25.0, threads()).unwrap();
+    let r = recommend::pool(
+        &base,
+        0,
+        25.0,
+        threads(),
+        &k8s_netsim::scenario::budget::Limits::default(),
+    )
+    .unwrap();
     assert!(r.verified.as_ref().unwrap().holds, "{}", r.render_text());
     let before = k8s_netsim::sim::run(&base, &mut |_, _| {}).unwrap().report;
     assert!(before.nodes.iter().map(|n| n.conntrack.stats.drop).sum::<u64>() > 0);

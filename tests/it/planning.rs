@@ -25,7 +25,13 @@ fn two() -> NonZeroUsize {
 #[test]
 fn the_small_scenarios_conntrack_recommendation_survives_a_130_s_re_run() {
     let base = load("scenarios/small.yaml", &[]);
-    let r = recommend::conntrack(&base, 25.0, two()).unwrap();
+    let r = recommend::conntrack(
+        &base,
+        25.0,
+        two(),
+        &k8s_netsim::scenario::budget::Limits::default(),
+    )
+    .unwrap();
     let text = r.render_text();
     assert!(r.runs.duration_s >= 128.0, "{text}");
     assert_eq!(r.runs.lengthened_from_s, Some(20.0), "{text}");

@@ -182,6 +182,7 @@ fn proxy_mode_crossover_finds_where_ipvs_and_nftables_beat_iptables() {
         &["ipvs", "nftables"],
         &[10, 10_000],
         NonZeroUsize::new(2).unwrap(),
+        &k8s_netsim::scenario::budget::Limits::default(),
     )
     .unwrap();
     for (mode, at) in &c.crossover {

@@ -203,6 +203,7 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     let base = a.opts.load(&a.scenario)?;
     a.opts.check(&a.scenario, &base, usize::MAX)?;
     let threads = a.opts.threads();
+    let limits = a.opts.limits.limits();
     eprintln!(
         "recommend --for {}: a measuring run and a re-run (or one run per mode and Service count), lengthened to what the question needs",
         crate::cli_name(a.topic)
@@ -214,14 +215,15 @@ pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     let (json, text) = match a.topic {
         Topic::ProxyMode => {
             let modes: Vec<&str> = a.modes.iter().map(String::as_str).collect();
-            let c = recommend::proxy_mode_crossover(&base, &modes, &a.services, threads).map_err(bad)?;
+            let c =
+                recommend::proxy_mode_crossover(&base, &modes, &a.services, threads, &limits).map_err(bad)?;
             (serde_json::to_string_pretty(&c)?, c.render_text())
         }
         topic => {
             let r = match topic {
-                Topic::Conntrack => recommend::conntrack(&base, a.headroom, threads),
-                Topic::Pool => recommend::pool(&base, a.workload, a.headroom, threads),
-                _ => recommend::snat_ports(&base, a.workload, a.headroom, threads),
+                Topic::Conntrack => recommend::conntrack(&base, a.headroom, threads, &limits),
+                Topic::Pool => recommend::pool(&base, a.workload, a.headroom, threads, &limits),
+                _ => recommend::snat_ports(&base, a.workload, a.headroom, threads, &limits),
             }
             .map_err(bad)?;
             (serde_json::to_string_pretty(&r)?, r.render_text())

@@ -6,8 +6,9 @@ use std::num::NonZeroUsize;
 
 use serde::Serialize;
 
-use super::{RecommendError, RunLength, derive};
+use super::{RecommendError, RunLength, check_limits, derive};
 use crate::scenario::Scenario;
+use crate::scenario::budget::Limits;
 use crate::sim::SimError;
 use crate::study::horizon::Horizon;
 use crate::study::runner::run_jobs;
@@ -100,6 +101,7 @@ pub fn proxy_mode_crossover(
     modes: &[&str],
     service_counts: &[u64],
     threads: NonZeroUsize,
+    limits: &Limits,
 ) -> Result<Crossover, RecommendError> {
     let mut all: Vec<&str> = vec!["iptables"];
     all.extend(modes.iter().filter(|m| **m != "iptables"));
@@ -129,6 +131,7 @@ pub fn proxy_mode_crossover(
             jobs.push(derive(base, &format!("{m} with {n} Services"), &set)?);
         }
     }
+    check_limits(&jobs, threads, limits)?;
     let outs = run_jobs(&jobs, threads, &|_, _| {});
     let mut cells = Vec::new();
     for ((job, out), (m, n)) in jobs.iter().zip(outs).zip(
@@ -191,7 +194,8 @@ mod tests {
 
     #[test]
     fn unsupported_proxy_modes_are_reported_not_failed() {
-        let c = proxy_mode_crossover(&small(), &["ipvs"], &[10], NonZeroUsize::MIN).unwrap();
+        let c =
+            proxy_mode_crossover(&small(), &["ipvs"], &[10], NonZeroUsize::MIN, &Limits::default()).unwrap();
         assert_eq!(c.cells.len(), 2);
         assert!(c.cells[0].busy_core_s.is_some(), "iptables runs");
         let text = c.render_text();

@@ -5,6 +5,7 @@
 use std::num::NonZeroUsize;
 
 use super::{RecommendError, Recommendation, RunLength, check_headroom, derive, run_all, verification};
+use crate::scenario::budget::Limits;
 use crate::scenario::{Closer, Scenario, WorkloadTarget};
 use crate::socket::TCP_TIMEWAIT_LEN;
 
@@ -66,6 +67,7 @@ pub fn snat_ports(
     workload: usize,
     headroom_pct: f64,
     threads: NonZeroUsize,
+    limits: &Limits,
 ) -> Result<Recommendation, RecommendError> {
     let headroom = check_headroom(headroom_pct)?;
     let w = base
@@ -110,6 +112,7 @@ pub fn snat_ports(
             derive(base, "the scenario as given", &[])?,
         ],
         threads,
+        limits,
     )?;
     let (r, given) = (&runs[0], &runs[1]);
     let conn_rate = r.requests.new_connections as f64 / r.duration_s.max(f64::MIN_POSITIVE);
@@ -164,6 +167,7 @@ pub fn snat_ports(
     let check = run_all(
         &[derive(base, "re-run with the recommended endpoints", &check_set)?],
         threads,
+        limits,
     )?;
     let before = verification(given);
     let pct = |x: f64| 100.0 * x / space as f64;
@@ -294,7 +298,7 @@ mod tests {
             ])
             .unwrap();
         assert!(matches!(
-            snat_ports(&base, 0, 25.0, NonZeroUsize::MIN),
+            snat_ports(&base, 0, 25.0, NonZeroUsize::MIN, &Limits::default()),
             Err(RecommendError::NotAService(0))
         ));
     }
