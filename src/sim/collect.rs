@@ -15,7 +15,7 @@ use crate::report::{
 use crate::scenario::Provenance;
 use crate::service::node::ProxyImpl;
 use crate::service::proxy::{DataPlane, LookupCost};
-use crate::time::SimTime;
+use crate::time::{SimDuration, SimTime};
 use std::collections::BTreeMap;
 
 fn totals(c: LookupCost) -> LookupTotals {
@@ -114,12 +114,15 @@ pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// The report and time series of a finished run.
+/// The report and time series of a finished run, which simulated `duration` (the
+/// scenario's, or less when the run was stopped early): the report's `duration_s` and
+/// its means per second and CPU shares are over that time.
 #[allow(clippy::cast_precision_loss)]
-pub(super) fn collect(sim: NodeSim, events: u64) -> Outcome {
+pub(super) fn collect(sim: NodeSim, events: u64, duration: SimDuration) -> Outcome {
     let sc = sim.scenario().clone();
-    let duration = sc.duration;
-    let nodes: Vec<NodeReport> = (0..sim.world.nodes.len()).map(|i| node_report(&sim, i)).collect();
+    let nodes: Vec<NodeReport> = (0..sim.world.nodes.len())
+        .map(|i| node_report(&sim, i, duration))
+        .collect();
     let verdict = verdict(&sim, &nodes);
     let t = &sim.tally;
     let mut failures = t.failures_by_cause.clone();
@@ -235,14 +238,14 @@ fn with_baseline(mut report: Report, sc: &crate::scenario::Scenario) -> Report {
 
 /// Node `i`'s section of the report.
 #[allow(clippy::cast_precision_loss)]
-fn node_report(sim: &NodeSim, i: usize) -> NodeReport {
+fn node_report(sim: &NodeSim, i: usize, duration: SimDuration) -> NodeReport {
     let sc = sim.scenario();
     let n = &sim.world.nodes[i];
     let stats = n.ct.stats_sum(0);
     let o = &sim.onsets[i];
     let cfg = n.ct.config();
     let provenance = sc.nodes[i].sysctls.provenance("net.netfilter.nf_conntrack_max");
-    let cap = u128::from(sc.duration.as_nanos()) * u128::from(n.cpus.max(1));
+    let cap = u128::from(duration.as_nanos()) * u128::from(n.cpus.max(1));
     let peak = sim.cpu_peak_pct.get(i).copied().unwrap_or(0.0);
     NodeReport {
         name: n.name.clone(),

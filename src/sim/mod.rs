@@ -76,7 +76,8 @@ pub struct Outcome {
     /// One row per sample interval.
     pub timeseries: TimeSeries,
     /// When the run was stopped early by [`run_until_decided`]'s question (the report
-    /// then covers the run up to this time only); `None` for a run to its end.
+    /// then covers the run up to this time only: its `duration_s`, means per second and
+    /// CPU shares are over this time); `None` for a run to its end.
     pub stopped_at: Option<SimTime>,
 }
 
@@ -147,8 +148,9 @@ pub fn run_with(
     run_engine(scenario, CpuLanes::On, progress, sink, &mut |_| false)
 }
 
-/// Runs a scenario like [`run`] (keeping the time series) but asks `decided` at the end
-/// of every simulated second and stops the run the first time it says yes; the
+/// Runs a scenario like [`run_with`] (each time-series row goes to `sink`) but asks
+/// `decided` at the end of every simulated second and stops the run the first time it
+/// says yes; the
 /// outcome's [`Outcome::stopped_at`] says when. The run up to the stop is the same as
 /// the whole run's first part: nothing that changes the simulation looks ahead to the
 /// scenario's end (arrivals, timers and samples are scheduled from the current time;
@@ -161,18 +163,10 @@ pub fn run_with(
 /// As [`run`].
 pub fn run_until_decided(
     scenario: &Scenario,
+    sink: &mut dyn FnMut(Sample),
     decided: &mut dyn FnMut(&Progress<'_>) -> bool,
 ) -> Result<Outcome, SimError> {
-    let mut samples = Vec::new();
-    let mut out = run_engine(
-        scenario,
-        CpuLanes::On,
-        &mut |_, _| {},
-        &mut |s| samples.push(s),
-        decided,
-    )?;
-    out.timeseries.samples = samples;
-    Ok(out)
+    run_engine(scenario, CpuLanes::On, &mut |_, _| {}, sink, decided)
 }
 
 /// Whether packets queued for a CPU wait on engine lanes (speed only; the tests compare).
@@ -221,7 +215,8 @@ fn run_engine(
         at = next;
     }
     let sim = engine.into_model();
-    let mut out = collect::collect(sim, events);
+    let end = stopped_at.unwrap_or(horizon);
+    let mut out = collect::collect(sim, events, end - SimTime::ZERO);
     out.stopped_at = stopped_at;
     Ok(out)
 }
@@ -299,7 +294,10 @@ mod tests {
             Scenario::load(path, &sets).unwrap()
         };
         let five = SimTime::ZERO + SimDuration::from_secs(5);
-        let stopped = run_until_decided(&load("9s"), &mut |p| p.now() >= five).unwrap();
+        let mut rows = Vec::new();
+        let mut stopped =
+            run_until_decided(&load("9s"), &mut |r| rows.push(r), &mut |p| p.now() >= five).unwrap();
+        stopped.timeseries.samples = rows;
         assert_eq!(stopped.stopped_at, Some(five));
         let whole = run(&load("5s"), &mut |_, _| {}).unwrap();
         assert_eq!(whole.stopped_at, None);
@@ -313,6 +311,11 @@ mod tests {
         );
         assert_eq!(json(&stopped.report.requests), json(&whole.report.requests));
         assert_eq!(json(&stopped.report.latency_ms), json(&whole.report.latency_ms));
+        assert_eq!(stopped.report.duration_s, 5.0);
+        for (a, b) in stopped.report.nodes.iter().zip(&whole.report.nodes) {
+            assert_eq!(json(&a.cpu), json(&b.cpu), "CPU shares over the 5 s run");
+        }
+        assert_eq!(json(&stopped.report.dns), json(&whole.report.dns));
         assert_eq!(stopped.timeseries.to_csv(), whole.timeseries.to_csv());
     }
 

@@ -504,12 +504,20 @@ impl Condition {
         if !self.only_grows() {
             return false;
         }
+        let nodes: Vec<usize> = progress
+            .node_names()
+            .enumerate()
+            .filter(|(_, name)| self.node.as_deref().is_none_or(|x| x == *name))
+            .map(|(i, _)| i)
+            .collect();
+        if nodes.is_empty() {
+            // As `observe`: no such node, nothing measured, never held.
+            return false;
+        }
         let counter = |get: fn(&crate::conntrack::CtStats) -> u64| {
-            progress
-                .node_names()
-                .enumerate()
-                .filter(|(_, name)| self.node.as_deref().is_none_or(|x| x == *name))
-                .filter_map(|(i, _)| progress.conntrack_stats(i))
+            nodes
+                .iter()
+                .filter_map(|&i| progress.conntrack_stats(i))
                 .map(|s| get(&s))
                 .fold(0u64, u64::saturating_add)
         };
@@ -578,6 +586,48 @@ mod tests {
         ] {
             assert_eq!(Condition::parse(text).unwrap().only_grows(), grows, "{text}");
         }
+    }
+
+    /// What `decided_by` reads from a running simulation is what `observe` reads from its
+    /// report: stopped at 5 s, every condition's live decision equals the report's.
+    #[test]
+    fn a_live_decision_agrees_with_the_report_of_the_run_it_stopped() {
+        let sets = [
+            crate::scenario::Override::parse("duration=9s").unwrap(),
+            crate::scenario::Override::parse("backgroundServices.count=100").unwrap(),
+        ];
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/flash-sale.yaml");
+        let s = Scenario::load(path, &sets).unwrap();
+        let conditions: Vec<Condition> = [
+            "drop>0",
+            "drop>0@node-a",
+            "drop>0@node-b",
+            "drop>=0@node-x",
+            "drop>100000000",
+            "insert_failed>0",
+            "early_drop>0",
+            "failed>0",
+            "timeouts>0",
+            "timeouts>=1000000",
+        ]
+        .iter()
+        .map(|t| Condition::parse(t).unwrap())
+        .collect();
+        let mut live = Vec::new();
+        let out = crate::sim::run_until_decided(&s, &mut |_| {}, &mut |p| {
+            if p.now().as_nanos() < 5_000_000_000 {
+                return false;
+            }
+            live = conditions.iter().map(|c| c.decided_by(p)).collect();
+            true
+        })
+        .unwrap();
+        let from_report: Vec<bool> = conditions
+            .iter()
+            .map(|c| c.observe(&out.report).is_some_and(|(v, _)| c.holds(v)))
+            .collect();
+        assert_eq!(live, from_report);
+        assert!(live[0] && !live[3] && !live[4], "{live:?}");
     }
 
     #[test]

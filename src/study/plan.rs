@@ -30,7 +30,7 @@ use serde::Serialize;
 use super::compare;
 use super::horizon::{Horizon, Sufficiency};
 use super::knob::{Condition, Knob};
-use super::runner::{Job, run_jobs, run_jobs_until};
+use super::runner::{Job, run_jobs, run_jobs_until, workers_within};
 use crate::scenario::budget::{Estimate, Limits};
 use crate::scenario::{ConnectionMode, Override, Scenario, ScenarioError, Variant};
 use crate::sim::{Outcome, SimError};
@@ -58,10 +58,11 @@ pub struct PlanSettings {
     /// condition on counters that only grow holds: the search's answer is the same,
     /// the probe's `observed` is then the count at the stop).
     pub full_runs: bool,
-    /// Limits every probe's run must fit in, with one run per thread at once: a search
-    /// that would go on to a probe over them ends with [`Answer::OverLimits`] instead of
-    /// starting that run (moving a rate by factors of 4 reaches sizes no machine holds
-    /// within a few steps).
+    /// Limits every probe's run must fit in: a search that would go on to a probe over
+    /// them on its own ends with [`Answer::OverLimits`] instead of starting that run
+    /// (moving a rate by factors of 4 reaches sizes no machine holds within a few
+    /// steps), and a round runs only as many probes at once as fit in `max_memory`
+    /// together, so neither the answer nor the memory depends on the threads.
     pub limits: Limits,
 }
 
@@ -180,8 +181,8 @@ pub enum Answer {
         reason: String,
         /// Smallest and largest value run before it, when any was.
         tried: Option<(u64, u64)>,
-        /// Whether the condition held at the last value run.
-        held: bool,
+        /// Whether the condition held at the last value run (`None` when none was).
+        held: Option<bool>,
     },
     /// This build cannot simulate the variant.
     NotSimulated {
@@ -327,13 +328,16 @@ pub fn plan(
         .collect();
     let mut runs = 0usize;
     let mut round = 0usize;
-    let parallel = u64::try_from(threads.get().min(searches.len())).unwrap_or(u64::MAX);
     loop {
         let mut jobs = Vec::new();
         let mut owners: Vec<(usize, u64)> = Vec::new();
         for (i, search) in searches.iter_mut().enumerate() {
             let column = &columns[i / settings.seeds.len()];
             let seed = settings.seeds[i % settings.seeds.len()];
+            // A round's probes of one search are queued together or not at all: one that
+            // would be over the limits on its own ends the search before any of them runs.
+            let mut queued = Vec::new();
+            let mut refused = None;
             for value in search.next(knob, settings) {
                 let mut set = knob.overrides(value).map_err(PlanError::BadPath)?;
                 set.push(
@@ -349,24 +353,32 @@ pub fn plan(
                         value: knob.format(value),
                         source,
                     })?;
-                if let Err(e) = Estimate::of(&scenario).check(&scenario, &settings.limits, parallel) {
-                    search.stop_over_limits(value, e.to_string());
+                // Alone, whatever the threads, so the answer does not depend on them;
+                // `workers_within` below keeps the runs at once within the memory limit.
+                if let Err(e) = Estimate::of(&scenario).check(&scenario, &settings.limits, 1) {
+                    refused = Some((value, e.to_string()));
                     break;
                 }
-                jobs.push(Job {
-                    label: format!("{} seed {seed} {}", column.label, knob.format(value)),
-                    scenario,
-                });
+                let label = format!("{} seed {seed} {}", column.label, knob.format(value));
+                queued.push((Job { label, scenario }, value));
+            }
+            if let Some((value, reason)) = refused {
+                search.stop_over_limits(value, reason);
+                continue;
+            }
+            for (job, value) in queued {
+                jobs.push(job);
                 owners.push((i, value));
             }
         }
         if jobs.is_empty() {
             break;
         }
+        let workers = workers_within(&jobs, threads, &settings.limits);
         let outcomes = if settings.full_runs || !settings.until.only_grows() {
-            run_jobs(&jobs, threads, &|_, _| {})
+            run_jobs(&jobs, workers, &|_, _| {})
         } else {
-            run_jobs_until(&jobs, threads, &|_, _| {}, &|_, p| settings.until.decided_by(p))
+            run_jobs_until(&jobs, workers, &|_, _| {}, &|_, p| settings.until.decided_by(p))
         };
         runs += jobs.len();
         round += 1;

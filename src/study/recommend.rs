@@ -34,7 +34,7 @@ use std::num::NonZeroUsize;
 use serde::Serialize;
 
 use super::horizon::Horizon;
-use super::runner::{Job, run_jobs};
+use super::runner::{Job, run_jobs, workers_within};
 use crate::conntrack as sizing;
 use crate::report::Report;
 use crate::scenario::budget::{BudgetError, Estimate, Limits};
@@ -214,25 +214,29 @@ fn derive(base: &Scenario, what: &str, set: &[String]) -> Result<Job, RecommendE
     })
 }
 
-/// Refuses, before any starts, a batch of runs that would not fit `limits` with
-/// `threads` of them at once: the derived runs are larger than the scenario the command
-/// line checked (an unconstrained table, a generous pool, longer runs).
-fn check_limits(jobs: &[Job], threads: NonZeroUsize, limits: &Limits) -> Result<(), RecommendError> {
-    let parallel = u64::try_from(threads.get().min(jobs.len())).unwrap_or(u64::MAX);
+/// Refuses, before any starts, a batch of runs one of which would not fit `limits` on
+/// its own (the derived runs are larger than the scenario the command line checked: an
+/// unconstrained table, a generous pool, longer runs); returns how many may run at once
+/// within the memory limit ([`workers_within`]).
+fn check_limits(
+    jobs: &[Job],
+    threads: NonZeroUsize,
+    limits: &Limits,
+) -> Result<NonZeroUsize, RecommendError> {
     for j in jobs {
         Estimate::of(&j.scenario)
-            .check(&j.scenario, limits, parallel)
+            .check(&j.scenario, limits, 1)
             .map_err(|source| RecommendError::OverLimits {
                 what: j.label.clone(),
                 source,
             })?;
     }
-    Ok(())
+    Ok(workers_within(jobs, threads, limits))
 }
 
 fn run_all(jobs: &[Job], threads: NonZeroUsize, limits: &Limits) -> Result<Vec<Report>, RecommendError> {
-    check_limits(jobs, threads, limits)?;
-    run_jobs(jobs, threads, &|_, _| {})
+    let workers = check_limits(jobs, threads, limits)?;
+    run_jobs(jobs, workers, &|_, _| {})
         .into_iter()
         .zip(jobs)
         .map(|(o, j)| {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::report::Report;
 use crate::scenario::Scenario;
+use crate::scenario::budget::{Estimate, Limits};
 use crate::sim::{Outcome, SimError};
 
 /// One run of a study: a label and the scenario to simulate.
@@ -54,7 +55,7 @@ pub fn run_jobs_until(
     decided: &(dyn Fn(usize, &crate::sim::Progress<'_>) -> bool + Sync),
 ) -> Vec<Result<Outcome, SimError>> {
     pool(jobs.len(), threads, on_done, &|i| {
-        crate::sim::run_until_decided(&jobs[i].scenario, &mut |p| decided(i, p))
+        crate::sim::run_until_decided(&jobs[i].scenario, &mut |_| {}, &mut |p| decided(i, p))
     })
     .into_iter()
     .map(|r| r.unwrap_or_else(|| Err(stopped())))
@@ -79,6 +80,28 @@ pub fn run_reports<T: Send>(
     .enumerate()
     .map(|(i, r)| r.unwrap_or_else(|| map(i, Err(stopped()))))
     .collect()
+}
+
+/// How many of `jobs` may run at once: at most `threads`, and no more than the largest
+/// runs' memory estimates fit in `limits.max_memory` together (at least one). Studies
+/// decide whether a run fits on its own, so their answers do not depend on the threads;
+/// this keeps the runs at once within the limit.
+#[must_use]
+pub fn workers_within(jobs: &[Job], threads: NonZeroUsize, limits: &Limits) -> NonZeroUsize {
+    let mut bytes: Vec<u64> = jobs
+        .iter()
+        .map(|j| Estimate::of(&j.scenario).memory_bytes())
+        .collect();
+    bytes.sort_unstable_by(|a, b| b.cmp(a));
+    let mut total = 0u64;
+    let fit = bytes
+        .iter()
+        .take_while(|b| {
+            total = total.saturating_add(**b);
+            total <= limits.max_memory
+        })
+        .count();
+    NonZeroUsize::new(fit.min(threads.get())).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn stopped() -> SimError {

@@ -246,6 +246,61 @@ fn plan_stops_before_a_probe_over_the_limits() {
     );
 }
 
+/// Whether a probe is over the limits is decided for the run on its own, so the answer
+/// is the same with 1 or 2 threads (the threads only change how many run at once); and a
+/// round's probes of one search are refused together: a variant whose range top is over
+/// the limits runs neither end.
+#[test]
+fn plan_answers_over_the_limits_do_not_depend_on_threads_or_half_run_a_round() {
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(["plan", &root("scenarios/small.yaml"), "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let expand = [
+        "--until",
+        "drop>1000000000",
+        "--seeds",
+        "2",
+        "--set",
+        "duration=2s",
+    ];
+    let one = run(&[&expand[..], &["--max-memory", "600Mi", "--threads", "1"]].concat());
+    let two = run(&[&expand[..], &["--max-memory", "600Mi", "--threads", "2"]].concat());
+    assert_eq!(one, two);
+    assert_eq!(one["variants"][0]["seeds"][0]["answer"]["kind"], "over_limits");
+    let v = run(&[
+        "--until",
+        "drop>0",
+        "--range",
+        "1k/s..4k/s",
+        "--seeds",
+        "1",
+        "--set",
+        "duration=5s",
+        "--variant",
+        "long:duration=20s",
+        "--max-events",
+        "1000000",
+    ]);
+    let long = &v["variants"][1]["seeds"][0];
+    assert_eq!(long["answer"]["kind"], "over_limits", "{long}");
+    assert_eq!(long["answer"]["next"], 4_000_000);
+    assert!(
+        long["answer"]["tried"].is_null() && long["answer"]["held"].is_null(),
+        "{long}"
+    );
+    assert_eq!(
+        long["probes"],
+        serde_json::json!([]),
+        "the 1k/s end did not run either"
+    );
+}
+
 /// `recommend`'s derived runs are larger than the scenario the command line checks (an
 /// unconstrained 16M-entry table, runs lengthened to the steady state): each is checked
 /// against the limits before it starts, and refused with exit 2 naming the run.

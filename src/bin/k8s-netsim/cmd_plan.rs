@@ -82,8 +82,10 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| BadInput(format!("--range {e}")))?;
     // The search runs the scenario at many values of the knob: check it as given, and
-    // at the top of the range when one is given (the largest run it asks for).
-    a.opts.check(&a.scenario, &base, usize::MAX)?;
+    // at the top of the range when one is given (the largest run it asks for), each on
+    // its own: the search checks every probe the same way and runs only as many at once
+    // as fit the memory limit together, so its answer does not depend on --threads.
+    a.opts.check(&a.scenario, &base, 1)?;
     if let Some((_, hi)) = range {
         let top = knob
             .overrides(hi)
@@ -92,7 +94,7 @@ pub(crate) fn plan(a: PlanArgs) -> anyhow::Result<()> {
                 base.with_overrides(&o)
                     .map_err(|e| BadInput(format!("--range: {e}")))
             })?;
-        a.opts.check(&a.scenario, &top, usize::MAX)?;
+        a.opts.check(&a.scenario, &top, 1)?;
     }
     if !(a.resolution > 0.0 && a.resolution < 50.0) {
         return Err(BadInput(format!(
@@ -201,7 +203,9 @@ pub(crate) struct RecommendArgs {
 pub(crate) fn recommend(a: RecommendArgs) -> anyhow::Result<()> {
     use k8s_netsim::study::recommend;
     let base = a.opts.load(&a.scenario)?;
-    a.opts.check(&a.scenario, &base, usize::MAX)?;
+    // On its own: every derived run is checked the same way, and as many run at once as
+    // fit the memory limit together.
+    a.opts.check(&a.scenario, &base, 1)?;
     let threads = a.opts.threads();
     let limits = a.opts.limits.limits();
     eprintln!(

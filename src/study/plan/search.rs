@@ -58,6 +58,9 @@ impl Search {
 
     /// Records the runs of `next` and advances.
     pub(super) fn record(&mut self, knob: &Knob, s: &PlanSettings, probes: Vec<Probe>) {
+        if matches!(self.state, State::Done(_)) {
+            return;
+        }
         let held: Vec<(u64, bool)> = probes.iter().map(|p| (p.value, p.held)).collect();
         self.probes.extend(probes);
         self.state = match (&self.state, held.as_slice()) {
@@ -142,7 +145,7 @@ impl Search {
             next,
             reason,
             tried,
-            held: self.probes.last().is_some_and(|p| p.held),
+            held: self.probes.last().map(|p| p.held),
         });
     }
 
@@ -273,7 +276,7 @@ mod tests {
                 next: 16_000,
                 reason: "too large".into(),
                 tried: Some((1_000, 4_000)),
-                held: false,
+                held: Some(false),
             }
         );
     }

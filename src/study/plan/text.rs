@@ -111,7 +111,7 @@ impl Plan {
                 held,
             } => {
                 let before = tried.map_or_else(String::new, |(lo, hi)| {
-                    let verb = if *held {
+                    let verb = if *held == Some(true) {
                         "holds at every value tried"
                     } else {
                         "never holds"

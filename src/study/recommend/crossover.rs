@@ -131,8 +131,8 @@ pub fn proxy_mode_crossover(
             jobs.push(derive(base, &format!("{m} with {n} Services"), &set)?);
         }
     }
-    check_limits(&jobs, threads, limits)?;
-    let outs = run_jobs(&jobs, threads, &|_, _| {});
+    let workers = check_limits(&jobs, threads, limits)?;
+    let outs = run_jobs(&jobs, workers, &|_, _| {});
     let mut cells = Vec::new();
     for ((job, out), (m, n)) in jobs.iter().zip(outs).zip(
         all.iter()
