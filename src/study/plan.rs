@@ -329,48 +329,7 @@ pub fn plan(
     let mut runs = 0usize;
     let mut round = 0usize;
     loop {
-        let mut jobs = Vec::new();
-        let mut owners: Vec<(usize, u64)> = Vec::new();
-        for (i, search) in searches.iter_mut().enumerate() {
-            let column = &columns[i / settings.seeds.len()];
-            let seed = settings.seeds[i % settings.seeds.len()];
-            // A round's probes of one search are queued together or not at all: one that
-            // would be over the limits on its own ends the search before any of them runs.
-            let mut queued = Vec::new();
-            let mut refused = None;
-            for value in search.next(knob, settings) {
-                let mut set = knob.overrides(value).map_err(PlanError::BadPath)?;
-                set.push(
-                    Override::parse(&format!("seed={seed}"))
-                        .map_err(|e| PlanError::BadPath(e.to_string()))?,
-                );
-                let scenario = column
-                    .scenario
-                    .with_overrides(&set)
-                    .map_err(|source| PlanError::Probe {
-                        variant: column.label.clone(),
-                        knob: knob.paths.join(","),
-                        value: knob.format(value),
-                        source,
-                    })?;
-                // Alone, whatever the threads, so the answer does not depend on them;
-                // `workers_within` below keeps the runs at once within the memory limit.
-                if let Err(e) = Estimate::of(&scenario).check(&scenario, &settings.limits, 1) {
-                    refused = Some((value, e.to_string()));
-                    break;
-                }
-                let label = format!("{} seed {seed} {}", column.label, knob.format(value));
-                queued.push((Job { label, scenario }, value));
-            }
-            if let Some((value, reason)) = refused {
-                search.stop_over_limits(value, reason);
-                continue;
-            }
-            for (job, value) in queued {
-                jobs.push(job);
-                owners.push((i, value));
-            }
-        }
+        let Round { jobs, owners } = next_round(&mut searches, &columns, knob, settings)?;
         if jobs.is_empty() {
             break;
         }
@@ -469,6 +428,63 @@ pub fn plan(
         warnings: warnings(base, &settings.until),
         variants: out,
     })
+}
+
+/// The next round's runs of every search that is not done, with the search and value
+/// each belongs to. A round's probes of one search are queued together or not at all:
+/// one over the limits on its own ends that search before any of them runs.
+fn next_round(
+    searches: &mut [Search],
+    columns: &[Job],
+    knob: &Knob,
+    settings: &PlanSettings,
+) -> Result<Round, PlanError> {
+    let mut jobs = Vec::new();
+    let mut owners = Vec::new();
+    for (i, search) in searches.iter_mut().enumerate() {
+        let column = &columns[i / settings.seeds.len()];
+        let seed = settings.seeds[i % settings.seeds.len()];
+        let mut queued = Vec::new();
+        let mut refused = None;
+        for value in search.next(knob, settings) {
+            let mut set = knob.overrides(value).map_err(PlanError::BadPath)?;
+            set.push(
+                Override::parse(&format!("seed={seed}")).map_err(|e| PlanError::BadPath(e.to_string()))?,
+            );
+            let scenario = column
+                .scenario
+                .with_overrides(&set)
+                .map_err(|source| PlanError::Probe {
+                    variant: column.label.clone(),
+                    knob: knob.paths.join(","),
+                    value: knob.format(value),
+                    source,
+                })?;
+            // Alone, whatever the threads, so the answer does not depend on them;
+            // `plan` runs only as many at once as fit the memory limit (`workers_within`).
+            if let Err(e) = Estimate::of(&scenario).check(&scenario, &settings.limits, 1) {
+                refused = Some((value, e.to_string()));
+                break;
+            }
+            let label = format!("{} seed {seed} {}", column.label, knob.format(value));
+            queued.push((Job { label, scenario }, value));
+        }
+        if let Some((value, reason)) = refused {
+            search.stop_over_limits(value, reason);
+            continue;
+        }
+        for (job, value) in queued {
+            jobs.push(job);
+            owners.push((i, value));
+        }
+    }
+    Ok(Round { jobs, owners })
+}
+
+/// One round of a plan: its runs, and for each the search (index) and value it belongs to.
+struct Round {
+    jobs: Vec<Job>,
+    owners: Vec<(usize, u64)>,
 }
 
 fn probe(knob: &Knob, until: &Condition, value: u64, o: &Outcome) -> Probe {
