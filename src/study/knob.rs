@@ -438,11 +438,7 @@ impl Condition {
     #[must_use]
     #[allow(clippy::cast_precision_loss)]
     pub fn observe(&self, report: &Report) -> Option<(f64, Option<f64>)> {
-        let nodes: Vec<_> = report
-            .nodes
-            .iter()
-            .filter(|n| self.node.as_ref().is_none_or(|x| *x == n.name))
-            .collect();
+        let nodes: Vec<_> = report.nodes.iter().filter(|n| self.covers(&n.name)).collect();
         if nodes.is_empty() {
             return None;
         }
@@ -481,6 +477,12 @@ impl Condition {
         })
     }
 
+    /// Whether the condition counts node `name` (every node without `@NODE`): the one
+    /// rule `observe` and `decided_by` share.
+    fn covers(&self, name: &str) -> bool {
+        self.node.as_deref().is_none_or(|x| x == name)
+    }
+
     /// Whether a run that meets the condition at some point still meets it at its end:
     /// true for the counters that only grow (the conntrack counters, and `failed` and
     /// `timeouts` as counts). A share of requests, a latency percentile or the CPU peak
@@ -507,7 +509,7 @@ impl Condition {
         let nodes: Vec<usize> = progress
             .node_names()
             .enumerate()
-            .filter(|(_, name)| self.node.as_deref().is_none_or(|x| x == *name))
+            .filter(|(_, name)| self.covers(name))
             .map(|(i, _)| i)
             .collect();
         if nodes.is_empty() {

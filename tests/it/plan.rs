@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use k8s_netsim::scenario::budget::Limits;
 use k8s_netsim::scenario::{Override, Scenario};
 use k8s_netsim::study::knob::{Condition, Knob};
 use k8s_netsim::study::{plan, recommend};
@@ -41,7 +42,7 @@ fn plan_finds_the_flash_sale_breaking_rate_within_5_percent_of_the_analytic_rate
         max_expansions: 6,
         seeds: vec![42, 43],
         full_runs: false,
-        limits: k8s_netsim::scenario::budget::Limits::default(),
+        limits: Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -79,7 +80,7 @@ fn plan_warns_when_the_runs_are_too_short_for_a_steady_state() {
         max_expansions: 6,
         seeds: vec![42],
         full_runs: false,
-        limits: k8s_netsim::scenario::budget::Limits::default(),
+        limits: Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap();
     assert!(
@@ -108,7 +109,7 @@ fn plan_stops_a_probe_once_its_condition_holds_for_good_with_the_same_answer() {
             max_expansions: 6,
             seeds: vec![42],
             full_runs,
-            limits: k8s_netsim::scenario::budget::Limits::default(),
+            limits: Limits::default(),
         };
         plan::plan(&base, &[], &knob, &settings, threads(), &|_, _| {}).unwrap()
     };
@@ -417,13 +418,7 @@ fn recommendations_hold_when_re_run() {
         "workloads.0.rate=2k/s",
         "backgroundServices.count=100",
     ]);
-    let r = recommend::conntrack(
-        &base,
-        25.0,
-        threads(),
-        &k8s_netsim::scenario::budget::Limits::default(),
-    )
-    .unwrap();
+    let r = recommend::conntrack(&base, 25.0, threads(), &Limits::default()).unwrap();
     let v = r.verified.as_ref().unwrap();
     assert!(v.holds, "{}", r.render_text());
     // The scenario's own table would drop at this load: the recommendation changed something.
@@ -446,14 +441,7 @@ fn recommendations_hold_when_re_run() {
         "nodes.1.sysctl.net.netfilter.nf_conntrack_max=32768",
         "backgroundServices.count=100",
     ]);
-    let r = recommend::pool(
-        &base,
-        0,
-        25.0,
-        threads(),
-        &k8s_netsim::scenario::budget::Limits::default(),
-    )
-    .unwrap();
+    let r = recommend::pool(&base, 0, 25.0, threads(), &Limits::default()).unwrap();
     assert!(r.verified.as_ref().unwrap().holds, "{}", r.render_text());
     let before = k8s_netsim::sim::run(&base, &mut |_, _| {}).unwrap().report;
     assert!(before.nodes.iter().map(|n| n.conntrack.stats.drop).sum::<u64>() > 0);

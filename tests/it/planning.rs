@@ -5,6 +5,7 @@
 
 use std::num::NonZeroUsize;
 
+use k8s_netsim::scenario::budget::Limits;
 use k8s_netsim::scenario::{Override, Scenario};
 use k8s_netsim::study::compare::{self, Comparison, OutcomeKind};
 use k8s_netsim::study::knob::{Condition, Knob};
@@ -25,13 +26,7 @@ fn two() -> NonZeroUsize {
 #[test]
 fn the_small_scenarios_conntrack_recommendation_survives_a_130_s_re_run() {
     let base = load("scenarios/small.yaml", &[]);
-    let r = recommend::conntrack(
-        &base,
-        25.0,
-        two(),
-        &k8s_netsim::scenario::budget::Limits::default(),
-    )
-    .unwrap();
+    let r = recommend::conntrack(&base, 25.0, two(), &Limits::default()).unwrap();
     let text = r.render_text();
     assert!(r.runs.duration_s >= 128.0, "{text}");
     assert_eq!(r.runs.lengthened_from_s, Some(20.0), "{text}");
@@ -240,7 +235,7 @@ fn plan_and_sweep_mark_answers_from_short_runs_inconclusive() {
         max_expansions: 2,
         seeds: vec![7],
         full_runs: false,
-        limits: k8s_netsim::scenario::budget::Limits::default(),
+        limits: Limits::default(),
     };
     let p = plan::plan(&base, &[], &knob, &settings, two(), &|_, _| {}).unwrap();
     assert!(!p.run.long_enough);

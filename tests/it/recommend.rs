@@ -4,6 +4,7 @@
 
 use std::num::NonZeroUsize;
 
+use k8s_netsim::scenario::budget::Limits;
 use k8s_netsim::scenario::{Override, Scenario};
 use k8s_netsim::study::recommend;
 
@@ -49,14 +50,7 @@ fn masquerade_all_to_one_endpoint_runs_out_of_snat_ports_before_the_table_fills(
 #[test]
 fn snat_recommendation_spreads_the_flows_over_enough_endpoints_and_holds_when_re_run() {
     let base = snat_exhaustion(&[]);
-    let r = recommend::snat_ports(
-        &base,
-        0,
-        25.0,
-        NonZeroUsize::new(2).unwrap(),
-        &k8s_netsim::scenario::budget::Limits::default(),
-    )
-    .unwrap();
+    let r = recommend::snat_ports(&base, 0, 25.0, NonZeroUsize::new(2).unwrap(), &Limits::default()).unwrap();
     let text = r.render_text();
     assert_eq!(r.settings, ["services.0.endpoints.0.count=3"], "{text}");
     let v = r.verified.as_ref().expect("re-run");
@@ -90,14 +84,7 @@ fn snat_recommendation_spreads_the_flows_over_enough_endpoints_and_holds_when_re
 #[test]
 fn without_masquerade_all_the_snat_recommendation_changes_nothing() {
     let base = snat_exhaustion(&["kubeProxy.masqueradeAll=false", "duration=20s"]);
-    let r = recommend::snat_ports(
-        &base,
-        0,
-        25.0,
-        NonZeroUsize::new(2).unwrap(),
-        &k8s_netsim::scenario::budget::Limits::default(),
-    )
-    .unwrap();
+    let r = recommend::snat_ports(&base, 0, 25.0, NonZeroUsize::new(2).unwrap(), &Limits::default()).unwrap();
     let text = r.render_text();
     assert!(r.settings.is_empty(), "{text}");
     assert!(text.contains("not SNATed"), "{text}");

@@ -4,6 +4,7 @@
 use std::num::NonZeroUsize;
 
 use k8s_netsim::report::Report;
+use k8s_netsim::scenario::budget::Limits;
 use k8s_netsim::scenario::{Override, Scenario};
 use k8s_netsim::study::{Comparison, compare, parse_variant, run_jobs};
 
@@ -182,7 +183,7 @@ fn proxy_mode_crossover_finds_where_ipvs_and_nftables_beat_iptables() {
         &["ipvs", "nftables"],
         &[10, 10_000],
         NonZeroUsize::new(2).unwrap(),
-        &k8s_netsim::scenario::budget::Limits::default(),
+        &Limits::default(),
     )
     .unwrap();
     for (mode, at) in &c.crossover {
