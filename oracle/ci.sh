@@ -7,7 +7,7 @@
 #
 # The fresh comparison is reported, not gating, unless NETSIM_ORACLE_GATE=1: a real
 # kernel's timing on a busy 2-core CI machine varies from run to run (see
-# docs/validation.md, "Re-recording in CI"); the committed recordings gate through
+# docs/oracle.md, "Re-recording in CI"); the committed recordings gate through
 # `cargo test` (tests/it/validation.rs).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -39,14 +39,16 @@ pub enum Tolerance {
         /// Upper bound.
         hi: f64,
     },
-    /// The real value inside the 2.5..97.5 percentile range `[lo, hi]` of the model's
-    /// distribution over many seeds: used for quantities that are random in the kernel
-    /// (ISNs, random port offsets), where one recording is one draw.
+    /// The real value inside the `tail`..`100 - tail` percentile range `[lo, hi]` of the
+    /// model's distribution over many seeds: used for quantities that are random in the
+    /// kernel (ISNs, random port offsets, hash keys), where one recording is one draw.
     ModelRange {
-        /// 2.5th percentile of the model.
+        /// The model's `tail`th percentile.
         lo: f64,
-        /// 97.5th percentile of the model.
+        /// The model's `100 - tail`th percentile.
         hi: f64,
+        /// Percent of the model's draws left out on each side (2.5 for the 95 % range).
+        tail: f64,
     },
 }
 
@@ -76,7 +78,7 @@ impl Tolerance {
             Tolerance::Within { lo, hi } => {
                 (lo - EPS..=hi + EPS).contains(&real) && (lo - EPS..=hi + EPS).contains(&sim)
             }
-            Tolerance::ModelRange { lo, hi } => (lo - EPS..=hi + EPS).contains(&real),
+            Tolerance::ModelRange { lo, hi, .. } => (lo - EPS..=hi + EPS).contains(&real),
         }
     }
 
@@ -93,8 +95,9 @@ impl Tolerance {
             Tolerance::Within { lo, hi } => {
                 format!("both in [{}, {}]", fmt_value(lo, unit), fmt_value(hi, unit))
             }
-            Tolerance::ModelRange { lo, hi } => format!(
-                "real in model p2.5–p97.5 [{}, {}]",
+            Tolerance::ModelRange { lo, hi, tail } => format!(
+                "real in model p{tail}–p{} [{}, {}]",
+                100.0 - tail,
                 fmt_value(lo, unit),
                 fmt_value(hi, unit)
             ),
@@ -255,9 +258,20 @@ mod tests {
 
     #[test]
     fn model_range_only_looks_at_the_real_value() {
-        let t = Tolerance::ModelRange { lo: 2.0, hi: 7.0 };
+        let t = Tolerance::ModelRange {
+            lo: 2.0,
+            hi: 7.0,
+            tail: 2.5,
+        };
         assert!(t.accepts(5.0, 100.0));
         assert!(!t.accepts(8.0, 5.0));
+        assert_eq!(t.describe(Unit::Count), "real in model p2.5–p97.5 [2, 7]");
+        let wide = Tolerance::ModelRange {
+            lo: 2.0,
+            hi: 7.0,
+            tail: 0.5,
+        };
+        assert_eq!(wide.describe(Unit::Count), "real in model p0.5–p99.5 [2, 7]");
     }
 
     #[test]

@@ -87,8 +87,15 @@ pub(crate) const GROUP_NOTES: &[(&str, &str)] = &[
     (
         "b-early-drop",
         "Conntrack-level replay of the udp-flood tuples (same index sequence, same rates). Which probe \
-         finds an evictable entry in its 8 buckets depends on the hash key, which is random per boot: the \
-         model runs 40 keys; the recording is one draw and is compared with the model's 2.5-97.5 % range.",
+         finds an evictable entry in its 8 buckets depends on the hash key, random per boot and namespace; \
+         how many probes meet a full table at all depends on the gc worker's phase: a failed early_drop \
+         among the fill's last datagrams arms the 95 % trim, and a pass inside the probe window frees up to \
+         5 % of the table (re-recordings: 2 of 16 runs had one, 101 probes admitted without early_drop at \
+         max 2,000 and 257 at 20,000). So the rows are early_drop's share of the probes that met a full \
+         table (hash key) and how many met one (gc phase). The model runs 200 draws, a key each and gc \
+         phases spread evenly over the 60 s idle interval; the recording is one draw and is compared with \
+         the model's 0.5-99.5 % range (six random rows per re-recording: 95 % ranges would flag a correct \
+         model in about one re-recording in four).",
     ),
     (
         "c-tw-expiry",

@@ -109,6 +109,12 @@ impl Node {
         })
     }
 
+    /// Moves the gc worker's first run to `first` (its phase: the real worker has run
+    /// since boot, so where its passes fall in an experiment is unknown).
+    pub(crate) fn start_gc_at(&mut self, first: SimTime) {
+        self.gc_next = first;
+    }
+
     /// Turns conntrack on in `ns` with these timeouts.
     pub(crate) fn enable(&mut self, ns: u16, timeouts: CtTimeouts) {
         let mut cfg = NetnsConfig::enabled(&Sysctls::default());

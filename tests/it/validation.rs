@@ -2,7 +2,7 @@
 //! recordings and every published target is within tolerance or explained, the known
 //! disagreements stay marked, and `docs/validation.md` is current.
 
-use k8s_netsim::validate::{self, Check, Status};
+use k8s_netsim::validate::{self, Check, Status, Tolerance};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -53,7 +53,17 @@ fn recorded_mechanisms_agree() {
     // §gc worker: the gc 95 % trim.
     assert_eq!(row("a/max200/count-idle").status, Status::Pass);
     // §early_drop: early-drop success follows bucket density.
-    assert_eq!(row("b/max2000/probe-early-drop").status, Status::Pass);
+    assert_eq!(row("b/max2000/probe-evicted-share").status, Status::Pass);
+    assert_eq!(row("b/max65536/probe-evicted-share").status, Status::Pass);
+    // §gc worker: b's model draws its gc phase, so some draws have a pass inside the
+    // probe window, whose 95 % trim lets 101 of max 2,000's probes in without meeting a
+    // full table (as 2 of 16 re-recordings did).
+    let full = row("b/max2000/probe-full-table");
+    assert!(
+        matches!(full.tolerance, Tolerance::ModelRange { lo, hi, .. } if lo == 1899.0 && hi == 2000.0),
+        "{:?}",
+        full.tolerance
+    );
     // §Lazy expiry: reaping by lookups and dumps.
     assert_eq!(row("g/n50000/survivors").status, Status::Pass);
     assert_eq!(row("c/tw10-list/count-after-list").status, Status::Pass);
