@@ -89,13 +89,14 @@ pub(crate) const GROUP_NOTES: &[(&str, &str)] = &[
         "Conntrack-level replay of the udp-flood tuples (same index sequence, same rates). Which probe \
          finds an evictable entry in its 8 buckets depends on the hash key, random per boot and namespace; \
          how many probes meet a full table at all depends on the gc worker's phase: a failed early_drop \
-         among the fill's last datagrams arms the 95 % trim, and a pass inside the probe window frees up to \
-         5 % of the table (re-recordings: 2 of 16 runs had one, 101 probes admitted without early_drop at \
-         max 2,000 and 257 at 20,000). So the rows are early_drop's share of the probes that met a full \
-         table (hash key) and how many met one (gc phase). The model runs 200 draws, a key each and gc \
+         among the fill's last datagrams arms the 95 % trim, and a pass between the end of the fill and \
+         the end of the probes kills down to 95 % of max, at most about 257 entries per arming at HZ 250, \
+         and that many probes go in without early_drop or drop (re-recordings: 2 of 16 runs had such a \
+         pass, 101 probes at max 2,000 and 257 at 20,000). So the rows are early_drop's share of \
+         early_drop + drop (hash key) and early_drop + drop itself (gc phase; early_drop counts evicted \
+         entries, so it can exceed the probes by one or two). The model runs 200 draws, a key each and gc \
          phases spread evenly over the 60 s idle interval; the recording is one draw and is compared with \
-         the model's 0.5-99.5 % range (six random rows per re-recording: 95 % ranges would flag a correct \
-         model in about one re-recording in four).",
+         the model's 0.5-99.5 % range (docs/oracle.md, Re-recording in CI).",
     ),
     (
         "c-tw-expiry",
