@@ -16,6 +16,11 @@
 //! A ```` ```text ```` block is checked against the output of the last command run before
 //! it: each of its lines must be a line of that output, where `[...]` stands for any
 //! text (a line of only `...` skips output lines).
+//!
+//! Each `## ` chapter is its own test, in its own scratch directory, so the test runner
+//! can run them side by side; a chapter's commands run in order (a later one may read
+//! what an earlier one wrote). A chapter with commands and no test fails
+//! `every_readme_chapter_with_commands_is_run`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,9 +103,19 @@ fn strip_comment(line: &str) -> String {
     line.trim().to_owned()
 }
 
-/// The scratch directory commands run in: the checkout's inputs, nothing else.
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("k8s-netsim-readme-{}", std::process::id()));
+/// The scratch directory `chapter`'s commands run in: the checkout's inputs, nothing else.
+fn scratch(chapter: &str) -> PathBuf {
+    let slug: String = chapter
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("k8s-netsim-readme-{}-{slug}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for d in ["scenarios", "scripts", "docs", "examples", "validation"] {
@@ -189,18 +204,56 @@ fn check_excerpt(excerpt: &[String], output: &str, line: usize, cmd: &str) {
 /// Commands that are not run here (see the module doc), by prefix.
 const NOT_RUN: [&str; 2] = ["cargo install --path .", "cargo test "];
 
-#[test]
-fn every_readme_command_runs_as_written_and_prints_its_excerpts() {
+/// The line of an item in the README.
+fn line_of(s: &Shown) -> usize {
+    match s {
+        Shown::Command { line, .. } | Shown::Excerpt { line, .. } => *line,
+    }
+}
+
+/// The README's commands and excerpts grouped by the `## ` chapter they stand in (those
+/// before the first chapter under ""), in document order.
+fn chapters(readme: &str) -> Vec<(String, Vec<Shown>)> {
+    let headings: Vec<(usize, String)> = readme
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| l.strip_prefix("## ").map(|t| (i + 1, t.trim().to_owned())))
+        .collect();
+    let mut out: Vec<(String, Vec<Shown>)> = Vec::new();
+    for s in shown(readme) {
+        let title = headings
+            .iter()
+            .rev()
+            .find(|(at, _)| *at < line_of(&s))
+            .map_or_else(String::new, |(_, t)| t.clone());
+        match out.last_mut() {
+            Some((t, items)) if *t == title => items.push(s),
+            _ => out.push((title, vec![s])),
+        }
+    }
+    out
+}
+
+/// The chapters with commands, each run by the test of the same name below.
+const CHAPTERS: [&str; 5] = [
+    "Two commands",
+    "What you can do with it",
+    "Outputs an operator already reads",
+    "Documentation",
+    "Remediations side by side",
+];
+
+/// Runs every command of `chapter` as written and checks its excerpts.
+fn run_chapter(chapter: &str) {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let shown = shown(&readme);
-    let commands = shown
+    let chapters = chapters(&readme);
+    let (_, items) = chapters
         .iter()
-        .filter(|s| matches!(s, Shown::Command { .. }))
-        .count();
-    assert!(commands >= 15, "only {commands} commands found: {shown:?}");
-    let dir = scratch();
+        .find(|(t, _)| t == chapter)
+        .unwrap_or_else(|| panic!("README.md has no chapter `## {chapter}` with commands"));
+    let dir = scratch(chapter);
     let mut last: Option<(String, String)> = None;
-    for s in &shown {
+    for s in items {
         match s {
             Shown::Command { line, text } => {
                 if NOT_RUN.iter().any(|p| text.starts_with(p)) {
@@ -210,14 +263,56 @@ fn every_readme_command_runs_as_written_and_prints_its_excerpts() {
                 last = Some((text.clone(), out));
             }
             Shown::Excerpt { line, lines } => {
-                let (cmd, out) = last
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("README.md:{line}: an excerpt before any command"));
+                let (cmd, out) = last.as_ref().unwrap_or_else(|| {
+                    panic!("README.md:{line}: an excerpt before any command of its chapter")
+                });
                 check_excerpt(lines, out, *line, cmd);
             }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_readme_chapter_with_commands_is_run() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let chapters = chapters(&readme);
+    let commands = chapters
+        .iter()
+        .flat_map(|(_, items)| items)
+        .filter(|s| matches!(s, Shown::Command { .. }))
+        .count();
+    assert!(commands >= 15, "only {commands} commands found");
+    let titles: Vec<&str> = chapters.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        titles, CHAPTERS,
+        "a chapter with commands needs its test in tests/it/readme.rs"
+    );
+}
+
+#[test]
+fn readme_two_commands() {
+    run_chapter(CHAPTERS[0]);
+}
+
+#[test]
+fn readme_what_you_can_do_with_it() {
+    run_chapter(CHAPTERS[1]);
+}
+
+#[test]
+fn readme_outputs_an_operator_already_reads() {
+    run_chapter(CHAPTERS[2]);
+}
+
+#[test]
+fn readme_documentation() {
+    run_chapter(CHAPTERS[3]);
+}
+
+#[test]
+fn readme_remediations_side_by_side() {
+    run_chapter(CHAPTERS[4]);
 }
 
 #[test]
@@ -238,4 +333,11 @@ fn the_readme_parser_finds_commands_comments_and_excerpts() {
     assert!(!matches("line [...] end", "line 42 and the end."));
     assert!(!matches("node-a", "node-ab"));
     assert_eq!(strip_comment("a '#b' # c"), "a '#b'");
+    let md =
+        "`k8s-netsim a`\n## One\n```sh\nk8s-netsim b\n```\n## Two\nno commands\n## Three\n`k8s-netsim c`\n";
+    let c: Vec<(String, usize)> = chapters(md).into_iter().map(|(t, v)| (t, v.len())).collect();
+    assert_eq!(
+        c,
+        [("".to_owned(), 1), ("One".to_owned(), 1), ("Three".to_owned(), 1)]
+    );
 }
