@@ -290,29 +290,24 @@ fn every_readme_chapter_with_commands_is_run() {
     );
 }
 
-#[test]
-fn readme_two_commands() {
-    run_chapter(CHAPTERS[0]);
+/// One test per chapter of [`CHAPTERS`], named after it.
+macro_rules! chapter_tests {
+    ($($name:ident = $index:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                run_chapter(CHAPTERS[$index]);
+            }
+        )*
+    };
 }
 
-#[test]
-fn readme_what_you_can_do_with_it() {
-    run_chapter(CHAPTERS[1]);
-}
-
-#[test]
-fn readme_outputs_an_operator_already_reads() {
-    run_chapter(CHAPTERS[2]);
-}
-
-#[test]
-fn readme_documentation() {
-    run_chapter(CHAPTERS[3]);
-}
-
-#[test]
-fn readme_remediations_side_by_side() {
-    run_chapter(CHAPTERS[4]);
+chapter_tests! {
+    readme_two_commands = 0,
+    readme_what_you_can_do_with_it = 1,
+    readme_outputs_an_operator_already_reads = 2,
+    readme_documentation = 3,
+    readme_remediations_side_by_side = 4,
 }
 
 #[test]
