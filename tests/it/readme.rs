@@ -214,11 +214,16 @@ fn line_of(s: &Shown) -> usize {
 /// The README's commands and excerpts grouped by the `## ` chapter they stand in (those
 /// before the first chapter under ""), in document order.
 fn chapters(readme: &str) -> Vec<(String, Vec<Shown>)> {
-    let headings: Vec<(usize, String)> = readme
-        .lines()
-        .enumerate()
-        .filter_map(|(i, l)| l.strip_prefix("## ").map(|t| (i + 1, t.trim().to_owned())))
-        .collect();
+    // Headings outside code blocks only: a `## ` line of shown output is not a chapter.
+    let mut fenced = false;
+    let mut headings: Vec<(usize, String)> = Vec::new();
+    for (i, l) in readme.lines().enumerate() {
+        if l.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if let Some(t) = l.strip_prefix("## ").filter(|_| !fenced) {
+            headings.push((i + 1, t.trim().to_owned()));
+        }
+    }
     let mut out: Vec<(String, Vec<Shown>)> = Vec::new();
     for s in shown(readme) {
         let title = headings
@@ -328,11 +333,10 @@ fn the_readme_parser_finds_commands_comments_and_excerpts() {
     assert!(!matches("line [...] end", "line 42 and the end."));
     assert!(!matches("node-a", "node-ab"));
     assert_eq!(strip_comment("a '#b' # c"), "a '#b'");
-    let md =
-        "`k8s-netsim a`\n## One\n```sh\nk8s-netsim b\n```\n## Two\nno commands\n## Three\n`k8s-netsim c`\n";
+    let md = "`k8s-netsim a`\n## One\n```sh\nk8s-netsim b\n```\n```text\n## not a chapter\n```\n## Two\nno commands\n## Three\n`k8s-netsim c`\n";
     let c: Vec<(String, usize)> = chapters(md).into_iter().map(|(t, v)| (t, v.len())).collect();
     assert_eq!(
         c,
-        [("".to_owned(), 1), ("One".to_owned(), 1), ("Three".to_owned(), 1)]
+        [("".to_owned(), 1), ("One".to_owned(), 2), ("Three".to_owned(), 1)]
     );
 }
